@@ -1,0 +1,119 @@
+/**
+ * Wires the configuration, the engine, the ConnectionManager and the routes
+ * into one request handler. Used by `main.ts` (deno run) and `serve.ts`
+ * (deno serve --parallel).
+ *
+ * @module
+ */
+
+import type { Clock, Scheduler } from "./chat/clock.ts";
+import type { Config } from "./chat/config.ts";
+import { ConnectionManager } from "./chat/connection_manager.ts";
+import type { Engine } from "./chat/engines/engine.ts";
+import { MemoryEngine } from "./chat/engines/memory.ts";
+import { type Logger, silentLogger } from "./chat/logger.ts";
+import { createHealthRoutes } from "./routes/health_routes.ts";
+import { type Route, text } from "./routes/http.ts";
+import { createStaticRoutes } from "./routes/static_routes.ts";
+import { createWsRoutes } from "./routes/ws_routes.ts";
+
+/** Options of {@linkcode createApp}. */
+export interface AppOptions {
+  /** Default: silent. */
+  logger?: Logger;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: the global timers. */
+  scheduler?: Scheduler;
+  /** Default: the engine named by `config.engine`. */
+  engine?: Engine;
+}
+
+/** A running application: its handler and its manager. */
+export interface App extends AsyncDisposable {
+  /** The request handler for Deno.serve. */
+  handler: Deno.ServeHandler;
+  /** The manager of every connection. */
+  manager: ConnectionManager;
+}
+
+/** Creates the engine named by `config.engine`. */
+export function createEngine(config: Config): Engine {
+  switch (config.engine) {
+    case "memory":
+      return new MemoryEngine({ historyLimit: config.historyLimit });
+    default:
+      throw new RangeError(`Unsupported CHAT_ENGINE: ${config.engine}`);
+  }
+}
+
+/** Dispatches a request to the first route whose pattern and method match. */
+export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
+  return async (req, info) => {
+    const url = new URL(req.url);
+    let allowed: string[] | undefined;
+    for (const r of routes) {
+      const match = r.pattern.exec({ pathname: url.pathname });
+      if (match === null) continue;
+      const method = req.method === "HEAD" && r.methods.includes("GET") ? "GET" : req.method;
+      if (!r.methods.includes(method)) {
+        (allowed ??= []).push(...r.methods);
+        continue;
+      }
+      const params: Record<string, string | undefined> = {};
+      for (const [key, value] of Object.entries(match.pathname.groups)) params[key] = value;
+      return await r.handler(req, { url, params, info });
+    }
+    if (allowed !== undefined) {
+      return text("Method not allowed", 405, { allow: [...new Set(allowed)].join(", ") });
+    }
+    return text("Not found", 404);
+  };
+}
+
+/** Builds the application from a validated configuration. */
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const logger = options.logger ?? silentLogger;
+  const manager = new ConnectionManager({
+    engine: options.engine ?? createEngine(config),
+    clock: options.clock,
+    scheduler: options.scheduler,
+    logger,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    maxConnections: config.maxConnections,
+    maxMessageBytes: config.maxMessageBytes,
+    maxBufferedBytes: config.maxBufferedBytes,
+    maxRoomsPerConnection: config.maxRoomsPerConnection,
+    historyOnJoin: config.historyOnJoin,
+    historyLimit: config.historyLimit,
+    rateLimitPerS: config.rateLimitPerS,
+    rateLimitBurst: config.rateLimitBurst,
+    authenticated: config.authSecret !== "",
+  });
+  await manager.ready();
+  const routes: Route[] = [
+    ...createStaticRoutes(),
+    ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
+    ...createWsRoutes({
+      manager,
+      allowedOrigins: config.allowedOrigins,
+      idleTimeoutS: config.idleTimeoutS,
+      trustProxy: config.trustProxy,
+    }),
+  ];
+  const router = createRouter(routes);
+  const handler: Deno.ServeHandler = async (req, info) => {
+    try {
+      return await router(req, info);
+    } catch (error) {
+      logger.error("request_failed", { url: req.url, error: String(error) });
+      return text("Internal server error", 500);
+    }
+  };
+  return {
+    handler,
+    manager,
+    [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose](),
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * Server configuration from environment variables, validated at start.
+ *
+ * @module
+ */
+
+/** Log levels, least severe first. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/** A log level. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/** Storage and fan-out engines. */
+export const ENGINES = ["memory", "kv", "redis"] as const;
+
+/** An engine name. */
+export type EngineName = typeof ENGINES[number];
+
+/** The validated configuration; see README for each variable. */
+export interface Config {
+  port: number;
+  hostname: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** Seconds without a protocol-level pong before Deno closes a socket. */
+  idleTimeoutS: number;
+  maxConnections: number;
+  maxMessageBytes: number;
+  maxBufferedBytes: number;
+  /** Empty: same host only; `["*"]`: any origin. */
+  allowedOrigins: string[];
+  logLevel: LogLevel;
+  engine: EngineName;
+  /** Path of the Deno KV file; empty for the platform default (Deno Deploy). */
+  kvPath: string;
+  historyLimit: number;
+  /** Seconds a stored message lives; 0 keeps it until pushed out by the limit. */
+  historyTtlS: number;
+  historyOnJoin: number;
+  redisUrl: string;
+  /** Empty: authentication off. */
+  authSecret: string;
+  rateLimitPerS: number;
+  rateLimitBurst: number;
+  maxConnectionsPerIp: number;
+  trustProxy: boolean;
+  maxRoomsPerConnection: number;
+  handshakesPerIpPerMin: number;
+  /** Empty: /metrics is public. */
+  metricsToken: string;
+  /** Empty: the admin API is off. */
+  adminToken: string;
+}
+
+/** The defaults of every setting. */
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  port: 8000,
+  hostname: "0.0.0.0",
+  heartbeatIntervalMs: 10_000,
+  heartbeatTimeoutMs: 30_000,
+  idleTimeoutS: 60,
+  maxConnections: 10_000,
+  maxMessageBytes: 16_384,
+  maxBufferedBytes: 1_048_576,
+  allowedOrigins: [],
+  logLevel: "info",
+  engine: "memory",
+  kvPath: "./data/chat.kv",
+  historyLimit: 1000,
+  historyTtlS: 0,
+  historyOnJoin: 50,
+  redisUrl: "redis://127.0.0.1:6379",
+  authSecret: "",
+  rateLimitPerS: 10,
+  rateLimitBurst: 20,
+  maxConnectionsPerIp: 20,
+  trustProxy: false,
+  maxRoomsPerConnection: 10,
+  handshakesPerIpPerMin: 120,
+  metricsToken: "",
+  adminToken: "",
+});
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const value = Number(raw.trim());
+  if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`Invalid ${name} (an integer from ${min} to ${max}): ${raw}`);
+  }
+  return value;
+}
+
+function choice<T extends string>(
+  env: Env,
+  name: string,
+  fallback: T,
+  options: readonly T[],
+): T {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (!(options as readonly string[]).includes(raw)) {
+    throw new RangeError(`Invalid ${name} (one of ${options.join(", ")}): ${env[name]}`);
+  }
+  return raw as T;
+}
+
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (["1", "true", "yes", "on"].includes(raw)) return true;
+  if (["0", "false", "no", "off"].includes(raw)) return false;
+  throw new RangeError(`Invalid ${name} (true or false): ${env[name]}`);
+}
+
+function origins(env: Env): string[] {
+  const raw = env.ALLOWED_ORIGINS?.trim() ?? "";
+  if (raw === "") return [];
+  return raw.split(",").map((s) => s.trim()).filter((s) => s !== "").map((origin) => {
+    if (origin === "*") return origin;
+    try {
+      return new URL(origin).origin;
+    } catch {
+      throw new RangeError(`Invalid ALLOWED_ORIGINS (comma list of origins or *): ${origin}`);
+    }
+  });
+}
+
+/**
+ * Reads and validates the configuration.
+ *
+ * @throws {RangeError} naming the variable and its value when one is invalid.
+ */
+export function loadConfig(env: Env): Config {
+  const d = DEFAULT_CONFIG;
+  const day = 86_400_000;
+  const config: Config = {
+    port: integer(env, "PORT", d.port, 0, 65535),
+    hostname: env.HOST?.trim() || d.hostname,
+    heartbeatIntervalMs: integer(env, "HEARTBEAT_INTERVAL_MS", d.heartbeatIntervalMs, 10, day),
+    heartbeatTimeoutMs: integer(env, "HEARTBEAT_TIMEOUT_MS", d.heartbeatTimeoutMs, 10, day),
+    idleTimeoutS: integer(env, "IDLE_TIMEOUT_S", d.idleTimeoutS, 0, 86_400),
+    maxConnections: integer(env, "MAX_CONNECTIONS", d.maxConnections, 1, 10_000_000),
+    maxMessageBytes: integer(env, "MAX_MESSAGE_BYTES", d.maxMessageBytes, 64, 64 * 1024 * 1024),
+    maxBufferedBytes: integer(env, "MAX_BUFFERED_BYTES", d.maxBufferedBytes, 1024, 2 ** 40),
+    allowedOrigins: origins(env),
+    logLevel: choice(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
+    engine: choice(env, "CHAT_ENGINE", d.engine, ENGINES),
+    kvPath: env.KV_PATH ?? d.kvPath,
+    historyLimit: integer(env, "HISTORY_LIMIT", d.historyLimit, 0, 1_000_000),
+    historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
+    historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
+    redisUrl: env.REDIS_URL?.trim() || d.redisUrl,
+    authSecret: env.AUTH_SECRET ?? d.authSecret,
+    rateLimitPerS: integer(env, "RATE_LIMIT_PER_S", d.rateLimitPerS, 1, 1_000_000),
+    rateLimitBurst: integer(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),
+    maxConnectionsPerIp: integer(
+      env,
+      "MAX_CONNECTIONS_PER_IP",
+      d.maxConnectionsPerIp,
+      1,
+      10_000_000,
+    ),
+    trustProxy: flag(env, "TRUST_PROXY", d.trustProxy),
+    maxRoomsPerConnection: integer(
+      env,
+      "MAX_ROOMS_PER_CONNECTION",
+      d.maxRoomsPerConnection,
+      1,
+      10_000,
+    ),
+    handshakesPerIpPerMin: integer(
+      env,
+      "HANDSHAKES_PER_IP_PER_MIN",
+      d.handshakesPerIpPerMin,
+      1,
+      10_000_000,
+    ),
+    metricsToken: env.METRICS_TOKEN ?? d.metricsToken,
+    adminToken: env.ADMIN_TOKEN ?? d.adminToken,
+  };
+  if (config.heartbeatTimeoutMs < config.heartbeatIntervalMs) {
+    throw new RangeError(
+      `Invalid HEARTBEAT_TIMEOUT_MS (not below HEARTBEAT_INTERVAL_MS ${config.heartbeatIntervalMs}): ${config.heartbeatTimeoutMs}`,
+    );
+  }
+  if (config.historyOnJoin > config.historyLimit && config.historyLimit > 0) {
+    config.historyOnJoin = config.historyLimit;
+  }
+  return config;
+}

@@ -1,0 +1,949 @@
+/**
+ * The ConnectionManager: who is connected, who is in which room, fan-out,
+ * private delivery, renames, the heartbeat sweep and the per-connection
+ * limits. It knows no HTTP and no `WebSocket`, only {@linkcode ChatSocket}.
+ *
+ * @module
+ */
+
+import {
+  type Clock,
+  type Scheduler,
+  systemClock,
+  systemScheduler,
+  type TimerHandle,
+} from "./clock.ts";
+import {
+  type Draft,
+  type Engine,
+  isPrivateChannel,
+  privateChannel,
+  userChannel,
+} from "./engines/engine.ts";
+import { MemoryEngine } from "./engines/memory.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import { Metrics, utf8Length } from "./metrics.ts";
+import {
+  type ClientMessage,
+  CloseCode,
+  CloseReason,
+  DEFAULT_ROOM,
+  type ErrorCode,
+  ErrorCode as Errors,
+  type ErrorFrame,
+  isReservedName,
+  normalizeName,
+  parseClientMessage,
+  type PrivateFrame,
+  type RoomFrame,
+  type ServerMessage,
+  type StoredFrame,
+  SYSTEM_SENDER,
+  type SystemEvent,
+} from "./protocol.ts";
+
+/** The narrow view of a WebSocket the manager needs. */
+export interface ChatSocket {
+  /** Queues a text frame. */
+  send(data: string): void;
+  /** Starts the closing handshake. */
+  close(code?: number, reason?: string): void;
+  /** Bytes queued but not yet written. */
+  readonly bufferedAmount: number;
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  readonly readyState: number;
+}
+
+/** What a route hands over when a socket opens. */
+export interface ConnectOptions {
+  /** `echo` answers `Echo: <text>`; `chat` is the chat protocol. Default `chat`. */
+  mode?: "echo" | "chat";
+  /** The requested username, unvalidated; none for an anonymous "User N". */
+  username?: string;
+  /** A verified user id (the token's `sub`); lets one user open several tabs. */
+  userId?: string;
+  /** The first room, unvalidated. Default `lobby`. */
+  room?: string;
+  /** Whether the application heartbeat runs for this socket. Default false. */
+  heartbeat?: boolean;
+  /** The last message id the client saw in `room`, to recover what it missed. */
+  since?: number;
+  /** The client's address, for logs and limits. */
+  remoteAddr?: string;
+}
+
+/** The handle a route keeps for one socket. */
+export interface Connection {
+  /** The connection id. */
+  readonly id: string;
+  /** Hands over one frame from the socket. */
+  receive(data: string | ArrayBuffer | Blob | Uint8Array): void;
+  /** Tells the manager the socket closed. */
+  closed(code: number): void;
+}
+
+/** What an operator sees of one connection. */
+export interface ConnectionInfo {
+  id: string;
+  username: string;
+  userId: string | null;
+  rooms: string[];
+  remoteAddr: string;
+  connectedSince: string;
+  framesIn: number;
+  framesOut: number;
+}
+
+/** A room and its local members. */
+export interface RoomInfo {
+  room: string;
+  users: string[];
+  connected_count: number;
+}
+
+/** Options of {@linkcode ConnectionManager}; every field has a default. */
+export interface ConnectionManagerOptions {
+  /** Stores and fans out frames; the manager owns and disposes it. Default: a MemoryEngine. */
+  engine?: Engine;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Runs the heartbeat sweep and deferred closes. Default: the global timers. */
+  scheduler?: Scheduler;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Default: a fresh Metrics. */
+  metrics?: Metrics;
+  /** Server ping cadence on the heartbeat route. Default 10000. */
+  heartbeatIntervalMs?: number;
+  /** Silence after which a heartbeat socket is closed with 4000. Default 30000. */
+  heartbeatTimeoutMs?: number;
+  /** Open connections at most; more are closed with 1008. Default 10000. */
+  maxConnections?: number;
+  /** Largest text frame in UTF-8 bytes; larger ones close with 1009. Default 16384. */
+  maxMessageBytes?: number;
+  /** Send buffer past which a socket is closed with 4008. Default 1048576. */
+  maxBufferedBytes?: number;
+  /** Rooms one connection may be in. Default 10. */
+  maxRoomsPerConnection?: number;
+  /** Messages of history in `welcome`. Default 50. */
+  historyOnJoin?: number;
+  /** Messages replayed at most on recovery. Default 1000. */
+  historyLimit?: number;
+  /** Sustained frames per second per connection. Default 10. */
+  rateLimitPerS?: number;
+  /** Frames a connection may send in a burst. Default 20. */
+  rateLimitBurst?: number;
+  /** Whether names come from verified tokens (then rename is refused). Default false. */
+  authenticated?: boolean;
+}
+
+const OPEN = 1;
+const encoder = new TextEncoder();
+
+interface Queued {
+  channel: string;
+  id: number;
+  text: string;
+}
+
+class Conn {
+  readonly id = crypto.randomUUID();
+  username = "";
+  /** Lower-cased username: names are unique regardless of case. */
+  key = "";
+  /** First joined room first; the default target of messages. */
+  readonly rooms = new Set<string>();
+  lastSeen: number;
+  lastPing: number;
+  framesIn = 0;
+  framesOut = 0;
+  tokens: number;
+  tokensAt: number;
+  strikes = 0;
+  closing = false;
+  /** Whether `welcome` went out; until then every frame queues. */
+  welcomed = false;
+  /**
+   * Frames held back while history is being sent: null when live. Rooms in
+   * `pendingRooms` queue here; before `welcome` everything queues here.
+   */
+  queue: Queued[] | null = [];
+  readonly pendingRooms = new Set<string>();
+  constructor(
+    readonly socket: ChatSocket,
+    readonly echo: boolean,
+    readonly heartbeat: boolean,
+    readonly userId: string | null,
+    readonly remoteAddr: string,
+    readonly connectedAt: number,
+    burst: number,
+  ) {
+    this.lastSeen = connectedAt;
+    this.lastPing = connectedAt;
+    this.tokens = burst;
+    this.tokensAt = connectedAt;
+  }
+}
+
+/** Manages every connection of one server process. */
+export class ConnectionManager implements AsyncDisposable {
+  #engine: Engine;
+  #clock: Clock;
+  #scheduler: Scheduler;
+  #log: Logger;
+  #metrics: Metrics;
+  #interval: number;
+  #timeout: number;
+  #maxConnections: number;
+  #maxBytes: number;
+  #maxBuffered: number;
+  #maxRooms: number;
+  #historyOnJoin: number;
+  #historyLimit: number;
+  #ratePerMs: number;
+  #burst: number;
+  #authenticated: boolean;
+
+  #connections = new Map<string, Conn>();
+  #byName = new Map<string, Set<Conn>>();
+  #rooms = new Map<string, Set<Conn>>();
+  #heartbeats = new Set<Conn>();
+  #closeTimers = new Map<Conn, TimerHandle>();
+  #sweep: TimerHandle | undefined;
+  #anonymous = 0;
+  #started: Promise<void>;
+  #disposed = false;
+
+  /** Creates a manager; see {@linkcode ConnectionManagerOptions} for defaults. */
+  constructor(options: ConnectionManagerOptions = {}) {
+    this.#engine = options.engine ?? new MemoryEngine({ historyLimit: options.historyLimit });
+    this.#clock = options.clock ?? systemClock;
+    this.#scheduler = options.scheduler ?? systemScheduler;
+    this.#log = options.logger ?? silentLogger;
+    this.#metrics = options.metrics ?? new Metrics();
+    this.#interval = options.heartbeatIntervalMs ?? 10_000;
+    this.#timeout = options.heartbeatTimeoutMs ?? 30_000;
+    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.#maxBytes = options.maxMessageBytes ?? 16_384;
+    this.#maxBuffered = options.maxBufferedBytes ?? 1_048_576;
+    this.#maxRooms = options.maxRoomsPerConnection ?? 10;
+    this.#historyOnJoin = options.historyOnJoin ?? 50;
+    this.#historyLimit = options.historyLimit ?? 1000;
+    this.#ratePerMs = (options.rateLimitPerS ?? 10) / 1000;
+    this.#burst = options.rateLimitBurst ?? 20;
+    this.#authenticated = options.authenticated ?? false;
+    this.#started = this.#engine.start((channel, frame) => this.#deliver(channel, frame));
+  }
+
+  /** Resolves once the engine is ready. */
+  ready(): Promise<void> {
+    return this.#started;
+  }
+
+  /** The metrics this manager updates. */
+  get metrics(): Metrics {
+    return this.#metrics;
+  }
+
+  /** The engine's name and status, for health checks. */
+  get engine(): Engine {
+    return this.#engine;
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Rooms with at least one local member. */
+  get roomCount(): number {
+    return this.#rooms.size;
+  }
+
+  /** Whether a new connection would be refused for capacity. */
+  get full(): boolean {
+    return this.#connections.size >= this.#maxConnections;
+  }
+
+  /**
+   * Registers an opened socket. Refusals (server full, invalid or taken name)
+   * close the socket with their code and return a handle that ignores frames.
+   */
+  connect(socket: ChatSocket, options: ConnectOptions = {}): Connection {
+    const now = this.#clock.now();
+    const conn = new Conn(
+      socket,
+      options.mode === "echo",
+      options.heartbeat === true && options.mode !== "echo",
+      options.userId ?? null,
+      options.remoteAddr ?? "",
+      now,
+      this.#burst,
+    );
+    const handle: Connection = {
+      id: conn.id,
+      receive: (data) => this.#receive(conn, data),
+      closed: (code) => this.#closed(conn, code),
+    };
+    if (this.#disposed) {
+      this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
+      return handle;
+    }
+    if (this.full) {
+      this.#refuse(conn, CloseCode.PolicyViolation, CloseReason.ServerFull);
+      return handle;
+    }
+    if (conn.echo) {
+      conn.queue = null;
+      conn.welcomed = true;
+      this.#register(conn);
+      return handle;
+    }
+    const room = normalizeName(options.room ?? DEFAULT_ROOM);
+    if (room === undefined) {
+      this.#refuse(
+        conn,
+        CloseCode.PolicyViolation,
+        `Invalid room name: ${options.room}`.slice(0, 120),
+      );
+      return handle;
+    }
+    let name: string | undefined;
+    if (options.username === undefined) {
+      name = this.#anonymousName();
+    } else {
+      name = normalizeName(options.username);
+      if (name === undefined || isReservedName(name)) {
+        const reason = `Invalid username: ${options.username}`;
+        this.#refuse(conn, CloseCode.PolicyViolation, reason.slice(0, 120));
+        return handle;
+      }
+      if (!this.#nameAvailable(name, conn.userId)) {
+        this.#refuse(conn, CloseCode.UsernameInUse, CloseReason.UsernameInUse);
+        return handle;
+      }
+    }
+    this.#setName(conn, name);
+    this.#register(conn);
+    this.#enterRoom(conn, room, options.since, true);
+    return handle;
+  }
+
+  /** Unique users in a room, in order of arrival. */
+  users(room: string): string[] {
+    const members = this.#rooms.get(room);
+    if (members === undefined) return [];
+    const names = new Set<string>();
+    for (const c of members) names.add(c.username);
+    return [...names];
+  }
+
+  /** Every room with local members. */
+  rooms(): RoomInfo[] {
+    return [...this.#rooms.keys()].map((room) => {
+      const users = this.users(room);
+      return { room, users, connected_count: users.length };
+    });
+  }
+
+  /** Every connection, for operators. */
+  connections(): ConnectionInfo[] {
+    return [...this.#connections.values()].map((c) => ({
+      id: c.id,
+      username: c.username,
+      userId: c.userId,
+      rooms: [...c.rooms],
+      remoteAddr: c.remoteAddr,
+      connectedSince: new Date(c.connectedAt).toISOString(),
+      framesIn: c.framesIn,
+      framesOut: c.framesOut,
+    }));
+  }
+
+  /** Whether a user with this name is connected here. */
+  isOnline(username: string): boolean {
+    return this.#byName.has(username.toLowerCase());
+  }
+
+  /**
+   * Publishes a system notice to a room (stored like any room frame).
+   * Resolves with the stored frame.
+   */
+  announce(room: string, event: SystemEvent, message: string, user?: string): Promise<StoredFrame> {
+    return this.#engine.publish(room, this.#systemDraft(room, event, message, user));
+  }
+
+  /**
+   * Closes every connection of a user with the given code and reason.
+   * Returns how many connections were closed.
+   */
+  disconnectUser(username: string, code: number, reason: string): number {
+    const conns = this.#byName.get(username.toLowerCase());
+    if (conns === undefined) return 0;
+    const list = [...conns];
+    for (const c of list) this.#drop(c, code, reason);
+    return list.length;
+  }
+
+  /**
+   * Removes every member from a room after a notice; sockets left in no room
+   * are closed with 4001. Returns how many connections were in the room.
+   */
+  async closeRoom(room: string, reason: string): Promise<number> {
+    const members = this.#rooms.get(room);
+    if (members === undefined) return 0;
+    const list = [...members];
+    await this.announce(room, "close", reason).catch(() => undefined);
+    for (const c of list) {
+      this.#leaveRoom(c, room, false);
+      if (c.rooms.size === 0) this.#drop(c, CloseCode.RoomClosed, CloseReason.RoomClosed);
+      else this.#send(c, { type: "left", room });
+    }
+    return list.length;
+  }
+
+  /** Closes every connection without notices, for shutdown. */
+  closeAll(code: number, reason: string): void {
+    for (const c of [...this.#connections.values()]) this.#drop(c, code, reason, false);
+    // Shutdown cannot wait for a later tick: close now.
+    for (const [c, timer] of this.#closeTimers) {
+      this.#scheduler.clearTimeout(timer);
+      this.#closeSocket(c.socket, code, reason);
+    }
+    this.#closeTimers.clear();
+  }
+
+  /** Closes every socket with 1001 and disposes the engine. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.closeAll(CloseCode.GoingAway, CloseReason.ServerShuttingDown);
+    if (this.#sweep !== undefined) this.#scheduler.clearInterval(this.#sweep);
+    this.#sweep = undefined;
+    await this.#started.catch(() => undefined);
+    await this.#engine[Symbol.asyncDispose]();
+  }
+
+  // -------------------------------------------------------------------------
+  // Registry
+
+  #anonymousName(): string {
+    let name: string;
+    do name = `User ${++this.#anonymous}`; while (this.#byName.has(name.toLowerCase()));
+    return name;
+  }
+
+  #nameAvailable(name: string, userId: string | null): boolean {
+    const holders = this.#byName.get(name.toLowerCase());
+    if (holders === undefined) return true;
+    // Several tabs of one verified user share a name.
+    if (userId === null) return false;
+    for (const c of holders) if (c.userId !== userId) return false;
+    return true;
+  }
+
+  #setName(conn: Conn, name: string): void {
+    if (conn.key !== "") {
+      const old = this.#byName.get(conn.key);
+      old?.delete(conn);
+      if (old?.size === 0) {
+        this.#byName.delete(conn.key);
+        this.#engine.unsubscribe(userChannel(conn.key));
+      }
+    }
+    conn.username = name;
+    conn.key = name.toLowerCase();
+    let holders = this.#byName.get(conn.key);
+    if (holders === undefined) {
+      holders = new Set();
+      this.#byName.set(conn.key, holders);
+      this.#engine.subscribe(userChannel(conn.key));
+    }
+    holders.add(conn);
+  }
+
+  #register(conn: Conn): void {
+    this.#connections.set(conn.id, conn);
+    this.#metrics.connectionsTotal++;
+    if (conn.heartbeat) {
+      this.#heartbeats.add(conn);
+      this.#startSweep();
+    }
+    this.#log.info("connect", {
+      conn: conn.id,
+      username: conn.username || undefined,
+      remote: conn.remoteAddr,
+      mode: conn.echo ? "echo" : "chat",
+    });
+  }
+
+  #refuse(conn: Conn, code: number, reason: string): void {
+    conn.closing = true;
+    this.#metrics.close(code);
+    this.#log.info("refuse", { remote: conn.remoteAddr, code, reason });
+    this.#deferClose(conn, code, reason);
+  }
+
+  /** Ends a connection now: registry, rooms and notices; the socket closes on a later tick. */
+  #drop(conn: Conn, code: number, reason: string, notify = true): void {
+    if (conn.closing) return;
+    conn.closing = true;
+    this.#metrics.close(code);
+    this.#unregister(conn, code, notify);
+    this.#deferClose(conn, code, reason);
+  }
+
+  #deferClose(conn: Conn, code: number, reason: string): void {
+    // Deno may let a close overtake sends made in the same tick.
+    const timer = this.#scheduler.setTimeout(() => {
+      this.#closeTimers.delete(conn);
+      this.#closeSocket(conn.socket, code, reason);
+    }, 0);
+    this.#closeTimers.set(conn, timer);
+  }
+
+  #closeSocket(socket: ChatSocket, code: number, reason: string): void {
+    try {
+      if (socket.readyState < 2) socket.close(code, reason);
+    } catch {
+      // Already closed by the peer.
+    }
+  }
+
+  #closed(conn: Conn, code: number): void {
+    if (conn.closing) return;
+    conn.closing = true;
+    this.#metrics.close(code);
+    this.#unregister(conn, code, true);
+  }
+
+  #unregister(conn: Conn, code: number, notify: boolean): void {
+    if (!this.#connections.delete(conn.id)) return;
+    this.#heartbeats.delete(conn);
+    for (const room of [...conn.rooms]) this.#leaveRoom(conn, room, notify);
+    if (conn.key !== "") {
+      const holders = this.#byName.get(conn.key);
+      holders?.delete(conn);
+      if (holders?.size === 0) {
+        this.#byName.delete(conn.key);
+        this.#engine.unsubscribe(userChannel(conn.key));
+      }
+    }
+    conn.queue = null;
+    this.#log.info("disconnect", { conn: conn.id, username: conn.username || undefined, code });
+  }
+
+  // -------------------------------------------------------------------------
+  // Rooms
+
+  #enterRoom(conn: Conn, room: string, since: number | undefined, welcome: boolean): void {
+    let members = this.#rooms.get(room);
+    if (members === undefined) {
+      members = new Set();
+      this.#rooms.set(room, members);
+      this.#engine.subscribe(room);
+    }
+    const firstTab = !this.#userInRoom(conn, room);
+    members.add(conn);
+    conn.rooms.add(room);
+    conn.pendingRooms.add(room);
+    if (conn.queue === null) conn.queue = [];
+    if (firstTab) {
+      this.announce(room, "join", `${conn.username} joined the room`, conn.username)
+        .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
+    }
+    const query = since === undefined
+      ? { limit: this.#historyOnJoin }
+      : { after: since, limit: this.#historyLimit };
+    this.#engine.history(room, query).then(
+      (page) =>
+        this.#sendHistory(conn, room, since, page.frames as RoomFrame[], page.complete, welcome),
+      (error) => {
+        this.#log.warn("history_failed", { room, error: String(error) });
+        this.#sendHistory(conn, room, since, [], false, welcome);
+      },
+    );
+  }
+
+  #sendHistory(
+    conn: Conn,
+    room: string,
+    since: number | undefined,
+    history: RoomFrame[],
+    complete: boolean,
+    welcome: boolean,
+  ): void {
+    if (conn.closing || !conn.rooms.has(room)) return;
+    const users = this.users(room);
+    const recovered = since === undefined ? true : complete;
+    if (welcome) {
+      this.#send(conn, {
+        type: "welcome",
+        id: conn.id,
+        username: conn.username,
+        room,
+        users,
+        heartbeat: conn.heartbeat
+          ? { interval_ms: this.#interval, timeout_ms: this.#timeout }
+          : null,
+        server_time: new Date(this.#clock.now()).toISOString(),
+        history,
+        recovered,
+        limits: { max_message_bytes: this.#maxBytes },
+      }, true);
+      conn.welcomed = true;
+    } else {
+      this.#send(conn, { type: "joined", room, users, history, recovered }, true);
+    }
+    let cursor = since ?? 0;
+    for (const frame of history) if (frame.id > cursor) cursor = frame.id;
+    conn.pendingRooms.delete(room);
+    const queue = conn.queue ?? [];
+    const rest: Queued[] = [];
+    for (const item of queue) {
+      if (item.channel === room) {
+        if (item.id > cursor) this.#sendText(conn, item.text);
+      } else if (conn.pendingRooms.has(item.channel)) {
+        rest.push(item);
+      } else {
+        this.#sendText(conn, item.text);
+      }
+    }
+    conn.queue = conn.pendingRooms.size === 0 ? null : rest;
+  }
+
+  #userInRoom(conn: Conn, room: string): boolean {
+    const holders = this.#byName.get(conn.key);
+    if (holders === undefined) return false;
+    for (const c of holders) if (c !== conn && c.rooms.has(room)) return true;
+    return false;
+  }
+
+  #leaveRoom(conn: Conn, room: string, notify: boolean): void {
+    const members = this.#rooms.get(room);
+    conn.rooms.delete(room);
+    conn.pendingRooms.delete(room);
+    if (members === undefined) return;
+    members.delete(conn);
+    if (members.size === 0) {
+      this.#rooms.delete(room);
+      this.#engine.unsubscribe(room);
+    }
+    if (notify && !this.#userInRoom(conn, room)) {
+      this.announce(room, "leave", `${conn.username} left the room`, conn.username)
+        .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
+    }
+  }
+
+  #defaultRoom(conn: Conn): string | undefined {
+    for (const room of conn.rooms) return room;
+    return undefined;
+  }
+
+  #systemDraft(room: string, event: SystemEvent, message: string, user?: string): Draft {
+    return {
+      type: "system",
+      room,
+      event,
+      message,
+      username: SYSTEM_SENDER,
+      sender: SYSTEM_SENDER,
+      ...(user === undefined ? {} : { user }),
+      connected_count: this.users(room).length,
+      timestamp: new Date(this.#clock.now()).toISOString(),
+    };
+  }
+
+  // -------------------------------------------------------------------------
+  // Fan-out
+
+  #deliver(channel: string, frame: StoredFrame): void {
+    const text = JSON.stringify(frame);
+    const bytes = utf8Length(text);
+    let delivered = 0;
+    if (isPrivateChannel(channel)) {
+      const p = frame as PrivateFrame;
+      const to = this.#byName.get(p.to.toLowerCase());
+      const from = p.to.toLowerCase() === p.username.toLowerCase()
+        ? undefined
+        : this.#byName.get(p.username.toLowerCase());
+      for (const set of [to, from]) {
+        if (set === undefined) continue;
+        for (const c of set) delivered += this.#deliverTo(c, channel, frame.id, text);
+      }
+    } else {
+      const members = this.#rooms.get(channel);
+      if (members === undefined) return;
+      for (const c of members) delivered += this.#deliverTo(c, channel, frame.id, text);
+    }
+    const m = this.#metrics;
+    m.broadcasts++;
+    m.deliveries += delivered;
+    m.framesOut += delivered;
+    m.bytesOut += delivered * bytes;
+  }
+
+  /** Sends or queues one delivery; returns 1 when handed to the socket. */
+  #deliverTo(c: Conn, channel: string, id: number, text: string): number {
+    // Before welcome every frame waits; afterwards only rooms sending history do.
+    if (c.queue !== null && (!c.welcomed || c.pendingRooms.has(channel))) {
+      c.queue.push({ channel, id, text });
+      return 0;
+    }
+    const socket = c.socket;
+    if (c.closing || socket.readyState !== OPEN) return 0;
+    socket.send(text);
+    c.framesOut++;
+    if (socket.bufferedAmount > this.#maxBuffered) this.#slow(c);
+    return 1;
+  }
+
+  #slow(c: Conn): void {
+    this.#metrics.slowConsumerCloses++;
+    this.#log.warn("slow_consumer", { conn: c.id, buffered: c.socket.bufferedAmount });
+    this.#drop(c, CloseCode.SlowConsumer, CloseReason.SlowConsumer);
+  }
+
+  /** Sends a frame to one connection; `force` skips the pre-welcome queue. */
+  #send(conn: Conn, frame: ServerMessage, force = false): void {
+    const text = JSON.stringify(frame);
+    if (!force && conn.queue !== null && !conn.welcomed) {
+      conn.queue.push({ channel: "", id: 0, text });
+      return;
+    }
+    this.#sendText(conn, text);
+  }
+
+  #sendText(conn: Conn, text: string): void {
+    const socket = conn.socket;
+    if (conn.closing || socket.readyState !== OPEN) return;
+    socket.send(text);
+    conn.framesOut++;
+    this.#metrics.framesOut++;
+    this.#metrics.bytesOut += utf8Length(text);
+    if (socket.bufferedAmount > this.#maxBuffered) this.#slow(conn);
+  }
+
+  #error(conn: Conn, code: ErrorCode, message: string): void {
+    this.#metrics.error(code);
+    const frame: ErrorFrame = { type: "error", code, message };
+    this.#send(conn, frame);
+  }
+
+  // -------------------------------------------------------------------------
+  // Receiving
+
+  #receive(conn: Conn, data: string | ArrayBuffer | Blob | Uint8Array): void {
+    if (conn.closing) return;
+    const now = this.#clock.now();
+    conn.lastSeen = now;
+    conn.framesIn++;
+    this.#metrics.framesIn++;
+    if (typeof data !== "string") {
+      const size = data instanceof Blob ? data.size : data.byteLength;
+      this.#metrics.bytesIn += size;
+      if (size > this.#maxBytes) return this.#tooBig(conn, size);
+      if (!this.#allow(conn, now)) return;
+      return this.#error(conn, Errors.BinaryNotSupported, "Binary frames are not supported");
+    }
+    // A UTF-16 unit is 1 to 3 UTF-8 bytes, so encode only when in doubt.
+    let bytes = data.length;
+    if (bytes * 3 > this.#maxBytes) {
+      bytes = data.length > this.#maxBytes ? data.length : encoder.encode(data).length;
+      if (bytes > this.#maxBytes) {
+        this.#metrics.bytesIn += bytes;
+        return this.#tooBig(conn, bytes);
+      }
+    }
+    this.#metrics.bytesIn += bytes;
+    if (!this.#allow(conn, now)) return;
+    if (conn.echo) {
+      this.#sendText(conn, `Echo: ${data}`);
+      return;
+    }
+    const parsed = parseClientMessage(data);
+    if (!parsed.ok) return this.#error(conn, parsed.code, parsed.message);
+    this.#handle(conn, parsed.value, now);
+  }
+
+  #tooBig(conn: Conn, bytes: number): void {
+    this.#log.info("frame_too_big", { conn: conn.id, bytes });
+    this.#drop(conn, CloseCode.MessageTooBig, CloseReason.MessageTooBig);
+  }
+
+  /** The token bucket: true when the frame may pass. */
+  #allow(conn: Conn, now: number): boolean {
+    conn.tokens = Math.min(this.#burst, conn.tokens + (now - conn.tokensAt) * this.#ratePerMs);
+    conn.tokensAt = now;
+    if (conn.tokens >= 1) {
+      conn.tokens -= 1;
+      conn.strikes = 0;
+      return true;
+    }
+    this.#metrics.rateLimited++;
+    // A client that keeps sending while empty is flooding, not bursting.
+    if (++conn.strikes > this.#burst) {
+      this.#drop(conn, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
+    } else {
+      this.#error(conn, Errors.RateLimited, "Too many frames; slow down");
+    }
+    return false;
+  }
+
+  #handle(conn: Conn, msg: ClientMessage, now: number): void {
+    switch (msg.type) {
+      case "message": {
+        const room = msg.room ?? this.#defaultRoom(conn);
+        if (room === undefined || !conn.rooms.has(room)) {
+          return this.#error(conn, Errors.NotInRoom, `Not in room: ${room ?? "(none)"}`);
+        }
+        return this.#publish(conn, room, {
+          type: "message",
+          room,
+          username: conn.username,
+          sender: conn.username,
+          message: msg.message,
+          timestamp: new Date(now).toISOString(),
+        });
+      }
+      case "private": {
+        const target = this.#byName.get(msg.to.trim().toLowerCase());
+        const first = target?.values().next().value;
+        if (first === undefined) {
+          return this.#error(conn, Errors.UserNotFound, `User not online: ${msg.to.slice(0, 64)}`);
+        }
+        const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
+        return this.#publish(conn, privateChannel(conn.key, first.key), {
+          type: "private",
+          room,
+          username: conn.username,
+          sender: conn.username,
+          to: first.username,
+          message: msg.message,
+          timestamp: new Date(now).toISOString(),
+        });
+      }
+      case "rename":
+        return this.#rename(conn, msg.name);
+      case "heartbeat":
+        return this.#send(conn, {
+          type: "heartbeat_ack",
+          server_time: new Date(now).toISOString(),
+        });
+      case "pong":
+        return;
+      case "join":
+      case "resume":
+        return this.#join(conn, msg.room, msg.since, msg.type === "resume");
+      case "leave": {
+        const room = normalizeName(msg.room);
+        if (room === undefined || !conn.rooms.has(room)) {
+          return this.#error(conn, Errors.NotInRoom, `Not in room: ${msg.room.slice(0, 64)}`);
+        }
+        this.#leaveRoom(conn, room, true);
+        return this.#send(conn, { type: "left", room });
+      }
+      case "users": {
+        const room = msg.room === undefined ? this.#defaultRoom(conn) : normalizeName(msg.room);
+        if (room === undefined || !conn.rooms.has(room)) {
+          return this.#error(
+            conn,
+            Errors.NotInRoom,
+            `Not in room: ${msg.room?.slice(0, 64) ?? "(none)"}`,
+          );
+        }
+        const users = this.users(room);
+        return this.#send(conn, { type: "users", room, users, connected_count: users.length });
+      }
+    }
+  }
+
+  #publish(conn: Conn, channel: string, draft: Draft): void {
+    const started = performance.now();
+    this.#engine.publish(channel, draft).then(
+      () => this.#metrics.observeFanout((performance.now() - started) / 1000),
+      (error) => {
+        this.#log.warn("publish_failed", { channel, error: String(error) });
+        this.#error(conn, Errors.Unavailable, "Message not stored; try again");
+      },
+    );
+  }
+
+  #join(conn: Conn, raw: string, since: number | undefined, resume: boolean): void {
+    const room = normalizeName(raw);
+    if (room === undefined) {
+      return this.#error(conn, Errors.InvalidRoom, `Invalid room name: ${raw.slice(0, 64)}`);
+    }
+    if (conn.rooms.has(room)) {
+      if (!resume && since === undefined) {
+        const users = this.users(room);
+        return this.#send(conn, { type: "joined", room, users, history: [], recovered: true });
+      }
+      // Resume inside a room: replay what was missed without a second join notice.
+      conn.pendingRooms.add(room);
+      if (conn.queue === null) conn.queue = [];
+      this.#engine.history(room, { after: since, limit: this.#historyLimit }).then(
+        (page) =>
+          this.#sendHistory(conn, room, since, page.frames as RoomFrame[], page.complete, false),
+        () => this.#sendHistory(conn, room, since, [], false, false),
+      );
+      return;
+    }
+    if (conn.rooms.size >= this.#maxRooms) {
+      return this.#error(conn, Errors.TooManyRooms, `Too many rooms: ${this.#maxRooms}`);
+    }
+    this.#enterRoom(conn, room, since, false);
+  }
+
+  #rename(conn: Conn, raw: string): void {
+    if (this.#authenticated) {
+      return this.#error(conn, Errors.NotAllowed, "Names come from the token; rename is off");
+    }
+    const name = normalizeName(raw);
+    if (name === undefined || isReservedName(name)) {
+      return this.#error(conn, Errors.InvalidName, `Invalid username: ${raw.slice(0, 64)}`);
+    }
+    if (name === conn.username) return;
+    const holders = this.#byName.get(name.toLowerCase());
+    if (holders !== undefined && !(holders.size === 1 && holders.has(conn))) {
+      return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
+    }
+    const old = conn.username;
+    this.#setName(conn, name);
+    this.#log.info("rename", { conn: conn.id, from: old, to: name });
+    for (const room of conn.rooms) {
+      const draft = this.#systemDraft(room, "rename", `${old} is now ${name}`, name);
+      (draft as { old_name?: string }).old_name = old;
+      this.#engine.publish(room, draft)
+        .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Heartbeat
+
+  #startSweep(): void {
+    if (this.#sweep !== undefined || this.#disposed) return;
+    // One timer for every socket; a tick a fraction of the interval keeps the
+    // ping cadence and timeout within a second of their settings.
+    const tick = Math.max(10, Math.min(1000, Math.floor(this.#interval / 4)));
+    this.#sweep = this.#scheduler.setInterval(() => this.sweep(), tick);
+  }
+
+  /** Sends due pings and closes silent sockets; runs on the scheduler. */
+  sweep(): void {
+    const now = this.#clock.now();
+    let ping: string | undefined;
+    for (const c of this.#heartbeats) {
+      if (now - c.lastSeen >= this.#timeout) {
+        this.#metrics.heartbeatTimeouts++;
+        this.#log.info("heartbeat_timeout", { conn: c.id, username: c.username });
+        this.#drop(c, CloseCode.HeartbeatTimeout, CloseReason.HeartbeatTimeout);
+      } else if (now - c.lastPing >= this.#interval) {
+        ping ??= JSON.stringify({ type: "ping", server_time: new Date(now).toISOString() });
+        c.lastPing = now;
+        this.#sendText(c, ping);
+      }
+    }
+  }
+}

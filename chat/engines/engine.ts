@@ -1,0 +1,89 @@
+/**
+ * The storage and fan-out contract every engine (memory, kv, redis) keeps.
+ *
+ * An engine assigns ids, stores frames and delivers every committed frame to
+ * every process that subscribed to its channel, exactly once and in id order
+ * per channel. It knows nothing of sockets: the ConnectionManager turns
+ * deliveries into sends.
+ *
+ * A channel is a room name, or {@linkcode privateChannel} for a pair of users.
+ *
+ * @module
+ */
+
+import type { StoredFrame } from "../protocol.ts";
+
+/** A frame before the engine gives it an id. */
+export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ? Omit<F, "id">
+  : never;
+
+/** Receives every committed frame of the channels this process subscribed to. */
+export type Delivery = (channel: string, frame: StoredFrame) => void;
+
+/** A query for stored frames of one channel. */
+export interface HistoryQuery {
+  /** Only frames with an id greater than this. */
+  after?: number;
+  /** Only frames with an id less than this. */
+  before?: number;
+  /**
+   * How many frames at most. With `after`, the oldest ones after it;
+   * otherwise the newest ones (before `before`).
+   */
+  limit: number;
+}
+
+/** Stored frames, oldest first. */
+export interface HistoryPage {
+  frames: StoredFrame[];
+  /**
+   * With `after`: true when nothing between `after` and the first returned
+   * frame was dropped by retention (no gap). Otherwise always true.
+   */
+  complete: boolean;
+}
+
+/** Whether the engine can reach its backing store. */
+export type EngineStatus = "ok" | "degraded";
+
+/** The contract of a storage and fan-out engine. */
+export interface Engine extends AsyncDisposable {
+  /** The engine's name as in CHAT_ENGINE. */
+  readonly name: string;
+  /** Sets the function that receives committed frames; call before publishing. */
+  start(deliver: Delivery): Promise<void>;
+  /**
+   * Assigns the next id of the channel, commits the frame and delivers it.
+   * Resolves with the stored frame once it is durable for this engine.
+   * Rejects when the store is unavailable; then nothing was delivered.
+   */
+  publish(channel: string, draft: Draft): Promise<StoredFrame>;
+  /** Reads stored frames of a channel. */
+  history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
+  /** Starts delivering the channel's frames to this process. */
+  subscribe(channel: string): void;
+  /** Stops delivering the channel's frames to this process. */
+  unsubscribe(channel: string): void;
+  /** Whether the backing store is reachable. */
+  status(): EngineStatus;
+}
+
+/** The channel of private messages between two users, the same both ways. */
+export function privateChannel(a: string, b: string): string {
+  // Names cannot contain "@" or "|", so the channel cannot collide with a room.
+  return a < b ? `@${a}|${b}` : `@${b}|${a}`;
+}
+
+/**
+ * The channel a process subscribes to for the private messages of a user
+ * (lower-cased name). Engines deliver a pair channel's frame to the
+ * subscribers of the user channels of its `username` and its `to`.
+ */
+export function userChannel(key: string): string {
+  return `~${key}`;
+}
+
+/** Whether a channel is a private pair channel. */
+export function isPrivateChannel(channel: string): boolean {
+  return channel.startsWith("@");
+}

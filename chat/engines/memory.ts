@@ -1,0 +1,106 @@
+/**
+ * The memory engine: a bounded ring of frames per channel, nothing persisted.
+ *
+ * @module
+ */
+
+import type { StoredFrame } from "../protocol.ts";
+import type { Delivery, Draft, Engine, EngineStatus, HistoryPage, HistoryQuery } from "./engine.ts";
+
+/** Options of {@linkcode MemoryEngine}. */
+export interface MemoryEngineOptions {
+  /** Frames kept per channel. Default 1000. */
+  historyLimit?: number;
+}
+
+interface Ring {
+  /** The last id assigned. */
+  head: number;
+  frames: StoredFrame[];
+  /** Index of the oldest frame in `frames` once it is full. */
+  start: number;
+}
+
+/** Stores frames in process memory; fans out within this process only. */
+export class MemoryEngine implements Engine {
+  /** The engine's name. */
+  readonly name = "memory";
+  #limit: number;
+  #rings = new Map<string, Ring>();
+  #deliver: Delivery | undefined;
+
+  /** Creates an engine that keeps `historyLimit` frames per channel. */
+  constructor(options: MemoryEngineOptions = {}) {
+    this.#limit = options.historyLimit ?? 1000;
+  }
+
+  /** Sets the delivery function. */
+  start(deliver: Delivery): Promise<void> {
+    this.#deliver = deliver;
+    return Promise.resolve();
+  }
+
+  /** Assigns an id, stores and delivers synchronously. */
+  publish(channel: string, draft: Draft): Promise<StoredFrame> {
+    let ring = this.#rings.get(channel);
+    if (ring === undefined) {
+      ring = { head: 0, frames: [], start: 0 };
+      this.#rings.set(channel, ring);
+    }
+    const frame = { ...draft, id: ++ring.head } as StoredFrame;
+    if (this.#limit > 0) {
+      if (ring.frames.length < this.#limit) {
+        ring.frames.push(frame);
+      } else {
+        ring.frames[ring.start] = frame;
+        ring.start = (ring.start + 1) % this.#limit;
+      }
+    }
+    this.#deliver?.(channel, frame);
+    return Promise.resolve(frame);
+  }
+
+  /** Reads stored frames, oldest first. */
+  history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
+    const ring = this.#rings.get(channel);
+    if (ring === undefined) {
+      return Promise.resolve({
+        frames: [],
+        complete: query.after === undefined || query.after === 0,
+      });
+    }
+    const ordered = ring.frames.slice(ring.start).concat(ring.frames.slice(0, ring.start));
+    let frames = ordered.filter((f) =>
+      (query.after === undefined || f.id > query.after) &&
+      (query.before === undefined || f.id < query.before)
+    );
+    let complete = true;
+    if (query.after !== undefined) {
+      // An `after` beyond the head comes from a previous life of the store.
+      const oldest = ordered[0]?.id ?? ring.head + 1;
+      complete = query.after <= ring.head && oldest <= query.after + 1;
+      frames = frames.slice(0, query.limit);
+    } else {
+      frames = frames.slice(Math.max(0, frames.length - query.limit));
+    }
+    return Promise.resolve({ frames, complete });
+  }
+
+  /** Nothing to do: every channel is local. */
+  subscribe(_channel: string): void {}
+
+  /** Nothing to do: every channel is local. */
+  unsubscribe(_channel: string): void {}
+
+  /** Always ok. */
+  status(): EngineStatus {
+    return "ok";
+  }
+
+  /** Drops all frames. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#rings.clear();
+    this.#deliver = undefined;
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Structured logs: one JSON line per event on stderr, filtered by level.
+ *
+ * @module
+ */
+
+import type { LogLevel } from "./config.ts";
+
+/** Fields of a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** Writes one JSON line per event. */
+export interface Logger {
+  /** Logs at debug level. */
+  debug(event: string, fields?: LogFields): void;
+  /** Logs at info level. */
+  info(event: string, fields?: LogFields): void;
+  /** Logs at warn level. */
+  warn(event: string, fields?: LogFields): void;
+  /** Logs at error level. */
+  error(event: string, fields?: LogFields): void;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** The least severe level written. Default `"info"`. */
+  level?: LogLevel;
+  /** Where lines go. Default: stderr. */
+  write?: (line: string) => void;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/** Creates a logger that writes lines at or above `level`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = RANK[options.level ?? "info"];
+  const write = options.write ?? writeStderr;
+  const log = (level: LogLevel) => (event: string, fields?: LogFields) => {
+    if (RANK[level] < min) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }));
+  };
+  return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};

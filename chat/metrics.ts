@@ -1,0 +1,167 @@
+/**
+ * Counters, gauges and one latency histogram, rendered in the Prometheus
+ * text format. Plain number fields so the hot path pays an increment only.
+ *
+ * @module
+ */
+
+// Seconds from receiving a message to handing it to the last local recipient.
+const FANOUT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/** Live values read when rendering. */
+export interface Gauges {
+  connections: number;
+  rooms: number;
+}
+
+/** The server's metrics. */
+export class Metrics {
+  /** Text frames received. */
+  framesIn = 0;
+  /** Frames sent. */
+  framesOut = 0;
+  /** UTF-8 bytes received in text frames. */
+  bytesIn = 0;
+  /** UTF-8 bytes sent. */
+  bytesOut = 0;
+  /** Room and private messages fanned out. */
+  broadcasts = 0;
+  /** Copies of broadcast frames handed to sockets. */
+  deliveries = 0;
+  /** Frames dropped by the rate limit. */
+  rateLimited = 0;
+  /** Sockets closed for a full send buffer. */
+  slowConsumerCloses = 0;
+  /** Sockets closed for a silent heartbeat. */
+  heartbeatTimeouts = 0;
+  /** Connections accepted since start. */
+  connectionsTotal = 0;
+  /** Handshakes refused before upgrade, by HTTP status. */
+  readonly handshakesRefused = new Map<number, number>();
+  /** Error frames sent, by code. */
+  readonly errors = new Map<string, number>();
+  /** Closes, by close code. */
+  readonly closes = new Map<number, number>();
+  #buckets = new Array<number>(FANOUT_BUCKETS.length).fill(0);
+  #fanoutCount = 0;
+  #fanoutSum = 0;
+
+  /** Counts one error frame. */
+  error(code: string): void {
+    this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
+  }
+
+  /** Counts one close. */
+  close(code: number): void {
+    this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
+  }
+
+  /** Counts one refused handshake. */
+  refused(status: number): void {
+    this.handshakesRefused.set(status, (this.handshakesRefused.get(status) ?? 0) + 1);
+  }
+
+  /** Records one fan-out duration in seconds. */
+  observeFanout(seconds: number): void {
+    this.#fanoutCount++;
+    this.#fanoutSum += seconds;
+    for (let i = 0; i < FANOUT_BUCKETS.length; i++) {
+      if (seconds <= FANOUT_BUCKETS[i]!) {
+        this.#buckets[i]!++;
+        return;
+      }
+    }
+  }
+
+  /** Renders every metric in the Prometheus text exposition format. */
+  render(gauges: Gauges): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+    };
+    const labelled = (label: string, map: Map<string | number, number>): [string, number][] =>
+      [...map].map(([key, value]) => [`{${label}="${key}"}`, value]);
+    metric("chat_connections", "gauge", "Open WebSocket connections.", [["", gauges.connections]]);
+    metric("chat_rooms", "gauge", "Rooms with at least one local member.", [["", gauges.rooms]]);
+    metric("chat_connections_total", "counter", "Connections accepted.", [[
+      "",
+      this.connectionsTotal,
+    ]]);
+    metric("chat_frames_in_total", "counter", "Frames received.", [["", this.framesIn]]);
+    metric("chat_frames_out_total", "counter", "Frames sent.", [["", this.framesOut]]);
+    metric("chat_bytes_in_total", "counter", "Bytes received.", [["", this.bytesIn]]);
+    metric("chat_bytes_out_total", "counter", "Bytes sent.", [["", this.bytesOut]]);
+    metric("chat_messages_broadcast_total", "counter", "Messages fanned out.", [[
+      "",
+      this.broadcasts,
+    ]]);
+    metric("chat_deliveries_total", "counter", "Copies of messages handed to sockets.", [[
+      "",
+      this.deliveries,
+    ]]);
+    metric(
+      "chat_errors_total",
+      "counter",
+      "Error frames sent, by code.",
+      labelled("code", this.errors),
+    );
+    metric(
+      "chat_closes_total",
+      "counter",
+      "Connections closed, by close code.",
+      labelled("code", this.closes),
+    );
+    metric(
+      "chat_handshakes_refused_total",
+      "counter",
+      "Handshakes refused before the upgrade, by HTTP status.",
+      labelled("status", this.handshakesRefused),
+    );
+    metric("chat_rate_limited_total", "counter", "Frames dropped by the rate limit.", [[
+      "",
+      this.rateLimited,
+    ]]);
+    metric("chat_slow_consumer_closes_total", "counter", "Slow consumers closed.", [[
+      "",
+      this.slowConsumerCloses,
+    ]]);
+    metric("chat_heartbeat_timeouts_total", "counter", "Heartbeat timeouts.", [[
+      "",
+      this.heartbeatTimeouts,
+    ]]);
+    lines.push(
+      "# HELP chat_fanout_seconds Time from receiving a message to handing it to the last recipient.",
+      "# TYPE chat_fanout_seconds histogram",
+    );
+    let cumulative = 0;
+    FANOUT_BUCKETS.forEach((le, i) => {
+      cumulative += this.#buckets[i]!;
+      lines.push(`chat_fanout_seconds_bucket{le="${le}"} ${cumulative}`);
+    });
+    lines.push(
+      `chat_fanout_seconds_bucket{le="+Inf"} ${this.#fanoutCount}`,
+      `chat_fanout_seconds_sum ${this.#fanoutSum}`,
+      `chat_fanout_seconds_count ${this.#fanoutCount}`,
+    );
+    return lines.join("\n") + "\n";
+  }
+}
+
+/** The number of bytes of a string in UTF-8, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2; // a pair: 2 units, 4 bytes
+        i++;
+      } else bytes += 2;
+    } else bytes += 2;
+  }
+  return bytes;
+}

@@ -1,0 +1,450 @@
+/**
+ * The wire protocol: every frame a client may send and the server may answer,
+ * the close and error codes, and the one parse function used at the socket
+ * edge. Nothing past {@linkcode parseClientMessage} sees `unknown`.
+ *
+ * This module imports nothing so that every layer may depend on it.
+ *
+ * @module
+ */
+
+/** WebSocket close codes the server uses, with their meaning in README. */
+export const CloseCode = {
+  /** Normal closure. */
+  Normal: 1000,
+  /** The server is shutting down. */
+  GoingAway: 1001,
+  /** Policy violation: server full, invalid name, unauthorized, rate limit. */
+  PolicyViolation: 1008,
+  /** A frame over MAX_MESSAGE_BYTES. */
+  MessageTooBig: 1009,
+  /** An unexpected server error. */
+  InternalError: 1011,
+  /** No frame within HEARTBEAT_TIMEOUT_MS on the heartbeat route. */
+  HeartbeatTimeout: 4000,
+  /** An operator closed the only room the socket was in. */
+  RoomClosed: 4001,
+  /** An operator kicked or banned the user. */
+  Kicked: 4003,
+  /** The socket's send buffer passed MAX_BUFFERED_BYTES. */
+  SlowConsumer: 4008,
+  /** The username is already online. */
+  UsernameInUse: 4009,
+} as const;
+
+/** A close code from {@linkcode CloseCode}. */
+export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
+
+/** The reason strings sent with the close codes. */
+export const CloseReason = {
+  ServerShuttingDown: "Server shutting down",
+  ServerFull: "Server is full",
+  MessageTooBig: "Message too big",
+  HeartbeatTimeout: "Heartbeat timeout",
+  RoomClosed: "Room closed",
+  Kicked: "Kicked",
+  Banned: "Banned",
+  SlowConsumer: "Slow consumer",
+  UsernameInUse: "Username already in use",
+  Unauthorized: "Unauthorized",
+  RateLimitExceeded: "Rate limit exceeded",
+  TooManyConnections: "Too many connections from this address",
+} as const;
+
+/** Stable `code` values of `error` frames. */
+export const ErrorCode = {
+  /** The text looked like JSON (started with `{` or `[`) but did not parse. */
+  BadJson: "bad_json",
+  /** The JSON parsed but a field is missing or has the wrong type. */
+  BadMessage: "bad_message",
+  /** The `type` field names no known frame. */
+  UnknownType: "unknown_type",
+  /** The message text is empty after trimming. */
+  EmptyMessage: "empty_message",
+  /** A binary frame; the protocol is JSON text only. */
+  BinaryNotSupported: "binary_not_supported",
+  /** The private message target is not online. */
+  UserNotFound: "user_not_found",
+  /** A username that breaks the naming rules. */
+  InvalidName: "invalid_name",
+  /** A rename to a name someone else has. */
+  NameTaken: "name_taken",
+  /** A room name that breaks the naming rules. */
+  InvalidRoom: "invalid_room",
+  /** The connection is not in the room it addressed. */
+  NotInRoom: "not_in_room",
+  /** The connection is in MAX_ROOMS_PER_CONNECTION rooms already. */
+  TooManyRooms: "too_many_rooms",
+  /** The frame was dropped by the per-connection rate limit. */
+  RateLimited: "rate_limited",
+  /** The storage engine could not commit the message; it was not sent. */
+  Unavailable: "unavailable",
+  /** The frame is not allowed on this route (for example rename on `/ws`). */
+  NotAllowed: "not_allowed",
+} as const;
+
+/** An error code from {@linkcode ErrorCode}. */
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
+
+/** The display name of the server in notices, reserved for users. */
+export const SYSTEM_SENDER = "System";
+
+/** The room a connection joins when it names none. */
+export const DEFAULT_ROOM = "lobby";
+
+// ---------------------------------------------------------------------------
+// Client to server
+
+/** A chat message to a room (the connection's first room when omitted). */
+export interface ClientChatMessage {
+  type: "message";
+  message: string;
+  room?: string;
+}
+
+/** A private message to one user, echoed to the sender as acknowledgement. */
+export interface ClientPrivateMessage {
+  type: "private";
+  to: string;
+  message: string;
+  room?: string;
+}
+
+/** A request to change the connection's username. */
+export interface ClientRename {
+  type: "rename";
+  name: string;
+}
+
+/** The application heartbeat; answered with `heartbeat_ack`. */
+export interface ClientHeartbeat {
+  type: "heartbeat";
+}
+
+/** The answer to a server `ping`. */
+export interface ClientPong {
+  type: "pong";
+}
+
+/** Join another room on the same socket; `since` recovers missed messages. */
+export interface ClientJoin {
+  type: "join";
+  room: string;
+  since?: number;
+}
+
+/** Leave a room. */
+export interface ClientLeave {
+  type: "leave";
+  room: string;
+}
+
+/** Ask for the online users of a room (the first room when omitted). */
+export interface ClientUsers {
+  type: "users";
+  room?: string;
+}
+
+/** Ask for every message of a room after `since`, then live ones. */
+export interface ClientResume {
+  type: "resume";
+  room: string;
+  since: number;
+}
+
+/** Every frame a client may send, after {@linkcode parseClientMessage}. */
+export type ClientMessage =
+  | ClientChatMessage
+  | ClientPrivateMessage
+  | ClientRename
+  | ClientHeartbeat
+  | ClientPong
+  | ClientJoin
+  | ClientLeave
+  | ClientUsers
+  | ClientResume;
+
+// ---------------------------------------------------------------------------
+// Server to client
+
+/** The heartbeat settings announced in `welcome`. */
+export interface HeartbeatInfo {
+  interval_ms: number;
+  timeout_ms: number;
+}
+
+/** A chat message as stored and delivered. */
+export interface MessageFrame {
+  type: "message";
+  /** Increases strictly within the room. */
+  id: number;
+  room: string;
+  /** The author's unique username. */
+  username: string;
+  /** The author's display name. */
+  sender: string;
+  message: string;
+  /** Server time, ISO 8601. */
+  timestamp: string;
+}
+
+/** A private message as delivered to its target and echoed to its sender. */
+export interface PrivateFrame {
+  type: "private";
+  /** Increases strictly within the pair of users. */
+  id: number;
+  /** The room the sender addressed it from. */
+  room: string;
+  username: string;
+  sender: string;
+  /** The target's username. */
+  to: string;
+  message: string;
+  timestamp: string;
+}
+
+/** What a system notice is about. */
+export type SystemEvent = "join" | "leave" | "rename" | "announce" | "close" | "kick";
+
+/** A notice from the server to a room. */
+export interface SystemFrame {
+  type: "system";
+  id: number;
+  room: string;
+  event: SystemEvent;
+  message: string;
+  /** Always {@linkcode SYSTEM_SENDER}. */
+  username: string;
+  /** Always {@linkcode SYSTEM_SENDER}. */
+  sender: string;
+  /** The user the notice is about, when there is one. */
+  user?: string;
+  /** The previous name, for `rename`. */
+  old_name?: string;
+  /** Members of the room when the notice was made. */
+  connected_count: number;
+  timestamp: string;
+}
+
+/** A frame kept in a room's history. */
+export type RoomFrame = MessageFrame | SystemFrame;
+
+/** A frame kept in history: room frames and private messages. */
+export type StoredFrame = MessageFrame | SystemFrame | PrivateFrame;
+
+/** The first frame on every chat connection. */
+export interface WelcomeFrame {
+  type: "welcome";
+  /** The connection id. */
+  id: string;
+  username: string;
+  room: string;
+  users: string[];
+  heartbeat: HeartbeatInfo | null;
+  server_time: string;
+  /** Recent room history, oldest first, or what was missed after `since`. */
+  history: RoomFrame[];
+  /** False when `since` was older than the retained history. */
+  recovered: boolean;
+  /** Limits the client should respect. */
+  limits: { max_message_bytes: number };
+}
+
+/** The answer to an in-band `join` or `resume`. */
+export interface JoinedFrame {
+  type: "joined";
+  room: string;
+  users: string[];
+  history: RoomFrame[];
+  recovered: boolean;
+}
+
+/** The answer to an in-band `leave`. */
+export interface LeftFrame {
+  type: "left";
+  room: string;
+}
+
+/** The online users of a room. */
+export interface UsersFrame {
+  type: "users";
+  room: string;
+  users: string[];
+  connected_count: number;
+}
+
+/** The server's application ping on the heartbeat route. */
+export interface PingFrame {
+  type: "ping";
+  server_time: string;
+}
+
+/** The answer to a client `heartbeat`. */
+export interface HeartbeatAckFrame {
+  type: "heartbeat_ack";
+  server_time: string;
+}
+
+/** A refused frame; the connection stays open unless a close follows. */
+export interface ErrorFrame {
+  type: "error";
+  code: ErrorCode;
+  message: string;
+}
+
+/** Every frame the server sends on chat routes. */
+export type ServerMessage =
+  | WelcomeFrame
+  | JoinedFrame
+  | LeftFrame
+  | MessageFrame
+  | PrivateFrame
+  | SystemFrame
+  | UsersFrame
+  | PingFrame
+  | HeartbeatAckFrame
+  | ErrorFrame;
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+/** The result of {@linkcode parseClientMessage}. */
+export type ParseResult =
+  | { ok: true; value: ClientMessage }
+  | { ok: false; code: ErrorCode; message: string };
+
+const MAX_NAME_LENGTH = 32;
+// Letters of any script, digits, space, underscore, hyphen and dot.
+const NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
+
+/**
+ * Returns the trimmed name when it is a valid username or room name
+ * (1 to 32 characters: letters of any script, digits, space, `_ - .`),
+ * otherwise `undefined`.
+ */
+export function normalizeName(raw: string): string | undefined {
+  const name = raw.normalize("NFC").trim();
+  if (name.length === 0 || [...name].length > MAX_NAME_LENGTH) return undefined;
+  return NAME_PATTERN.test(name) ? name : undefined;
+}
+
+/** Whether a name is reserved for the server ("System", any case). */
+export function isReservedName(name: string): boolean {
+  return name.toLowerCase() === SYSTEM_SENDER.toLowerCase();
+}
+
+function fail(code: ErrorCode, message: string): ParseResult {
+  return { ok: false, code, message };
+}
+
+function ok(value: ClientMessage): ParseResult {
+  return { ok: true, value };
+}
+
+type Fields = Record<string, unknown>;
+
+function optionalString(fields: Fields, key: string): string | undefined | null {
+  const value = fields[key];
+  if (value === undefined) return undefined;
+  return typeof value === "string" ? value : null;
+}
+
+function chatText(value: unknown): ParseResult | string {
+  if (typeof value !== "string") {
+    return fail(ErrorCode.BadMessage, "Field message must be a string");
+  }
+  if (value.trim().length === 0) return fail(ErrorCode.EmptyMessage, "Message is empty");
+  return value;
+}
+
+function parseObject(fields: Fields): ParseResult {
+  const type = fields.type;
+  if (typeof type !== "string") {
+    return fail(ErrorCode.BadMessage, "Field type must be a string");
+  }
+  switch (type) {
+    case "message":
+    case "private": {
+      const text = chatText(fields.message);
+      if (typeof text !== "string") return text;
+      const room = optionalString(fields, "room");
+      if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+      // Seed 03 names the target `target_user`; `to` is the short form.
+      const to = optionalString(fields, "to") ?? optionalString(fields, "target_user");
+      if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+      if (to !== undefined) {
+        return ok(
+          room === undefined ? { type: "private", to, message: text } : {
+            type: "private",
+            to,
+            message: text,
+            room,
+          },
+        );
+      }
+      if (type === "private") return fail(ErrorCode.BadMessage, "Field to must be a string");
+      return ok(room === undefined ? { type, message: text } : { type, message: text, room });
+    }
+    case "rename": {
+      const name = fields.name;
+      if (typeof name !== "string") {
+        return fail(ErrorCode.BadMessage, "Field name must be a string");
+      }
+      return ok({ type, name });
+    }
+    case "heartbeat":
+    case "pong":
+      return ok({ type });
+    case "join":
+    case "resume": {
+      const room = fields.room;
+      if (typeof room !== "string") {
+        return fail(ErrorCode.BadMessage, "Field room must be a string");
+      }
+      const since = fields.since;
+      if (since === undefined && type === "join") return ok({ type, room });
+      if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+        return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
+      }
+      return ok({ type, room, since });
+    }
+    case "leave": {
+      const room = fields.room;
+      if (typeof room !== "string") {
+        return fail(ErrorCode.BadMessage, "Field room must be a string");
+      }
+      return ok({ type, room });
+    }
+    case "users": {
+      const room = optionalString(fields, "room");
+      if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+      return ok(room === undefined ? { type } : { type, room });
+    }
+    default:
+      return fail(ErrorCode.UnknownType, `Unknown message type: ${type.slice(0, 64)}`);
+  }
+}
+
+/**
+ * Parses one text frame from a client.
+ *
+ * Text that does not start with `{` or `[` is a plain chat message (seed 02),
+ * so `42` or `hello` are messages, while `{"type":` is `bad_json`.
+ */
+export function parseClientMessage(text: string): ParseResult {
+  const first = text.trimStart()[0];
+  if (first !== "{" && first !== "[") {
+    const message = chatText(text);
+    return typeof message === "string" ? ok({ type: "message", message }) : message;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return fail(ErrorCode.BadJson, "Frame is not valid JSON");
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return fail(ErrorCode.BadMessage, "Frame must be a JSON object");
+  }
+  return parseObject(data as Fields);
+}

@@ -1,0 +1,58 @@
+/**
+ * The server's entry point: reads the configuration, wires the app, serves
+ * it and shuts down cleanly on SIGINT and SIGTERM.
+ *
+ * ```sh
+ * deno task start
+ * ```
+ *
+ * @module
+ */
+
+import { type App, createApp } from "./app.ts";
+import { type Config, loadConfig } from "./chat/config.ts";
+import { createLogger, type Logger } from "./chat/logger.ts";
+
+export { type App, createApp } from "./app.ts";
+export { type Config, DEFAULT_CONFIG, loadConfig } from "./chat/config.ts";
+
+const SHUTDOWN_GRACE_MS = 5000;
+
+/** Serves the app until a signal; resolves when the server has stopped. */
+export async function run(config: Config, logger: Logger): Promise<void> {
+  const app: App = await createApp(config, { logger });
+  const server = Deno.serve({
+    port: config.port,
+    hostname: config.hostname,
+    onListen: ({ hostname, port }) =>
+      logger.info("listening", { hostname, port, engine: app.manager.engine.name }),
+  }, app.handler);
+
+  const stop = async (signal: Deno.Signal) => {
+    logger.info("shutdown", { signal });
+    const stopped = server.shutdown();
+    await app[Symbol.asyncDispose]();
+    let timer: number | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = Number(setTimeout(resolve, SHUTDOWN_GRACE_MS));
+    });
+    await Promise.race([stopped, grace]);
+    clearTimeout(timer);
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => void stop(signal));
+  }
+  await server.finished;
+}
+
+if (import.meta.main) {
+  let config: Config;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    Deno.exit(1);
+  }
+  await run(config, createLogger({ level: config.logLevel }));
+}

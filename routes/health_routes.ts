@@ -1,0 +1,46 @@
+/**
+ * `/healthz` for load balancers and `/metrics` for Prometheus.
+ *
+ * @module
+ */
+
+import type { ConnectionManager } from "../chat/connection_manager.ts";
+import { bearerToken, json, type Route, route, text, timingSafeEqual } from "./http.ts";
+
+/** Options of {@linkcode createHealthRoutes}. */
+export interface HealthRoutesOptions {
+  manager: ConnectionManager;
+  /** When set, /metrics needs `Authorization: Bearer <token>`. Default: public. */
+  metricsToken?: string;
+  /** Milliseconds since the epoch when the server started. Default: now. */
+  startedAt?: number;
+}
+
+/** Routes for `/healthz` and `/metrics`. */
+export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
+  const { manager } = options;
+  const startedAt = options.startedAt ?? Date.now();
+  return [
+    route(["GET"], "/healthz", () => {
+      const engine = manager.engine.status();
+      return json({
+        status: engine === "ok" ? "ok" : "degraded",
+        engine: { name: manager.engine.name, status: engine },
+        connections: manager.connectionCount,
+        rooms: manager.roomCount,
+        uptime_s: Math.round((Date.now() - startedAt) / 1000),
+      });
+    }),
+    route(["GET"], "/metrics", (req) => {
+      const token = options.metricsToken ?? "";
+      if (token !== "" && !timingSafeEqual(bearerToken(req), token)) {
+        return text("Unauthorized", 401, { "www-authenticate": "Bearer" });
+      }
+      const body = manager.metrics.render({
+        connections: manager.connectionCount,
+        rooms: manager.roomCount,
+      });
+      return text(body, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+    }),
+  ];
+}

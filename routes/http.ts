@@ -1,0 +1,99 @@
+/**
+ * What every route module shares: the route shape, JSON and error responses,
+ * the origin check and the client address. Not a route itself.
+ *
+ * @module
+ */
+
+/** What a handler receives beside the request. */
+export interface RouteContext {
+  /** The parsed request URL. */
+  url: URL;
+  /** Named groups of the matched pattern, percent-decoded. */
+  params: Record<string, string | undefined>;
+  /** The connection info from Deno.serve. */
+  info: Deno.ServeHandlerInfo;
+}
+
+/** A request handler. */
+export type RouteHandler = (req: Request, ctx: RouteContext) => Response | Promise<Response>;
+
+/** One route: a pattern, its methods and its handler. */
+export interface Route {
+  /** Matched against the request URL's pathname. */
+  pattern: URLPattern;
+  /** Allowed methods; HEAD is allowed wherever GET is. */
+  methods: readonly string[];
+  handler: RouteHandler;
+}
+
+/** Builds a route from a pathname pattern. */
+export function route(methods: readonly string[], pathname: string, handler: RouteHandler): Route {
+  return { pattern: new URLPattern({ pathname }), methods, handler };
+}
+
+/** A JSON response. */
+export function json(body: unknown, init: ResponseInit = {}): Response {
+  const headers = new Headers(init.headers);
+  headers.set("content-type", "application/json; charset=utf-8");
+  headers.set("cache-control", "no-store");
+  return new Response(JSON.stringify(body), { ...init, headers });
+}
+
+/** A JSON error `{error: message}` with a status. */
+export function jsonError(status: number, message: string, headers?: HeadersInit): Response {
+  return json({ error: message }, { status, headers });
+}
+
+/** A plain-text response. */
+export function text(body: string, status: number, headers?: HeadersInit): Response {
+  const h = new Headers(headers);
+  if (!h.has("content-type")) h.set("content-type", "text/plain; charset=utf-8");
+  return new Response(body, { status, headers: h });
+}
+
+/**
+ * Whether a WebSocket handshake's Origin may connect: no Origin (not a
+ * browser), the same host, or one of `allowed` (`*` allows any).
+ */
+export function originAllowed(req: Request, allowed: readonly string[]): boolean {
+  const origin = req.headers.get("origin");
+  if (origin === null) return true;
+  if (allowed.includes("*") || allowed.includes(origin)) return true;
+  let host: string;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return false;
+  }
+  return host === req.headers.get("host");
+}
+
+/** The client's address: the first X-Forwarded-For hop only behind a trusted proxy. */
+export function clientAddress(
+  req: Request,
+  info: Deno.ServeHandlerInfo,
+  trustProxy: boolean,
+): string {
+  if (trustProxy) {
+    const forwarded = req.headers.get("x-forwarded-for")?.split(",")[0]?.trim();
+    if (forwarded) return forwarded;
+  }
+  const addr = info.remoteAddr as Deno.NetAddr;
+  return addr.hostname ?? "unknown";
+}
+
+/** Compares two strings in time independent of where they differ. */
+export function timingSafeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ (y[i % Math.max(1, y.length)] ?? 0);
+  return diff === 0;
+}
+
+/** The bearer token of a request, or an empty string. */
+export function bearerToken(req: Request): string {
+  const header = req.headers.get("authorization") ?? "";
+  return header.toLowerCase().startsWith("bearer ") ? header.slice(7).trim() : "";
+}

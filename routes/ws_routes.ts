@@ -1,0 +1,142 @@
+/**
+ * The WebSocket edge: checks the handshake, upgrades with
+ * Deno.upgradeWebSocket and hands the socket to the ConnectionManager.
+ *
+ * @module
+ */
+
+import type { ConnectionManager, ConnectOptions } from "../chat/connection_manager.ts";
+import { clientAddress, jsonError, originAllowed, type Route, route, text } from "./http.ts";
+
+/** Who a verified token says the client is. */
+export interface Identity {
+  userId: string;
+  username: string;
+}
+
+/**
+ * Decides who may connect before the upgrade. Returns an identity, `null`
+ * for an anonymous client (auth off), or a Response to refuse with.
+ */
+export type Gatekeeper = (
+  req: Request,
+  ctx: { url: URL; remoteAddr: string },
+) => Promise<Identity | null | Response> | Identity | null | Response;
+
+/** Options of {@linkcode createWsRoutes}. */
+export interface WsRoutesOptions {
+  manager: ConnectionManager;
+  /** Origins allowed besides the same host; `*` allows any. Default: none. */
+  allowedOrigins?: readonly string[];
+  /** Seconds without a protocol-level pong before Deno closes the socket. Default 60. */
+  idleTimeoutS?: number;
+  /** Whether X-Forwarded-For names the client. Default false. */
+  trustProxy?: boolean;
+  /** Authentication and admission checks. Default: everyone, anonymous. */
+  gatekeeper?: Gatekeeper;
+}
+
+type Target = Omit<ConnectOptions, "remoteAddr" | "userId">;
+
+function decode(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    // Undecodable: hand it on as is, and the name check refuses it.
+    return value;
+  }
+}
+
+/** Routes for `/ws`, `/ws/chat`, `/ws/chat/:username`, its `/heartbeat` and `/ws/rooms/:room`. */
+export function createWsRoutes(options: WsRoutesOptions): Route[] {
+  const { manager } = options;
+  const allowed = options.allowedOrigins ?? [];
+  const idleTimeout = options.idleTimeoutS ?? 60;
+
+  const upgrade = async (
+    req: Request,
+    url: URL,
+    info: Deno.ServeHandlerInfo,
+    target: Target,
+  ): Promise<Response> => {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return text("Expected a WebSocket upgrade request", 400);
+    }
+    if (!originAllowed(req, allowed)) {
+      manager.metrics.refused(403);
+      return text("Origin not allowed", 403);
+    }
+    const sinceParam = url.searchParams.get("since");
+    let since: number | undefined;
+    if (sinceParam !== null && sinceParam !== "") {
+      since = Number(sinceParam);
+      if (!/^\d+$/.test(sinceParam) || !Number.isSafeInteger(since)) {
+        return jsonError(400, `Invalid since: ${sinceParam.slice(0, 32)}`);
+      }
+    }
+    const remoteAddr = clientAddress(req, info, options.trustProxy ?? false);
+    const identity = options.gatekeeper ? await options.gatekeeper(req, { url, remoteAddr }) : null;
+    if (identity instanceof Response) {
+      manager.metrics.refused(identity.status);
+      return identity;
+    }
+    const protocol = identity === null ? undefined : req.headers.get("sec-websocket-protocol")
+      ?.split(",")[0]?.trim();
+    const { socket, response } = Deno.upgradeWebSocket(req, {
+      idleTimeout,
+      ...(protocol ? { protocol } : {}),
+    });
+    socket.binaryType = "arraybuffer";
+    const connect: ConnectOptions = {
+      ...target,
+      remoteAddr,
+      ...(since === undefined ? {} : { since }),
+      ...(identity === null ? {} : { userId: identity.userId, username: identity.username }),
+    };
+    let conn: ReturnType<ConnectionManager["connect"]> | undefined;
+    socket.onopen = () => {
+      conn = manager.connect(socket, connect);
+    };
+    socket.onmessage = (event) => conn?.receive(event.data);
+    socket.onclose = (event) => conn?.closed(event.code);
+    // Errors are followed by close; the listener keeps them from being reported as unhandled.
+    socket.onerror = () => {};
+    return response;
+  };
+
+  const room = (url: URL) => url.searchParams.get("room") ?? undefined;
+  const heartbeat = (url: URL) => ["1", "true"].includes(url.searchParams.get("heartbeat") ?? "");
+
+  return [
+    route(["GET"], "/ws", (req, { url, info }) => upgrade(req, url, info, { mode: "echo" })),
+    route(
+      ["GET"],
+      "/ws/chat",
+      (req, { url, info }) =>
+        upgrade(req, url, info, { room: room(url), heartbeat: heartbeat(url) }),
+    ),
+    route(["GET"], "/ws/chat/:username", (req, { url, info, params }) =>
+      upgrade(req, url, info, {
+        username: decode(params.username),
+        room: room(url),
+        heartbeat: heartbeat(url),
+      })),
+    route(
+      ["GET"],
+      "/ws/chat/:username/heartbeat",
+      (req, { url, info, params }) =>
+        upgrade(req, url, info, {
+          username: decode(params.username),
+          room: room(url),
+          heartbeat: true,
+        }),
+    ),
+    route(
+      ["GET"],
+      "/ws/rooms/:room",
+      (req, { url, info, params }) =>
+        upgrade(req, url, info, { room: decode(params.room), heartbeat: heartbeat(url) }),
+    ),
+  ];
+}

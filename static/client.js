@@ -1,0 +1,1 @@
+// The chat client; replaced by the full page.
