@@ -12,6 +12,8 @@ import { ConnectionManager } from "./chat/connection_manager.ts";
 import type { Engine } from "./chat/engines/engine.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
 import { type Logger, silentLogger } from "./chat/logger.ts";
+import { createAdminRoutes } from "./routes/admin_routes.ts";
+import { createGatekeeper } from "./routes/gatekeeper.ts";
 import { createHealthRoutes } from "./routes/health_routes.ts";
 import { type Route, text } from "./routes/http.ts";
 import { createStaticRoutes } from "./routes/static_routes.ts";
@@ -90,16 +92,30 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     rateLimitPerS: config.rateLimitPerS,
     rateLimitBurst: config.rateLimitBurst,
     authenticated: config.authSecret !== "",
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
   });
   await manager.ready();
   const routes: Route[] = [
     ...createStaticRoutes(),
     ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
+    ...createAdminRoutes({
+      manager,
+      token: config.adminToken,
+      logger,
+      clock: options.clock,
+      maxMessageBytes: config.maxMessageBytes,
+    }),
     ...createWsRoutes({
       manager,
       allowedOrigins: config.allowedOrigins,
       idleTimeoutS: config.idleTimeoutS,
       trustProxy: config.trustProxy,
+      gatekeeper: createGatekeeper({
+        authSecret: config.authSecret,
+        handshakesPerIpPerMin: config.handshakesPerIpPerMin,
+        clock: options.clock,
+        logger,
+      }),
     }),
   ];
   const router = createRouter(routes);

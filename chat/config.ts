@@ -38,6 +38,8 @@ export interface Config {
   historyTtlS: number;
   historyOnJoin: number;
   redisUrl: string;
+  /** Seconds a process's presence entries in Redis live without a refresh. */
+  presenceTtlS: number;
   /** Empty: authentication off. */
   authSecret: string;
   rateLimitPerS: number;
@@ -70,6 +72,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   historyTtlS: 0,
   historyOnJoin: 50,
   redisUrl: "redis://127.0.0.1:6379",
+  presenceTtlS: 30,
   authSecret: "",
   rateLimitPerS: 10,
   rateLimitBurst: 20,
@@ -153,6 +156,7 @@ export function loadConfig(env: Env): Config {
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
     redisUrl: env.REDIS_URL?.trim() || d.redisUrl,
+    presenceTtlS: integer(env, "PRESENCE_TTL_S", d.presenceTtlS, 1, 86_400),
     authSecret: env.AUTH_SECRET ?? d.authSecret,
     rateLimitPerS: integer(env, "RATE_LIMIT_PER_S", d.rateLimitPerS, 1, 1_000_000),
     rateLimitBurst: integer(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),

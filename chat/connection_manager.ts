@@ -70,6 +70,8 @@ export interface ConnectOptions {
   since?: number;
   /** The client's address, for logs and limits. */
   remoteAddr?: string;
+  /** Refuses the socket with this close (say 1008 "Unauthorized"); set by the route. */
+  refuse?: { code: number; reason: string };
 }
 
 /** The handle a route keeps for one socket. */
@@ -92,6 +94,22 @@ export interface ConnectionInfo {
   connectedSince: string;
   framesIn: number;
   framesOut: number;
+}
+
+/** Options of {@linkcode ConnectionManager.ban}. */
+export interface BanOptions {
+  /** When the ban ends, in milliseconds since the epoch on the manager's clock. */
+  untilMs: number;
+  /** Why, for logs. Default: none. */
+  reason?: string;
+}
+
+/** Options of {@linkcode ConnectionManager.kick}. */
+export interface KickOptions {
+  /** Why, appended to the room notice. Default: none. */
+  reason?: string;
+  /** Whether the kick enforces a ban: then the close reason is "Banned". Default false. */
+  banned?: boolean;
 }
 
 /** A room and its local members. */
@@ -135,10 +153,20 @@ export interface ConnectionManagerOptions {
   rateLimitBurst?: number;
   /** Whether names come from verified tokens (then rename is refused). Default false. */
   authenticated?: boolean;
+  /** Open connections per client address; more are closed with 1008. Default 20. */
+  maxConnectionsPerIp?: number;
 }
 
 const OPEN = 1;
 const encoder = new TextEncoder();
+
+interface Ban {
+  /** Lower-cased username. */
+  key: string;
+  untilMs: number;
+  /** Verified user ids seen under the name when banned. */
+  subs: Set<string>;
+}
 
 interface Queued {
   channel: string;
@@ -203,12 +231,19 @@ export class ConnectionManager implements AsyncDisposable {
   #ratePerMs: number;
   #burst: number;
   #authenticated: boolean;
+  #maxPerAddress: number;
 
   #connections = new Map<string, Conn>();
+  /** Open connections by remote address; addresses with none are deleted. */
+  #perAddress = new Map<string, number>();
   #byName = new Map<string, Set<Conn>>();
   #rooms = new Map<string, Set<Conn>>();
   #heartbeats = new Set<Conn>();
-  #closeTimers = new Map<Conn, TimerHandle>();
+  /** Deferred closes, with their own code so shutdown keeps a refusal's reason. */
+  #closeTimers = new Map<Conn, { timer: TimerHandle; code: number; reason: string }>();
+  /** Bans by lower-cased username and by verified user id. */
+  #bans = new Map<string, Ban>();
+  #subBans = new Map<string, Ban>();
   #sweep: TimerHandle | undefined;
   #anonymous = 0;
   #started: Promise<void>;
@@ -232,6 +267,7 @@ export class ConnectionManager implements AsyncDisposable {
     this.#ratePerMs = (options.rateLimitPerS ?? 10) / 1000;
     this.#burst = options.rateLimitBurst ?? 20;
     this.#authenticated = options.authenticated ?? false;
+    this.#maxPerAddress = options.maxConnectionsPerIp ?? 20;
     this.#started = this.#engine.start((channel, frame) => this.#deliver(channel, frame));
   }
 
@@ -289,8 +325,18 @@ export class ConnectionManager implements AsyncDisposable {
       this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
       return handle;
     }
+    if (options.refuse !== undefined) {
+      this.#refuse(conn, options.refuse.code, options.refuse.reason);
+      return handle;
+    }
     if (this.full) {
       this.#refuse(conn, CloseCode.PolicyViolation, CloseReason.ServerFull);
+      return handle;
+    }
+    // An empty address (a test, or a socket without one) is not counted.
+    const fromAddress = this.#perAddress.get(conn.remoteAddr) ?? 0;
+    if (conn.remoteAddr !== "" && fromAddress >= this.#maxPerAddress) {
+      this.#refuse(conn, CloseCode.PolicyViolation, CloseReason.TooManyConnections);
       return handle;
     }
     if (conn.echo) {
@@ -316,6 +362,10 @@ export class ConnectionManager implements AsyncDisposable {
       if (name === undefined || isReservedName(name)) {
         const reason = `Invalid username: ${options.username}`;
         this.#refuse(conn, CloseCode.PolicyViolation, reason.slice(0, 120));
+        return handle;
+      }
+      if (this.#isBanned(name, conn.userId, now)) {
+        this.#refuse(conn, CloseCode.Kicked, CloseReason.Banned);
         return handle;
       }
       if (!this.#nameAvailable(name, conn.userId)) {
@@ -386,6 +436,63 @@ export class ConnectionManager implements AsyncDisposable {
   }
 
   /**
+   * Refuses new connections under this name, and under the verified user ids
+   * of its current connections, until `untilMs`. Closes nothing: see
+   * {@linkcode ConnectionManager.kick}.
+   */
+  ban(username: string, options: BanOptions): void {
+    const key = username.toLowerCase();
+    // A new ban replaces the old one but keeps the ids seen under the name.
+    const ban: Ban = { key, untilMs: options.untilMs, subs: new Set(this.#bans.get(key)?.subs) };
+    this.unban(key);
+    for (const c of this.#byName.get(key) ?? []) {
+      if (c.userId !== null) ban.subs.add(c.userId);
+    }
+    this.#bans.set(key, ban);
+    for (const sub of ban.subs) this.#subBans.set(sub, ban);
+    this.#log.info("ban", {
+      username,
+      until: new Date(options.untilMs).toISOString(),
+      reason: options.reason,
+    });
+  }
+
+  /** Lifts a ban; returns whether there was one. */
+  unban(username: string): boolean {
+    const ban = this.#bans.get(username.toLowerCase());
+    if (ban === undefined) return false;
+    this.#bans.delete(ban.key);
+    for (const sub of ban.subs) if (this.#subBans.get(sub) === ban) this.#subBans.delete(sub);
+    return true;
+  }
+
+  /**
+   * Publishes a `kick` notice to every room of the user, then closes each of
+   * its connections with 4003. Returns how many connections were closed.
+   */
+  async kick(username: string, options: KickOptions = {}): Promise<number> {
+    const conns = this.#byName.get(username.toLowerCase());
+    if (conns === undefined) return 0;
+    const name = conns.values().next().value?.username ?? username;
+    const rooms = new Set<string>();
+    for (const c of conns) for (const room of c.rooms) rooms.add(room);
+    const verb = options.banned ? "banned" : "kicked";
+    const message = `${name} was ${verb}${options.reason ? `: ${options.reason}` : ""}`;
+    // The notice goes first so the user sees why the socket closes.
+    await Promise.all(
+      [...rooms].map((room) =>
+        this.announce(room, "kick", message, name)
+          .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }))
+      ),
+    );
+    return this.disconnectUser(
+      name,
+      CloseCode.Kicked,
+      options.banned ? CloseReason.Banned : CloseReason.Kicked,
+    );
+  }
+
+  /**
    * Removes every member from a room after a notice; sockets left in no room
    * are closed with 4001. Returns how many connections were in the room.
    */
@@ -406,9 +513,9 @@ export class ConnectionManager implements AsyncDisposable {
   closeAll(code: number, reason: string): void {
     for (const c of [...this.#connections.values()]) this.#drop(c, code, reason, false);
     // Shutdown cannot wait for a later tick: close now.
-    for (const [c, timer] of this.#closeTimers) {
-      this.#scheduler.clearTimeout(timer);
-      this.#closeSocket(c.socket, code, reason);
+    for (const [c, pending] of this.#closeTimers) {
+      this.#scheduler.clearTimeout(pending.timer);
+      this.#closeSocket(c.socket, pending.code, pending.reason);
     }
     this.#closeTimers.clear();
   }
@@ -431,6 +538,17 @@ export class ConnectionManager implements AsyncDisposable {
     let name: string;
     do name = `User ${++this.#anonymous}`; while (this.#byName.has(name.toLowerCase()));
     return name;
+  }
+
+  #isBanned(name: string, userId: string | null, now: number): boolean {
+    const byName = this.#bans.get(name.toLowerCase());
+    const bySub = userId === null ? undefined : this.#subBans.get(userId);
+    for (const ban of [byName, bySub]) {
+      if (ban === undefined) continue;
+      if (ban.untilMs > now) return true;
+      this.unban(ban.key);
+    }
+    return false;
   }
 
   #nameAvailable(name: string, userId: string | null): boolean {
@@ -464,6 +582,9 @@ export class ConnectionManager implements AsyncDisposable {
 
   #register(conn: Conn): void {
     this.#connections.set(conn.id, conn);
+    if (conn.remoteAddr !== "") {
+      this.#perAddress.set(conn.remoteAddr, (this.#perAddress.get(conn.remoteAddr) ?? 0) + 1);
+    }
     this.#metrics.connectionsTotal++;
     if (conn.heartbeat) {
       this.#heartbeats.add(conn);
@@ -499,7 +620,7 @@ export class ConnectionManager implements AsyncDisposable {
       this.#closeTimers.delete(conn);
       this.#closeSocket(conn.socket, code, reason);
     }, 0);
-    this.#closeTimers.set(conn, timer);
+    this.#closeTimers.set(conn, { timer, code, reason });
   }
 
   #closeSocket(socket: ChatSocket, code: number, reason: string): void {
@@ -519,6 +640,9 @@ export class ConnectionManager implements AsyncDisposable {
 
   #unregister(conn: Conn, code: number, notify: boolean): void {
     if (!this.#connections.delete(conn.id)) return;
+    const open = (this.#perAddress.get(conn.remoteAddr) ?? 0) - 1;
+    if (open > 0) this.#perAddress.set(conn.remoteAddr, open);
+    else this.#perAddress.delete(conn.remoteAddr);
     this.#heartbeats.delete(conn);
     for (const room of [...conn.rooms]) this.#leaveRoom(conn, room, notify);
     if (conn.key !== "") {
@@ -657,7 +781,27 @@ export class ConnectionManager implements AsyncDisposable {
   // -------------------------------------------------------------------------
   // Fan-out
 
+  /** Deliveries that arrived during a fan-out; null when none is running. */
+  #pendingDeliveries: [string, StoredFrame][] | null = null;
+
   #deliver(channel: string, frame: StoredFrame): void {
+    // A fan-out may publish (a slow consumer's leave notice) and a synchronous
+    // engine delivers that at once: finish the current frame first so every
+    // member sees ids in order.
+    if (this.#pendingDeliveries !== null) {
+      this.#pendingDeliveries.push([channel, frame]);
+      return;
+    }
+    const pending: [string, StoredFrame][] = [[channel, frame]];
+    this.#pendingDeliveries = pending;
+    try {
+      for (const [c, f] of pending) this.#fanOut(c, f);
+    } finally {
+      this.#pendingDeliveries = null;
+    }
+  }
+
+  #fanOut(channel: string, frame: StoredFrame): void {
     const text = JSON.stringify(frame);
     const bytes = utf8Length(text);
     let delivered = 0;

@@ -370,7 +370,9 @@ function parseObject(fields: Fields): ParseResult {
       const room = optionalString(fields, "room");
       if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
       // Seed 03 names the target `target_user`; `to` is the short form.
-      const to = optionalString(fields, "to") ?? optionalString(fields, "target_user");
+      // Not `??`: a mistyped `to` (null) must be refused, not fall through.
+      const short = optionalString(fields, "to");
+      const to = short === undefined ? optionalString(fields, "target_user") : short;
       if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
       if (to !== undefined) {
         return ok(

@@ -6,6 +6,7 @@
  */
 
 import type { ConnectionManager, ConnectOptions } from "../chat/connection_manager.ts";
+import { selectProtocol } from "./gatekeeper.ts";
 import { clientAddress, jsonError, originAllowed, type Route, route, text } from "./http.ts";
 
 /** Who a verified token says the client is. */
@@ -15,13 +16,27 @@ export interface Identity {
 }
 
 /**
+ * A refusal sent after the upgrade as a close frame, because a browser
+ * cannot read the HTTP status of a refused handshake.
+ */
+export interface Refusal {
+  refuse: { code: number; reason: string };
+}
+
+/**
  * Decides who may connect before the upgrade. Returns an identity, `null`
- * for an anonymous client (auth off), or a Response to refuse with.
+ * for an anonymous client (auth off), a Refusal to close with after the
+ * upgrade, or a Response to refuse the handshake with.
  */
 export type Gatekeeper = (
   req: Request,
   ctx: { url: URL; remoteAddr: string },
-) => Promise<Identity | null | Response> | Identity | null | Response;
+) =>
+  | Promise<Identity | Refusal | null | Response>
+  | Identity
+  | Refusal
+  | null
+  | Response;
 
 /** Options of {@linkcode createWsRoutes}. */
 export interface WsRoutesOptions {
@@ -81,8 +96,8 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       manager.metrics.refused(identity.status);
       return identity;
     }
-    const protocol = identity === null ? undefined : req.headers.get("sec-websocket-protocol")
-      ?.split(",")[0]?.trim();
+    // A browser fails the handshake unless one of its offered protocols comes back.
+    const protocol = selectProtocol(req);
     const { socket, response } = Deno.upgradeWebSocket(req, {
       idleTimeout,
       ...(protocol ? { protocol } : {}),
@@ -92,14 +107,19 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       ...target,
       remoteAddr,
       ...(since === undefined ? {} : { since }),
-      ...(identity === null ? {} : { userId: identity.userId, username: identity.username }),
+      ...(identity === null
+        ? {}
+        : "refuse" in identity
+        ? { refuse: identity.refuse }
+        : { userId: identity.userId, username: identity.username }),
     };
     let conn: ReturnType<ConnectionManager["connect"]> | undefined;
     socket.onopen = () => {
       conn = manager.connect(socket, connect);
     };
     socket.onmessage = (event) => conn?.receive(event.data);
-    socket.onclose = (event) => conn?.closed(event.code);
+    // Deno reports 0 when it dropped the peer for a protocol error (say bad UTF-8).
+    socket.onclose = (event) => conn?.closed(event.code === 0 ? 1006 : event.code);
     // Errors are followed by close; the listener keeps them from being reported as unhandled.
     socket.onerror = () => {};
     return response;

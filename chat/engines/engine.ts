@@ -66,6 +66,38 @@ export interface Engine extends AsyncDisposable {
   unsubscribe(channel: string): void;
   /** Whether the backing store is reachable. */
   status(): EngineStatus;
+  /**
+   * Who is online across every process sharing the store; absent when the
+   * engine serves one process only (then the manager's registry is the truth).
+   */
+  readonly presence?: Presence;
+}
+
+/**
+ * The optional cross-process presence part of an engine. The recording
+ * methods never throw and return at once: the engine sends them in call
+ * order, keeps its own members alive with a TTL it refreshes, and restores
+ * them after its store comes back. An engine with presence also replaces
+ * the `connected_count` of every `system` frame it publishes with the count
+ * of the room's users on every process (never less than the given one).
+ */
+export interface Presence {
+  /** Records that a user of this process entered a room (the user's first tab there). */
+  join(room: string, username: string): void;
+  /** Records that a user of this process left a room (the user's last tab there). */
+  leave(room: string, username: string): void;
+  /** Records that a user connected to this process (the name's first connection). */
+  connect(username: string): void;
+  /** Records that the last connection of a user to this process closed. */
+  disconnect(username: string): void;
+  /** Users in a room on every process, each once; rejects when the store is unavailable. */
+  users(room: string): Promise<string[]>;
+  /**
+   * The name (as its holder spells it) of a user online on any process,
+   * matched regardless of case; undefined when offline. Rejects when the
+   * store is unavailable.
+   */
+  lookup(username: string): Promise<string | undefined>;
 }
 
 /** The channel of private messages between two users, the same both ways. */

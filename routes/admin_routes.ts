@@ -1,0 +1,320 @@
+/**
+ * The operators' admin API under `/api/admin`: announce, close a room, kick
+ * and ban a user, list connections. Off unless a token is configured; every
+ * request needs `Authorization: Bearer <token>`.
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "../chat/clock.ts";
+import type { ConnectionManager } from "../chat/connection_manager.ts";
+import type { Logger } from "../chat/logger.ts";
+import { normalizeName } from "../chat/protocol.ts";
+import {
+  bearerToken,
+  json,
+  jsonError,
+  type Route,
+  route,
+  type RouteContext,
+  timingSafeEqual,
+} from "./http.ts";
+
+/** Options of {@linkcode createAdminRoutes}. */
+export interface AdminRoutesOptions {
+  manager: ConnectionManager;
+  /** The admin token; empty turns the API off (every admin path is 404). */
+  token: string;
+  logger: Logger;
+  /** Measures ban expiry; must be the manager's clock. Default: the system clock. */
+  clock?: Clock;
+  /** Longest announcement in UTF-8 bytes. Default 16384. */
+  maxMessageBytes?: number;
+}
+
+/** Longest accepted request body in bytes. */
+export const MAX_ADMIN_BODY_BYTES = 65_536;
+/** Longest `reason` in characters. */
+export const MAX_REASON_LENGTH = 200;
+/** Ban length when `minutes` is omitted. */
+export const DEFAULT_BAN_MINUTES = 60;
+/** Longest ban: one year. */
+export const MAX_BAN_MINUTES = 525_600;
+
+type Body = Record<string, unknown>;
+
+/** Why a request was refused: carried as the `cause` of a RangeError. */
+interface Refusal {
+  status: number;
+  /** The field at fault, or null for the body as a whole. */
+  field: string | null;
+}
+
+function refusal(status: number, field: string | null, message: string): RangeError {
+  const cause: Refusal = { status, field };
+  return new RangeError(message, { cause });
+}
+
+function refusalOf(error: unknown): Refusal | undefined {
+  if (!(error instanceof RangeError)) return undefined;
+  const cause = error.cause as Partial<Refusal> | undefined;
+  return typeof cause?.status === "number" ? cause as Refusal : undefined;
+}
+
+function fieldError(field: string, expected: string, value: unknown): RangeError {
+  const shown = JSON.stringify(value) ?? String(value);
+  return refusal(400, field, `Invalid ${field} (${expected}): ${shown.slice(0, 64)}`);
+}
+
+async function readBody(req: Request): Promise<Body> {
+  const length = Number(req.headers.get("content-length") ?? 0);
+  if (length > MAX_ADMIN_BODY_BYTES) {
+    throw refusal(413, null, `Body too large: ${length} bytes`);
+  }
+  const bytes = new Uint8Array(await req.arrayBuffer());
+  if (bytes.length > MAX_ADMIN_BODY_BYTES) {
+    throw refusal(413, null, `Body too large: ${bytes.length} bytes`);
+  }
+  // Every field of close, kick and ban is optional, so no body means {}.
+  if (bytes.length === 0) return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch {
+    throw refusal(400, "body", "Invalid body (a JSON object): not JSON");
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw fieldError("body", "a JSON object", data);
+  }
+  return data as Body;
+}
+
+function optionalReason(body: Body): string | undefined {
+  const value = body.reason;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "string" || value.length > MAX_REASON_LENGTH) {
+    throw fieldError("reason", `a string of at most ${MAX_REASON_LENGTH} characters`, value);
+  }
+  return value.trim() === "" ? undefined : value.trim();
+}
+
+function optionalRoom(body: Body): string | undefined {
+  const value = body.room;
+  if (value === undefined || value === null) return undefined;
+  const room = typeof value === "string" ? normalizeName(value) : undefined;
+  if (room === undefined) throw fieldError("room", "a valid room name", value);
+  return room;
+}
+
+function announcement(body: Body, maxBytes: number): string {
+  const value = body.message;
+  if (typeof value !== "string" || value.trim() === "") {
+    throw fieldError("message", "a non-empty string", value);
+  }
+  const bytes = new TextEncoder().encode(value).length;
+  if (bytes > maxBytes) {
+    throw refusal(400, "message", `Invalid message (at most ${maxBytes} bytes): ${bytes}`);
+  }
+  return value;
+}
+
+function banMinutes(body: Body): number {
+  const value = body.minutes;
+  if (value === undefined || value === null) return DEFAULT_BAN_MINUTES;
+  if (
+    typeof value !== "number" || !Number.isFinite(value) || value <= 0 ||
+    value > MAX_BAN_MINUTES
+  ) {
+    throw fieldError("minutes", `a positive number up to ${MAX_BAN_MINUTES}`, value);
+  }
+  return value;
+}
+
+function pathName(raw: string | undefined, field: string): string {
+  let decoded = raw ?? "";
+  try {
+    decoded = decodeURIComponent(decoded);
+  } catch {
+    // Undecodable: the name check below refuses it.
+  }
+  const name = normalizeName(decoded);
+  if (name === undefined) throw fieldError(field, "a valid name", decoded);
+  return name;
+}
+
+async function fingerprintOf(token: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+  return [...new Uint8Array(digest, 0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+type AdminHandler = (req: Request, ctx: RouteContext) => Promise<AdminResult>;
+
+/** What an action did: the response body and the fields of its log line. */
+interface AdminResult {
+  status: number;
+  body: unknown;
+  action: string;
+  target: string | null;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Routes for `/api/admin/*`. Returns no routes when `token` is empty, so
+ * every admin path is 404.
+ */
+export function createAdminRoutes(options: AdminRoutesOptions): Route[] {
+  const { manager, token, logger } = options;
+  if (token === "") return [];
+  const clock = options.clock ?? systemClock;
+  const maxMessageBytes = options.maxMessageBytes ?? 16_384;
+  // Logs name the token by a digest prefix: enough to tell tokens apart after a rotation.
+  const fingerprint = fingerprintOf(token);
+
+  const admin =
+    (action: string, handler: AdminHandler) =>
+    async (req: Request, ctx: RouteContext): Promise<Response> => {
+      if (!timingSafeEqual(bearerToken(req), token)) {
+        logger.warn("admin_unauthorized", { action, path: ctx.url.pathname });
+        return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
+      }
+      let result: AdminResult;
+      try {
+        result = await handler(req, ctx);
+      } catch (error) {
+        const refused = refusalOf(error);
+        if (refused === undefined) throw error;
+        const message = (error as RangeError).message;
+        logger.info("admin", {
+          action,
+          status: refused.status,
+          error: message,
+          token_fingerprint: await fingerprint,
+        });
+        return json({ error: message, field: refused.field }, { status: refused.status });
+      }
+      logger.info("admin", {
+        action: result.action,
+        target: result.target,
+        status: result.status,
+        ...result.details,
+        token_fingerprint: await fingerprint,
+      });
+      return json(result.body, { status: result.status });
+    };
+
+  const notFound = (action: string, target: string, what: string): AdminResult => ({
+    status: 404,
+    body: { error: `Unknown ${what}: ${target}` },
+    action,
+    target,
+  });
+
+  return [
+    route(
+      ["POST"],
+      "/api/admin/announce",
+      admin("announce", async (req) => {
+        const body = await readBody(req);
+        const message = announcement(body, maxMessageBytes);
+        const room = optionalRoom(body);
+        const known = manager.rooms().map((r) => r.room);
+        if (room !== undefined && !known.includes(room)) {
+          return notFound("announce", room, "room");
+        }
+        const rooms = room === undefined ? known : [room];
+        const frames = await Promise.all(
+          rooms.map((r) => manager.announce(r, "announce", message)),
+        );
+        return {
+          status: 200,
+          body: { rooms, ids: frames.map((f) => f.id) },
+          action: "announce",
+          target: room ?? "*",
+          details: { rooms: rooms.length },
+        };
+      }),
+    ),
+    route(
+      ["POST"],
+      "/api/admin/rooms/:room/close",
+      admin("close_room", async (req, { params }) => {
+        const room = pathName(params.room, "room");
+        const reason = optionalReason(await readBody(req));
+        const count = await manager.closeRoom(
+          room,
+          reason ?? "This room was closed by an operator",
+        );
+        if (count === 0) return notFound("close_room", room, "room");
+        return {
+          status: 200,
+          body: { room, connections: count },
+          action: "close_room",
+          target: room,
+          details: { connections: count, reason },
+        };
+      }),
+    ),
+    route(
+      ["POST"],
+      "/api/admin/users/:username/kick",
+      admin("kick", async (req, { params }) => {
+        const username = pathName(params.username, "username");
+        const reason = optionalReason(await readBody(req));
+        const count = await manager.kick(username, { reason });
+        if (count === 0) return notFound("kick", username, "user");
+        return {
+          status: 200,
+          body: { username, connections: count },
+          action: "kick",
+          target: username,
+          details: { connections: count, reason },
+        };
+      }),
+    ),
+    route(
+      ["POST"],
+      "/api/admin/users/:username/ban",
+      admin("ban", async (req, { params }) => {
+        const username = pathName(params.username, "username");
+        const body = await readBody(req);
+        const reason = optionalReason(body);
+        const minutes = banMinutes(body);
+        if (!manager.isOnline(username)) return notFound("ban", username, "user");
+        const untilMs = clock.now() + Math.round(minutes * 60_000);
+        manager.ban(username, { untilMs, reason });
+        const count = await manager.kick(username, { reason, banned: true });
+        const until = new Date(untilMs).toISOString();
+        return {
+          status: 200,
+          body: { username, connections: count, until },
+          action: "ban",
+          target: username,
+          details: { connections: count, until, reason },
+        };
+      }),
+    ),
+    route(
+      ["GET"],
+      "/api/admin/connections",
+      admin("connections", () => {
+        const connections = manager.connections().map((c) => ({
+          id: c.id,
+          username: c.username,
+          user_id: c.userId,
+          rooms: c.rooms,
+          remote_addr: c.remoteAddr,
+          connected_since: c.connectedSince,
+          frames_in: c.framesIn,
+          frames_out: c.framesOut,
+        }));
+        return Promise.resolve({
+          status: 200,
+          body: { count: connections.length, connections },
+          action: "connections",
+          target: null,
+          details: { count: connections.length },
+        });
+      }),
+    ),
+  ];
+}

@@ -1,0 +1,133 @@
+/**
+ * The admission check of the WebSocket routes, run before the upgrade: the
+ * handshake rate per client address and, when AUTH_SECRET is set, the JWT.
+ * Not a route itself; `ws_routes.ts` calls the {@linkcode Gatekeeper} built
+ * here.
+ *
+ * A token travels as `?token=<jwt>` or, better (URLs end up in logs), as a
+ * WebSocket subprotocol entry `bearer.<jwt>` next to the real protocol:
+ * `new WebSocket(url, ["chat", "bearer." + token])`. The server then answers
+ * with `chat`, never with the token entry unless it was all the client
+ * offered, because a browser fails a handshake whose answer is not one of
+ * the offered protocols.
+ *
+ * @module
+ */
+
+import { JwtVerifier } from "../chat/auth/jwt.ts";
+import { type Clock, systemClock } from "../chat/clock.ts";
+import { type Logger, silentLogger } from "../chat/logger.ts";
+import { CloseCode, CloseReason } from "../chat/protocol.ts";
+import { KeyedRateLimiter } from "../chat/rate_limit.ts";
+import { text } from "./http.ts";
+import type { Gatekeeper, Identity, Refusal } from "./ws_routes.ts";
+
+/** The prefix of the subprotocol entry that carries a token. */
+export const TOKEN_PROTOCOL_PREFIX = "bearer.";
+
+/** Options of {@linkcode createGatekeeper}. */
+export interface GatekeeperOptions {
+  /** The HS256 secret; empty turns authentication off. Default "". */
+  authSecret?: string;
+  /** Handshakes one address may start per minute (burst as large); more get 429. Default 120. */
+  handshakesPerIpPerMin?: number;
+  /**
+   * Whether a token without `exp` is refused. A token that never expires
+   * can only be revoked by changing AUTH_SECRET. Default true.
+   */
+  requireExpiry?: boolean;
+  /** Leeway for `exp`, `nbf` and `iat`, in seconds. Default 30. */
+  clockSkewS?: number;
+  /** Addresses the handshake limit tracks at most. Default 100000. */
+  maxTrackedAddresses?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: silent. */
+  logger?: Logger;
+}
+
+/** The offered subprotocols of a handshake, in order. */
+function offeredProtocols(req: Request): string[] {
+  const header = req.headers.get("sec-websocket-protocol") ?? "";
+  return header.split(",").map((p) => p.trim()).filter((p) => p !== "");
+}
+
+/**
+ * The subprotocol to answer a handshake with: the first offered one that is
+ * not a token entry, else the token entry itself (a browser needs one of its
+ * own offers back), or undefined when none was offered.
+ */
+export function selectProtocol(req: Request): string | undefined {
+  const offered = offeredProtocols(req);
+  return offered.find((p) => !p.startsWith(TOKEN_PROTOCOL_PREFIX)) ?? offered[0];
+}
+
+/** The token of a handshake from `?token=` or a `bearer.` subprotocol entry; "" when none. */
+export function handshakeToken(req: Request, url: URL): string {
+  const query = url.searchParams.get("token");
+  if (query !== null && query !== "") return query;
+  const entry = offeredProtocols(req).find((p) => p.startsWith(TOKEN_PROTOCOL_PREFIX));
+  return entry?.slice(TOKEN_PROTOCOL_PREFIX.length) ?? "";
+}
+
+const UNAUTHORIZED: Refusal = {
+  refuse: { code: CloseCode.PolicyViolation, reason: CloseReason.Unauthorized },
+};
+
+/**
+ * Builds the gatekeeper of the WebSocket routes. Over the handshake rate it
+ * answers 429 with Retry-After; with a secret, a missing, invalid or expired
+ * token is refused after the upgrade with close 1008 "Unauthorized", since a
+ * browser cannot read the status of a refused handshake.
+ *
+ * @throws {RangeError} for a handshake rate or clock skew out of range.
+ */
+export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
+  const clock = options.clock ?? systemClock;
+  const log = options.logger ?? silentLogger;
+  const perMin = options.handshakesPerIpPerMin ?? 120;
+  if (!(Number.isSafeInteger(perMin) && perMin >= 1)) {
+    throw new RangeError(`Invalid handshakes per minute: ${perMin}`);
+  }
+  const handshakes = new KeyedRateLimiter({
+    ratePerS: perMin / 60,
+    burst: perMin,
+    maxKeys: options.maxTrackedAddresses,
+    clock,
+  });
+  const secret = options.authSecret ?? "";
+  const verifier = secret === ""
+    ? undefined
+    : new JwtVerifier(secret, { clockSkewSeconds: options.clockSkewS });
+  const requireExpiry = options.requireExpiry ?? true;
+
+  return async (req, { url, remoteAddr }): Promise<Identity | Refusal | Response | null> => {
+    // Counted before the token check, so guessing tokens is throttled too.
+    const waitMs = handshakes.take(remoteAddr);
+    if (waitMs > 0) {
+      log.info("handshake_rate_limited", { remote: remoteAddr });
+      return text("Too many handshakes", 429, {
+        "retry-after": String(Math.ceil(waitMs / 1000)),
+      });
+    }
+    if (verifier === undefined) return null;
+    const token = handshakeToken(req, url);
+    if (token === "") {
+      log.info("unauthorized", { remote: remoteAddr, error: "Missing token" });
+      return UNAUTHORIZED;
+    }
+    try {
+      const claims = await verifier.verify(token, clock.now());
+      if (requireExpiry && claims.exp === undefined) throw new Error("Token has no exp");
+      // An empty display name falls back to the user id rather than failing the name check.
+      return { userId: claims.sub, username: claims.name.trim() || claims.sub };
+    } catch (error) {
+      // The message names the failed check, never the token.
+      log.info("unauthorized", {
+        remote: remoteAddr,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return UNAUTHORIZED;
+    }
+  };
+}

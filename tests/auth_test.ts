@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import { signJwt } from "../chat/auth/jwt.ts";
+import { eventually, type Frame, startServer, TestClient } from "./helpers/ws_harness.ts";
+
+const SECRET = "auth-test-secret-0123456789abcdef";
+const RELAXED = {
+  AUTH_SECRET: SECRET,
+  HANDSHAKES_PER_IP_PER_MIN: "10000",
+  MAX_CONNECTIONS_PER_IP: "1000",
+  RATE_LIMIT_PER_S: "1000",
+  RATE_LIMIT_BURST: "1000",
+};
+
+const encoder = new TextEncoder();
+const welcome = (f: Frame) => f.type === "welcome";
+const nowS = () => Math.floor(Date.now() / 1000);
+
+function base64Url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+const part = (value: unknown) => base64Url(encoder.encode(JSON.stringify(value)));
+
+/** Signs any header with HMAC SHA-256, which signJwt will not do. */
+async function forge(header: unknown, claims: unknown, secret = SECRET): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const input = `${part(header)}.${part(claims)}`;
+  const signature = await crypto.subtle.sign("HMAC", key, encoder.encode(input));
+  return `${input}.${base64Url(new Uint8Array(signature))}`;
+}
+
+function token(name: string, sub = `id-${name}`, ttlS = 600): Promise<string> {
+  return signJwt({ sub, name, iat: nowS(), exp: nowS() + ttlS }, SECRET);
+}
+
+/** Opens a socket and expects the server to close it with 1008 "Unauthorized". */
+async function assertRefused(url: string, protocols?: string[]): Promise<void> {
+  await using client = await TestClient.open(url, { protocols });
+  assert.deepEqual(await client.closed, { code: 1008, reason: "Unauthorized" });
+  assert.equal(client.all(welcome).length, 0);
+}
+
+Deno.test("handshakes without a valid token are closed with 1008 Unauthorized", async (t) => {
+  await using server = await startServer(RELAXED);
+  const url = (jwt: string) => server.url(`/ws/chat/Mallory?token=${encodeURIComponent(jwt)}`);
+  const claims = () => ({ sub: "id-m", name: "Mallory", iat: nowS(), exp: nowS() + 600 });
+
+  await t.step("missing", async () => {
+    await assertRefused(server.url("/ws/chat/Mallory"));
+    await assertRefused(server.url("/ws"), ["chat"]);
+  });
+  await t.step("garbage", () => assertRefused(url("not-a-token")));
+  await t.step("tampered signature", async () => {
+    const jwt = await token("Mallory");
+    const last = jwt.at(-2) === "A" ? "B" : "A";
+    await assertRefused(url(jwt.slice(0, -2) + last + jwt.slice(-1)));
+  });
+  await t.step("tampered payload", async () => {
+    const [header, , signature] = (await token("Mallory")).split(".");
+    const payload = part({ ...claims(), name: "Admin" });
+    await assertRefused(url(`${header}.${payload}.${signature}`));
+  });
+  await t.step("signed with another secret", async () => {
+    await assertRefused(url(await signJwt(claims(), "some-other-secret")));
+  });
+  await t.step("alg none", async () => {
+    await assertRefused(url(`${part({ alg: "none", typ: "JWT" })}.${part(claims())}.`));
+    await assertRefused(url(await forge({ alg: "none", typ: "JWT" }, claims())));
+  });
+  await t.step("RS256", async () => {
+    const signature = base64Url(crypto.getRandomValues(new Uint8Array(256)));
+    await assertRefused(
+      url(`${part({ alg: "RS256", typ: "JWT" })}.${part(claims())}.${signature}`),
+    );
+    // The HS256/RS256 confusion: an HMAC signature under an RS256 header.
+    await assertRefused(url(await forge({ alg: "RS256", typ: "JWT" }, claims())));
+  });
+  await t.step("expired beyond the 30 s skew", async () => {
+    const c = { ...claims(), iat: nowS() - 600, exp: nowS() - 60 };
+    await assertRefused(url(await signJwt(c, SECRET)));
+  });
+  await t.step("not yet valid beyond the 30 s skew", async () => {
+    await assertRefused(url(await signJwt({ ...claims(), nbf: nowS() + 120 }, SECRET)));
+  });
+  await t.step("without exp", async () => {
+    await assertRefused(url(await signJwt({ sub: "id-m", name: "Mallory", iat: nowS() }, SECRET)));
+  });
+  await t.step("bad token in the subprotocol", async () => {
+    await assertRefused(server.url("/ws/chat"), ["chat", "bearer.x.y.z"]);
+  });
+
+  const closes = server.app.manager.metrics.closes.get(1008) ?? 0;
+  assert.ok(closes >= 14, `closes with 1008: ${closes}`);
+  assert.equal(server.app.manager.connectionCount, 0);
+});
+
+Deno.test("a valid token is accepted from ?token= and from the subprotocol", async (t) => {
+  await using server = await startServer(RELAXED);
+
+  await t.step("?token=, and the token's name replaces the URL username", async () => {
+    const jwt = await token("Alice");
+    await using alice = await TestClient.open(server.url(`/ws/chat/Impostor?token=${jwt}`));
+    const frame = await alice.waitFor(welcome);
+    assert.equal(frame.username, "Alice");
+    assert.equal(server.app.manager.connections()[0]?.userId, "id-Alice");
+  });
+
+  await t.step("subprotocol entry bearer.<token>; the server answers chat", async () => {
+    await using bob = await TestClient.open(server.url("/ws/chat"), {
+      protocols: ["chat", `bearer.${await token("Bob")}`],
+    });
+    assert.equal(bob.protocol, "chat");
+    assert.equal((await bob.waitFor(welcome)).username, "Bob");
+  });
+
+  await t.step("a lone token entry is answered with itself", async () => {
+    const entry = `bearer.${await token("Carol")}`;
+    await using carol = await TestClient.open(server.url("/ws/rooms/garden"), {
+      protocols: [entry],
+    });
+    assert.equal(carol.protocol, entry);
+    const frame = await carol.waitFor(welcome);
+    assert.equal(frame.username, "Carol");
+    assert.equal(frame.room, "garden");
+  });
+
+  await t.step("a token within the 30 s skew is still valid", async () => {
+    const jwt = await signJwt({ sub: "id-d", name: "Dave", exp: nowS() - 5 }, SECRET);
+    await using dave = await TestClient.open(server.url(`/ws/chat?token=${jwt}`));
+    await dave.waitFor(welcome);
+  });
+
+  await t.step("the echo route needs a token too", async () => {
+    await using echo = await TestClient.open(server.url(`/ws?token=${await token("Eve")}`));
+    echo.send("hi");
+    await echo.waitFor((f) => f.type === "text" && f.text === "Echo: hi");
+  });
+
+  await t.step("names come from the token: rename is refused", async () => {
+    await using frank = await TestClient.open(server.url(`/ws/chat?token=${await token("Frank")}`));
+    await frank.waitFor(welcome);
+    frank.send({ type: "rename", name: "Francis" });
+    await frank.waitFor((f) => f.type === "error" && f.code === "not_allowed");
+  });
+
+  await t.step("another user id cannot take an online name", async () => {
+    await using grace = await TestClient.open(server.url(`/ws/chat?token=${await token("Grace")}`));
+    await grace.waitFor(welcome);
+    const jwt = await token("Grace", "someone-else");
+    await using other = await TestClient.open(server.url(`/ws/chat?token=${jwt}`));
+    assert.equal((await other.closed).code, 4009);
+  });
+});
+
+Deno.test("without AUTH_SECRET everyone is anonymous and offered protocols are answered", async () => {
+  await using server = await startServer({ HANDSHAKES_PER_IP_PER_MIN: "10000" });
+  await using client = await TestClient.open(server.url("/ws/chat/Heidi"), {
+    protocols: ["chat"],
+  });
+  assert.equal(client.protocol, "chat");
+  assert.equal((await client.waitFor(welcome)).username, "Heidi");
+  assert.equal(server.app.manager.connections()[0]?.userId, null);
+});
+
+Deno.test("one user in two tabs is listed once and gets private messages in both", async () => {
+  await using server = await startServer(RELAXED);
+  const aliceToken = await token("Alice");
+  const bobToken = await token("Bob");
+  await using bob = await TestClient.open(server.url(`/ws/chat?token=${bobToken}`));
+  await bob.waitFor(welcome);
+  const tab1 = await TestClient.open(server.url(`/ws/chat?token=${aliceToken}`));
+  await using tab2 = await TestClient.open(server.url(`/ws/chat?token=${aliceToken}`));
+  try {
+    await tab1.waitFor(welcome);
+    const second = await tab2.waitFor(welcome);
+    assert.equal(second.username, "Alice");
+    assert.deepEqual(second.users, ["Bob", "Alice"]);
+
+    bob.send({ type: "users" });
+    const users = await bob.waitFor((f) => f.type === "users");
+    assert.deepEqual(users.users, ["Bob", "Alice"]);
+    assert.equal(users.connected_count, 2);
+
+    bob.send({ type: "private", to: "alice", message: "psst" });
+    const isPrivate = (f: Frame) => f.type === "private" && f.message === "psst";
+    await tab1.waitFor(isPrivate);
+    await tab2.waitFor(isPrivate);
+    await bob.waitFor(isPrivate);
+
+    // A marker from Bob after each step proves what came before it.
+    const joins = (f: Frame) => f.type === "system" && f.event === "join" && f.user === "Alice";
+    const leaves = (f: Frame) => f.type === "system" && f.event === "leave" && f.user === "Alice";
+    const marker = async (text: string) => {
+      bob.send({ type: "message", message: text });
+      await bob.waitFor((f) => f.type === "message" && f.message === text);
+    };
+    await marker("one");
+    assert.equal(bob.all(joins).length, 1, "the second tab is not announced");
+
+    await tab1.close();
+    await eventually(() => server.app.manager.connectionCount === 2, { what: "tab 1 gone" });
+    await marker("two");
+    assert.equal(bob.all(leaves).length, 0, "Alice is still online in tab 2");
+    bob.send({ type: "users" });
+    await bob.until(() => bob.all((f) => f.type === "users").length === 2);
+    assert.deepEqual(bob.all((f) => f.type === "users")[1]?.users, ["Bob", "Alice"]);
+
+    await tab2.close();
+    await bob.waitFor(leaves);
+    await marker("three");
+    assert.equal(bob.all(leaves).length, 1);
+  } finally {
+    await tab1.close();
+  }
+});
