@@ -20,7 +20,35 @@ import { type Logger, silentLogger } from "../chat/logger.ts";
 import { CloseCode, CloseReason } from "../chat/protocol.ts";
 import { KeyedRateLimiter } from "../chat/rate_limit.ts";
 import { text } from "./http.ts";
-import type { Gatekeeper, Identity, Refusal } from "./ws_routes.ts";
+
+/** Who a verified token says the client is. */
+export interface Identity {
+  userId: string;
+  username: string;
+}
+
+/**
+ * A refusal sent after the upgrade as a close frame, because a browser
+ * cannot read the HTTP status of a refused handshake.
+ */
+export interface Refusal {
+  refuse: { code: number; reason: string };
+}
+
+/**
+ * Decides who may connect before the upgrade. Returns an identity, `null`
+ * for an anonymous client (auth off), a Refusal to close with after the
+ * upgrade, or a Response to refuse the handshake with.
+ */
+export type Gatekeeper = (
+  req: Request,
+  ctx: { url: URL; remoteAddr: string },
+) =>
+  | Promise<Identity | Refusal | null | Response>
+  | Identity
+  | Refusal
+  | null
+  | Response;
 
 /** The prefix of the subprotocol entry that carries a token. */
 export const TOKEN_PROTOCOL_PREFIX = "bearer.";

@@ -6,37 +6,8 @@
  */
 
 import type { ConnectionManager, ConnectOptions } from "../chat/connection_manager.ts";
-import { selectProtocol } from "./gatekeeper.ts";
+import { type Gatekeeper, selectProtocol } from "./gatekeeper.ts";
 import { clientAddress, jsonError, originAllowed, type Route, route, text } from "./http.ts";
-
-/** Who a verified token says the client is. */
-export interface Identity {
-  userId: string;
-  username: string;
-}
-
-/**
- * A refusal sent after the upgrade as a close frame, because a browser
- * cannot read the HTTP status of a refused handshake.
- */
-export interface Refusal {
-  refuse: { code: number; reason: string };
-}
-
-/**
- * Decides who may connect before the upgrade. Returns an identity, `null`
- * for an anonymous client (auth off), a Refusal to close with after the
- * upgrade, or a Response to refuse the handshake with.
- */
-export type Gatekeeper = (
-  req: Request,
-  ctx: { url: URL; remoteAddr: string },
-) =>
-  | Promise<Identity | Refusal | null | Response>
-  | Identity
-  | Refusal
-  | null
-  | Response;
 
 /** Options of {@linkcode createWsRoutes}. */
 export interface WsRoutesOptions {
