@@ -421,13 +421,32 @@ function socketUrl(resume) {
   return `${scheme}//${location.host}${path}?${params}`;
 }
 
+// With AUTH_SECRET on the server, open the page as /#token=<jwt>: a fragment
+// never reaches server logs. The token is kept for this tab only and offered
+// as the `bearer.<jwt>` subprotocol.
+function authToken() {
+  try {
+    const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (match) {
+      sessionStorage.setItem("chat.token", decodeURIComponent(match[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem("chat.token") ?? "";
+  } catch {
+    return "";
+  }
+}
+
 function openSocket(resume) {
   clearTimers();
   state.welcomed = false;
   state.pendingRoom = "";
   state.pendingRename = "";
   setStatus("connecting", resume ? "Reconnecting…" : "Connecting…");
-  const ws = new WebSocket(socketUrl(resume));
+  const token = authToken();
+  const ws = token === ""
+    ? new WebSocket(socketUrl(resume))
+    : new WebSocket(socketUrl(resume), ["chat", `bearer.${token}`]);
   state.ws = ws;
   state.lastFrameAt = Date.now();
   // Handlers check `state.ws` so a stale socket can never act on the page.
