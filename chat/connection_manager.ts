@@ -17,6 +17,7 @@ import {
   type Draft,
   type Engine,
   isPrivateChannel,
+  type Presence,
   privateChannel,
   userChannel,
 } from "./engines/engine.ts";
@@ -159,6 +160,12 @@ export interface ConnectionManagerOptions {
 
 const OPEN = 1;
 const encoder = new TextEncoder();
+const NON_ASCII = /[\u0080-\uffff]/;
+
+/** UTF-8 bytes of a frame; most are ASCII, which a native regex scan finds faster than a loop. */
+function byteLength(text: string): number {
+  return NON_ASCII.test(text) ? utf8Length(text) : text.length;
+}
 
 interface Ban {
   /** Lower-cased username. */
@@ -197,6 +204,8 @@ class Conn {
    */
   queue: Queued[] | null = [];
   readonly pendingRooms = new Set<string>();
+  /** Frames received while the name is checked on other processes; null once admitted. */
+  held: (string | ArrayBuffer | Blob | Uint8Array)[] | null = null;
   constructor(
     readonly socket: ChatSocket,
     readonly echo: boolean,
@@ -213,9 +222,40 @@ class Conn {
   }
 }
 
+/** The manager's entry points for handles; one object per manager. */
+interface Inlet {
+  receive(conn: Conn, data: string | ArrayBuffer | Blob | Uint8Array): void;
+  closed(conn: Conn, code: number): void;
+}
+
+// Methods on a prototype rather than two closures per connection: a few
+// hundred bytes less for every idle socket.
+class Handle implements Connection {
+  readonly id: string;
+  #conn: Conn;
+  #inlet: Inlet;
+  constructor(conn: Conn, inlet: Inlet) {
+    this.id = conn.id;
+    this.#conn = conn;
+    this.#inlet = inlet;
+  }
+  receive(data: string | ArrayBuffer | Blob | Uint8Array): void {
+    this.#inlet.receive(this.#conn, data);
+  }
+  closed(code: number): void {
+    this.#inlet.closed(this.#conn, code);
+  }
+}
+
 /** Manages every connection of one server process. */
 export class ConnectionManager implements AsyncDisposable {
+  #inlet: Inlet = {
+    receive: (conn, data) => this.#receive(conn, data),
+    closed: (conn, code) => this.#closed(conn, code),
+  };
   #engine: Engine;
+  /** The engine's cross-process presence; undefined for a single-process engine. */
+  #presence: Presence | undefined;
   #clock: Clock;
   #scheduler: Scheduler;
   #log: Logger;
@@ -252,6 +292,7 @@ export class ConnectionManager implements AsyncDisposable {
   /** Creates a manager; see {@linkcode ConnectionManagerOptions} for defaults. */
   constructor(options: ConnectionManagerOptions = {}) {
     this.#engine = options.engine ?? new MemoryEngine({ historyLimit: options.historyLimit });
+    this.#presence = this.#engine.presence;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = options.scheduler ?? systemScheduler;
     this.#log = options.logger ?? silentLogger;
@@ -316,11 +357,7 @@ export class ConnectionManager implements AsyncDisposable {
       now,
       this.#burst,
     );
-    const handle: Connection = {
-      id: conn.id,
-      receive: (data) => this.#receive(conn, data),
-      closed: (code) => this.#closed(conn, code),
-    };
+    const handle = new Handle(conn, this.#inlet);
     if (this.#disposed) {
       this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
       return handle;
@@ -373,10 +410,51 @@ export class ConnectionManager implements AsyncDisposable {
         return handle;
       }
     }
+    // A verified name online elsewhere is the same user's other tab.
+    if (this.#presence !== undefined && conn.userId === null) {
+      conn.held = [];
+      this.#admit(conn, name, options.username === undefined, room, options.since, 0);
+      return handle;
+    }
     this.#setName(conn, name);
     this.#register(conn);
     this.#enterRoom(conn, room, options.since, true);
     return handle;
+  }
+
+  /**
+   * Admits a connection once its name is known to be free on the other
+   * processes (best-effort: two processes may admit one name at once).
+   */
+  #admit(
+    conn: Conn,
+    name: string,
+    anonymous: boolean,
+    room: string,
+    since: number | undefined,
+    attempt: number,
+  ): void {
+    this.#presence!.lookup(name).then((holder) => holder === undefined, () => true).then((free) => {
+      if (conn.closing) return;
+      if (this.#disposed) {
+        return this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
+      }
+      if (!free || !this.#nameAvailable(name, null)) {
+        if (anonymous && attempt < 5) {
+          return this.#admit(conn, this.#anonymousName(), true, room, since, attempt + 1);
+        }
+        if (!anonymous) {
+          return this.#refuse(conn, CloseCode.UsernameInUse, CloseReason.UsernameInUse);
+        }
+        name = this.#anonymousName();
+      }
+      const held = conn.held ?? [];
+      conn.held = null;
+      this.#setName(conn, name);
+      this.#register(conn);
+      this.#enterRoom(conn, room, since, true);
+      for (const data of held) this.#receive(conn, data);
+    });
   }
 
   /** Unique users in a room, in order of arrival. */
@@ -386,6 +464,24 @@ export class ConnectionManager implements AsyncDisposable {
     const names = new Set<string>();
     for (const c of members) names.add(c.username);
     return [...names];
+  }
+
+  /**
+   * Unique users of a room on every process sharing the engine: the local
+   * ones in order of arrival, then the others. Local only when the engine
+   * has no presence or its store is unavailable.
+   */
+  allUsers(room: string): Promise<string[]> {
+    if (this.#presence === undefined) return Promise.resolve(this.users(room));
+    return this.#presence.users(room).then(
+      (everywhere) => this.#union(this.users(room), everywhere),
+      () => this.users(room),
+    );
+  }
+
+  #union(local: string[], everywhere: readonly string[]): string[] {
+    const seen = new Set(local.map((name) => name.toLowerCase()));
+    return local.concat(everywhere.filter((name) => !seen.has(name.toLowerCase())));
   }
 
   /** Every room with local members. */
@@ -567,6 +663,7 @@ export class ConnectionManager implements AsyncDisposable {
       if (old?.size === 0) {
         this.#byName.delete(conn.key);
         this.#engine.unsubscribe(userChannel(conn.key));
+        this.#presence?.disconnect(conn.username);
       }
     }
     conn.username = name;
@@ -576,6 +673,7 @@ export class ConnectionManager implements AsyncDisposable {
       holders = new Set();
       this.#byName.set(conn.key, holders);
       this.#engine.subscribe(userChannel(conn.key));
+      this.#presence?.connect(name);
     }
     holders.add(conn);
   }
@@ -651,6 +749,7 @@ export class ConnectionManager implements AsyncDisposable {
       if (holders?.size === 0) {
         this.#byName.delete(conn.key);
         this.#engine.unsubscribe(userChannel(conn.key));
+        this.#presence?.disconnect(conn.username);
       }
     }
     conn.queue = null;
@@ -673,19 +772,48 @@ export class ConnectionManager implements AsyncDisposable {
     conn.pendingRooms.add(room);
     if (conn.queue === null) conn.queue = [];
     if (firstTab) {
+      // Before the notice, so its connected_count includes the user.
+      this.#presence?.join(room, conn.username);
       this.announce(room, "join", `${conn.username} joined the room`, conn.username)
         .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
     }
     const query = since === undefined
       ? { limit: this.#historyOnJoin }
       : { after: since, limit: this.#historyLimit };
+    const everywhere = this.#presence?.users(room).catch(() => undefined);
     this.#engine.history(room, query).then(
       (page) =>
-        this.#sendHistory(conn, room, since, page.frames as RoomFrame[], page.complete, welcome),
+        this.#sendHistoryWith(
+          everywhere,
+          conn,
+          room,
+          since,
+          page.frames as RoomFrame[],
+          page.complete,
+          welcome,
+        ),
       (error) => {
         this.#log.warn("history_failed", { room, error: String(error) });
-        this.#sendHistory(conn, room, since, [], false, welcome);
+        this.#sendHistoryWith(everywhere, conn, room, since, [], false, welcome);
       },
+    );
+  }
+
+  /** Sends history once the users of every process are known (at once without presence). */
+  #sendHistoryWith(
+    everywhere: Promise<string[] | undefined> | undefined,
+    conn: Conn,
+    room: string,
+    since: number | undefined,
+    history: RoomFrame[],
+    complete: boolean,
+    welcome: boolean,
+  ): void {
+    if (everywhere === undefined) {
+      return this.#sendHistory(conn, room, since, history, complete, welcome);
+    }
+    everywhere.then((users) =>
+      this.#sendHistory(conn, room, since, history, complete, welcome, users)
     );
   }
 
@@ -696,9 +824,12 @@ export class ConnectionManager implements AsyncDisposable {
     history: RoomFrame[],
     complete: boolean,
     welcome: boolean,
+    everywhere?: readonly string[],
   ): void {
     if (conn.closing || !conn.rooms.has(room)) return;
-    const users = this.users(room);
+    const users = everywhere === undefined
+      ? this.users(room)
+      : this.#union(this.users(room), everywhere);
     const recovered = since === undefined ? true : complete;
     if (welcome) {
       this.#send(conn, {
@@ -753,7 +884,9 @@ export class ConnectionManager implements AsyncDisposable {
       this.#rooms.delete(room);
       this.#engine.unsubscribe(room);
     }
-    if (notify && !this.#userInRoom(conn, room)) {
+    const lastTab = !this.#userInRoom(conn, room);
+    if (lastTab) this.#presence?.leave(room, conn.username);
+    if (notify && lastTab) {
       this.announce(room, "leave", `${conn.username} left the room`, conn.username)
         .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
     }
@@ -803,7 +936,7 @@ export class ConnectionManager implements AsyncDisposable {
 
   #fanOut(channel: string, frame: StoredFrame): void {
     const text = JSON.stringify(frame);
-    const bytes = utf8Length(text);
+    const bytes = byteLength(text);
     let delivered = 0;
     if (isPrivateChannel(channel)) {
       const p = frame as PrivateFrame;
@@ -858,13 +991,14 @@ export class ConnectionManager implements AsyncDisposable {
     this.#sendText(conn, text);
   }
 
-  #sendText(conn: Conn, text: string): void {
+  /** Sends one frame; `bytes`, its UTF-8 length, may be passed when already known. */
+  #sendText(conn: Conn, text: string, bytes?: number): void {
     const socket = conn.socket;
     if (conn.closing || socket.readyState !== OPEN) return;
     socket.send(text);
     conn.framesOut++;
     this.#metrics.framesOut++;
-    this.#metrics.bytesOut += utf8Length(text);
+    this.#metrics.bytesOut += bytes ?? byteLength(text);
     if (socket.bufferedAmount > this.#maxBuffered) this.#slow(conn);
   }
 
@@ -879,6 +1013,13 @@ export class ConnectionManager implements AsyncDisposable {
 
   #receive(conn: Conn, data: string | ArrayBuffer | Blob | Uint8Array): void {
     if (conn.closing) return;
+    if (conn.held !== null) {
+      if (conn.held.length >= this.#burst) {
+        return this.#drop(conn, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
+      }
+      conn.held.push(data);
+      return;
+    }
     const now = this.#clock.now();
     conn.lastSeen = now;
     conn.framesIn++;
@@ -934,6 +1075,18 @@ export class ConnectionManager implements AsyncDisposable {
     return false;
   }
 
+  #isoMs = NaN;
+  #iso = "";
+
+  /** `new Date(ms).toISOString()`, formatted once per millisecond: busy rooms send many per ms. */
+  #isoTime(ms: number): string {
+    if (ms !== this.#isoMs) {
+      this.#iso = new Date(ms).toISOString();
+      this.#isoMs = ms;
+    }
+    return this.#iso;
+  }
+
   #handle(conn: Conn, msg: ClientMessage, now: number): void {
     switch (msg.type) {
       case "message": {
@@ -947,16 +1100,19 @@ export class ConnectionManager implements AsyncDisposable {
           username: conn.username,
           sender: conn.username,
           message: msg.message,
-          timestamp: new Date(now).toISOString(),
+          timestamp: this.#isoTime(now),
         });
       }
       case "private": {
         const target = this.#byName.get(msg.to.trim().toLowerCase());
         const first = target?.values().next().value;
+        const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
+        if (first === undefined && this.#presence !== undefined) {
+          return this.#privateElsewhere(conn, msg.to.trim(), room, msg.message, now);
+        }
         if (first === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${msg.to.slice(0, 64)}`);
         }
-        const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
         return this.#publish(conn, privateChannel(conn.key, first.key), {
           type: "private",
           room,
@@ -964,7 +1120,7 @@ export class ConnectionManager implements AsyncDisposable {
           sender: conn.username,
           to: first.username,
           message: msg.message,
-          timestamp: new Date(now).toISOString(),
+          timestamp: this.#isoTime(now),
         });
       }
       case "rename":
@@ -996,10 +1152,40 @@ export class ConnectionManager implements AsyncDisposable {
             `Not in room: ${msg.room?.slice(0, 64) ?? "(none)"}`,
           );
         }
+        if (this.#presence !== undefined) {
+          this.allUsers(room).then((users) =>
+            this.#send(conn, { type: "users", room, users, connected_count: users.length })
+          );
+          return;
+        }
         const users = this.users(room);
         return this.#send(conn, { type: "users", room, users, connected_count: users.length });
       }
     }
+  }
+
+  /** A private message to a user who is not on this process but may be on another. */
+  #privateElsewhere(conn: Conn, to: string, room: string, message: string, now: number): void {
+    this.#presence!.lookup(to).then(
+      (name) => {
+        if (conn.closing) return;
+        if (name === undefined) {
+          return this.#error(conn, Errors.UserNotFound, `User not online: ${to.slice(0, 64)}`);
+        }
+        this.#publish(conn, privateChannel(conn.key, name.toLowerCase()), {
+          type: "private",
+          room,
+          username: conn.username,
+          sender: conn.username,
+          to: name,
+          message,
+          timestamp: new Date(now).toISOString(),
+        });
+      },
+      () => {
+        if (!conn.closing) this.#error(conn, Errors.Unavailable, "Message not stored; try again");
+      },
+    );
   }
 
   #publish(conn: Conn, channel: string, draft: Draft): void {
@@ -1026,10 +1212,19 @@ export class ConnectionManager implements AsyncDisposable {
       // Resume inside a room: replay what was missed without a second join notice.
       conn.pendingRooms.add(room);
       if (conn.queue === null) conn.queue = [];
+      const everywhere = this.#presence?.users(room).catch(() => undefined);
       this.#engine.history(room, { after: since, limit: this.#historyLimit }).then(
         (page) =>
-          this.#sendHistory(conn, room, since, page.frames as RoomFrame[], page.complete, false),
-        () => this.#sendHistory(conn, room, since, [], false, false),
+          this.#sendHistoryWith(
+            everywhere,
+            conn,
+            room,
+            since,
+            page.frames as RoomFrame[],
+            page.complete,
+            false,
+          ),
+        () => this.#sendHistoryWith(everywhere, conn, room, since, [], false, false),
       );
       return;
     }
@@ -1052,10 +1247,28 @@ export class ConnectionManager implements AsyncDisposable {
     if (holders !== undefined && !(holders.size === 1 && holders.has(conn))) {
       return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
     }
+    if (this.#presence === undefined) return this.#applyRename(conn, name);
+    // Best-effort across processes: two may grant one name at the same time.
+    this.#presence.lookup(name).catch(() => undefined).then((holder) => {
+      if (conn.closing || name === conn.username) return;
+      const local = this.#byName.get(name.toLowerCase());
+      if (
+        (holder !== undefined && holder.toLowerCase() !== conn.key) ||
+        (local !== undefined && !(local.size === 1 && local.has(conn)))
+      ) {
+        return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
+      }
+      this.#applyRename(conn, name);
+    });
+  }
+
+  #applyRename(conn: Conn, name: string): void {
     const old = conn.username;
     this.#setName(conn, name);
     this.#log.info("rename", { conn: conn.id, from: old, to: name });
     for (const room of conn.rooms) {
+      this.#presence?.leave(room, old);
+      this.#presence?.join(room, name);
       const draft = this.#systemDraft(room, "rename", `${old} is now ${name}`, name);
       (draft as { old_name?: string }).old_name = old;
       this.#engine.publish(room, draft)
@@ -1078,15 +1291,19 @@ export class ConnectionManager implements AsyncDisposable {
   sweep(): void {
     const now = this.#clock.now();
     let ping: string | undefined;
+    let pingBytes = 0;
     for (const c of this.#heartbeats) {
       if (now - c.lastSeen >= this.#timeout) {
         this.#metrics.heartbeatTimeouts++;
         this.#log.info("heartbeat_timeout", { conn: c.id, username: c.username });
         this.#drop(c, CloseCode.HeartbeatTimeout, CloseReason.HeartbeatTimeout);
       } else if (now - c.lastPing >= this.#interval) {
-        ping ??= JSON.stringify({ type: "ping", server_time: new Date(now).toISOString() });
+        if (ping === undefined) {
+          ping = JSON.stringify({ type: "ping", server_time: new Date(now).toISOString() });
+          pingBytes = byteLength(ping);
+        }
         c.lastPing = now;
-        this.#sendText(c, ping);
+        this.#sendText(c, ping, pingBytes);
       }
     }
   }

@@ -110,7 +110,13 @@ interface Harness {
 async function withServer(adminToken: string, fn: (h: Harness) => Promise<void>): Promise<void> {
   const lines: string[] = [];
   const clock = new FakeClock();
-  const config = { ...DEFAULT_CONFIG, adminToken, hostname: "127.0.0.1", port: 0 };
+  const config = {
+    ...DEFAULT_CONFIG,
+    engine: "memory" as const,
+    adminToken,
+    hostname: "127.0.0.1",
+    port: 0,
+  };
   const app = await createApp(config, {
     clock,
     logger: createLogger({ level: "info", write: (line) => lines.push(line) }),

@@ -32,7 +32,8 @@ export interface TestServer extends AsyncDisposable {
 
 /** Starts the app on a free port with `env` as its environment; nothing else is read. */
 export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const app = await createApp(loadConfig(env));
+  // Memory unless a test asks for another engine: nothing is written to disk.
+  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory", ...env }));
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   const port = server.addr.port;
   return {

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { DEFAULT_CONFIG, loadConfig } from "../chat/config.ts";
+
+Deno.test("loadConfig uses the documented defaults for an empty environment", () => {
+  const config = loadConfig({});
+  assert.deepEqual(config, { ...DEFAULT_CONFIG, allowedOrigins: [] });
+  assert.equal(config.port, 8000);
+  assert.equal(config.hostname, "0.0.0.0");
+  assert.equal(config.heartbeatIntervalMs, 10_000);
+  assert.equal(config.heartbeatTimeoutMs, 30_000);
+  assert.equal(config.maxConnections, 10_000);
+  assert.equal(config.maxMessageBytes, 16_384);
+  assert.equal(config.maxBufferedBytes, 1_048_576);
+  assert.deepEqual(config.allowedOrigins, []);
+  assert.equal(config.logLevel, "info");
+});
+
+Deno.test("loadConfig treats blank values as unset", () => {
+  assert.equal(loadConfig({ PORT: "", MAX_CONNECTIONS: "  " }).port, 8000);
+});
+
+Deno.test("loadConfig reads every core variable", () => {
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    HEARTBEAT_INTERVAL_MS: "50",
+    HEARTBEAT_TIMEOUT_MS: "200",
+    MAX_CONNECTIONS: "3",
+    MAX_MESSAGE_BYTES: "1024",
+    MAX_BUFFERED_BYTES: "4096",
+    ALLOWED_ORIGINS: "https://a.example, http://b.example:8080/",
+    LOG_LEVEL: "WARN",
+  });
+  assert.equal(config.port, 0);
+  assert.equal(config.hostname, "127.0.0.1");
+  assert.equal(config.heartbeatIntervalMs, 50);
+  assert.equal(config.heartbeatTimeoutMs, 200);
+  assert.equal(config.maxConnections, 3);
+  assert.equal(config.maxMessageBytes, 1024);
+  assert.equal(config.maxBufferedBytes, 4096);
+  assert.deepEqual(config.allowedOrigins, ["https://a.example", "http://b.example:8080"]);
+  assert.equal(config.logLevel, "warn");
+});
+
+Deno.test("loadConfig accepts * as any origin", () => {
+  assert.deepEqual(loadConfig({ ALLOWED_ORIGINS: "*" }).allowedOrigins, ["*"]);
+});
+
+Deno.test("loadConfig refuses bad values with a RangeError naming variable and value", async (t) => {
+  const cases: [string, Record<string, string>, string, string][] = [
+    ["PORT=abc", { PORT: "abc" }, "PORT", "abc"],
+    ["PORT out of range", { PORT: "70000" }, "PORT", "70000"],
+    ["PORT with a fraction", { PORT: "80.5" }, "PORT", "80.5"],
+    ["PORT in hex", { PORT: "0x50" }, "PORT", "0x50"],
+    ["negative MAX_CONNECTIONS", { MAX_CONNECTIONS: "-1" }, "MAX_CONNECTIONS", "-1"],
+    ["zero MAX_CONNECTIONS", { MAX_CONNECTIONS: "0" }, "MAX_CONNECTIONS", "0"],
+    [
+      "negative HEARTBEAT_INTERVAL_MS",
+      { HEARTBEAT_INTERVAL_MS: "-5" },
+      "HEARTBEAT_INTERVAL_MS",
+      "-5",
+    ],
+    ["negative MAX_MESSAGE_BYTES", { MAX_MESSAGE_BYTES: "-100" }, "MAX_MESSAGE_BYTES", "-100"],
+    ["text MAX_BUFFERED_BYTES", { MAX_BUFFERED_BYTES: "lots" }, "MAX_BUFFERED_BYTES", "lots"],
+    [
+      "timeout below the interval",
+      { HEARTBEAT_INTERVAL_MS: "1000", HEARTBEAT_TIMEOUT_MS: "500" },
+      "HEARTBEAT_TIMEOUT_MS",
+      "500",
+    ],
+    [
+      "timeout below the default interval",
+      { HEARTBEAT_TIMEOUT_MS: "5000" },
+      "HEARTBEAT_TIMEOUT_MS",
+      "5000",
+    ],
+    ["unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL", "loud"],
+    ["bad ALLOWED_ORIGINS", { ALLOWED_ORIGINS: "not a url" }, "ALLOWED_ORIGINS", "not a url"],
+  ];
+  for (const [name, env, variable, value] of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () => loadConfig(env),
+        (error: unknown) => {
+          assert.ok(error instanceof RangeError, `not a RangeError: ${error}`);
+          assert.ok(error.message.includes(variable), error.message);
+          assert.ok(error.message.endsWith(`: ${value}`), error.message);
+          assert.ok(!error.message.includes("\n"), "message is one line");
+          assert.ok(!error.message.endsWith("."), "message has no final period");
+          return true;
+        },
+      );
+    });
+  }
+});

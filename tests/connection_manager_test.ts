@@ -1,0 +1,719 @@
+import assert from "node:assert/strict";
+import {
+  type Connection,
+  ConnectionManager,
+  type ConnectionManagerOptions,
+  type ConnectOptions,
+} from "../chat/connection_manager.ts";
+import type { Draft, Engine, HistoryPage, HistoryQuery } from "../chat/engines/engine.ts";
+import { MemoryEngine } from "../chat/engines/memory.ts";
+import type { StoredFrame } from "../chat/protocol.ts";
+import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
+
+interface Client {
+  socket: FakeSocket;
+  conn: Connection;
+  /** Sends a JSON frame. */
+  send(value: unknown): void;
+}
+
+/** A manager on a fake clock and scheduler, disposed with `await using`. */
+function harness(options: ConnectionManagerOptions = {}) {
+  const clock = new FakeClock();
+  const scheduler = new FakeScheduler(clock);
+  const manager = new ConnectionManager({ clock, scheduler, ...options });
+  const open = async (connect: ConnectOptions = {}): Promise<Client> => {
+    const socket = new FakeSocket();
+    const conn = manager.connect(socket, connect);
+    await settle();
+    return { socket, conn, send: (value) => conn.receive(JSON.stringify(value)) };
+  };
+  /** Runs the deferred closes (the manager closes one scheduler tick later). */
+  const flushCloses = () => scheduler.advance(0);
+  return {
+    clock,
+    scheduler,
+    manager,
+    open,
+    flushCloses,
+    [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose](),
+  };
+}
+
+/** Connects without letting the history read resolve. */
+function connectNow(h: ReturnType<typeof harness>, username: string, since?: number): Client {
+  const socket = new FakeSocket();
+  const conn = h.manager.connect(socket, since === undefined ? { username } : { username, since });
+  return { socket, conn, send: (value) => conn.receive(JSON.stringify(value)) };
+}
+
+function messages(socket: FakeSocket): Frame[] {
+  return socket.framesOf("message");
+}
+
+function texts(socket: FakeSocket, type = "message"): unknown[] {
+  return socket.framesOf(type).map((f) => f.message);
+}
+
+function lastError(socket: FakeSocket): Frame | undefined {
+  return socket.framesOf("error").at(-1);
+}
+
+Deno.test("welcome is the first frame and describes the connection", async () => {
+  await using h = harness({ heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000 });
+  const alice = await h.open({ username: "  alice ", room: "dev" });
+  const [welcome] = alice.socket.frames();
+  assert.equal(welcome?.type, "welcome");
+  assert.equal(welcome.id, alice.conn.id);
+  assert.equal(welcome.username, "alice");
+  assert.equal(welcome.room, "dev");
+  assert.deepEqual(welcome.users, ["alice"]);
+  assert.equal(welcome.heartbeat, null);
+  assert.equal(welcome.server_time, new Date(h.clock.now()).toISOString());
+  assert.equal(welcome.recovered, true);
+  assert.deepEqual(welcome.limits, { max_message_bytes: 16_384 });
+  const beat = await h.open({ username: "bob", heartbeat: true });
+  assert.deepEqual(beat.socket.frames()[0]?.heartbeat, { interval_ms: 1000, timeout_ms: 3000 });
+});
+
+Deno.test("a broadcast reaches every member of the room including the sender", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  alice.send({
+    type: "message",
+    message: "hi all",
+    username: "mallory",
+    sender: "mallory",
+    id: 999,
+    timestamp: "1999-01-01T00:00:00.000Z",
+  });
+  for (const socket of [alice.socket, bob.socket]) {
+    const [m, ...rest] = messages(socket);
+    assert.equal(rest.length, 0);
+    assert.equal(m?.message, "hi all");
+    assert.equal(m.username, "alice");
+    assert.equal(m.sender, "alice");
+    assert.equal(m.room, "lobby");
+    assert.equal(typeof m.id, "number");
+    assert.notEqual(m.id, 999);
+    assert.equal(m.timestamp, new Date(h.clock.now()).toISOString());
+  }
+});
+
+Deno.test("plain text that is not JSON is a message to the user's room", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  alice.conn.receive("hello there");
+  assert.deepEqual(texts(bob.socket), ["hello there"]);
+  assert.deepEqual(texts(alice.socket), ["hello there"]);
+});
+
+Deno.test("message ids increase within a room", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  for (const text of ["one", "two", "three"]) alice.conn.receive(text);
+  const ids = messages(alice.socket).map((m) => m.id as number);
+  assert.equal(ids.length, 3);
+  assert.ok(ids[0]! < ids[1]! && ids[1]! < ids[2]!, `ids: ${ids}`);
+});
+
+Deno.test("join and leave notices go to the room with the member count", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  const join = bob.socket.framesOf("system");
+  assert.equal(join.length, 0, "a user's own join notice is in the welcome history only");
+  const [joined] = alice.socket.framesOf("system");
+  assert.equal(joined?.event, "join");
+  assert.equal(joined.user, "bob");
+  assert.equal(joined.sender, "System");
+  assert.equal(joined.username, "System");
+  assert.equal(joined.connected_count, 2);
+  assert.match(String(joined.message), /bob/);
+  bob.conn.closed(1000);
+  const left = alice.socket.framesOf("system").at(-1);
+  assert.equal(left?.event, "leave");
+  assert.equal(left.user, "bob");
+  assert.equal(left.connected_count, 1);
+  assert.deepEqual(h.manager.users("lobby"), ["alice"]);
+});
+
+Deno.test("messages never cross rooms", async () => {
+  await using h = harness();
+  const a = await h.open({ username: "alice", room: "red" });
+  const b = await h.open({ username: "bob", room: "blue" });
+  a.conn.receive("in red");
+  b.conn.receive("in blue");
+  assert.deepEqual(texts(a.socket), ["in red"]);
+  assert.deepEqual(texts(b.socket), ["in blue"]);
+  assert.ok(b.socket.frames().every((f) => f.room === undefined || f.room === "blue"));
+  assert.deepEqual(h.manager.users("red"), ["alice"]);
+  assert.deepEqual(h.manager.users("blue"), ["bob"]);
+});
+
+Deno.test("in-band join and leave let one socket be in several rooms", async (t) => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob", room: "dev" });
+  await t.step("join answers joined with users and history", async () => {
+    bob.conn.receive("before alice");
+    alice.send({ type: "join", room: "dev" });
+    await settle();
+    const joined = alice.socket.framesOf("joined").at(-1);
+    assert.equal(joined?.room, "dev");
+    assert.deepEqual(joined.users, ["bob", "alice"]);
+    assert.deepEqual(
+      (joined.history as Frame[]).filter((f) => f.type === "message").map((f) => f.message),
+      ["before alice"],
+    );
+    assert.equal(bob.socket.framesOf("system").at(-1)?.user, "alice");
+  });
+  await t.step("a message addresses a room with room; the default is the first room", () => {
+    alice.send({ type: "message", message: "to dev", room: "dev" });
+    alice.send({ type: "message", message: "to lobby" });
+    assert.deepEqual(texts(bob.socket), ["before alice", "to dev"]);
+    assert.deepEqual(
+      messages(alice.socket).map((m) => [m.room, m.message]),
+      [["dev", "to dev"], ["lobby", "to lobby"]],
+    );
+  });
+  await t.step("a message to a room not joined is refused", () => {
+    alice.send({ type: "message", message: "x", room: "secret" });
+    assert.equal(lastError(alice.socket)?.code, "not_in_room");
+  });
+  await t.step("an invalid room name is refused", () => {
+    alice.send({ type: "join", room: "a/b" });
+    assert.equal(lastError(alice.socket)?.code, "invalid_room");
+  });
+  await t.step("leave answers left, notifies and stops delivery", () => {
+    alice.send({ type: "leave", room: "dev" });
+    assert.deepEqual(alice.socket.framesOf("left").at(-1), { type: "left", room: "dev" });
+    const notice = bob.socket.framesOf("system").at(-1);
+    assert.equal(notice?.event, "leave");
+    assert.equal(notice.user, "alice");
+    const before = messages(alice.socket).length;
+    bob.conn.receive("after alice left");
+    assert.equal(messages(alice.socket).length, before);
+    alice.send({ type: "leave", room: "dev" });
+    assert.equal(lastError(alice.socket)?.code, "not_in_room");
+  });
+});
+
+Deno.test("users lists the online users of a room", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  await h.open({ username: "bob" });
+  await h.open({ username: "carol", room: "other" });
+  alice.send({ type: "users" });
+  assert.deepEqual(alice.socket.framesOf("users").at(-1), {
+    type: "users",
+    room: "lobby",
+    users: ["alice", "bob"],
+    connected_count: 2,
+  });
+  alice.send({ type: "users", room: "other" });
+  assert.equal(lastError(alice.socket)?.code, "not_in_room");
+});
+
+Deno.test("a private message goes to its target and is echoed to the sender only", async (t) => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "Bob" });
+  const carol = await h.open({ username: "carol" });
+  const variants: [string, unknown][] = [
+    ["private frame", { type: "private", to: "Bob", message: "secret 1" }],
+    ["message with target_user", { type: "message", target_user: "Bob", message: "secret 2" }],
+    ["message with to, any case", { type: "message", to: " bob ", message: "secret 3" }],
+  ];
+  for (const [name, frame] of variants) {
+    await t.step(name, () => {
+      const text = (frame as { message: string }).message;
+      alice.send(frame);
+      for (const socket of [alice.socket, bob.socket]) {
+        const p = socket.framesOf("private").at(-1);
+        assert.equal(p?.message, text);
+        assert.equal(p.username, "alice");
+        assert.equal(p.sender, "alice");
+        assert.equal(p.to, "Bob");
+        assert.equal(p.room, "lobby");
+        assert.equal(typeof p.id, "number");
+      }
+      assert.equal(alice.socket.framesOf("private").length, bob.socket.framesOf("private").length);
+      assert.equal(carol.socket.framesOf("private").length, 0);
+      assert.ok(!messages(carol.socket).some((m) => m.message === text));
+    });
+  }
+});
+
+Deno.test("a private message to a user who is not online is an error", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  alice.send({ type: "private", to: "nobody", message: "hello?" });
+  assert.equal(lastError(alice.socket)?.code, "user_not_found");
+  bob.conn.closed(1000);
+  alice.send({ type: "message", target_user: "bob", message: "still there?" });
+  assert.equal(alice.socket.framesOf("error").length, 2);
+  assert.equal(lastError(alice.socket)?.code, "user_not_found");
+  assert.equal(alice.socket.framesOf("private").length, 0);
+  assert.equal(alice.socket.closedWith, undefined);
+});
+
+Deno.test("rename announces the new name and keeps names unique", async (t) => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  await t.step("a rename is announced to the room", () => {
+    alice.send({ type: "rename", name: " Alicia " });
+    for (const socket of [alice.socket, bob.socket]) {
+      const notice = socket.framesOf("system").at(-1);
+      assert.equal(notice?.event, "rename");
+      assert.equal(notice.old_name, "alice");
+      assert.equal(notice.user, "Alicia");
+      assert.match(String(notice.message), /alice.*Alicia/);
+    }
+    assert.deepEqual(h.manager.users("lobby"), ["Alicia", "bob"]);
+    alice.conn.receive("signed");
+    assert.equal(messages(bob.socket).at(-1)?.sender, "Alicia");
+  });
+  await t.step("the new name receives private messages, the old one is gone", () => {
+    bob.send({ type: "private", to: "alicia", message: "new you" });
+    assert.equal(alice.socket.framesOf("private").at(-1)?.message, "new you");
+    bob.send({ type: "private", to: "alice", message: "old you" });
+    assert.equal(lastError(bob.socket)?.code, "user_not_found");
+  });
+  await t.step("a name someone has is refused, in any case", () => {
+    for (const name of ["bob", "BOB", " Bob "]) {
+      const before = alice.socket.framesOf("error").length;
+      alice.send({ type: "rename", name });
+      assert.equal(alice.socket.framesOf("error").length, before + 1);
+      assert.equal(lastError(alice.socket)?.code, "name_taken");
+    }
+    assert.deepEqual(h.manager.users("lobby"), ["Alicia", "bob"]);
+  });
+  await t.step("invalid and reserved names are refused", () => {
+    for (const name of ["", "a/b", "x".repeat(33), "System", "system"]) {
+      alice.send({ type: "rename", name });
+      assert.equal(lastError(alice.socket)?.code, "invalid_name", name);
+    }
+  });
+  await t.step("a change of case of one's own name is allowed", () => {
+    alice.send({ type: "rename", name: "ALICIA" });
+    assert.deepEqual(h.manager.users("lobby"), ["ALICIA", "bob"]);
+  });
+  await t.step("a freed name can be taken", () => {
+    bob.send({ type: "rename", name: "alice" });
+    assert.deepEqual(h.manager.users("lobby"), ["ALICIA", "alice"]);
+  });
+});
+
+Deno.test("a username already online is refused with 4009", async (t) => {
+  await using h = harness();
+  await h.open({ username: "alice" });
+  for (const name of ["alice", "ALICE", " Alice "]) {
+    await t.step(name, async () => {
+      const dup = await h.open({ username: name });
+      assert.equal(dup.socket.closedWith, undefined, "the close waits one tick");
+      h.flushCloses();
+      assert.deepEqual(dup.socket.closedWith, { code: 4009, reason: "Username already in use" });
+      assert.equal(dup.socket.framesOf("welcome").length, 0);
+    });
+  }
+  assert.equal(h.manager.connectionCount, 1);
+});
+
+Deno.test("an invalid username is refused with 1008 and a reason", async (t) => {
+  await using h = harness();
+  for (const name of ["", "   ", "a/b", "<b>", "x".repeat(33), "System"]) {
+    await t.step(JSON.stringify(name), async () => {
+      const c = await h.open({ username: name });
+      h.flushCloses();
+      assert.equal(c.socket.closedWith?.code, 1008);
+      assert.match(String(c.socket.closedWith?.reason), /^Invalid username/);
+      assert.ok(new TextEncoder().encode(c.socket.closedWith?.reason).length <= 123);
+    });
+  }
+  assert.equal(h.manager.connectionCount, 0);
+});
+
+Deno.test("anonymous users are named User N, unique while online", async () => {
+  await using h = harness();
+  const first = await h.open();
+  const second = await h.open();
+  assert.equal(first.socket.frames()[0]?.username, "User 1");
+  assert.equal(second.socket.frames()[0]?.username, "User 2");
+  await h.open({ username: "User 3" });
+  const fourth = await h.open();
+  assert.equal(fourth.socket.frames()[0]?.username, "User 4");
+  // An anonymous user may rename; the number it had is not reused while taken.
+  second.send({ type: "rename", name: "User 5" });
+  const fifth = await h.open();
+  assert.equal(fifth.socket.frames()[0]?.username, "User 6");
+  assert.equal(new Set(h.manager.users("lobby")).size, 5);
+});
+
+Deno.test("the heartbeat sends pings every interval from one sweep", async () => {
+  await using h = harness({ heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 10_000 });
+  const sockets = await Promise.all(
+    [1, 2, 3].map((n) => h.open({ username: `u${n}`, heartbeat: true })),
+  );
+  const quiet = await h.open({ username: "no-heartbeat" });
+  assert.equal(h.scheduler.intervals, 1, "one scheduler for the whole manager");
+  h.scheduler.advance(999);
+  for (const s of sockets) assert.equal(s.socket.framesOf("ping").length, 0);
+  h.scheduler.advance(1);
+  for (const s of sockets) assert.equal(s.socket.framesOf("ping").length, 1);
+  h.scheduler.advance(4000);
+  for (const s of sockets) assert.equal(s.socket.framesOf("ping").length, 5);
+  const ping = sockets[0]!.socket.framesOf("ping")[0];
+  assert.equal(typeof ping?.server_time, "string");
+  assert.equal(quiet.socket.framesOf("ping").length, 0);
+  assert.equal(quiet.socket.closedWith, undefined);
+});
+
+Deno.test("heartbeat is answered with heartbeat_ack", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice", heartbeat: true });
+  alice.send({ type: "heartbeat" });
+  const ack = alice.socket.framesOf("heartbeat_ack");
+  assert.equal(ack.length, 1);
+  assert.equal(ack[0]?.server_time, new Date(h.clock.now()).toISOString());
+});
+
+Deno.test("a silent heartbeat socket is closed with 4000 after the timeout", async () => {
+  await using h = harness({ heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000 });
+  const silent = await h.open({ username: "silent", heartbeat: true });
+  const other = await h.open({ username: "other" });
+  h.scheduler.advance(2900);
+  assert.equal(silent.socket.closedWith, undefined);
+  h.scheduler.advance(200);
+  assert.deepEqual(silent.socket.closedWith, { code: 4000, reason: "Heartbeat timeout" });
+  assert.equal(h.manager.connectionCount, 1);
+  assert.equal(other.socket.framesOf("system").at(-1)?.event, "leave");
+  assert.equal(other.socket.closedWith, undefined, "sockets without heartbeat are not timed");
+});
+
+Deno.test("any frame from the client resets the heartbeat timeout", async (t) => {
+  for (const frame of ['{"type":"pong"}', '{"type":"heartbeat"}', "chatting", "{bad json"]) {
+    await t.step(frame, async () => {
+      await using h = harness({ heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 3000 });
+      const c = await h.open({ username: "alice", heartbeat: true });
+      h.scheduler.advance(2500);
+      c.conn.receive(frame);
+      h.scheduler.advance(2500);
+      assert.equal(c.socket.closedWith, undefined, "5000 ms after connect, 2500 ms after activity");
+      h.scheduler.advance(600);
+      assert.equal(c.socket.closeCode(), 4000);
+    });
+  }
+});
+
+Deno.test("a slow consumer is closed with 4008 and the others still receive", async () => {
+  await using h = harness({ maxBufferedBytes: 1024 });
+  const alice = await h.open({ username: "alice" });
+  const slow = await h.open({ username: "slow" });
+  const carol = await h.open({ username: "carol" });
+  slow.socket.bufferedAmount = 1025;
+  alice.conn.receive("first");
+  alice.conn.receive("second");
+  h.flushCloses();
+  assert.deepEqual(slow.socket.closedWith, { code: 4008, reason: "Slow consumer" });
+  assert.deepEqual(texts(slow.socket), ["first"], "nothing more is queued for it");
+  for (const s of [alice.socket, carol.socket]) {
+    assert.deepEqual(texts(s), ["first", "second"]);
+    assert.equal(s.framesOf("system").at(-1)?.event, "leave");
+    // Room frames arrive in id order even when a delivery causes a notice.
+    const ids = s.frames()
+      .filter((f) => f.type === "message" || f.type === "system")
+      .map((f) => f.id as number);
+    assert.deepEqual(ids, [...ids].sort((x, y) => x - y), `ids out of order: ${ids}`);
+  }
+  assert.equal(h.manager.connectionCount, 2);
+  assert.equal(h.manager.metrics.slowConsumerCloses, 1);
+});
+
+Deno.test("a socket at exactly the buffer limit is kept", async () => {
+  await using h = harness({ maxBufferedBytes: 1024 });
+  const alice = await h.open({ username: "alice" });
+  alice.socket.bufferedAmount = 1024;
+  alice.conn.receive("fits");
+  h.flushCloses();
+  assert.equal(alice.socket.closedWith, undefined);
+});
+
+Deno.test("connections past MAX_CONNECTIONS are closed with 1008 Server is full", async () => {
+  await using h = harness({ maxConnections: 2 });
+  const a = await h.open({ username: "a" });
+  await h.open({ username: "b" });
+  assert.equal(h.manager.full, true);
+  const c = await h.open({ username: "c" });
+  const echo = await h.open({ mode: "echo" });
+  h.flushCloses();
+  for (const refused of [c, echo]) {
+    assert.deepEqual(refused.socket.closedWith, { code: 1008, reason: "Server is full" });
+    assert.equal(refused.socket.sent.length, 0);
+  }
+  assert.equal(h.manager.connectionCount, 2);
+  a.conn.closed(1000);
+  const d = await h.open({ username: "d" });
+  h.flushCloses();
+  assert.equal(d.socket.closedWith, undefined);
+  assert.equal(d.socket.frames()[0]?.type, "welcome");
+});
+
+Deno.test("a frame over MAX_MESSAGE_BYTES closes with 1009", async (t) => {
+  await t.step("ASCII exactly at the limit passes", async () => {
+    await using h = harness({ maxMessageBytes: 100 });
+    const c = await h.open({ username: "alice" });
+    c.conn.receive("x".repeat(100));
+    h.flushCloses();
+    assert.equal(c.socket.closedWith, undefined);
+    assert.equal(messages(c.socket).length, 1);
+  });
+  for (
+    const [name, frame] of [
+      ["ASCII one byte over", "x".repeat(101)],
+      ["multi-byte text over in bytes, not in characters", "é".repeat(51)],
+      ["a binary frame over", new Uint8Array(101)],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      await using h = harness({ maxMessageBytes: 100 });
+      const c = await h.open({ username: "alice" });
+      const other = await h.open({ username: "bob" });
+      c.conn.receive(frame);
+      assert.equal(messages(other.socket).length, 0);
+      h.flushCloses();
+      assert.deepEqual(c.socket.closedWith, { code: 1009, reason: "Message too big" });
+    });
+  }
+});
+
+Deno.test("bad input gets an error frame and the socket stays open", async (t) => {
+  await using h = harness();
+  const c = await h.open({ username: "alice" });
+  const cases: [string, string | Uint8Array, string][] = [
+    ["malformed JSON", '{"type":"message",', "bad_json"],
+    ["wrong type of field", '{"type":"message","message":42}', "bad_message"],
+    ["a JSON array", '["hi"]', "bad_message"],
+    ["unknown type", '{"type":"nope"}', "unknown_type"],
+    ["empty message", '{"type":"message","message":"   "}', "empty_message"],
+    ["binary frame", new Uint8Array([1, 2, 3]), "binary_not_supported"],
+  ];
+  for (const [name, frame, code] of cases) {
+    await t.step(name, () => {
+      const before = c.socket.framesOf("error").length;
+      c.conn.receive(frame);
+      assert.equal(c.socket.framesOf("error").length, before + 1);
+      const error = lastError(c.socket);
+      assert.equal(error?.code, code);
+      assert.equal(typeof error.message, "string");
+    });
+  }
+  c.conn.receive(new ArrayBuffer(4));
+  assert.equal(lastError(c.socket)?.code, "binary_not_supported");
+  h.flushCloses();
+  assert.equal(c.socket.closedWith, undefined);
+  c.conn.receive("still works");
+  assert.deepEqual(texts(c.socket), ["still works"]);
+});
+
+Deno.test("the echo route answers only its own client", async () => {
+  await using h = harness();
+  const echo = await h.open({ mode: "echo" });
+  const chat = await h.open({ username: "alice" });
+  assert.equal(echo.socket.sent.length, 0, "no welcome on echo");
+  echo.conn.receive("ping me");
+  assert.deepEqual(echo.socket.sent, ["Echo: ping me"]);
+  assert.equal(messages(chat.socket).length, 0);
+  echo.conn.receive('{"type":"message","message":"x"}');
+  assert.equal(echo.socket.sent[1], 'Echo: {"type":"message","message":"x"}');
+});
+
+Deno.test("welcome carries recent history", async () => {
+  await using h = harness({ historyOnJoin: 3 });
+  const alice = await h.open({ username: "alice" });
+  for (const text of ["m1", "m2", "m3", "m4"]) alice.conn.receive(text);
+  const bob = await h.open({ username: "bob" });
+  const welcome = bob.socket.frames()[0];
+  assert.equal(welcome?.type, "welcome");
+  const history = welcome.history as Frame[];
+  assert.equal(history.length, 3);
+  assert.deepEqual(history.map((f) => f.message).slice(0, 2), ["m3", "m4"]);
+  assert.equal(history[2]?.event, "join");
+  assert.equal(welcome.recovered, true);
+  assert.equal(bob.socket.frames().length, 1, "nothing in history is sent twice");
+});
+
+/** A memory engine whose history answers wait for release(), to open a race window. */
+class SlowHistoryEngine implements Engine {
+  readonly name = "slow-history";
+  readonly inner = new MemoryEngine();
+  #held: (() => void)[] = [];
+  start(deliver: (channel: string, frame: StoredFrame) => void): Promise<void> {
+    return this.inner.start(deliver);
+  }
+  publish(channel: string, draft: Draft): Promise<StoredFrame> {
+    return this.inner.publish(channel, draft);
+  }
+  history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
+    // Read when released, so frames published meanwhile are in the page too.
+    return new Promise((resolve) => {
+      this.#held.push(() => resolve(this.inner.history(channel, query)));
+    });
+  }
+  release(): void {
+    for (const fn of this.#held.splice(0)) fn();
+  }
+  subscribe(channel: string): void {
+    this.inner.subscribe(channel);
+  }
+  unsubscribe(channel: string): void {
+    this.inner.unsubscribe(channel);
+  }
+  status(): "ok" {
+    return "ok";
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+    return this.inner[Symbol.asyncDispose]();
+  }
+}
+
+Deno.test("since recovers exactly the missed messages, without duplicates", async (t) => {
+  await t.step("on connect", async () => {
+    await using h = harness();
+    const alice = await h.open({ username: "alice" });
+    for (const text of ["m1", "m2", "m3"]) alice.conn.receive(text);
+    const seen = messages(alice.socket)[0]!.id as number;
+    const bob = await h.open({ username: "bob", since: seen });
+    const welcome = bob.socket.frames()[0];
+    assert.equal(welcome?.type, "welcome");
+    assert.equal(welcome.recovered, true);
+    const history = welcome.history as Frame[];
+    assert.deepEqual(history.filter((f) => f.type === "message").map((f) => f.message), [
+      "m2",
+      "m3",
+    ]);
+    assert.ok(history.every((f) => (f.id as number) > seen));
+  });
+
+  await t.step("frames published while history loads are sent once, in order", async () => {
+    const engine = new SlowHistoryEngine();
+    await using h = harness({ engine });
+    const alice = connectNow(h, "alice");
+    engine.release();
+    await settle();
+    alice.conn.receive("m1");
+    const seen = messages(alice.socket)[0]!.id as number;
+    alice.conn.receive("m2");
+    // No settle: the history read is still pending while m3 is published.
+    const bob = connectNow(h, "bob", seen);
+    alice.conn.receive("m3 during load");
+    engine.release();
+    await settle();
+    alice.conn.receive("m4 live");
+    const [welcome, ...rest] = bob.socket.frames();
+    assert.equal(welcome?.type, "welcome");
+    const got = [...(welcome.history as Frame[]), ...rest]
+      .filter((f) => f.type === "message")
+      .map((f) => f.message);
+    assert.deepEqual(got, ["m2", "m3 during load", "m4 live"]);
+    const ids = [...(welcome.history as Frame[]), ...rest].map((f) => f.id);
+    assert.equal(new Set(ids).size, ids.length, `duplicate ids: ${ids}`);
+  });
+
+  await t.step("in-band resume replays what was missed in a joined room", async () => {
+    await using h = harness();
+    const alice = await h.open({ username: "alice" });
+    const bob = await h.open({ username: "bob" });
+    alice.conn.receive("r1");
+    const seen = messages(bob.socket)[0]!.id as number;
+    alice.conn.receive("r2");
+    alice.conn.receive("r3");
+    bob.socket.take();
+    bob.send({ type: "resume", room: "lobby", since: seen });
+    await settle();
+    const frames = bob.socket.take();
+    assert.equal(frames.length, 1);
+    const joined = frames[0];
+    assert.equal(joined?.type, "joined");
+    assert.equal(joined.recovered, true);
+    assert.deepEqual((joined.history as Frame[]).map((f) => f.message), ["r2", "r3"]);
+    assert.equal(alice.socket.framesOf("system").filter((f) => f.user === "bob").length, 1);
+  });
+
+  await t.step("join with since into a new room", async () => {
+    await using h = harness();
+    const alice = await h.open({ username: "alice", room: "dev" });
+    alice.conn.receive("d1");
+    const seen = messages(alice.socket)[0]!.id as number;
+    alice.conn.receive("d2");
+    const bob = await h.open({ username: "bob" });
+    bob.send({ type: "join", room: "dev", since: seen });
+    await settle();
+    const joined = bob.socket.framesOf("joined")[0];
+    const history = (joined?.history ?? []) as Frame[];
+    assert.deepEqual(history.filter((f) => f.type === "message").map((f) => f.message), ["d2"]);
+  });
+
+  await t.step("since older than the retained history is not recovered", async () => {
+    await using h = harness({ historyLimit: 3, engine: new MemoryEngine({ historyLimit: 3 }) });
+    const alice = await h.open({ username: "alice" });
+    for (const text of ["o1", "o2", "o3", "o4", "o5"]) alice.conn.receive(text);
+    const bob = await h.open({ username: "bob", since: 1 });
+    const welcome = bob.socket.frames()[0];
+    assert.equal(welcome?.recovered, false);
+  });
+});
+
+Deno.test("closeAll closes every socket at once without notices", async () => {
+  await using h = harness();
+  const a = await h.open({ username: "a" });
+  const b = await h.open({ username: "b", heartbeat: true });
+  const e = await h.open({ mode: "echo" });
+  const refused = await h.open({ username: "a" });
+  const before = a.socket.sent.length;
+  h.manager.closeAll(1001, "Server shutting down");
+  for (const c of [a, b, e, refused]) {
+    assert.equal(c.socket.closedWith?.code, c === refused ? 4009 : 1001);
+  }
+  assert.equal(a.socket.sent.length, before, "no leave notices on shutdown");
+  assert.equal(h.manager.connectionCount, 0);
+  assert.equal(h.manager.roomCount, 0);
+  assert.equal(h.scheduler.pending - h.scheduler.intervals, 0, "no close left pending");
+});
+
+Deno.test("dispose closes sockets with 1001, stops the sweep and refuses newcomers", async () => {
+  const clock = new FakeClock();
+  const scheduler = new FakeScheduler(clock);
+  const manager = new ConnectionManager({ clock, scheduler });
+  const socket = new FakeSocket();
+  manager.connect(socket, { username: "alice", heartbeat: true });
+  await settle();
+  assert.equal(scheduler.intervals, 1);
+  await manager[Symbol.asyncDispose]();
+  assert.deepEqual(socket.closedWith, { code: 1001, reason: "Server shutting down" });
+  assert.equal(scheduler.intervals, 0);
+  const late = new FakeSocket();
+  manager.connect(late, { username: "bob" });
+  scheduler.advance(0);
+  assert.equal(late.closedWith?.code, 1001);
+  assert.equal(manager.connectionCount, 0);
+  await manager[Symbol.asyncDispose]();
+});
+
+Deno.test("a closed socket is removed from the registry and its name freed", async () => {
+  await using h = harness();
+  const a = await h.open({ username: "alice" });
+  a.conn.closed(1006);
+  assert.equal(h.manager.isOnline("alice"), false);
+  assert.equal(h.manager.connectionCount, 0);
+  const again = await h.open({ username: "alice" });
+  h.flushCloses();
+  assert.equal(again.socket.closedWith, undefined);
+  a.conn.receive("from a dead socket");
+  assert.equal(messages(again.socket).length, 0);
+});
