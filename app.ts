@@ -10,9 +10,11 @@ import type { Clock, Scheduler } from "./chat/clock.ts";
 import type { Config } from "./chat/config.ts";
 import { ConnectionManager } from "./chat/connection_manager.ts";
 import type { Engine } from "./chat/engines/engine.ts";
+import { KvEngine } from "./chat/engines/kv.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
 import { type Logger, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
+import { createApiRoutes } from "./routes/api_routes.ts";
 import { createGatekeeper } from "./routes/gatekeeper.ts";
 import { createHealthRoutes } from "./routes/health_routes.ts";
 import { type Route, text } from "./routes/http.ts";
@@ -39,11 +41,20 @@ export interface App extends AsyncDisposable {
   manager: ConnectionManager;
 }
 
-/** Creates the engine named by `config.engine`. */
-export function createEngine(config: Config): Engine {
+/** Creates the engine named by `config.engine`; `logger` defaults to silent. */
+export function createEngine(config: Config, logger: Logger = silentLogger): Engine {
   switch (config.engine) {
     case "memory":
       return new MemoryEngine({ historyLimit: config.historyLimit });
+    case "kv":
+      // An empty KV_PATH opens the platform's database (Deno Deploy).
+      return new KvEngine({
+        path: config.kvPath,
+        historyLimit: config.historyLimit,
+        historyTtlS: config.historyTtlS,
+        presenceTtlS: config.presenceTtlS,
+        logger,
+      });
     default:
       throw new RangeError(`Unsupported CHAT_ENGINE: ${config.engine}`);
   }
@@ -77,7 +88,7 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? silentLogger;
   const manager = new ConnectionManager({
-    engine: options.engine ?? createEngine(config),
+    engine: options.engine ?? createEngine(config, logger),
     clock: options.clock,
     scheduler: options.scheduler,
     logger,
@@ -98,6 +109,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const routes: Route[] = [
     ...createStaticRoutes(),
     ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
+    ...createApiRoutes({ manager }),
     ...createAdminRoutes({
       manager,
       token: config.adminToken,

@@ -66,7 +66,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   maxBufferedBytes: 1_048_576,
   allowedOrigins: [],
   logLevel: "info",
-  engine: "memory",
+  engine: "kv",
   kvPath: "./data/chat.kv",
   historyLimit: 1000,
   historyTtlS: 0,
@@ -151,7 +151,8 @@ export function loadConfig(env: Env): Config {
     allowedOrigins: origins(env),
     logLevel: choice(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
     engine: choice(env, "CHAT_ENGINE", d.engine, ENGINES),
-    kvPath: env.KV_PATH ?? d.kvPath,
+    // Deno Deploy has no writable disk: its database is the platform default.
+    kvPath: env.KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? "" : d.kvPath),
     historyLimit: integer(env, "HISTORY_LIMIT", d.historyLimit, 0, 1_000_000),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),

@@ -1,0 +1,18 @@
+/**
+ * SQLite's "database is locked": handles on one local KV file (the workers
+ * of `deno serve --parallel`) get it when they write at the same moment, and
+ * Deno KV does not wait for the lock itself. It passes when retried.
+ *
+ * @module
+ */
+
+/** Whether an error is the transient "database is locked". */
+export function isLocked(error: unknown): boolean {
+  return error instanceof Error && /database is locked|database is busy/i.test(error.message);
+}
+
+/** Waits before retry number `attempt` (from 0): longer each time, with jitter. */
+export function lockPause(attempt: number): Promise<void> {
+  const ms = Math.min(50, 1 + attempt * 2) * (0.5 + Math.random());
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
