@@ -12,6 +12,7 @@ import { ConnectionManager } from "./chat/connection_manager.ts";
 import type { Engine } from "./chat/engines/engine.ts";
 import { KvEngine } from "./chat/engines/kv.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
+import { RedisEngine } from "./chat/engines/redis.ts";
 import { type Logger, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
 import { createApiRoutes } from "./routes/api_routes.ts";
@@ -50,6 +51,14 @@ export function createEngine(config: Config, logger: Logger = silentLogger): Eng
       // An empty KV_PATH opens the platform's database (Deno Deploy).
       return new KvEngine({
         path: config.kvPath,
+        historyLimit: config.historyLimit,
+        historyTtlS: config.historyTtlS,
+        presenceTtlS: config.presenceTtlS,
+        logger,
+      });
+    case "redis":
+      return new RedisEngine({
+        url: config.redisUrl,
         historyLimit: config.historyLimit,
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,

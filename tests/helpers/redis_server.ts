@@ -27,6 +27,12 @@ export interface StartRedisOptions {
    * throw-away CA (needs openssl). @default {false}
    */
   tls?: boolean;
+  /**
+   * Persist every write before replying (`appendonly yes`, `appendfsync
+   * always`), so {@linkcode RedisServer.kill9} loses nothing acknowledged and
+   * {@linkcode RedisServer.restart} comes back with the data. @default {false}
+   */
+  appendOnly?: boolean;
 }
 
 /** A running test server. */
@@ -41,7 +47,10 @@ export interface RedisServer extends AsyncDisposable {
   stop(): Promise<void>;
   /** Kills the server with SIGKILL, as a crash would, and waits for it to exit. */
   kill9(): Promise<void>;
-  /** Stops the server if it runs and starts it again on the same port, empty. */
+  /**
+   * Stops the server if it runs and starts it again on the same port: empty,
+   * or with its data when started with `appendOnly`.
+   */
   restart(): Promise<void>;
 }
 
@@ -92,8 +101,8 @@ export function ignoreRedisTests(options: IgnoreRedisTestsOptions = {}): boolean
 }
 
 /**
- * Starts `redis-server` on a free 127.0.0.1 port without persistence and
- * resolves once it accepts connections.
+ * Starts `redis-server` on a free 127.0.0.1 port, without persistence unless
+ * `appendOnly` is set, and resolves once it accepts connections.
  */
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
   const dir = await Deno.makeTempDir({ prefix: "redis_test_" });
@@ -103,6 +112,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     // The free port can be taken by someone else before redis binds it.
     for (let attempt = 0; attempt < 3; attempt++) {
       const server = new RedisProcess(freePort(), dir, options.password, caCert);
+      server.appendOnly = options.appendOnly ?? false;
       try {
         await server.start();
         return server;
@@ -160,6 +170,7 @@ class RedisProcess implements RedisServer {
   readonly port: number;
   readonly url: string;
   readonly caCert?: string;
+  appendOnly = false;
   #dir: string;
   #password: string | undefined;
   #child: Deno.ChildProcess | null = null;
@@ -202,7 +213,9 @@ class RedisProcess implements RedisServer {
       "--save",
       "",
       "--appendonly",
-      "no",
+      this.appendOnly ? "yes" : "no",
+      "--appendfsync",
+      "always",
       "--daemonize",
       "no",
       "--dir",
