@@ -41,7 +41,11 @@ export async function run(config: Config, logger: Logger): Promise<void> {
     Deno.exit(0);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => void stop(signal));
+    try {
+      Deno.addSignalListener(signal, () => void stop(signal));
+    } catch {
+      // Platforms without signals (Deno Deploy) stop the isolate themselves.
+    }
   }
   await server.finished;
 }
