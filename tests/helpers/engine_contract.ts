@@ -100,15 +100,19 @@ export function testEngineContract(subject: ContractSubject): void {
     name: `${subject.name} engine keeps the engine contract`,
     ignore: subject.ignore ?? false,
     async fn(t) {
-      const step = (name: string, fn: (store: ContractStore) => Promise<void>, ignore = false) =>
-        t.step({
-          name,
-          ignore,
-          async fn() {
-            await using store = await subject.open();
-            await fn(store);
-          },
+      // A rule that does not apply to an engine (sharing, persistence) is not
+      // registered at all, so no step shows as ignored.
+      const step = async (
+        name: string,
+        fn: (store: ContractStore) => Promise<void>,
+        notApplicable = false,
+      ) => {
+        if (notApplicable) return;
+        await t.step(name, async () => {
+          await using store = await subject.open();
+          await fn(store);
         });
+      };
 
       await step("ids start at 1 and increase strictly within each channel", async (store) => {
         const s = await start(store);
