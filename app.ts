@@ -7,7 +7,7 @@
  */
 
 import type { Clock, Scheduler } from "./chat/clock.ts";
-import type { Config } from "./chat/config.ts";
+import { type Config, loadConfig } from "./chat/config.ts";
 import { ConnectionManager } from "./chat/connection_manager.ts";
 import type { Engine } from "./chat/engines/engine.ts";
 import { KvEngine } from "./chat/engines/kv.ts";
@@ -40,6 +40,19 @@ export interface App extends AsyncDisposable {
   handler: Deno.ServeHandler;
   /** The manager of every connection. */
   manager: ConnectionManager;
+}
+
+/**
+ * Reads the configuration from the environment; on an invalid value prints
+ * one line naming the variable and exits with code 1.
+ */
+export function configFromEnv(): Config {
+  try {
+    return loadConfig(Deno.env.toObject());
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    Deno.exit(1);
+  }
 }
 
 /** Creates the engine named by `config.engine`; `logger` defaults to silent. */

@@ -9,8 +9,8 @@
  * @module
  */
 
-import { type App, createApp } from "./app.ts";
-import { type Config, loadConfig } from "./chat/config.ts";
+import { type App, configFromEnv, createApp } from "./app.ts";
+import type { Config } from "./chat/config.ts";
 import { createLogger, type Logger } from "./chat/logger.ts";
 
 export { type App, createApp } from "./app.ts";
@@ -51,12 +51,6 @@ export async function run(config: Config, logger: Logger): Promise<void> {
 }
 
 if (import.meta.main) {
-  let config: Config;
-  try {
-    config = loadConfig(Deno.env.toObject());
-  } catch (error) {
-    console.error(error instanceof Error ? error.message : String(error));
-    Deno.exit(1);
-  }
+  const config = configFromEnv();
   await run(config, createLogger({ level: config.logLevel }));
 }

@@ -13,17 +13,10 @@
  * @module
  */
 
-import { createApp } from "./app.ts";
-import { type Config, loadConfig } from "./chat/config.ts";
+import { configFromEnv, createApp } from "./app.ts";
 import { createLogger } from "./chat/logger.ts";
 
-let config: Config;
-try {
-  config = loadConfig(Deno.env.toObject());
-} catch (error) {
-  console.error(error instanceof Error ? error.message : String(error));
-  Deno.exit(1);
-}
+const config = configFromEnv();
 const logger = createLogger({ level: config.logLevel });
 const app = await createApp(config, { logger });
 

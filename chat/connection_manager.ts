@@ -656,16 +656,20 @@ export class ConnectionManager implements AsyncDisposable {
     return true;
   }
 
-  #setName(conn: Conn, name: string): void {
-    if (conn.key !== "") {
-      const old = this.#byName.get(conn.key);
-      old?.delete(conn);
-      if (old?.size === 0) {
-        this.#byName.delete(conn.key);
-        this.#engine.unsubscribe(userChannel(conn.key));
-        this.#presence?.disconnect(conn.username);
-      }
+  /** Gives up the connection's name; the last holder stops following its private channel. */
+  #releaseName(conn: Conn): void {
+    if (conn.key === "") return;
+    const holders = this.#byName.get(conn.key);
+    holders?.delete(conn);
+    if (holders?.size === 0) {
+      this.#byName.delete(conn.key);
+      this.#engine.unsubscribe(userChannel(conn.key));
+      this.#presence?.disconnect(conn.username);
     }
+  }
+
+  #setName(conn: Conn, name: string): void {
+    this.#releaseName(conn);
     conn.username = name;
     conn.key = name.toLowerCase();
     let holders = this.#byName.get(conn.key);
@@ -743,15 +747,7 @@ export class ConnectionManager implements AsyncDisposable {
     else this.#perAddress.delete(conn.remoteAddr);
     this.#heartbeats.delete(conn);
     for (const room of [...conn.rooms]) this.#leaveRoom(conn, room, notify);
-    if (conn.key !== "") {
-      const holders = this.#byName.get(conn.key);
-      holders?.delete(conn);
-      if (holders?.size === 0) {
-        this.#byName.delete(conn.key);
-        this.#engine.unsubscribe(userChannel(conn.key));
-        this.#presence?.disconnect(conn.username);
-      }
-    }
+    this.#releaseName(conn);
     conn.queue = null;
     this.#log.info("disconnect", { conn: conn.id, username: conn.username || undefined, code });
   }
