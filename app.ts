@@ -82,6 +82,15 @@ export function createEngine(config: Config, logger: Logger = silentLogger): Eng
   }
 }
 
+/** Percent-decodes a path parameter; an undecodable one stays as it is for the route to refuse. */
+function decodeParam(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 /** Dispatches a request to the first route whose pattern and method match. */
 export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
   return async (req, info) => {
@@ -96,7 +105,9 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
         continue;
       }
       const params: Record<string, string | undefined> = {};
-      for (const [key, value] of Object.entries(match.pathname.groups)) params[key] = value;
+      for (const [key, value] of Object.entries(match.pathname.groups)) {
+        params[key] = value === undefined ? undefined : decodeParam(value);
+      }
       return await r.handler(req, { url, params, info });
     }
     if (allowed !== undefined) {

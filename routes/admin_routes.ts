@@ -131,12 +131,7 @@ function banMinutes(body: Body): number {
 }
 
 function pathName(raw: string | undefined, field: string): string {
-  let decoded = raw ?? "";
-  try {
-    decoded = decodeURIComponent(decoded);
-  } catch {
-    // Undecodable: the name check below refuses it.
-  }
+  const decoded = raw ?? "";
   const name = normalizeName(decoded);
   if (name === undefined) throw fieldError(field, "a valid name", decoded);
   return name;

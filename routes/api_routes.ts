@@ -31,12 +31,7 @@ function positive(url: URL, name: string): number | undefined | Response {
 }
 
 function roomParam(param: string | undefined): string | Response {
-  let raw = param ?? "";
-  try {
-    raw = decodeURIComponent(raw);
-  } catch {
-    // Undecodable: the name check refuses it as it is.
-  }
+  const raw = param ?? "";
   const room = normalizeName(raw);
   if (room === undefined) return jsonError(400, `Invalid room name: ${raw.slice(0, 64)}`);
   return room;

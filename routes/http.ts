@@ -9,7 +9,7 @@
 export interface RouteContext {
   /** The parsed request URL. */
   url: URL;
-  /** Named groups of the matched pattern, percent-decoded. */
+  /** Named groups of the matched pattern, percent-decoded (left as they are when undecodable). */
   params: Record<string, string | undefined>;
   /** The connection info from Deno.serve. */
   info: Deno.ServeHandlerInfo;

@@ -24,16 +24,6 @@ export interface WsRoutesOptions {
 
 type Target = Omit<ConnectOptions, "remoteAddr" | "userId">;
 
-function decode(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    // Undecodable: hand it on as is, and the name check refuses it.
-    return value;
-  }
-}
-
 /** Routes for `/ws`, `/ws/chat`, `/ws/chat/:username`, its `/heartbeat` and `/ws/rooms/:room`. */
 export function createWsRoutes(options: WsRoutesOptions): Route[] {
   const { manager } = options;
@@ -109,7 +99,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
     ),
     route(["GET"], "/ws/chat/:username", (req, { url, info, params }) =>
       upgrade(req, url, info, {
-        username: decode(params.username),
+        username: params.username,
         room: room(url),
         heartbeat: heartbeat(url),
       })),
@@ -118,7 +108,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       "/ws/chat/:username/heartbeat",
       (req, { url, info, params }) =>
         upgrade(req, url, info, {
-          username: decode(params.username),
+          username: params.username,
           room: room(url),
           heartbeat: true,
         }),
@@ -127,7 +117,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       ["GET"],
       "/ws/rooms/:room",
       (req, { url, info, params }) =>
-        upgrade(req, url, info, { room: decode(params.room), heartbeat: heartbeat(url) }),
+        upgrade(req, url, info, { room: params.room, heartbeat: heartbeat(url) }),
     ),
   ];
 }
