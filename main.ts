@@ -28,7 +28,11 @@ export async function run(config: Config, logger: Logger): Promise<void> {
       logger.info("listening", { hostname, port, engine: app.manager.engine.name }),
   }, app.handler);
 
+  let stopping = false;
   const stop = async (signal: Deno.Signal) => {
+    // A second signal (Ctrl+C twice, or a signal to the whole process group) changes nothing.
+    if (stopping) return;
+    stopping = true;
     logger.info("shutdown", { signal });
     const stopped = server.shutdown();
     await app[Symbol.asyncDispose]();
