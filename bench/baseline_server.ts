@@ -1,0 +1,59 @@
+/**
+ * The benchmark's baseline: the minimal Deno broadcast. Every frame a socket
+ * sends goes, unchanged, to every open socket of its room (the `room` query
+ * parameter; one Set of sockets per room). No parsing, no history: the
+ * runtime's own limit for a chat server's job.
+ *
+ * ```sh
+ * PORT=0 deno run --allow-net --allow-env bench/baseline_server.ts
+ * ```
+ *
+ * Logs `{"event":"listening","port":N}` on stderr, like `main.ts`.
+ *
+ * @module
+ */
+
+/** Options of {@linkcode serveBaseline}. */
+export interface BaselineOptions {
+  /** Port on 127.0.0.1; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Called once the server listens. Default: nothing. */
+  onListen?: (addr: Deno.NetAddr) => void;
+}
+
+/** Serves the minimal broadcast until the returned server is shut down. */
+export function serveBaseline(options: BaselineOptions = {}): Deno.HttpServer<Deno.NetAddr> {
+  const rooms = new Map<string, Set<WebSocket>>();
+  return Deno.serve({
+    hostname: "127.0.0.1",
+    port: options.port ?? 0,
+    onListen: options.onListen ?? (() => {}),
+  }, (req) => {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("baseline\n");
+    }
+    const room = new URL(req.url).searchParams.get("room") ?? "";
+    let sockets = rooms.get(room);
+    if (sockets === undefined) rooms.set(room, sockets = new Set());
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.onopen = () => sockets.add(socket);
+    socket.onmessage = (event) => {
+      for (const s of sockets) if (s.readyState === WebSocket.OPEN) s.send(event.data);
+    };
+    socket.onclose = () => sockets.delete(socket);
+    socket.onerror = () => {};
+    return response;
+  });
+}
+
+if (import.meta.main) {
+  const port = Number(Deno.env.get("PORT") ?? "0");
+  serveBaseline({
+    port,
+    onListen: ({ port }) => console.error(JSON.stringify({ event: "listening", port })),
+  });
+  // Exit through Deno.exit so --cpu-prof writes its profile.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => Deno.exit(0));
+  }
+}

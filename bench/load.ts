@@ -1,0 +1,338 @@
+/**
+ * The load generator: one process of WebSocket clients (Deno's own client)
+ * driven over stdin by the benchmark runner.
+ *
+ * ```sh
+ * deno run --allow-net bench/load.ts '{"base":"ws://127.0.0.1:8000","mode":"closed",...}'
+ * ```
+ *
+ * It connects its clients, prints `{"event":"ready"}` on stdout, then obeys
+ * one command per stdin line: `run` starts the traffic, `measure` starts
+ * counting, `stop` prints `{"event":"result",...}` and exits. Room messages
+ * carry `<client>|<send time in ms>|` padded to `bytes`; every copy of a
+ * `{"type":"message"` frame a client receives is one delivery.
+ *
+ * @module
+ */
+
+import { LatencyHistogram } from "./stats.ts";
+
+/** What a load process does. */
+export type LoadMode = "closed" | "paced" | "idle" | "churn";
+
+/** The configuration of one load process (its only argument, as JSON). */
+export interface LoadConfig {
+  /** The server's base URL, e.g. `ws://127.0.0.1:8000`. */
+  base: string;
+  /** Path and query with `{name}` and `{room}` placeholders. */
+  path: string;
+  /** Closed loop, paced, idle connections or connection churn. */
+  mode: LoadMode;
+  /** Clients of this process; for churn, the clients cycling in parallel. */
+  clients: number;
+  /** Clients are spread over this many rooms, `r0`, `r1`, .... Default 1. */
+  rooms?: number;
+  /** Client names are this plus the client's index. Default `u`. */
+  namePrefix?: string;
+  /** The global index of this process's first client, for unique names. Default 0. */
+  firstClient?: number;
+  /** Closed loop: own messages in flight per client. Default 4. */
+  window?: number;
+  /** Paced: messages per second this process offers in all. Default 1000. */
+  rate?: number;
+  /** The length of each message text. Default 64. */
+  bytes?: number;
+  /** `welcome`: a client is ready at its welcome frame (our server); `open`: at open. Default `open`. */
+  ready?: "open" | "welcome";
+  /** Idle: answer `ping` frames with `pong`. Default false. */
+  pong?: boolean;
+  /** Idle: each client sends one message of this length once ready. Default 0 (none). */
+  greetBytes?: number;
+  /** Handshakes in flight while connecting. Default 64. */
+  connectConcurrency?: number;
+}
+
+/** What a load process prints when told to stop. */
+export interface LoadResult {
+  event: "result";
+  mode: LoadMode;
+  clients: number;
+  /** Seconds between `measure` and `stop`. */
+  seconds: number;
+  /** Message frames received by all clients while measuring. */
+  deliveries: number;
+  /** Messages sent while measuring. */
+  sent: number;
+  /** Error frames received (e.g. rate limited); should be 0. */
+  errors: number;
+  /** Ping frames received while measuring (idle). */
+  pings: number;
+  /** Connect-ready-close cycles completed while measuring (churn). */
+  cycles: number;
+  /** Milliseconds it took to connect every client. */
+  connectMs: number;
+  /** End-to-end latency: every delivery when paced, own messages in closed loop. */
+  latency: { buckets: [number, number][]; max: number };
+}
+
+const MESSAGE_PREFIX = '{"type":"message"';
+const MESSAGE_KEY = '"message":"';
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** The current time in fractional milliseconds since the epoch, comparable across processes. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Builds a message text `<client>|<time>|` padded with `x` to `bytes`. */
+export function payload(client: number, bytes: number): string {
+  const head = `${client}|${wallNow().toFixed(3)}|`;
+  return head.length >= bytes ? head : head + "x".repeat(bytes - head.length);
+}
+
+/** Fills in `{name}` and `{room}`, URL-encoded. */
+export function clientUrl(config: LoadConfig, name: string, room: string): string {
+  const path = config.path.replaceAll("{name}", encodeURIComponent(name))
+    .replaceAll("{room}", encodeURIComponent(room));
+  return config.base + path;
+}
+
+interface Client {
+  ws: WebSocket;
+  /** Closed loop: fills the window of own messages in flight. */
+  kick(): void;
+}
+
+class Load {
+  readonly config: LoadConfig;
+  readonly histogram = new LatencyHistogram();
+  running = false;
+  measuring = false;
+  stopped = false;
+  deliveries = 0;
+  sent = 0;
+  errors = 0;
+  pings = 0;
+  cycles = 0;
+  clients: Client[] = [];
+  #bytes: number;
+  #window: number;
+  #paced: boolean;
+
+  constructor(config: LoadConfig) {
+    this.config = config;
+    this.#bytes = config.bytes ?? 64;
+    this.#window = config.window ?? 4;
+    this.#paced = config.mode === "paced";
+  }
+
+  /** Opens one client and resolves when it is ready. */
+  open(index: number, name: string, room: string): Promise<Client> {
+    const { promise, resolve, reject } = Promise.withResolvers<Client>();
+    const ws = new WebSocket(clientUrl(this.config, name, room));
+    const waitWelcome = this.config.ready === "welcome";
+    const own = `${MESSAGE_KEY}${index}|`;
+    let ready = false;
+    let inflight = 0;
+    const timer = setTimeout(
+      () => reject(new Error(`Client not ready: ${name}`)),
+      CONNECT_TIMEOUT_MS,
+    );
+    const client: Client = {
+      ws,
+      kick: () => {
+        while (inflight < this.#window) send();
+      },
+    };
+    const markReady = () => {
+      ready = true;
+      clearTimeout(timer);
+      const greet = this.config.greetBytes ?? 0;
+      if (this.config.mode === "idle" && greet > 0) {
+        ws.send(`{"type":"message","message":"${payload(index, greet)}"}`);
+      }
+      resolve(client);
+    };
+    const send = () => {
+      inflight++;
+      if (this.measuring) this.sent++;
+      ws.send(`{"type":"message","message":"${payload(index, this.#bytes)}"}`);
+    };
+    ws.onopen = () => {
+      if (!waitWelcome) markReady();
+    };
+    ws.onmessage = (event) => {
+      const data = event.data as string;
+      if (data.startsWith(MESSAGE_PREFIX)) {
+        if (this.measuring) this.deliveries++;
+        if (this.#paced) {
+          if (this.measuring) this.#recordLatency(data, data.indexOf(MESSAGE_KEY));
+          return;
+        }
+        const at = data.indexOf(own);
+        // Closed loop: only its own echo moves a client's window.
+        if (at < 0) return;
+        if (this.measuring) this.#recordLatency(data, at);
+        inflight--;
+        if (this.running) { while (inflight < this.#window) send(); }
+        return;
+      }
+      if (data.startsWith('{"type":"ping"')) {
+        if (this.measuring) this.pings++;
+        if (this.config.pong) ws.send('{"type":"pong"}');
+      } else if (data.startsWith('{"type":"welcome"')) {
+        if (!ready) markReady();
+      } else if (data.startsWith('{"type":"error"')) {
+        this.errors++;
+      }
+    };
+    ws.onerror = () => {};
+    ws.onclose = (event) => {
+      clearTimeout(timer);
+      if (!ready) reject(new Error(`Client closed before ready: ${name}: ${event.code}`));
+    };
+    return promise;
+  }
+
+  #recordLatency(data: string, at: number): void {
+    if (at < 0) return;
+    const start = data.indexOf("|", at) + 1;
+    const end = data.indexOf("|", start);
+    const sentAt = Number(data.slice(start, end));
+    if (Number.isFinite(sentAt)) this.histogram.record(wallNow() - sentAt);
+  }
+
+  async connectAll(): Promise<void> {
+    const { clients, rooms = 1, firstClient = 0 } = this.config;
+    const concurrency = Math.max(1, Math.min(this.config.connectConcurrency ?? 64, clients));
+    let next = 0;
+    const worker = async () => {
+      while (next < clients) {
+        const i = next++;
+        const index = firstClient + i;
+        const name = `${this.config.namePrefix ?? "u"}${index}`;
+        this.clients[i] = await this.open(index, name, `r${index % rooms}`);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  }
+
+  /** Starts the traffic of the mode. */
+  run(): void {
+    this.running = true;
+    if (this.config.mode === "closed") {
+      for (const client of this.clients) client.kick();
+    } else if (this.config.mode === "paced") {
+      this.#pace();
+    } else if (this.config.mode === "churn") {
+      for (let w = 0; w < this.config.clients; w++) this.#churn(w);
+    }
+  }
+
+  #pace(): void {
+    const rate = this.config.rate ?? 1000;
+    const first = this.config.firstClient ?? 0;
+    const started = performance.now();
+    let offered = 0;
+    let next = 0;
+    const tick = () => {
+      if (!this.running) return;
+      const due = Math.floor((performance.now() - started) * rate / 1000) - offered;
+      for (let i = 0; i < due; i++) {
+        const ws = this.clients[next]!.ws;
+        const index = first + next;
+        next = (next + 1) % this.clients.length;
+        offered++;
+        if (ws.readyState !== WebSocket.OPEN) continue;
+        if (this.measuring) this.sent++;
+        ws.send(`{"type":"message","message":"${payload(index, this.#bytes)}"}`);
+      }
+      setTimeout(tick, 1);
+    };
+    tick();
+  }
+
+  async #churn(worker: number): Promise<void> {
+    const first = this.config.firstClient ?? 0;
+    let n = 0;
+    while (this.running) {
+      const name = `${this.config.namePrefix ?? "u"}c${first + worker}_${n++}`;
+      try {
+        const { ws } = await this.open(first + worker, name, `churn${first + worker}`);
+        const closed = new Promise<void>((resolve) => {
+          ws.addEventListener("close", () => resolve());
+        });
+        ws.close(1000);
+        await closed;
+        if (this.measuring) this.cycles++;
+      } catch {
+        this.errors++;
+      }
+    }
+  }
+
+  result(seconds: number, connectMs: number): LoadResult {
+    return {
+      event: "result",
+      mode: this.config.mode,
+      clients: this.config.clients,
+      seconds,
+      deliveries: this.deliveries,
+      sent: this.sent,
+      errors: this.errors,
+      pings: this.pings,
+      cycles: this.cycles,
+      connectMs,
+      latency: this.histogram.toJSON(),
+    };
+  }
+}
+
+function print(value: unknown): void {
+  console.log(JSON.stringify(value));
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let newline: number;
+    while ((newline = rest.indexOf("\n")) >= 0) {
+      yield rest.slice(0, newline).trim();
+      rest = rest.slice(newline + 1);
+    }
+  }
+}
+
+async function main(raw: string | undefined): Promise<void> {
+  if (raw === undefined) throw new TypeError("Missing load configuration: pass it as JSON");
+  const config = JSON.parse(raw) as LoadConfig;
+  const load = new Load(config);
+  const connectStart = performance.now();
+  if (config.mode !== "churn") await load.connectAll();
+  const connectMs = performance.now() - connectStart;
+  print({ event: "ready", clients: config.clients, connectMs });
+  let measureStart = performance.now();
+  for await (const command of lines(Deno.stdin.readable)) {
+    if (command === "run") {
+      load.run();
+    } else if (command === "measure") {
+      load.measuring = true;
+      measureStart = performance.now();
+    } else if (command === "stop") {
+      load.measuring = false;
+      load.running = false;
+      print(load.result((performance.now() - measureStart) / 1000, connectMs));
+      break;
+    }
+  }
+  // The runner kills the server next; closing handshakes would only add noise.
+  Deno.exit(0);
+}
+
+if (import.meta.main) {
+  main(Deno.args[0]).catch((error) => {
+    print({ event: "error", message: String(error) });
+    Deno.exit(1);
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * One measurement: a fresh server, its load generators, a timed window, and
+ * what the server spent in it.
+ *
+ * @module
+ */
+
+import type { LoadConfig, LoadResult } from "./load.ts";
+import {
+  allCpuSeconds,
+  canPin,
+  cpuSeconds,
+  type LoadProcess,
+  otherCpuSeconds,
+  type ServerKind,
+  type ServerProcess,
+  startLoad,
+  startServer,
+} from "./processes.ts";
+import { LatencyHistogram } from "./stats.ts";
+
+/** The load of one measurement, without the server address. */
+export type LoadSpec = Omit<LoadConfig, "base" | "path" | "firstClient" | "ready">;
+
+/** Options of {@linkcode measure}. */
+export interface MeasureOptions {
+  kind: ServerKind;
+  /** Environment of our server on top of the benchmark defaults. Default none. */
+  env?: Record<string, string>;
+  /** Our server's route: `chat` or the `heartbeat` route. Default `chat`. */
+  route?: "chat" | "heartbeat";
+  load: LoadSpec;
+  /** Load processes the clients are split over. Default 1. */
+  loadProcesses?: number;
+  /** Pause after every client is ready, before the traffic starts. Default 300. */
+  settleMs?: number;
+  /** Traffic before the window opens. Default 500. */
+  warmupMs?: number;
+  /** The measured window. */
+  seconds: number;
+  /** Pin the server to CPU 0 and the load to CPU 1. Default true (when taskset exists). */
+  pin?: boolean;
+  /** Called as the measured window opens and before it closes (e.g. to profile just the window). */
+  window?: { opened(): Promise<void>; closing(): Promise<void> };
+  /** Processes that serve with the server (redis-server): their CPU counts as the server's. Default none. */
+  helperPids?: number[];
+  /**
+   * Also measure memory after a full GC (through the inspector), before the
+   * clients connect and once they are ready. Default false.
+   */
+  gc?: boolean;
+}
+
+/** What one measurement found. */
+export interface Measurement {
+  kind: ServerKind;
+  /** The measured window in seconds. */
+  seconds: number;
+  /** Copies of room messages received per second, by all clients. */
+  deliveriesPerS: number;
+  /** Messages sent per second. */
+  sentPerS: number;
+  /** Connect-ready-close cycles per second (churn). */
+  cyclesPerS: number;
+  /** End-to-end latency in ms. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  latencySamples: number;
+  /** Server CPU seconds in the window, helpers (`helperPids`) included. */
+  cpuS: number;
+  /** Of `cpuShare`, what the helpers took. */
+  helperCpuShare: number;
+  /** Server CPU seconds per wall second in the window (1 = one core busy). */
+  cpuShare: number;
+  /** Load generator CPU seconds per wall second in the window, all processes. */
+  loadCpuShare: number;
+  /** CPU seconds per wall second other processes on the machine took in the window. */
+  otherCpuShare: number;
+  /** Deliveries per server CPU second. */
+  deliveriesPerCpuS: number;
+  /** Server RSS in kB before the clients connected (after a GC with `gc`), when ready, and at its peak. */
+  rssBeforeKb: number;
+  rssLoadedKb: number;
+  peakRssKb: number;
+  /** With `gc`: RSS in kB after a full GC once the clients are ready; else NaN. */
+  rssLoadedGcKb: number;
+  /** With `gc`: JS heap in use in kB after a full GC, before the clients and once ready; else NaN. */
+  heapBeforeKb: number;
+  heapLoadedKb: number;
+  /** Error frames the clients received. */
+  errors: number;
+  /** Ping frames the clients received in the window. */
+  pings: number;
+  /** Time to connect every client, in ms (slowest process). */
+  connectMs: number;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function path(kind: ServerKind, route: "chat" | "heartbeat"): string {
+  if (kind === "baseline") return "/ws?room={room}";
+  return route === "heartbeat"
+    ? "/ws/chat/{name}/heartbeat?room={room}"
+    : "/ws/chat/{name}?room={room}";
+}
+
+/** Starts a fresh server, runs the load against it and stops both. */
+export async function measure(options: MeasureOptions): Promise<Measurement> {
+  const pin = (options.pin ?? true) && canPin();
+  await using server = await startServer({
+    kind: options.kind,
+    env: options.env,
+    cpus: pin ? "0" : undefined,
+    inspect: options.gc,
+  });
+  return await measureOn(server, options, pin);
+}
+
+/** Runs the load of `options` against a running server. */
+export async function measureOn(
+  server: ServerProcess,
+  options: MeasureOptions,
+  pin: boolean,
+): Promise<Measurement> {
+  const processes = Math.max(1, Math.min(options.loadProcesses ?? 1, options.load.clients));
+  const heapBefore = options.gc ? await server.collectGarbage() : NaN;
+  const rssBefore = (await server.memory()).rssKb;
+  const loads: LoadProcess[] = [];
+  let first = 0;
+  // Shared engines (kv, redis) remember names across server runs: never reuse one.
+  const namePrefix = `u${crypto.randomUUID().slice(0, 6)}_`;
+  for (let p = 0; p < processes; p++) {
+    const clients = Math.floor(options.load.clients / processes) +
+      (p < options.load.clients % processes ? 1 : 0);
+    const config: LoadConfig = {
+      ...options.load,
+      clients,
+      rate: options.load.rate === undefined ? undefined : options.load.rate * clients /
+        options.load.clients,
+      base: server.base,
+      path: path(server.kind, options.route ?? "chat"),
+      firstClient: first,
+      namePrefix,
+      ready: server.kind === "ours" ? "welcome" : "open",
+    };
+    first += clients;
+    loads.push(startLoad(config, { cpus: pin ? "1" : undefined }));
+  }
+  try {
+    const ready = await Promise.all(loads.map((l) => l.ready));
+    await sleep(options.settleMs ?? 300);
+    const rssLoaded = (await server.memory()).rssKb;
+    const heapLoaded = options.gc ? await server.collectGarbage() : NaN;
+    const rssLoadedGc = options.gc ? (await server.memory()).rssKb : NaN;
+    await Promise.all(loads.map((l) => l.send("run")));
+    await sleep(options.warmupMs ?? 500);
+    const loadCpu = () => Promise.all(loads.map((l) => cpuSeconds(l.pid).catch(() => NaN)));
+    const othersStart = await allCpuSeconds();
+    const helpers = options.helperPids ?? [];
+    const helperCpu = async () => {
+      let total = 0;
+      for (const pid of helpers) total += await cpuSeconds(pid).catch(() => 0);
+      return total;
+    };
+    const loadStart = await loadCpu();
+    const helperStart = await helperCpu();
+    const cpuStart = await server.cpuSeconds();
+    const wallStart = performance.now();
+    await Promise.all(loads.map((l) => l.send("measure")));
+    await options.window?.opened();
+    await sleep(options.seconds * 1000);
+    await options.window?.closing();
+    // Read before `stop`: the load processes exit once they report.
+    const loadEnd = await loadCpu();
+    const helperS = await helperCpu() - helperStart;
+    const cpuS = await server.cpuSeconds() - cpuStart + helperS;
+    const wallS = (performance.now() - wallStart) / 1000;
+    const othersEnd = await allCpuSeconds();
+    const otherS = otherCpuSeconds(othersStart, othersEnd, [
+      server.pid,
+      Deno.pid,
+      ...helpers,
+      ...loads.map((l) => l.pid),
+    ]);
+    await Promise.all(loads.map((l) => l.send("stop")));
+    let loadCpuS = 0;
+    for (let i = 0; i < loads.length; i++) loadCpuS += loadEnd[i]! - loadStart[i]!;
+    const { hwmKb } = await server.memory();
+    const results: LoadResult[] = await Promise.all(loads.map((l) => l.result));
+    const histogram = new LatencyHistogram();
+    let deliveries = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
+    for (const r of results) {
+      histogram.merge(r.latency);
+      deliveries += r.deliveries;
+      sent += r.sent;
+      cycles += r.cycles;
+      errors += r.errors;
+      pings += r.pings;
+      seconds = Math.max(seconds, r.seconds);
+    }
+    return {
+      kind: server.kind,
+      seconds: wallS,
+      deliveriesPerS: deliveries / seconds,
+      sentPerS: sent / seconds,
+      cyclesPerS: cycles / seconds,
+      p50Ms: histogram.quantile(0.5),
+      p99Ms: histogram.quantile(0.99),
+      maxMs: histogram.count === 0 ? NaN : histogram.max,
+      latencySamples: histogram.count,
+      cpuS,
+      cpuShare: cpuS / wallS,
+      helperCpuShare: helperS / wallS,
+      loadCpuShare: loadCpuS / wallS,
+      otherCpuShare: otherS / wallS,
+      deliveriesPerCpuS: cpuS > 0 ? deliveries / cpuS : NaN,
+      rssBeforeKb: rssBefore,
+      rssLoadedKb: rssLoaded,
+      peakRssKb: hwmKb,
+      rssLoadedGcKb: rssLoadedGc,
+      heapBeforeKb: heapBefore,
+      heapLoadedKb: heapLoaded,
+      errors,
+      pings,
+      connectMs: Math.max(...ready.map((r) => r.connectMs)),
+    };
+  } finally {
+    for (const l of loads) await l[Symbol.asyncDispose]();
+  }
+}

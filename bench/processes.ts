@@ -1,0 +1,417 @@
+/**
+ * Starts the servers and load generators of the benchmark as subprocesses,
+ * pinned to CPUs where `taskset` exists, and reads their CPU time and
+ * memory from /proc.
+ *
+ * @module
+ */
+
+import { connectInspector } from "./inspector.ts";
+import type { LoadConfig, LoadResult } from "./load.ts";
+
+/** Which server to start. */
+export type ServerKind = "ours" | "baseline";
+
+/** Options of {@linkcode startServer}. */
+export interface ServerOptions {
+  /** `ours` runs main.ts; `baseline` runs bench/baseline_server.ts. */
+  kind: ServerKind;
+  /** Environment on top of the benchmark defaults (ours only needs them). Default none. */
+  env?: Record<string, string>;
+  /** CPU list for taskset, e.g. `"0"`; ignored without taskset. Default: not pinned. */
+  cpus?: string;
+  /** Writes a V8 CPU profile into this directory on exit. Default: no profile. */
+  cpuProfDir?: string;
+  /** Opens the V8 inspector, so {@linkcode ServerProcess.collectGarbage} works. Default false. */
+  inspect?: boolean;
+}
+
+/** A running server. */
+export interface ServerProcess extends AsyncDisposable {
+  readonly kind: ServerKind;
+  readonly pid: number;
+  readonly port: number;
+  /** `ws://127.0.0.1:<port>`. */
+  readonly base: string;
+  /** The inspector's port when started with `inspect`. */
+  readonly inspectPort: number | undefined;
+  /** User plus system CPU seconds of the process so far. */
+  cpuSeconds(): Promise<number>;
+  /** Current and peak resident memory in kB. */
+  memory(): Promise<{ rssKb: number; hwmKb: number }>;
+  /**
+   * Forces a full garbage collection over the inspector (see `inspect`) and
+   * returns the JS heap in use afterwards, in kB.
+   */
+  collectGarbage(): Promise<number>;
+  /** The last lines the server wrote on stderr. */
+  log(): string[];
+  /** Stops the server: SIGTERM when `graceful` (needed for CPU profiles), else SIGKILL. */
+  stop(options?: { graceful?: boolean }): Promise<void>;
+}
+
+/** Settings that keep our server's protective limits out of a load test. */
+export const BENCH_ENV: Readonly<Record<string, string>> = Object.freeze({
+  HOST: "127.0.0.1",
+  PORT: "0",
+  LOG_LEVEL: "warn",
+  CHAT_ENGINE: "memory",
+  RATE_LIMIT_PER_S: "1000000",
+  RATE_LIMIT_BURST: "1000000",
+  MAX_CONNECTIONS: "1000000",
+  MAX_CONNECTIONS_PER_IP: "1000000",
+  HANDSHAKES_PER_IP_PER_MIN: "10000000",
+  MAX_BUFFERED_BYTES: String(2 ** 30),
+});
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const START_TIMEOUT_MS = 30_000;
+const LOG_LINES = 50;
+
+let clockTicks: number | undefined;
+let tasksetPath: string | null | undefined;
+
+function onPath(binary: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir === "") continue;
+    try {
+      if (Deno.statSync(`${dir}/${binary}`).isFile) return `${dir}/${binary}`;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return null;
+}
+
+/** Whether processes can be pinned to CPUs. */
+export function canPin(): boolean {
+  tasksetPath ??= onPath("taskset");
+  return tasksetPath !== null;
+}
+
+async function ticksPerSecond(): Promise<number> {
+  if (clockTicks !== undefined) return clockTicks;
+  try {
+    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stderr: "null" }).output();
+    clockTicks = Number(new TextDecoder().decode(out.stdout).trim()) || 100;
+  } catch {
+    clockTicks = 100;
+  }
+  return clockTicks;
+}
+
+/** User plus system CPU seconds of a process, from /proc/<pid>/stat. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command name, which may itself hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / await ticksPerSecond();
+}
+
+/**
+ * CPU seconds of every process on the machine, by pid: with two snapshots
+ * the runner sees how much CPU other people's processes took meanwhile.
+ */
+export async function allCpuSeconds(): Promise<Map<number, number>> {
+  const ticks = await ticksPerSecond();
+  const result = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      result.set(Number(entry.name), (Number(fields[11]) + Number(fields[12])) / ticks);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return result;
+}
+
+/** CPU seconds taken between two {@linkcode allCpuSeconds} snapshots by processes not excluded. */
+export function otherCpuSeconds(
+  before: Map<number, number>,
+  after: Map<number, number>,
+  excluded: readonly number[],
+): number {
+  let total = 0;
+  for (const [pid, seconds] of after) {
+    if (excluded.includes(pid)) continue;
+    total += seconds - (before.get(pid) ?? 0);
+  }
+  return total;
+}
+
+/** The pid of a running process whose command line contains every one of `parts`, if any. */
+export async function findProcess(parts: readonly string[]): Promise<number | undefined> {
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${entry.name}/cmdline`)).replaceAll(
+        "\0",
+        " ",
+      );
+      if (parts.every((part) => cmdline.includes(part))) return Number(entry.name);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return undefined;
+}
+
+/** Pins a running process (all its threads) to a CPU list; false without taskset. */
+export async function pin(pid: number, cpus: string): Promise<boolean> {
+  if (!canPin()) return false;
+  const { success } = await new Deno.Command(tasksetPath!, {
+    args: ["-a", "-p", "-c", cpus, String(pid)],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return success;
+}
+
+/** VmRSS and VmHWM of a process in kB, from /proc/<pid>/status. */
+export async function memory(pid: number): Promise<{ rssKb: number; hwmKb: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1]);
+  return { rssKb: field("VmRSS"), hwmKb: field("VmHWM") };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** The command line: raise the descriptor limit to the hard one, pin, then run deno. */
+function command(cpus: string | undefined, args: string[]): { cmd: string; args: string[] } {
+  const pinned = cpus !== undefined && canPin() ? [tasksetPath!, "-c", cpus] : [];
+  const argv = [...pinned, Deno.execPath(), ...args];
+  if (onPath("bash") === null) return { cmd: argv[0]!, args: argv.slice(1) };
+  // exec keeps the pid: /proc/<pid> is the deno process itself.
+  return {
+    cmd: "bash",
+    args: ["-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', "bash", ...argv],
+  };
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let rest = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    rest += chunk;
+    let newline: number;
+    while ((newline = rest.indexOf("\n")) >= 0) {
+      yield rest.slice(0, newline);
+      rest = rest.slice(newline + 1);
+    }
+  }
+  if (rest !== "") yield rest;
+}
+
+/** Starts a server on a free port and resolves once it listens. */
+export async function startServer(options: ServerOptions): Promise<ServerProcess> {
+  const deno = ["run", "--allow-all", "--unstable-kv"];
+  if (options.cpuProfDir !== undefined) {
+    deno.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`);
+  }
+  const inspectPort = options.inspect ? freePort() : undefined;
+  if (inspectPort !== undefined) deno.push(`--inspect=127.0.0.1:${inspectPort}`);
+  deno.push(options.kind === "ours" ? "main.ts" : "bench/baseline_server.ts");
+  const { cmd, args } = command(options.cpus, deno);
+  // At LOG_LEVEL=warn our server does not log `listening`: probe a chosen port too.
+  const chosen = freePort();
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    env: { ...BENCH_ENV, PORT: String(chosen), ...options.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log: string[] = [];
+  const { promise: listening, resolve, reject } = Promise.withResolvers<number>();
+  const drained = (async () => {
+    for await (const line of lines(child.stderr)) {
+      log.push(line);
+      if (log.length > LOG_LINES) log.shift();
+      if (!line.includes('"listening"')) continue;
+      try {
+        const port = (JSON.parse(line) as { port?: unknown }).port;
+        if (typeof port === "number") resolve(port);
+      } catch {
+        // Not a log line of ours.
+      }
+    }
+    reject(new Error(`Server exited before listening: ${options.kind}\n${log.join("\n")}`));
+  })();
+  const timer = setTimeout(
+    () => reject(new Error(`Server did not listen in time: ${options.kind}`)),
+    START_TIMEOUT_MS,
+  );
+  let probing = true;
+  const probe = (async () => {
+    while (probing) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: chosen });
+        conn.close();
+        resolve(chosen);
+        return;
+      } catch {
+        // Not listening yet.
+      }
+    }
+  })();
+  let port: number;
+  try {
+    port = await listening;
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await child.status;
+    await drained;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    probing = false;
+    await probe;
+  }
+  const pid = child.pid;
+  let stopped: Promise<void> | undefined;
+  const stop = (graceful = false): Promise<void> => {
+    stopped ??= (async () => {
+      try {
+        child.kill(graceful ? "SIGTERM" : "SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // Exited meanwhile.
+          }
+          resolve();
+        }, 10_000);
+      });
+      await Promise.race([child.status.then(() => {}), late]);
+      clearTimeout(timer);
+      await child.status;
+      await drained;
+    })();
+    return stopped;
+  };
+  return {
+    kind: options.kind,
+    pid,
+    port,
+    base: `ws://127.0.0.1:${port}`,
+    inspectPort,
+    cpuSeconds: () => cpuSeconds(pid),
+    memory: () => memory(pid),
+    collectGarbage: () => {
+      if (inspectPort === undefined) {
+        return Promise.reject(new Error(`Server started without inspect: ${options.kind}`));
+      }
+      return collectGarbage(inspectPort);
+    },
+    log: () => [...log],
+    stop: (stopOptions) => stop(stopOptions?.graceful ?? false),
+    [Symbol.asyncDispose]: () => stop(false),
+  };
+}
+
+/** Asks the inspector on `port` for a full GC, then for the heap in use (kB). */
+async function collectGarbage(port: number): Promise<number> {
+  await using session = await connectInspector(port);
+  await session.call("HeapProfiler.collectGarbage");
+  const usage = await session.call("Runtime.getHeapUsage");
+  return Number(usage.usedSize) / 1024;
+}
+
+/** A running load generator process. */
+export interface LoadProcess extends AsyncDisposable {
+  readonly pid: number;
+  /** Resolves once every client is connected (ready). */
+  readonly ready: Promise<{ connectMs: number }>;
+  /** Sends `run`, `measure` or `stop`. */
+  send(command: "run" | "measure" | "stop"): Promise<void>;
+  /** Resolves with the result printed after `stop`. */
+  readonly result: Promise<LoadResult>;
+}
+
+/** Starts one load generator process with its configuration. */
+export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): LoadProcess {
+  const { cmd, args } = command(options.cpus, [
+    "run",
+    "--allow-net",
+    `${ROOT}bench/load.ts`,
+    JSON.stringify(config),
+  ]);
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  const ready = Promise.withResolvers<{ connectMs: number }>();
+  const result = Promise.withResolvers<LoadResult>();
+  // Rejections are observed through the promises handed out; keep them from being unhandled.
+  ready.promise.catch(() => {});
+  result.promise.catch(() => {});
+  const read = (async () => {
+    for await (const line of lines(child.stdout)) {
+      let event: { event?: string; message?: string; connectMs?: number };
+      try {
+        event = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (event.event === "ready") ready.resolve({ connectMs: event.connectMs ?? NaN });
+      else if (event.event === "result") result.resolve(event as LoadResult);
+      else if (event.event === "error") {
+        const error = new Error(`Load generator failed: ${event.message}`);
+        ready.reject(error);
+        result.reject(error);
+      }
+    }
+    const gone = new Error("Load generator exited without a result");
+    ready.reject(gone);
+    result.reject(gone);
+  })();
+  let closed = false;
+  const closeStdin = async () => {
+    if (closed) return;
+    closed = true;
+    await writer.close().catch(() => {});
+  };
+  return {
+    pid: child.pid,
+    ready: ready.promise,
+    result: result.promise,
+    async send(command) {
+      if (closed) return;
+      await writer.write(encoder.encode(command + "\n"));
+      if (command === "stop") await closeStdin();
+    },
+    async [Symbol.asyncDispose]() {
+      await closeStdin();
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+      await child.status;
+      await read;
+    },
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * The benchmark: our server against the minimal Deno broadcast, in one run.
+ *
+ * ```sh
+ * deno task bench            # full run, under 20 minutes
+ * deno task bench --quick    # under 2 minutes
+ * deno task bench --only=room64,paced64 --repeats=5 --out=results.json
+ * deno task bench --only=paced --ours-v8-flags=--max-semi-space-size=2
+ * ```
+ *
+ * Prints a Markdown report on stdout and progress on stderr.
+ *
+ * @module
+ */
+
+import type { Measurement } from "./measure.ts";
+import { canPin } from "./processes.ts";
+import { pairedRatio } from "./report.ts";
+import { runSuite, type Section, type SuiteOptions } from "./scenarios.ts";
+
+/** Settings of `--quick` and of the full run. */
+export function suiteOptions(args: readonly string[]): SuiteOptions {
+  const arg = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+  const quick = args.includes("--quick");
+  const options: SuiteOptions = quick
+    ? {
+      repeats: 2,
+      seconds: 1,
+      warmupS: 0.3,
+      idleConnections: 5000,
+      slowRepeats: 1,
+      pacedLoad: 0.5,
+      pacedClients: [64],
+      maxOtherCpu: 0.15,
+      retries: 1,
+      retryUntil: 80_000,
+      pin: true,
+      log: (line) => console.error(line),
+    }
+    : {
+      repeats: 7,
+      seconds: 3,
+      warmupS: 0.5,
+      idleConnections: 5000,
+      slowRepeats: 3,
+      pacedLoad: 0.5,
+      pacedClients: [16, 64, 256],
+      maxOtherCpu: 0.15,
+      retries: 2,
+      retryUntil: 14 * 60_000,
+      pin: true,
+      log: (line) => console.error(line),
+    };
+  const repeats = arg("repeats");
+  if (repeats !== undefined) options.repeats = options.slowRepeats = Number(repeats);
+  const seconds = arg("seconds");
+  if (seconds !== undefined) options.seconds = Number(seconds);
+  const only = arg("only");
+  if (only !== undefined) options.only = only.split(",");
+  if (args.includes("--no-pin")) options.pin = false;
+  const v8Flags = args.find((a) => a.startsWith("--ours-v8-flags="));
+  if (v8Flags !== undefined) options.oursV8Flags = v8Flags.slice("--ours-v8-flags=".length);
+  const maxOther = arg("max-other-cpu");
+  if (maxOther !== undefined) options.maxOtherCpu = Number(maxOther);
+  const retries = arg("retries");
+  if (retries !== undefined) options.retries = Number(retries);
+  return options;
+}
+
+async function machine(): Promise<string> {
+  let model = "unknown CPU";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    model = /^model name\s*:\s*(.+)$/m.exec(info)?.[1] ?? model;
+  } catch {
+    // Not Linux.
+  }
+  return `${navigator.hardwareConcurrency} cores, ${model}, ${Deno.build.os} ${Deno.build.arch}`;
+}
+
+function targets(sections: Section[]): string[] {
+  const lines: string[] = [];
+  const ratio = (id: string, value: (m: Measurement) => number) => {
+    const pairs = sections.find((s) => s.id === id)?.pairs;
+    return pairs === undefined ? undefined : pairedRatio(pairs, value).median;
+  };
+  const check = (label: string, value: number | undefined, ok: (v: number) => boolean) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    lines.push(`- ${label}: ${value.toFixed(3)} ${ok(value) ? "✓" : "✗"}`);
+  };
+  for (const n of [16, 64, 256]) {
+    check(
+      `deliveries/s ours / baseline, ${n} clients (target ≥ 0.95)`,
+      ratio(`room${n}`, (m) => m.deliveriesPerS),
+      (v) => v >= 0.95,
+    );
+    check(
+      `deliveries per CPU s ours / baseline, ${n} clients`,
+      ratio(`room${n}`, (m) => m.deliveriesPerCpuS),
+      (v) => v >= 0.95,
+    );
+  }
+  for (const n of [16, 64, 256]) {
+    check(
+      `paced p99 ours / baseline, ${n} clients (target ≤ 1.2)`,
+      ratio(`paced${n}`, (m) => m.p99Ms),
+      (v) => v <= 1.2,
+    );
+  }
+  const idle = sections.find((s) => s.id === "idle");
+  if (idle?.pairs !== undefined) {
+    const afterGc = (m: Measurement) => m.rssLoadedGcKb - m.rssBeforeKb;
+    check(
+      "idle RSS per connection after a full GC, ours / baseline (target ≤ 1.2)",
+      ratio("idle", afterGc),
+      (v) => v <= 1.2,
+    );
+    const beforeGc = (m: Measurement) => m.rssLoadedKb - m.rssBeforeKb;
+    check(
+      "idle RSS per connection before GC, ours / baseline",
+      ratio("idle", beforeGc),
+      (v) => v <= 1.2,
+    );
+  }
+  return lines;
+}
+
+if (import.meta.main) {
+  const options = suiteOptions(Deno.args);
+  if (options.pin && !canPin()) {
+    console.error("taskset not found: server and load are not pinned to CPUs");
+    options.pin = false;
+  }
+  const started = performance.now();
+  const sections = await runSuite(options);
+  const minutes = (performance.now() - started) / 60_000;
+  const out = [
+    `## Results ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`,
+    "",
+    `- Machine: ${await machine()}`,
+    `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
+    `- Command: \`deno task bench ${Deno.args.join(" ")}\`, ${minutes.toFixed(1)} minutes`,
+    `- Server ${options.pin ? "pinned to CPU 0, load generator to CPU 1" : "not pinned"}; ` +
+    `${options.repeats} back-to-back pairs per scenario (${options.slowRepeats} for idle, churn, engines), ` +
+    `${options.seconds} s windows; cells are median (min–max); ratios are the median of the pairs' ratios.`,
+    "",
+    "### Targets",
+    "",
+    ...targets(sections),
+  ];
+  for (const s of sections) out.push("", `### ${s.title}`, "", s.markdown);
+  console.log(out.join("\n"));
+  const file = Deno.args.find((a) => a.startsWith("--out="))?.slice(6);
+  if (file !== undefined) {
+    await Deno.writeTextFile(
+      file,
+      JSON.stringify({ options: { ...options, log: undefined }, sections }, null, 2),
+    );
+  }
+}
