@@ -69,20 +69,19 @@ export class MemoryEngine implements Engine {
         complete: query.after === undefined || query.after === 0,
       });
     }
-    const ordered = ring.frames.slice(ring.start).concat(ring.frames.slice(0, ring.start));
-    let frames = ordered.filter((f) =>
-      (query.after === undefined || f.id > query.after) &&
-      (query.before === undefined || f.id < query.before)
-    );
-    let complete = true;
-    if (query.after !== undefined) {
-      // An `after` beyond the head comes from a previous life of the store.
-      const oldest = ordered[0]?.id ?? ring.head + 1;
-      complete = query.after <= ring.head && oldest <= query.after + 1;
-      frames = frames.slice(0, query.limit);
-    } else {
-      frames = frames.slice(Math.max(0, frames.length - query.limit));
-    }
+    // Ids in a ring are consecutive, so the wanted range maps straight to
+    // slots: no copy of the ring per join.
+    const count = ring.frames.length;
+    const oldest = ring.head - count + 1;
+    let lo = Math.max(oldest, (query.after ?? 0) + 1);
+    let hi = Math.min(ring.head, (query.before ?? Infinity) - 1);
+    if (query.after !== undefined) hi = Math.min(hi, lo + query.limit - 1);
+    else lo = Math.max(lo, hi - query.limit + 1);
+    const frames: StoredFrame[] = [];
+    for (let id = lo; id <= hi; id++) frames.push(ring.frames[(ring.start + id - oldest) % count]!);
+    // An `after` beyond the head comes from a previous life of the store.
+    const complete = query.after === undefined ||
+      (query.after <= ring.head && oldest <= query.after + 1);
     return Promise.resolve({ frames, complete });
   }
 
