@@ -6,6 +6,17 @@
  * @module
  */
 
+import { BanList } from "./ban_list.ts";
+import {
+  type ChatSocket,
+  Conn,
+  type Connection,
+  type ConnectionInfo,
+  type ConnectOptions,
+  Handle,
+  type Inlet,
+  type Queued,
+} from "./connection.ts";
 import {
   type Clock,
   type Scheduler,
@@ -43,59 +54,7 @@ import {
   type SystemEvent,
 } from "./protocol.ts";
 
-/** The narrow view of a WebSocket the manager needs. */
-export interface ChatSocket {
-  /** Queues a text frame. */
-  send(data: string): void;
-  /** Starts the closing handshake. */
-  close(code?: number, reason?: string): void;
-  /** Bytes queued but not yet written. */
-  readonly bufferedAmount: number;
-  /** 0 connecting, 1 open, 2 closing, 3 closed. */
-  readonly readyState: number;
-}
-
-/** What a route hands over when a socket opens. */
-export interface ConnectOptions {
-  /** `echo` answers `Echo: <text>`; `chat` is the chat protocol. Default `chat`. */
-  mode?: "echo" | "chat";
-  /** The requested username, unvalidated; none for an anonymous "User N". */
-  username?: string;
-  /** A verified user id (the token's `sub`); lets one user open several tabs. */
-  userId?: string;
-  /** The first room, unvalidated. Default `lobby`. */
-  room?: string;
-  /** Whether the application heartbeat runs for this socket. Default false. */
-  heartbeat?: boolean;
-  /** The last message id the client saw in `room`, to recover what it missed. */
-  since?: number;
-  /** The client's address, for logs and limits. */
-  remoteAddr?: string;
-  /** Refuses the socket with this close (say 1008 "Unauthorized"); set by the route. */
-  refuse?: { code: number; reason: string };
-}
-
-/** The handle a route keeps for one socket. */
-export interface Connection {
-  /** The connection id. */
-  readonly id: string;
-  /** Hands over one frame from the socket. */
-  receive(data: string | ArrayBuffer | Blob | Uint8Array): void;
-  /** Tells the manager the socket closed. */
-  closed(code: number): void;
-}
-
-/** What an operator sees of one connection. */
-export interface ConnectionInfo {
-  id: string;
-  username: string;
-  userId: string | null;
-  rooms: string[];
-  remoteAddr: string;
-  connectedSince: string;
-  framesIn: number;
-  framesOut: number;
-}
+export type { ChatSocket, Connection, ConnectionInfo, ConnectOptions } from "./connection.ts";
 
 /** Options of {@linkcode ConnectionManager.ban}. */
 export interface BanOptions {
@@ -167,86 +126,6 @@ function byteLength(text: string): number {
   return NON_ASCII.test(text) ? utf8Length(text) : text.length;
 }
 
-interface Ban {
-  /** Lower-cased username. */
-  key: string;
-  untilMs: number;
-  /** Verified user ids seen under the name when banned. */
-  subs: Set<string>;
-}
-
-interface Queued {
-  channel: string;
-  id: number;
-  text: string;
-}
-
-class Conn {
-  readonly id = crypto.randomUUID();
-  username = "";
-  /** Lower-cased username: names are unique regardless of case. */
-  key = "";
-  /** First joined room first; the default target of messages. */
-  readonly rooms = new Set<string>();
-  lastSeen: number;
-  lastPing: number;
-  framesIn = 0;
-  framesOut = 0;
-  tokens: number;
-  tokensAt: number;
-  strikes = 0;
-  closing = false;
-  /** Whether `welcome` went out; until then every frame queues. */
-  welcomed = false;
-  /**
-   * Frames held back while history is being sent: null when live. Rooms in
-   * `pendingRooms` queue here; before `welcome` everything queues here.
-   */
-  queue: Queued[] | null = [];
-  readonly pendingRooms = new Set<string>();
-  /** Frames received while the name is checked on other processes; null once admitted. */
-  held: (string | ArrayBuffer | Blob | Uint8Array)[] | null = null;
-  constructor(
-    readonly socket: ChatSocket,
-    readonly echo: boolean,
-    readonly heartbeat: boolean,
-    readonly userId: string | null,
-    readonly remoteAddr: string,
-    readonly connectedAt: number,
-    burst: number,
-  ) {
-    this.lastSeen = connectedAt;
-    this.lastPing = connectedAt;
-    this.tokens = burst;
-    this.tokensAt = connectedAt;
-  }
-}
-
-/** The manager's entry points for handles; one object per manager. */
-interface Inlet {
-  receive(conn: Conn, data: string | ArrayBuffer | Blob | Uint8Array): void;
-  closed(conn: Conn, code: number): void;
-}
-
-// Methods on a prototype rather than two closures per connection: a few
-// hundred bytes less for every idle socket.
-class Handle implements Connection {
-  readonly id: string;
-  #conn: Conn;
-  #inlet: Inlet;
-  constructor(conn: Conn, inlet: Inlet) {
-    this.id = conn.id;
-    this.#conn = conn;
-    this.#inlet = inlet;
-  }
-  receive(data: string | ArrayBuffer | Blob | Uint8Array): void {
-    this.#inlet.receive(this.#conn, data);
-  }
-  closed(code: number): void {
-    this.#inlet.closed(this.#conn, code);
-  }
-}
-
 /** Manages every connection of one server process. */
 export class ConnectionManager implements AsyncDisposable {
   #inlet: Inlet = {
@@ -281,9 +160,8 @@ export class ConnectionManager implements AsyncDisposable {
   #heartbeats = new Set<Conn>();
   /** Deferred closes, with their own code so shutdown keeps a refusal's reason. */
   #closeTimers = new Map<Conn, { timer: TimerHandle; code: number; reason: string }>();
-  /** Bans by lower-cased username and by verified user id. */
-  #bans = new Map<string, Ban>();
-  #subBans = new Map<string, Ban>();
+  /** Checked on connect only, so a ban never closes an open socket by itself. */
+  #bans = new BanList();
   #sweep: TimerHandle | undefined;
   #anonymous = 0;
   #started: Promise<void>;
@@ -401,7 +279,7 @@ export class ConnectionManager implements AsyncDisposable {
         this.#refuse(conn, CloseCode.PolicyViolation, reason.slice(0, 120));
         return handle;
       }
-      if (this.#isBanned(name, conn.userId, now)) {
+      if (this.#bans.isBanned(name, { userId: conn.userId, now })) {
         this.#refuse(conn, CloseCode.Kicked, CloseReason.Banned);
         return handle;
       }
@@ -537,15 +415,12 @@ export class ConnectionManager implements AsyncDisposable {
    * {@linkcode ConnectionManager.kick}.
    */
   ban(username: string, options: BanOptions): void {
-    const key = username.toLowerCase();
-    // A new ban replaces the old one but keeps the ids seen under the name.
-    const ban: Ban = { key, untilMs: options.untilMs, subs: new Set(this.#bans.get(key)?.subs) };
-    this.unban(key);
-    for (const c of this.#byName.get(key) ?? []) {
-      if (c.userId !== null) ban.subs.add(c.userId);
+    // The ids of the user's open tabs, so logging in under a new name does not escape the ban.
+    const userIds: string[] = [];
+    for (const c of this.#byName.get(username.toLowerCase()) ?? []) {
+      if (c.userId !== null) userIds.push(c.userId);
     }
-    this.#bans.set(key, ban);
-    for (const sub of ban.subs) this.#subBans.set(sub, ban);
+    this.#bans.ban(username, { untilMs: options.untilMs, userIds });
     this.#log.info("ban", {
       username,
       until: new Date(options.untilMs).toISOString(),
@@ -555,11 +430,7 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** Lifts a ban; returns whether there was one. */
   unban(username: string): boolean {
-    const ban = this.#bans.get(username.toLowerCase());
-    if (ban === undefined) return false;
-    this.#bans.delete(ban.key);
-    for (const sub of ban.subs) if (this.#subBans.get(sub) === ban) this.#subBans.delete(sub);
-    return true;
+    return this.#bans.unban(username);
   }
 
   /**
@@ -634,17 +505,6 @@ export class ConnectionManager implements AsyncDisposable {
     let name: string;
     do name = `User ${++this.#anonymous}`; while (this.#byName.has(name.toLowerCase()));
     return name;
-  }
-
-  #isBanned(name: string, userId: string | null, now: number): boolean {
-    const byName = this.#bans.get(name.toLowerCase());
-    const bySub = userId === null ? undefined : this.#subBans.get(userId);
-    for (const ban of [byName, bySub]) {
-      if (ban === undefined) continue;
-      if (ban.untilMs > now) return true;
-      this.unban(ban.key);
-    }
-    return false;
   }
 
   #nameAvailable(name: string, userId: string | null): boolean {
