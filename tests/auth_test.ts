@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
+import { base64Url, forgeJwt, jsonPart as part } from "./helpers/jwt_forge.ts";
 import { eventually, type Frame, startServer, TestClient } from "./helpers/ws_harness.ts";
 
 const SECRET = "auth-test-secret-0123456789abcdef";
@@ -11,31 +12,12 @@ const RELAXED = {
   RATE_LIMIT_BURST: "1000",
 };
 
-const encoder = new TextEncoder();
 const welcome = (f: Frame) => f.type === "welcome";
 const nowS = () => Math.floor(Date.now() / 1000);
 
-function base64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-const part = (value: unknown) => base64Url(encoder.encode(JSON.stringify(value)));
-
 /** Signs any header with HMAC SHA-256, which signJwt will not do. */
-async function forge(header: unknown, claims: unknown, secret = SECRET): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const input = `${part(header)}.${part(claims)}`;
-  const signature = await crypto.subtle.sign("HMAC", key, encoder.encode(input));
-  return `${input}.${base64Url(new Uint8Array(signature))}`;
-}
+const forge = (header: unknown, claims: unknown, secret = SECRET) =>
+  forgeJwt({ header, payload: claims }, secret);
 
 function token(name: string, sub = `id-${name}`, ttlS = 600): Promise<string> {
   return signJwt({ sub, name, iat: nowS(), exp: nowS() + ttlS }, SECRET);

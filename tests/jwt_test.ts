@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { JwtVerifier, MAX_TOKEN_LENGTH, signJwt, type TokenClaims } from "../chat/auth/jwt.ts";
 import { DEFAULT_TTL_SECONDS, mintToken, parseTokenArgs } from "../tools/token.ts";
+import { base64Url, forgeJwt, jsonPart } from "./helpers/jwt_forge.ts";
 
 const SECRET = "test-secret-with-enough-entropy-0123456789";
 // A fixed clock keeps the time-claim tests independent of the machine's load.
@@ -10,29 +11,9 @@ const NOW = NOW_MS / 1000;
 const encoder = new TextEncoder();
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-function base64Url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function jsonPart(value: unknown): string {
-  return base64Url(encoder.encode(JSON.stringify(value)));
-}
-
 /** Signs any header and payload with HMAC SHA-256, to forge what signJwt refuses to. */
-async function signRaw(header: unknown, payload: unknown, secret = SECRET): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const input = `${jsonPart(header)}.${jsonPart(payload)}`;
-  const signature = await crypto.subtle.sign("HMAC", key, encoder.encode(input));
-  return `${input}.${base64Url(new Uint8Array(signature))}`;
-}
+const signRaw = (header: unknown, payload: unknown, secret = SECRET) =>
+  forgeJwt({ header, payload }, secret);
 
 const HEADER = { alg: "HS256", typ: "JWT" };
 const CLAIMS: TokenClaims = { sub: "u-1", name: "Alice", iat: NOW, exp: NOW + 60 };

@@ -5,7 +5,12 @@ import { RedisEngine, type RedisEngineOptions } from "../chat/engines/redis.ts";
 import { RedisClient } from "../chat/engines/redis_client.ts";
 import { createLogger } from "../chat/logger.ts";
 import type { StoredFrame } from "../chat/protocol.ts";
-import { testEngineContract } from "./helpers/engine_contract.ts";
+import {
+  message,
+  privateMessage as whisper,
+  testEngineContract,
+} from "./helpers/engine_contract.ts";
+import { eventually } from "./helpers/eventually.ts";
 import { FakeSocket } from "./helpers/fakes.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
 
@@ -30,42 +35,6 @@ async function open(url: string, options: RedisEngineOptions = {}): Promise<Reco
     ids: (channel) => got.filter((d) => d.channel === channel).map((d) => d.frame.id),
     [Symbol.asyncDispose]: () => engine[Symbol.asyncDispose](),
   };
-}
-
-function message(room: string, text: string, username = "Alice"): Draft {
-  return {
-    type: "message",
-    room,
-    username,
-    sender: username,
-    message: text,
-    timestamp: new Date().toISOString(),
-  };
-}
-
-function whisper(from: string, to: string, text: string): Draft {
-  return {
-    type: "private",
-    room: "lobby",
-    username: from,
-    sender: from,
-    to,
-    message: text,
-    timestamp: new Date().toISOString(),
-  };
-}
-
-/** Polls until `condition` holds; rejects after `timeoutMs` naming `what`. */
-async function eventually(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Subscribes and waits until a probe published afterwards arrives, so the subscription is live. */
@@ -354,7 +323,7 @@ Deno.test({ name: "redis engine presence is shared and expires", ignore }, async
     await eventually(
       "Alice gone",
       async () => (await b.engine.presence.users("lobby")).join() === "Bob",
-      5000,
+      { timeoutMs: 5000 },
     );
     assert.equal(await b.engine.presence.lookup("alice"), undefined);
   });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Frame } from "./helpers/fakes.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
+import { eventually } from "./helpers/eventually.ts";
 
 const ignore = ignoreRedisTests();
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -115,19 +116,6 @@ async function startInstance(redisUrl: string): Promise<Instance> {
       await stop("SIGKILL");
     },
   };
-}
-
-/** Polls until `condition` holds; rejects after `timeoutMs` naming `what`. */
-async function eventually(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 const isRoomFrame = (f: Frame) =>
@@ -286,8 +274,8 @@ Deno.test({
             () => alice.frames.some((f) => f.type === "error" && f.code === "unavailable"),
           );
           await redis.restart();
-          await eventually("A ok", async () => await a.health() === "ok", 15_000);
-          await eventually("B ok", async () => await b.health() === "ok", 15_000);
+          await eventually("A ok", async () => await a.health() === "ok", { timeoutMs: 15_000 });
+          await eventually("B ok", async () => await b.health() === "ok", { timeoutMs: 15_000 });
           const before = texts(alice, "load ").length;
           await eventually(
             "traffic after the restart",
@@ -336,7 +324,7 @@ Deno.test({
       await eventually(
         "Alice and Bob gone from B's list",
         async () => (await usersOf(carol)).join() === "Carol,Dave",
-        (PRESENCE_TTL_S + 5) * 1000,
+        { timeoutMs: (PRESENCE_TTL_S + 5) * 1000 },
       );
       carol.sendJson({ type: "private", to: "Alice", message: "still there?" });
       assert.equal((await carol.next("error")).code, "user_not_found");

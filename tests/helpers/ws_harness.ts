@@ -14,6 +14,7 @@
 
 import { type App, createApp } from "../../app.ts";
 import { loadConfig } from "../../chat/config.ts";
+import { eventually as poll } from "./eventually.ts";
 
 /** A frame as the tests see it. */
 export type Frame = Record<string, unknown> & { type?: string };
@@ -49,15 +50,11 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
 }
 
 /** Waits until `condition` holds, polling; rejects after `timeoutMs` naming `what`. */
-export async function eventually(
+export function eventually(
   condition: () => boolean,
   options: { what?: string; timeoutMs?: number } = {},
 ): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${options.what ?? "?"}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  return poll(options.what ?? "?", condition, { timeoutMs: options.timeoutMs });
 }
 
 /** Options of {@linkcode TestClient.open}. */
