@@ -80,8 +80,10 @@ export class Conn {
   username = "";
   /** Lower-cased username: names are unique regardless of case. */
   key = "";
+  // A short array replaced on join and leave rather than a Set: most
+  // connections are in one room, and a Set costs more on every idle socket.
   /** First joined room first; the default target of messages. */
-  readonly rooms = new Set<string>();
+  rooms: readonly string[] = [];
   lastSeen: number;
   lastPing: number;
   framesIn = 0;
@@ -97,7 +99,10 @@ export class Conn {
    * `pendingRooms` queue here; before `welcome` everything queues here.
    */
   queue: Queued[] | null = [];
-  readonly pendingRooms = new Set<string>();
+  // Null rather than an empty Set while no history is in flight: a Set costs
+  // a couple of hundred bytes on every idle connection.
+  /** Rooms whose history is being sent; null when none. */
+  pendingRooms: Set<string> | null = null;
   /** Frames received while the name is checked on other processes; null once admitted. */
   held: (string | ArrayBuffer | Blob | Uint8Array)[] | null = null;
   /** A connection opened at `connectedAt` with a full bucket of `burst` tokens. */

@@ -155,7 +155,9 @@ export class ConnectionManager implements AsyncDisposable {
   #connections = new Map<string, Conn>();
   /** Open connections by remote address; addresses with none are deleted. */
   #perAddress = new Map<string, number>();
-  #byName = new Map<string, Set<Conn>>();
+  // Arrays, not Sets: almost every name has one holder, and an empty Set alone
+  // costs more than a short array on every idle connection.
+  #byName = new Map<string, Conn[]>();
   #rooms = new Map<string, Set<Conn>>();
   #heartbeats = new Set<Conn>();
   /** Deferred closes, with their own code so shutdown keeps a refusal's reason. */
@@ -440,7 +442,7 @@ export class ConnectionManager implements AsyncDisposable {
   async kick(username: string, options: KickOptions = {}): Promise<number> {
     const conns = this.#byName.get(username.toLowerCase());
     if (conns === undefined) return 0;
-    const name = conns.values().next().value?.username ?? username;
+    const name = conns[0]?.username ?? username;
     const rooms = new Set<string>();
     for (const c of conns) for (const room of c.rooms) rooms.add(room);
     const verb = options.banned ? "banned" : "kicked";
@@ -470,7 +472,7 @@ export class ConnectionManager implements AsyncDisposable {
     await this.announce(room, "close", reason).catch(() => undefined);
     for (const c of list) {
       this.#leaveRoom(c, room, false);
-      if (c.rooms.size === 0) this.#drop(c, CloseCode.RoomClosed, CloseReason.RoomClosed);
+      if (c.rooms.length === 0) this.#drop(c, CloseCode.RoomClosed, CloseReason.RoomClosed);
       else this.#send(c, { type: "left", room });
     }
     return list.length;
@@ -520,8 +522,10 @@ export class ConnectionManager implements AsyncDisposable {
   #releaseName(conn: Conn): void {
     if (conn.key === "") return;
     const holders = this.#byName.get(conn.key);
-    holders?.delete(conn);
-    if (holders?.size === 0) {
+    if (holders === undefined) return;
+    const at = holders.indexOf(conn);
+    if (at >= 0) holders.splice(at, 1);
+    if (holders.length === 0) {
       this.#byName.delete(conn.key);
       this.#engine.unsubscribe(userChannel(conn.key));
       this.#presence?.disconnect(conn.username);
@@ -532,14 +536,15 @@ export class ConnectionManager implements AsyncDisposable {
     this.#releaseName(conn);
     conn.username = name;
     conn.key = name.toLowerCase();
-    let holders = this.#byName.get(conn.key);
-    if (holders === undefined) {
-      holders = new Set();
-      this.#byName.set(conn.key, holders);
-      this.#engine.subscribe(userChannel(conn.key));
-      this.#presence?.connect(name);
+    const holders = this.#byName.get(conn.key);
+    if (holders !== undefined) {
+      holders.push(conn);
+      return;
     }
-    holders.add(conn);
+    // A literal of one: a push onto [] would reserve room for 17.
+    this.#byName.set(conn.key, [conn]);
+    this.#engine.subscribe(userChannel(conn.key));
+    this.#presence?.connect(name);
   }
 
   #register(conn: Conn): void {
@@ -606,7 +611,7 @@ export class ConnectionManager implements AsyncDisposable {
     if (open > 0) this.#perAddress.set(conn.remoteAddr, open);
     else this.#perAddress.delete(conn.remoteAddr);
     this.#heartbeats.delete(conn);
-    for (const room of [...conn.rooms]) this.#leaveRoom(conn, room, notify);
+    for (const room of conn.rooms) this.#leaveRoom(conn, room, notify);
     this.#releaseName(conn);
     conn.queue = null;
     this.#log.info("disconnect", { conn: conn.id, username: conn.username || undefined, code });
@@ -624,8 +629,9 @@ export class ConnectionManager implements AsyncDisposable {
     }
     const firstTab = !this.#userInRoom(conn, room);
     members.add(conn);
-    conn.rooms.add(room);
-    conn.pendingRooms.add(room);
+    // Exact length, unlike a push: most connections stay in one room.
+    conn.rooms = conn.rooms.concat(room);
+    (conn.pendingRooms ??= new Set()).add(room);
     if (conn.queue === null) conn.queue = [];
     if (firstTab) {
       // Before the notice, so its connected_count includes the user.
@@ -682,7 +688,7 @@ export class ConnectionManager implements AsyncDisposable {
     welcome: boolean,
     everywhere?: readonly string[],
   ): void {
-    if (conn.closing || !conn.rooms.has(room)) return;
+    if (conn.closing || !conn.rooms.includes(room)) return;
     const users = everywhere === undefined
       ? this.users(room)
       : this.#union(this.users(room), everywhere);
@@ -708,32 +714,39 @@ export class ConnectionManager implements AsyncDisposable {
     }
     let cursor = since ?? 0;
     for (const frame of history) if (frame.id > cursor) cursor = frame.id;
-    conn.pendingRooms.delete(room);
+    const pending = conn.pendingRooms;
+    pending?.delete(room);
     const queue = conn.queue ?? [];
     const rest: Queued[] = [];
     for (const item of queue) {
       if (item.channel === room) {
         if (item.id > cursor) this.#sendText(conn, item.text);
-      } else if (conn.pendingRooms.has(item.channel)) {
+      } else if (pending?.has(item.channel)) {
         rest.push(item);
       } else {
         this.#sendText(conn, item.text);
       }
     }
-    conn.queue = conn.pendingRooms.size === 0 ? null : rest;
+    if (pending === null || pending.size === 0) {
+      conn.pendingRooms = null;
+      conn.queue = null;
+    } else {
+      conn.queue = rest;
+    }
   }
 
   #userInRoom(conn: Conn, room: string): boolean {
     const holders = this.#byName.get(conn.key);
     if (holders === undefined) return false;
-    for (const c of holders) if (c !== conn && c.rooms.has(room)) return true;
+    for (const c of holders) if (c !== conn && c.rooms.includes(room)) return true;
     return false;
   }
 
   #leaveRoom(conn: Conn, room: string, notify: boolean): void {
     const members = this.#rooms.get(room);
-    conn.rooms.delete(room);
-    conn.pendingRooms.delete(room);
+    const at = conn.rooms.indexOf(room);
+    if (at >= 0) conn.rooms = conn.rooms.toSpliced(at, 1);
+    conn.pendingRooms?.delete(room);
     if (members === undefined) return;
     members.delete(conn);
     if (members.size === 0) {
@@ -808,8 +821,11 @@ export class ConnectionManager implements AsyncDisposable {
       const from = p.to.toLowerCase() === p.username.toLowerCase()
         ? undefined
         : this.#byName.get(p.username.toLowerCase());
-      for (const set of [to, from]) {
-        if (set !== undefined) delivered += this.#deliverAll(set, channel, frame.id, text);
+      // Not through #deliverAll: an array there would make its loop over room Sets
+      // polymorphic. A copy, since dropping a slow consumer splices the original.
+      for (const holders of [to, from]) {
+        if (holders === undefined) continue;
+        for (const c of [...holders]) delivered += this.#deliverTo(c, channel, frame.id, text);
       }
     } else {
       const members = this.#rooms.get(channel);
@@ -837,7 +853,7 @@ export class ConnectionManager implements AsyncDisposable {
   /** Sends or queues one delivery; returns 1 when handed to the socket. */
   #deliverTo(c: Conn, channel: string, id: number, text: string): number {
     // Before welcome every frame waits; afterwards only rooms sending history do.
-    if (c.queue !== null && (!c.welcomed || c.pendingRooms.has(channel))) {
+    if (c.queue !== null && (!c.welcomed || c.pendingRooms?.has(channel) === true)) {
       c.queue.push({ channel, id, text });
       return 0;
     }
@@ -965,7 +981,7 @@ export class ConnectionManager implements AsyncDisposable {
     switch (msg.type) {
       case "message": {
         const room = msg.room ?? this.#defaultRoom(conn);
-        if (room === undefined || !conn.rooms.has(room)) {
+        if (room === undefined || !conn.rooms.includes(room)) {
           return this.#error(conn, Errors.NotInRoom, `Not in room: ${room ?? "(none)"}`);
         }
         return this.#publish(conn, room, {
@@ -979,7 +995,7 @@ export class ConnectionManager implements AsyncDisposable {
       }
       case "private": {
         const target = this.#byName.get(msg.to.trim().toLowerCase());
-        const first = target?.values().next().value;
+        const first = target?.[0];
         const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
         if (first === undefined && this.#presence !== undefined) {
           return this.#privateElsewhere(conn, msg.to.trim(), room, msg.message, now);
@@ -1011,7 +1027,7 @@ export class ConnectionManager implements AsyncDisposable {
         return this.#join(conn, msg.room, msg.since, msg.type === "resume");
       case "leave": {
         const room = normalizeName(msg.room);
-        if (room === undefined || !conn.rooms.has(room)) {
+        if (room === undefined || !conn.rooms.includes(room)) {
           return this.#error(conn, Errors.NotInRoom, `Not in room: ${msg.room.slice(0, 64)}`);
         }
         this.#leaveRoom(conn, room, true);
@@ -1019,7 +1035,7 @@ export class ConnectionManager implements AsyncDisposable {
       }
       case "users": {
         const room = msg.room === undefined ? this.#defaultRoom(conn) : normalizeName(msg.room);
-        if (room === undefined || !conn.rooms.has(room)) {
+        if (room === undefined || !conn.rooms.includes(room)) {
           return this.#error(
             conn,
             Errors.NotInRoom,
@@ -1078,13 +1094,13 @@ export class ConnectionManager implements AsyncDisposable {
     if (room === undefined) {
       return this.#error(conn, Errors.InvalidRoom, `Invalid room name: ${raw.slice(0, 64)}`);
     }
-    if (conn.rooms.has(room)) {
+    if (conn.rooms.includes(room)) {
       if (!resume && since === undefined) {
         const users = this.users(room);
         return this.#send(conn, { type: "joined", room, users, history: [], recovered: true });
       }
       // Resume inside a room: replay what was missed without a second join notice.
-      conn.pendingRooms.add(room);
+      (conn.pendingRooms ??= new Set()).add(room);
       if (conn.queue === null) conn.queue = [];
       const everywhere = this.#presence?.users(room).catch(() => undefined);
       this.#engine.history(room, { after: since, limit: this.#historyLimit }).then(
@@ -1102,7 +1118,7 @@ export class ConnectionManager implements AsyncDisposable {
       );
       return;
     }
-    if (conn.rooms.size >= this.#maxRooms) {
+    if (conn.rooms.length >= this.#maxRooms) {
       return this.#error(conn, Errors.TooManyRooms, `Too many rooms: ${this.#maxRooms}`);
     }
     this.#enterRoom(conn, room, since, false);
@@ -1118,7 +1134,7 @@ export class ConnectionManager implements AsyncDisposable {
     }
     if (name === conn.username) return;
     const holders = this.#byName.get(name.toLowerCase());
-    if (holders !== undefined && !(holders.size === 1 && holders.has(conn))) {
+    if (holders !== undefined && !(holders.length === 1 && holders[0] === conn)) {
       return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
     }
     if (this.#presence === undefined) return this.#applyRename(conn, name);
@@ -1128,7 +1144,7 @@ export class ConnectionManager implements AsyncDisposable {
       const local = this.#byName.get(name.toLowerCase());
       if (
         (holder !== undefined && holder.toLowerCase() !== conn.key) ||
-        (local !== undefined && !(local.size === 1 && local.has(conn)))
+        (local !== undefined && !(local.length === 1 && local[0] === conn))
       ) {
         return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
       }
