@@ -27,6 +27,8 @@ export interface MeasureOptions {
   kind: ServerKind;
   /** Environment of our server on top of the benchmark defaults. Default none. */
   env?: Record<string, string>;
+  /** The server's V8 flags, `""` for none. Default: ours as `deno task start`, baseline none. */
+  v8Flags?: string;
   /** Our server's route: `chat` or the `heartbeat` route. Default `chat`. */
   route?: "chat" | "heartbeat";
   load: LoadSpec;
@@ -113,6 +115,7 @@ export async function measure(options: MeasureOptions): Promise<Measurement> {
   await using server = await startServer({
     kind: options.kind,
     env: options.env,
+    v8Flags: options.v8Flags,
     cpus: pin ? "0" : undefined,
     inspect: options.gc,
   });

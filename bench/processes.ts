@@ -24,6 +24,11 @@ export interface ServerOptions {
   cpuProfDir?: string;
   /** Opens the V8 inspector, so {@linkcode ServerProcess.collectGarbage} works. Default false. */
   inspect?: boolean;
+  /**
+   * V8 flags (`--v8-flags=`), `""` for none. Default: for ours those of
+   * `deno task start` ({@linkcode startTaskV8Flags}), for the baseline none.
+   */
+  v8Flags?: string;
 }
 
 /** A running server. */
@@ -209,9 +214,22 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string
   if (rest !== "") yield rest;
 }
 
+/**
+ * The `--v8-flags=` value of the `start` task in deno.json, `""` when it has
+ * none: the benchmark runs our server the way users start it.
+ */
+export function startTaskV8Flags(): string {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const start = config?.tasks?.start;
+  if (typeof start !== "string") throw new TypeError(`Invalid start task in deno.json: ${start}`);
+  return /--v8-flags=(\S+)/.exec(start)?.[1] ?? "";
+}
+
 /** Starts a server on a free port and resolves once it listens. */
 export async function startServer(options: ServerOptions): Promise<ServerProcess> {
   const deno = ["run", "--allow-all", "--unstable-kv"];
+  const v8Flags = options.v8Flags ?? (options.kind === "ours" ? startTaskV8Flags() : "");
+  if (v8Flags !== "") deno.push(`--v8-flags=${v8Flags}`);
   if (options.cpuProfDir !== undefined) {
     deno.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`);
   }

@@ -5,7 +5,7 @@
  * deno task bench            # full run, under 20 minutes
  * deno task bench --quick    # under 2 minutes
  * deno task bench --only=room64,paced64 --repeats=5 --out=results.json
- * deno task bench --only=paced --ours-v8-flags=--max-semi-space-size=2
+ * deno task bench --only=paced --ours-v8-flags=     # ours without the V8 flags of `deno task start`
  * ```
  *
  * Prints a Markdown report on stdout and progress on stderr.
@@ -14,7 +14,7 @@
  */
 
 import type { Measurement } from "./measure.ts";
-import { canPin } from "./processes.ts";
+import { canPin, startTaskV8Flags } from "./processes.ts";
 import { pairedRatio } from "./report.ts";
 import { runSuite, type Section, type SuiteOptions } from "./scenarios.ts";
 
@@ -125,6 +125,10 @@ function targets(sections: Section[]): string[] {
   return lines;
 }
 
+function v8FlagsNote(flags: string): string {
+  return flags === "" ? "none" : `\`--v8-flags=${flags}\``;
+}
+
 if (import.meta.main) {
   const options = suiteOptions(Deno.args);
   if (options.pin && !canPin()) {
@@ -140,6 +144,7 @@ if (import.meta.main) {
     `- Machine: ${await machine()}`,
     `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
     `- Command: \`deno task bench ${Deno.args.join(" ")}\`, ${minutes.toFixed(1)} minutes`,
+    `- Our server's V8 flags: ${v8FlagsNote(options.oursV8Flags ?? startTaskV8Flags())}`,
     `- Server ${options.pin ? "pinned to CPU 0, load generator to CPU 1" : "not pinned"}; ` +
     `${options.repeats} back-to-back pairs per scenario (${options.slowRepeats} for idle, churn, engines), ` +
     `${options.seconds} s windows; cells are median (min–max); ratios are the median of the pairs' ratios.`,

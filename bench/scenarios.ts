@@ -43,7 +43,10 @@ export interface SuiteOptions {
   retries: number;
   /** `performance.now()` after which busy measurements are no longer repeated, to bound the run. */
   retryUntil: number;
-  /** V8 flags for our server (`DENO_V8_FLAGS`), e.g. `--max-semi-space-size=2`. Default none. */
+  /**
+   * V8 flags for our server, e.g. `--max-semi-space-size=2`, `""` for none.
+   * Default: those of `deno task start`.
+   */
   oursV8Flags?: string;
   /** Pin server and load to CPUs 0 and 1. */
   pin: boolean;
@@ -99,7 +102,7 @@ async function pairs(
       for (let attempt = 0; attempt <= options.retries; attempt++) {
         const built = build(kind);
         if (kind === "ours" && options.oursV8Flags !== undefined) {
-          built.env = { ...built.env, DENO_V8_FLAGS: options.oursV8Flags };
+          built.v8Flags = options.oursV8Flags;
         }
         const m = await measure({ pin: options.pin, ...built });
         const busy = m.otherCpuShare > options.maxOtherCpu;
