@@ -717,3 +717,29 @@ Deno.test("a closed socket is removed from the registry and its name freed", asy
   a.conn.receive("from a dead socket");
   assert.equal(messages(again.socket).length, 0);
 });
+
+/** A memory engine whose synchronous publish can be made to fail. */
+class FlakySyncEngine extends MemoryEngine {
+  failing = false;
+  override publishSync(channel: string, draft: Draft): StoredFrame {
+    if (this.failing) throw new Error("Store unavailable: test");
+    return super.publishSync(channel, draft);
+  }
+}
+
+Deno.test("a synchronous engine's failure is an unavailable error and nothing is delivered", async () => {
+  const engine = new FlakySyncEngine();
+  await using h = harness({ engine });
+  const alice = await h.open({ username: "alice" });
+  const bob = await h.open({ username: "bob" });
+  alice.send({ type: "message", message: "one" });
+  engine.failing = true;
+  alice.send({ type: "message", message: "lost" });
+  engine.failing = false;
+  alice.send({ type: "message", message: "two" });
+  await settle();
+  assert.equal(lastError(alice.socket)?.code, "unavailable");
+  assert.deepEqual(texts(bob.socket), ["one", "two"]);
+  const ids = messages(bob.socket).map((f) => f.id as number);
+  assert.equal(ids[1], ids[0]! + 1, "a failed publish takes no id");
+});

@@ -58,6 +58,14 @@ export interface Engine extends AsyncDisposable {
    * Rejects when the store is unavailable; then nothing was delivered.
    */
   publish(channel: string, draft: Draft): Promise<StoredFrame>;
+  /**
+   * The same as {@linkcode Engine.publish} for an engine that commits at
+   * once: returns the stored frame, or throws when the store is unavailable.
+   * Takes ownership of `draft` and may return it, with its id set, as the
+   * stored frame. Optional: the manager uses it when present, since a
+   * promise and its callbacks per message lengthen GC pauses at the tail.
+   */
+  publishSync?(channel: string, draft: Draft): StoredFrame;
   /** Reads stored frames of a channel. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
   /** Starts delivering the channel's frames to this process. */

@@ -42,12 +42,24 @@ export class MemoryEngine implements Engine {
 
   /** Assigns an id, stores and delivers synchronously. */
   publish(channel: string, draft: Draft): Promise<StoredFrame> {
+    // A copy: the caller may reuse its draft.
+    return Promise.resolve(this.#store(channel, { ...draft } as Draft));
+  }
+
+  /** Assigns an id, stores and delivers; the draft itself becomes the stored frame. */
+  publishSync(channel: string, draft: Draft): StoredFrame {
+    return this.#store(channel, draft);
+  }
+
+  #store(channel: string, draft: Draft): StoredFrame {
     let ring = this.#rings.get(channel);
     if (ring === undefined) {
       ring = { head: 0, frames: [], start: 0 };
       this.#rings.set(channel, ring);
     }
-    const frame = { ...draft, id: ++ring.head } as StoredFrame;
+    // Adding `id` last keeps the key order (and so the JSON) of `{ ...draft, id }`.
+    const frame = draft as StoredFrame;
+    frame.id = ++ring.head;
     if (this.#limit > 0) {
       if (ring.frames.length < this.#limit) {
         ring.frames.push(frame);
@@ -57,7 +69,7 @@ export class MemoryEngine implements Engine {
       }
     }
     this.#deliver?.(channel, frame);
-    return Promise.resolve(frame);
+    return frame;
   }
 
   /** Reads stored frames, oldest first. */
