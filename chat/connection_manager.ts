@@ -639,6 +639,14 @@ export class ConnectionManager implements AsyncDisposable {
       this.announce(room, "join", `${conn.username} joined the room`, conn.username)
         .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
     }
+    this.#replay(conn, room, since, welcome);
+  }
+
+  /**
+   * Reads a room's history (the recent tail, or what followed `since`) and
+   * sends it as `welcome` or `joined`; the room's live frames wait meanwhile.
+   */
+  #replay(conn: Conn, room: string, since: number | undefined, welcome: boolean): void {
     const query = since === undefined
       ? { limit: this.#historyOnJoin }
       : { after: since, limit: this.#historyLimit };
@@ -1113,20 +1121,7 @@ export class ConnectionManager implements AsyncDisposable {
       // Resume inside a room: replay what was missed without a second join notice.
       (conn.pendingRooms ??= new Set()).add(room);
       if (conn.queue === null) conn.queue = [];
-      const everywhere = this.#presence?.users(room).catch(() => undefined);
-      this.#engine.history(room, { after: since, limit: this.#historyLimit }).then(
-        (page) =>
-          this.#sendHistoryWith(
-            everywhere,
-            conn,
-            room,
-            since,
-            page.frames as RoomFrame[],
-            page.complete,
-            false,
-          ),
-        () => this.#sendHistoryWith(everywhere, conn, room, since, [], false, false),
-      );
+      this.#replay(conn, room, since, false);
       return;
     }
     if (conn.rooms.length >= this.#maxRooms) {
