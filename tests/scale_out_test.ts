@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import type { Frame } from "./helpers/fakes.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
+import { spawnServer } from "./helpers/server_process.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 import { eventually } from "./helpers/eventually.ts";
 
 const ignore = ignoreRedisTests();
-const ROOT = new URL("..", import.meta.url).pathname;
 const PRESENCE_TTL_S = 3;
 const ROOM = "scale";
 
@@ -23,9 +23,8 @@ interface Instance extends AsyncDisposable {
 }
 
 async function startInstance(redisUrl: string): Promise<Instance> {
-  const child = new Deno.Command(Deno.execPath(), {
+  const server = await spawnServer({
     args: ["run", "-A", "--unstable-kv", "main.ts"],
-    cwd: ROOT,
     env: {
       PORT: "0",
       HOST: "127.0.0.1",
@@ -36,66 +35,10 @@ async function startInstance(redisUrl: string): Promise<Instance> {
       PRESENCE_TTL_S: String(PRESENCE_TTL_S),
       RATE_LIMIT_PER_S: "500",
       RATE_LIMIT_BURST: "500",
-      NO_COLOR: "1",
     },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<number>();
-  listening.promise.catch(() => undefined);
-  // Keeps draining stderr so the server never blocks on a full pipe.
-  const pump = (async () => {
-    let rest = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      rest += chunk;
-      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n")) {
-        const line = rest.slice(0, nl);
-        rest = rest.slice(nl + 1);
-        lines.push(line);
-        if (lines.length > 300) lines.shift();
-        try {
-          const record = JSON.parse(line);
-          if (record.event === "listening") listening.resolve(record.port);
-        } catch {
-          // Not a log line (a stack trace, say): kept for the failure message.
-        }
-      }
-    }
-    listening.reject(new Error(`Server exited before listening:\n${lines.join("\n")}`));
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
+    timeoutMs: 20_000,
   });
-  const stop = async (signal: Deno.Signal) => {
-    if (!exited) {
-      try {
-        child.kill(signal);
-      } catch {
-        // Already gone.
-      }
-    }
-    await status;
-    await pump;
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let port: number;
-  try {
-    port = await Promise.race([
-      listening.promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error("Server did not start in 20 s")), 20_000);
-      }),
-    ]);
-  } catch (error) {
-    await stop("SIGKILL");
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+  const { port } = server;
   return {
     port,
     ws: (path) => `ws://127.0.0.1:${port}${path}`,
@@ -104,16 +47,20 @@ async function startInstance(redisUrl: string): Promise<Instance> {
       const body = await res.json();
       return body.status;
     },
-    kill9: () => stop("SIGKILL"),
-    logs: () => lines.slice(-30).join("\n"),
+    async kill9() {
+      server.kill("SIGKILL");
+      await server.status;
+    },
+    logs: () => server.lines.slice(-30).join("\n"),
     async [Symbol.asyncDispose]() {
-      if (exited) return await stop("SIGKILL");
-      child.kill("SIGTERM");
+      // A clean stop first, so the instance removes its presence; SIGKILL after 8 s.
+      server.kill("SIGTERM");
       let grace: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<void>((resolve) => grace = setTimeout(resolve, 8000));
-      await Promise.race([status, late]);
+      await Promise.race([server.status, late]);
       clearTimeout(grace);
-      await stop("SIGKILL");
+      server.kill("SIGKILL");
+      await server.status;
     },
   };
 }
