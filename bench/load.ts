@@ -16,6 +16,7 @@
  */
 
 import { LatencyHistogram } from "./stats.ts";
+import { lines } from "./lines.ts";
 
 /** What a load process does. */
 export type LoadMode = "closed" | "paced" | "idle" | "churn";
@@ -292,18 +293,6 @@ function print(value: unknown): void {
   console.log(JSON.stringify(value));
 }
 
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let newline: number;
-    while ((newline = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, newline).trim();
-      rest = rest.slice(newline + 1);
-    }
-  }
-}
-
 async function main(raw: string | undefined): Promise<void> {
   if (raw === undefined) throw new TypeError("Missing load configuration: pass it as JSON");
   const config = JSON.parse(raw) as LoadConfig;
@@ -313,7 +302,8 @@ async function main(raw: string | undefined): Promise<void> {
   const connectMs = performance.now() - connectStart;
   print({ event: "ready", clients: config.clients, connectMs });
   let measureStart = performance.now();
-  for await (const command of lines(Deno.stdin.readable)) {
+  for await (const line of lines(Deno.stdin.readable)) {
+    const command = line.trim();
     if (command === "run") {
       load.run();
     } else if (command === "measure") {

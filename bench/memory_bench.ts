@@ -10,16 +10,8 @@
  * @module
  */
 
-import { type ChatSocket, type Connection, ConnectionManager } from "../chat/connection_manager.ts";
-
-class NullSocket implements ChatSocket {
-  bufferedAmount = 0;
-  readyState = 1;
-  send(_data: string): void {}
-  close(): void {
-    this.readyState = 3;
-  }
-}
+import { type Connection, ConnectionManager } from "../chat/connection_manager.ts";
+import { NullSocket } from "./null_socket.ts";
 
 /** Bytes of JS heap kept per connection (heartbeat route, 10 per room), after a full GC. */
 export async function heapPerConnection(connections = 5000): Promise<number> {

@@ -8,6 +8,7 @@
 
 import { connectInspector } from "./inspector.ts";
 import type { LoadConfig, LoadResult } from "./load.ts";
+import { lines } from "./lines.ts";
 
 /** Which server to start. */
 export type ServerKind = "ours" | "baseline";
@@ -199,19 +200,6 @@ function command(cpus: string | undefined, args: string[]): { cmd: string; args:
     cmd: "bash",
     args: ["-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', "bash", ...argv],
   };
-}
-
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    let newline: number;
-    while ((newline = rest.indexOf("\n")) >= 0) {
-      yield rest.slice(0, newline);
-      rest = rest.slice(newline + 1);
-    }
-  }
-  if (rest !== "") yield rest;
 }
 
 /**

@@ -11,7 +11,8 @@
  */
 
 import type { Scheduler } from "../chat/clock.ts";
-import { type ChatSocket, ConnectionManager } from "../chat/connection_manager.ts";
+import { ConnectionManager } from "../chat/connection_manager.ts";
+import { NullSocket } from "./null_socket.ts";
 
 /** Options of {@linkcode measureSweep}. */
 export interface SweepOptions {
@@ -33,15 +34,6 @@ export interface SweepResult {
 }
 
 const INTERVAL_MS = 10_000;
-
-class NullSocket implements ChatSocket {
-  bufferedAmount = 0;
-  readyState = 1;
-  send(_data: string): void {}
-  close(): void {
-    this.readyState = 3;
-  }
-}
 
 // Timers never fire: the benchmark calls sweep() itself.
 const manualScheduler: Scheduler = {
