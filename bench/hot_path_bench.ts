@@ -5,7 +5,7 @@
  * kernel's cost of writing frames. For comparing changes to the hot path.
  *
  * ```sh
- * deno run bench/hot_path_bench.ts [clients=16] [messages=200000]
+ * deno run bench/hot_path_bench.ts [clients=16] [messages=200000] [historyLimit=1000]
  * ```
  *
  * @module
@@ -19,6 +19,8 @@ export interface HotPathOptions {
   clients?: number;
   /** Messages timed. Default 100000. */
   messages?: number;
+  /** Frames the memory engine keeps per room. Default 1000, the server's default. */
+  historyLimit?: number;
 }
 
 /** Nanoseconds of JavaScript per message and per delivery. */
@@ -51,7 +53,7 @@ export async function measureHotPath(options: HotPathOptions = {}): Promise<HotP
     rateLimitBurst: 1e9,
     maxConnections: clients + 1,
     maxConnectionsPerIp: clients + 1,
-    historyLimit: 100,
+    historyLimit: options.historyLimit ?? 1000,
   });
   await manager.ready();
   const sockets: CountingSocket[] = [];
@@ -87,7 +89,8 @@ export async function measureHotPath(options: HotPathOptions = {}): Promise<HotP
 if (import.meta.main) {
   const clients = Number(Deno.args[0] ?? 16);
   const messages = Number(Deno.args[1] ?? 200_000);
+  const historyLimit = Number(Deno.args[2] ?? 1000);
   for (let i = 0; i < 3; i++) {
-    console.log(JSON.stringify(await measureHotPath({ clients, messages })));
+    console.log(JSON.stringify(await measureHotPath({ clients, messages, historyLimit })));
   }
 }

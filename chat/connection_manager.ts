@@ -189,7 +189,9 @@ export class ConnectionManager implements AsyncDisposable {
     this.#burst = options.rateLimitBurst ?? 20;
     this.#authenticated = options.authenticated ?? false;
     this.#maxPerAddress = options.maxConnectionsPerIp ?? 20;
-    this.#started = this.#engine.start((channel, frame) => this.#deliver(channel, frame));
+    this.#started = this.#engine.start((channel, frame, text) =>
+      this.#deliver(channel, frame, text)
+    );
   }
 
   /** Resolves once the engine is ready. */
@@ -794,24 +796,27 @@ export class ConnectionManager implements AsyncDisposable {
   /** Whether a fan-out is running. */
   #fanning = false;
   /** Deliveries that arrived during a fan-out; null when none did. */
-  #pendingDeliveries: [string, StoredFrame][] | null = null;
+  #pendingDeliveries: [string, StoredFrame, string | undefined][] | null = null;
 
-  #deliver(channel: string, frame: StoredFrame): void {
+  #deliver(channel: string, frame: StoredFrame, text?: string): void {
     // A fan-out may publish (a slow consumer's leave notice) and a synchronous
     // engine delivers that at once: finish the current frame first so every
     // member sees ids in order.
     if (this.#fanning) {
-      (this.#pendingDeliveries ??= []).push([channel, frame]);
+      (this.#pendingDeliveries ??= []).push([channel, frame, text]);
       return;
     }
     this.#fanning = true;
     try {
-      this.#fanOut(channel, frame);
+      this.#fanOut(channel, frame, text);
       // Only a re-entrant delivery allocates: the common path stays garbage-free.
       const pending = this.#pendingDeliveries;
       if (pending !== null) {
         // Entries pushed while draining are drained too, in order.
-        for (let i = 0; i < pending.length; i++) this.#fanOut(pending[i]![0], pending[i]![1]);
+        for (let i = 0; i < pending.length; i++) {
+          const [c, f, t] = pending[i]!;
+          this.#fanOut(c, f, t);
+        }
       }
     } finally {
       this.#fanning = false;
@@ -819,8 +824,8 @@ export class ConnectionManager implements AsyncDisposable {
     }
   }
 
-  #fanOut(channel: string, frame: StoredFrame): void {
-    const text = JSON.stringify(frame);
+  #fanOut(channel: string, frame: StoredFrame, json: string | undefined): void {
+    const text = json ?? JSON.stringify(frame);
     const bytes = byteLength(text);
     let delivered = 0;
     if (isPrivateChannel(channel)) {

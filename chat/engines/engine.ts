@@ -17,8 +17,12 @@ import type { StoredFrame } from "../protocol.ts";
 export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ? Omit<F, "id">
   : never;
 
-/** Receives every committed frame of the channels this process subscribed to. */
-export type Delivery = (channel: string, frame: StoredFrame) => void;
+/**
+ * Receives every committed frame of the channels this process subscribed to;
+ * `text`, the frame's JSON, when the engine already has it, so that a frame
+ * is serialised once.
+ */
+export type Delivery = (channel: string, frame: StoredFrame, text?: string) => void;
 
 /** A query for stored frames of one channel. */
 export interface HistoryQuery {

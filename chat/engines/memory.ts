@@ -1,11 +1,12 @@
 /**
- * The memory engine: a bounded ring of frames per channel, nothing persisted.
+ * The memory engine: a bounded log of frames per channel, nothing persisted.
  *
  * @module
  */
 
 import type { StoredFrame } from "../protocol.ts";
 import type { Delivery, Draft, Engine, EngineStatus, HistoryPage, HistoryQuery } from "./engine.ts";
+import { FrameLog } from "./frame_log.ts";
 
 /** Options of {@linkcode MemoryEngine}. */
 export interface MemoryEngineOptions {
@@ -13,20 +14,12 @@ export interface MemoryEngineOptions {
   historyLimit?: number;
 }
 
-interface Ring {
-  /** The last id assigned. */
-  head: number;
-  frames: StoredFrame[];
-  /** Index of the oldest frame in `frames` once it is full. */
-  start: number;
-}
-
 /** Stores frames in process memory; fans out within this process only. */
 export class MemoryEngine implements Engine {
   /** The engine's name. */
   readonly name = "memory";
   #limit: number;
-  #rings = new Map<string, Ring>();
+  #logs = new Map<string, FrameLog>();
   #deliver: Delivery | undefined;
 
   /** Creates an engine that keeps `historyLimit` frames per channel. */
@@ -52,48 +45,41 @@ export class MemoryEngine implements Engine {
   }
 
   #store(channel: string, draft: Draft): StoredFrame {
-    let ring = this.#rings.get(channel);
-    if (ring === undefined) {
-      ring = { head: 0, frames: [], start: 0 };
-      this.#rings.set(channel, ring);
+    let log = this.#logs.get(channel);
+    if (log === undefined) {
+      log = new FrameLog(this.#limit);
+      this.#logs.set(channel, log);
     }
     // Adding `id` last keeps the key order (and so the JSON) of `{ ...draft, id }`.
     const frame = draft as StoredFrame;
-    frame.id = ++ring.head;
-    if (this.#limit > 0) {
-      if (ring.frames.length < this.#limit) {
-        ring.frames.push(frame);
-      } else {
-        ring.frames[ring.start] = frame;
-        ring.start = (ring.start + 1) % this.#limit;
-      }
-    }
-    this.#deliver?.(channel, frame);
+    frame.id = log.head + 1;
+    // Serialised once: the log keeps this text and the fan-out sends it.
+    const text = JSON.stringify(frame);
+    log.append(text);
+    this.#deliver?.(channel, frame, text);
     return frame;
   }
 
   /** Reads stored frames, oldest first. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
-    const ring = this.#rings.get(channel);
-    if (ring === undefined) {
+    const log = this.#logs.get(channel);
+    if (log === undefined) {
       return Promise.resolve({
         frames: [],
         complete: query.after === undefined || query.after === 0,
       });
     }
-    // Ids in a ring are consecutive, so the wanted range maps straight to
-    // slots: no copy of the ring per join.
-    const count = ring.frames.length;
-    const oldest = ring.head - count + 1;
+    // Ids in a log are consecutive, so the wanted range is known up front.
+    const oldest = log.head - log.count + 1;
     let lo = Math.max(oldest, (query.after ?? 0) + 1);
-    let hi = Math.min(ring.head, (query.before ?? Infinity) - 1);
+    let hi = Math.min(log.head, (query.before ?? Infinity) - 1);
     if (query.after !== undefined) hi = Math.min(hi, lo + query.limit - 1);
     else lo = Math.max(lo, hi - query.limit + 1);
     const frames: StoredFrame[] = [];
-    for (let id = lo; id <= hi; id++) frames.push(ring.frames[(ring.start + id - oldest) % count]!);
+    for (let id = lo; id <= hi; id++) frames.push(JSON.parse(log.text(id)!) as StoredFrame);
     // An `after` beyond the head comes from a previous life of the store.
     const complete = query.after === undefined ||
-      (query.after <= ring.head && oldest <= query.after + 1);
+      (query.after <= log.head && oldest <= query.after + 1);
     return Promise.resolve({ frames, complete });
   }
 
@@ -110,7 +96,7 @@ export class MemoryEngine implements Engine {
 
   /** Drops all frames. */
   [Symbol.asyncDispose](): Promise<void> {
-    this.#rings.clear();
+    this.#logs.clear();
     this.#deliver = undefined;
     return Promise.resolve();
   }
