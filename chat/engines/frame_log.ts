@@ -15,8 +15,8 @@
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The smallest byte buffer; it doubles as needed. */
-const MIN_BYTES = 1024;
+/** The smallest byte buffer; it grows by half as needed, in steps of 256 bytes. */
+const MIN_BYTES = 256;
 /** The smallest index, in frames; it doubles up to the limit. */
 const MIN_SLOTS = 8;
 
@@ -32,8 +32,12 @@ export class FrameLog {
   #limit: number;
   #head = 0;
   #count = 0;
-  /** Where each kept frame starts, as a position in the byte stream; slot `id % length`. */
-  #starts = new Float64Array(0);
+  /**
+   * Where each kept frame starts, as a position in the byte stream; slot
+   * `id % length`. A plain array (V8 stores its numbers unboxed): a second
+   * ArrayBuffer would cost a quiet room most of a kilobyte of native memory.
+   */
+  #starts: number[] = [];
   #bytes = new Uint8Array(0);
   /** Stream positions of the oldest kept byte and one past the newest. */
   #tail = 0;
@@ -112,7 +116,7 @@ export class FrameLog {
   /** Drops every frame; ids go on from the head. */
   clear(): void {
     this.#count = 0;
-    this.#starts = new Float64Array(0);
+    this.#starts = [];
     this.#bytes = new Uint8Array(0);
     this.#tail = this.#end = this.#base = 0;
   }
@@ -120,7 +124,8 @@ export class FrameLog {
   /** Doubles the index, keeping the slots of frames up to `newest`. */
   #growSlots(newest: number): void {
     const old = this.#starts;
-    const slots = new Float64Array(Math.min(this.#limit, Math.max(MIN_SLOTS, old.length * 2)));
+    const slots = new Array<number>(Math.min(this.#limit, Math.max(MIN_SLOTS, old.length * 2)))
+      .fill(0);
     for (let id = newest - this.#count + 1; id <= newest; id++) {
       slots[id % slots.length] = old[id % old.length]!;
     }
