@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type App, configFromEnv, createApp } from "./app.ts";
+import { type App, configFromEnv, createApp, preferVectoredWrites } from "./app.ts";
 import type { Config } from "./chat/config.ts";
 import { createLogger, type Logger } from "./chat/logger.ts";
 
@@ -55,6 +55,7 @@ export async function run(config: Config, logger: Logger): Promise<void> {
 }
 
 if (import.meta.main) {
+  preferVectoredWrites();
   const config = configFromEnv();
   await run(config, createLogger({ level: config.logLevel }));
 }

@@ -13,9 +13,10 @@
  * @module
  */
 
-import { configFromEnv, createApp } from "./app.ts";
+import { configFromEnv, createApp, preferVectoredWrites } from "./app.ts";
 import { createLogger } from "./chat/logger.ts";
 
+preferVectoredWrites();
 const config = configFromEnv();
 const logger = createLogger({ level: config.logLevel });
 const app = await createApp(config, { logger });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { preferVectoredWrites } from "../app.ts";
 import { createApp, loadConfig } from "../main.ts";
 import type { Frame } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
@@ -371,4 +372,23 @@ Deno.test("shutdown closes open sockets with 1001", async () => {
   const closed = await c.waitClosed();
   assert.equal(closed.code, 1001);
   assert.equal(closed.reason, "Server shutting down");
+});
+
+Deno.test("preferVectoredWrites turns on Deno's writev unless the environment decides", async (t) => {
+  const original = Deno.env.get("DENO_USE_WRITEV");
+  try {
+    await t.step("unset becomes 1", () => {
+      Deno.env.delete("DENO_USE_WRITEV");
+      preferVectoredWrites();
+      assert.equal(Deno.env.get("DENO_USE_WRITEV"), "1");
+    });
+    await t.step("an explicit value stays, even empty (off)", () => {
+      Deno.env.set("DENO_USE_WRITEV", "");
+      preferVectoredWrites();
+      assert.equal(Deno.env.get("DENO_USE_WRITEV"), "");
+    });
+  } finally {
+    if (original === undefined) Deno.env.delete("DENO_USE_WRITEV");
+    else Deno.env.set("DENO_USE_WRITEV", original);
+  }
 });
