@@ -39,7 +39,9 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
     }
     : {
       repeats: 7,
-      seconds: 3,
+      // Longer windows let a pair's two halves see the same machine: at 3 s one
+      // run's pair ratios spread 0.79-1.04, at 10 s 0.89-1.05 (room16, same code).
+      seconds: 6,
       warmupS: 0.5,
       idleConnections: 5000,
       slowRepeats: 3,
@@ -47,7 +49,7 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       pacedClients: [16, 64, 256],
       maxOtherCpu: 0.15,
       retries: 2,
-      retryUntil: 14 * 60_000,
+      retryUntil: 17 * 60_000,
       pin: true,
       log: (line) => console.error(line),
     };
