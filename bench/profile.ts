@@ -5,7 +5,7 @@
  * delivery (or per connect-close cycle).
  *
  * ```sh
- * deno run --allow-all bench/profile.ts [--baseline] [--mode=closed|churn] [--clients=64] [--rooms=1] [--seconds=4] [--out=FILE]
+ * deno run --allow-all bench/profile.ts [--baseline] [--mode=closed|paced|churn] [--rate=5000] [--clients=64] [--rooms=1] [--seconds=4] [--out=FILE]
  * ```
  *
  * `(idle)` is time the JS thread spent outside JavaScript: the event loop,
@@ -23,8 +23,13 @@ import { canPin, startServer } from "./processes.ts";
 export interface ProfileOptions {
   /** Profile the baseline instead of our server. Default false. */
   baseline?: boolean;
-  /** `closed`: a closed loop; `churn`: clients connecting and closing. Default `closed`. */
-  mode?: "closed" | "churn";
+  /**
+   * `closed`: a closed loop; `paced`: `rate` messages/s; `churn`: clients
+   * connecting and closing. Default `closed`.
+   */
+  mode?: "closed" | "paced" | "churn";
+  /** Paced: messages per second offered. Default 5000. */
+  rate?: number;
   /** Clients (closed), or clients cycling in parallel (churn). Default 64. */
   clients?: number;
   /** Rooms the clients are spread over. Default 1. */
@@ -58,7 +63,13 @@ export async function profileServer(options: ProfileOptions = {}): Promise<Profi
   const mode = options.mode ?? "closed";
   const m = await measureOn(server, {
     kind,
-    load: { mode, clients: options.clients ?? 64, rooms: options.rooms ?? 1, window: 4 },
+    load: {
+      mode,
+      clients: options.clients ?? 64,
+      rooms: options.rooms ?? 1,
+      window: 4,
+      rate: options.rate ?? 5000,
+    },
     seconds: options.seconds ?? 4,
     settleMs: 1000,
     window: {
@@ -94,7 +105,8 @@ if (import.meta.main) {
     Deno.args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const result = await profileServer({
     baseline: Deno.args.includes("--baseline"),
-    mode: arg("mode") === "churn" ? "churn" : "closed",
+    mode: arg("mode") === "churn" ? "churn" : arg("mode") === "paced" ? "paced" : "closed",
+    rate: Number(arg("rate") ?? 5000),
     clients: Number(arg("clients") ?? 64),
     rooms: Number(arg("rooms") ?? 1),
     seconds: Number(arg("seconds") ?? 4),

@@ -45,10 +45,15 @@ export function megabytes(kb: number): string {
 
 /** Median of the per-pair ratios ours / baseline, with their spread. */
 export function pairedRatio(pairs: Pairs, value: (m: Measurement) => number): Summary {
+  return summarize(pairRatios(pairs, value));
+}
+
+/** The ratio ours / baseline of each back-to-back pair, in run order. */
+export function pairRatios(pairs: Pairs, value: (m: Measurement) => number): number[] {
   const ratios: number[] = [];
   const n = Math.min(pairs.ours.length, pairs.baseline.length);
   for (let i = 0; i < n; i++) ratios.push(value(pairs.ours[i]!) / value(pairs.baseline[i]!));
-  return summarize(ratios);
+  return ratios;
 }
 
 function cell(values: number[], format: (value: number) => string): string {

@@ -88,3 +88,38 @@ export function summarize(values: readonly number[]): Summary {
   if (finite.length === 0) return { median: NaN, min: NaN, max: NaN };
   return { median: median(finite), min: Math.min(...finite), max: Math.max(...finite) };
 }
+
+/** A distribution-free confidence interval for a median, from the sample's order statistics. */
+export interface MedianInterval {
+  low: number;
+  high: number;
+  /** The chance that the interval holds the true median: 0 to 1. */
+  coverage: number;
+}
+
+/**
+ * The narrowest interval `[x(k), x(n+1-k)]` of the sorted finite values whose
+ * coverage is at least `confidence` (default 0.8), from the binomial
+ * distribution of how many values fall below the median: 7 pairs give the
+ * second smallest to the second largest at 87.5 %. With too few values for
+ * that confidence, the whole range and its (lower) coverage.
+ */
+export function medianInterval(values: readonly number[], confidence = 0.8): MedianInterval {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  const n = sorted.length;
+  if (n === 0) return { low: NaN, high: NaN, coverage: 0 };
+  // below[j]: P(at most j of n values fall below the median) = P(Binomial(n, 1/2) <= j).
+  let term = 0.5 ** n;
+  let below = term;
+  let k = 1;
+  let coverage = 1 - 2 * below;
+  for (let j = 1; 2 * (j + 1) <= n; j++) {
+    term = term * (n - j + 1) / j;
+    const wider = 1 - 2 * (below + term);
+    if (wider < confidence) break;
+    below += term;
+    k = j + 1;
+    coverage = wider;
+  }
+  return { low: sorted[k - 1]!, high: sorted[n - k]!, coverage: Math.max(0, coverage) };
+}
