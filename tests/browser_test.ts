@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { eventually } from "./helpers/eventually.ts";
 
 const ignored = chromiumIgnored();
 const XSS = "<img src=x onerror=alert(1)>";
@@ -358,6 +359,42 @@ Deno.test({
         }
         assert.deepEqual((await users(carol)).sort(), ["Alice", "Carol", "Robert"]);
       });
+
+      await t.step(
+        "network back or tab shown: the page reconnects at once, not at its backoff",
+        async () => {
+          await using online = await openPage(browser, viewport);
+          await using shown = await openPage(browser, viewport);
+          await join(online, base(), "Olga", "outage");
+          await join(shown, base(), "Sami", "outage");
+          const port = running.port;
+          await stopServer(running);
+          // Failed attempts lengthen the backoff (full jitter, 1 s to 30 s). Wait until each
+          // page has more than 3 s left (the countdown is at most 1 s stale).
+          const longWait = `${statusIs("reconnecting")} && Number(
+          /Reconnecting in (\\d+) s/.exec(document.getElementById("status").textContent)?.[1]
+        ) >= 5`;
+          // Both at once: while the test waits on one page, the other may retry.
+          await eventually(
+            "both pages waiting more than 3 s",
+            async () =>
+              (await online.evaluate<boolean>(longWait)) && shown.evaluate<boolean>(longWait),
+            { timeoutMs: 90_000, intervalMs: 50 },
+          );
+          running = await startServer(port);
+          await online.evaluate(`dispatchEvent(new Event("online"))`);
+          await shown.evaluate(`document.dispatchEvent(new Event("visibilitychange"))`);
+          // Well inside the 3 s the backoff still had to run.
+          await online.waitFor(statusIs("connected"), { timeoutMs: 2000 });
+          await shown.waitFor(statusIs("connected"), { timeoutMs: 2000 });
+          assert.deepEqual((await users(online)).sort(), ["Olga", "Sami"]);
+          // The others were dropped too: bring them back the same way for the next steps.
+          for (const page of [alice, bob, carol]) {
+            await page.evaluate(`dispatchEvent(new Event("online"))`);
+            await page.waitFor(statusIs("connected"), { timeoutMs: 5000 });
+          }
+        },
+      );
 
       await t.step("a 360 px viewport has no horizontal scroll and a usable input", async () => {
         await using phone = await openPage(browser, { width: 360, height: 640 });
