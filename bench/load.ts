@@ -74,6 +74,8 @@ export interface LoadResult {
   connectMs: number;
   /** End-to-end latency: every delivery when paced, own messages in closed loop. */
   latency: { buckets: [number, number][]; max: number };
+  /** Paced: the 99th percentile of messages sent by one pacing tick (a lagging loop sends bursts); else NaN. */
+  burstP99: number;
 }
 
 const MESSAGE_PREFIX = '{"type":"message"';
@@ -115,6 +117,8 @@ class Load {
   errors = 0;
   pings = 0;
   cycles = 0;
+  /** Paced: how many ticks sent each number of messages, while measuring. */
+  readonly bursts: number[] = [];
   clients: Client[] = [];
   #bytes: number;
   #window: number;
@@ -239,6 +243,7 @@ class Load {
     const tick = () => {
       if (!this.running) return;
       const due = Math.floor((performance.now() - started) * rate / 1000) - offered;
+      if (this.measuring) this.bursts[due] = (this.bursts[due] ?? 0) + 1;
       for (let i = 0; i < due; i++) {
         const ws = this.clients[next]!.ws;
         const index = first + next;
@@ -285,7 +290,20 @@ class Load {
       cycles: this.cycles,
       connectMs,
       latency: this.histogram.toJSON(),
+      burstP99: this.#burstP99(),
     };
+  }
+
+  #burstP99(): number {
+    let ticks = 0;
+    for (const n of this.bursts) ticks += n ?? 0;
+    if (ticks === 0) return NaN;
+    let seen = 0;
+    for (let due = 0; due < this.bursts.length; due++) {
+      seen += this.bursts[due] ?? 0;
+      if (seen >= 0.99 * ticks) return due;
+    }
+    return this.bursts.length - 1;
   }
 }
 

@@ -69,6 +69,8 @@ export interface Measurement {
   p99Ms: number;
   maxMs: number;
   latencySamples: number;
+  /** Paced: messages sent by one pacing tick, 99th percentile (the largest of the load processes); else NaN. */
+  burstP99: number;
   /** Server CPU seconds in the window, helpers (`helperPids`) included. */
   cpuS: number;
   /** Of `cpuShare`, what the helpers took. */
@@ -214,6 +216,7 @@ export async function measureOn(
       p99Ms: histogram.quantile(0.99),
       maxMs: histogram.count === 0 ? NaN : histogram.max,
       latencySamples: histogram.count,
+      burstP99: Math.max(...results.map((r) => r.burstP99 ?? NaN)),
       cpuS,
       cpuShare: cpuS / wallS,
       helperCpuShare: helperS / wallS,

@@ -110,6 +110,7 @@ export const PACED_ROWS: readonly Row[] = [
   { label: "p50 latency ms", value: (m) => m.p50Ms, format: fixed(2) },
   { label: "p99 latency ms", value: (m) => m.p99Ms, format: fixed(2) },
   { label: "max latency ms", value: (m) => m.maxMs, format: fixed(1) },
+  { label: "messages per pacing tick, p99", value: (m) => m.burstP99, format: fixed(0) },
   { label: "server CPU (cores)", value: (m) => m.cpuShare, format: fixed(2) },
   {
     label: "other processes' CPU (cores)",
