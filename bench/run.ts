@@ -82,6 +82,9 @@ async function machine(): Promise<string> {
   return `${navigator.hardwareConcurrency} cores, ${model}, ${Deno.build.os} ${Deno.build.arch}`;
 }
 
+/** Below this chance of holding the median (3 pairs give 0.75), an interval decides nothing. */
+const MIN_VERDICT_COVERAGE = 0.75;
+
 function targets(sections: Section[]): string[] {
   const lines: string[] = [];
   const ratios = (id: string, value: (m: Measurement) => number) => {
@@ -95,7 +98,13 @@ function targets(sections: Section[]): string[] {
     const value = median(values);
     if (!Number.isFinite(value)) return;
     const { low, high, coverage } = medianInterval(values);
-    const verdict = ok(low) && ok(high) ? "✓" : !ok(low) && !ok(high) ? "✗" : "? (inconclusive)";
+    const verdict = coverage < MIN_VERDICT_COVERAGE
+      ? "? (too few pairs for a verdict)"
+      : ok(low) && ok(high)
+      ? "✓"
+      : !ok(low) && !ok(high)
+      ? "✗"
+      : "? (inconclusive)";
     const interval = values.length < 2
       ? ""
       : ` (${Math.round(coverage * 100)} % interval ${low.toFixed(3)}–${high.toFixed(3)})`;
