@@ -13,7 +13,11 @@ export interface ChatSocket {
   send(data: string): void;
   /** Starts the closing handshake. */
   close(code?: number, reason?: string): void;
-  /** Bytes queued but not yet written. */
+  /**
+   * Bytes queued but not yet written. Must grow only by what `send` adds
+   * (its UTF-8 length), as a WebSocket's does: the manager reads it only once
+   * the bytes sent since its last read could have taken it past the limit.
+   */
   readonly bufferedAmount: number;
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: number;
@@ -88,6 +92,12 @@ export class Conn {
   lastPing: number;
   framesIn = 0;
   framesOut = 0;
+  /**
+   * An upper bound of `socket.bufferedAmount`: its last read value plus the
+   * bytes sent since. Reading the socket is an op call per send; the bound
+   * is exact enough to read it only when it could be over the limit.
+   */
+  bufferedBound = 0;
   tokens: number;
   tokensAt: number;
   strikes = 0;

@@ -838,12 +838,14 @@ export class ConnectionManager implements AsyncDisposable {
       // polymorphic. A copy, since dropping a slow consumer splices the original.
       for (const holders of [to, from]) {
         if (holders === undefined) continue;
-        for (const c of [...holders]) delivered += this.#deliverTo(c, channel, frame.id, text);
+        for (const c of [...holders]) {
+          delivered += this.#deliverTo(c, channel, frame.id, text, bytes);
+        }
       }
     } else {
       const members = this.#rooms.get(channel);
       if (members === undefined) return;
-      delivered = this.#deliverAll(members, channel, frame.id, text);
+      delivered = this.#deliverAll(members, channel, frame.id, text, bytes);
     }
     const m = this.#metrics;
     m.broadcasts++;
@@ -857,14 +859,20 @@ export class ConnectionManager implements AsyncDisposable {
    * inside the larger #fanOut, V8 left the Set iterator unoptimised and
    * allocated a result object per member.
    */
-  #deliverAll(members: Set<Conn>, channel: string, id: number, text: string): number {
+  #deliverAll(
+    members: Set<Conn>,
+    channel: string,
+    id: number,
+    text: string,
+    bytes: number,
+  ): number {
     let delivered = 0;
-    for (const c of members) delivered += this.#deliverTo(c, channel, id, text);
+    for (const c of members) delivered += this.#deliverTo(c, channel, id, text, bytes);
     return delivered;
   }
 
   /** Sends or queues one delivery; returns 1 when handed to the socket. */
-  #deliverTo(c: Conn, channel: string, id: number, text: string): number {
+  #deliverTo(c: Conn, channel: string, id: number, text: string, bytes: number): number {
     // Before welcome every frame waits; afterwards only rooms sending history do.
     if (c.queue !== null && (!c.welcomed || c.pendingRooms?.has(channel) === true)) {
       c.queue.push({ channel, id, text });
@@ -874,8 +882,19 @@ export class ConnectionManager implements AsyncDisposable {
     if (c.closing || socket.readyState !== OPEN) return 0;
     socket.send(text);
     c.framesOut++;
-    if (socket.bufferedAmount > this.#maxBuffered) this.#slow(c);
+    this.#checkBuffered(c, bytes);
     return 1;
+  }
+
+  /**
+   * Closes a slow consumer: reads the socket's buffer only when the bytes
+   * sent since the last read could have taken it past the limit, since it
+   * grows by nothing else (see {@linkcode ChatSocket.bufferedAmount}).
+   */
+  #checkBuffered(c: Conn, bytes: number): void {
+    if ((c.bufferedBound += bytes) <= this.#maxBuffered) return;
+    c.bufferedBound = c.socket.bufferedAmount;
+    if (c.bufferedBound > this.#maxBuffered) this.#slow(c);
   }
 
   #slow(c: Conn): void {
@@ -900,9 +919,10 @@ export class ConnectionManager implements AsyncDisposable {
     if (conn.closing || socket.readyState !== OPEN) return;
     socket.send(text);
     conn.framesOut++;
+    const size = bytes ?? byteLength(text);
     this.#metrics.framesOut++;
-    this.#metrics.bytesOut += bytes ?? byteLength(text);
-    if (socket.bufferedAmount > this.#maxBuffered) this.#slow(conn);
+    this.#metrics.bytesOut += size;
+    this.#checkBuffered(conn, size);
   }
 
   #error(conn: Conn, code: ErrorCode, message: string): void {

@@ -415,14 +415,20 @@ Deno.test("a slow consumer is closed with 4008 and the others still receive", as
   const alice = await h.open({ username: "alice" });
   const slow = await h.open({ username: "slow" });
   const carol = await h.open({ username: "carol" });
-  slow.socket.bufferedAmount = 1025;
-  alice.conn.receive("first");
-  alice.conn.receive("second");
+  slow.socket.stall();
+  const said = Array.from({ length: 10 }, (_, i) => `message ${i}`);
+  for (const text of said) alice.conn.receive(text);
   h.flushCloses();
   assert.deepEqual(slow.socket.closedWith, { code: 4008, reason: "Slow consumer" });
-  assert.deepEqual(texts(slow.socket), ["first"], "nothing more is queued for it");
+  // Closed at the first frame that took its buffer past the limit, and sent nothing after it.
+  const got = texts(slow.socket);
+  assert.deepEqual(got, said.slice(0, got.length));
+  assert.ok(got.length > 1 && got.length < said.length, `frames before the close: ${got.length}`);
+  const last = new TextEncoder().encode(slow.socket.sent.at(-1)!).length;
+  assert.ok(slow.socket.bufferedAmount > 1024, `buffered: ${slow.socket.bufferedAmount}`);
+  assert.ok(slow.socket.bufferedAmount - last <= 1024, "not closed one frame late");
   for (const s of [alice.socket, carol.socket]) {
-    assert.deepEqual(texts(s), ["first", "second"]);
+    assert.deepEqual(texts(s), said);
     assert.equal(s.framesOf("system").at(-1)?.event, "leave");
     // Room frames arrive in id order even when a delivery causes a notice.
     const ids = s.frames()
@@ -434,13 +440,30 @@ Deno.test("a slow consumer is closed with 4008 and the others still receive", as
   assert.equal(h.manager.metrics.slowConsumerCloses, 1);
 });
 
-Deno.test("a socket at exactly the buffer limit is kept", async () => {
-  await using h = harness({ maxBufferedBytes: 1024 });
+Deno.test("a buffer exactly at the limit is kept; one frame more closes it", async () => {
+  // The size of one message frame, measured on a first manager with the same clock and ids.
+  let frameBytes = 0;
+  {
+    await using h = harness();
+    const alice = await h.open({ username: "alice" });
+    alice.socket.stall();
+    alice.conn.receive("fits");
+    frameBytes = alice.socket.bufferedAmount;
+  }
+  await using h = harness({ maxBufferedBytes: 2 * frameBytes });
   const alice = await h.open({ username: "alice" });
-  alice.socket.bufferedAmount = 1024;
+  // Read by the peer, but counted in the manager's bound: it then reads the
+  // buffer when it is exactly at the limit, and must keep the socket.
+  alice.conn.receive("fits");
+  alice.socket.stall();
+  alice.conn.receive("fits");
   alice.conn.receive("fits");
   h.flushCloses();
+  assert.equal(alice.socket.bufferedAmount, 2 * frameBytes);
   assert.equal(alice.socket.closedWith, undefined);
+  alice.conn.receive("fits");
+  h.flushCloses();
+  assert.deepEqual(alice.socket.closedWith, { code: 4008, reason: "Slow consumer" });
 });
 
 Deno.test("connections past MAX_CONNECTIONS are closed with 1008 Server is full", async () => {

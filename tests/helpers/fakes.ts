@@ -20,15 +20,25 @@ export class FakeSocket implements ChatSocket {
   closedWith: { code: number | undefined; reason: string | undefined } | undefined;
   /** How many times `close` was called. */
   closeCalls = 0;
-  /** Set by tests to simulate a full send buffer. */
+  /**
+   * Bytes sent since {@linkcode FakeSocket.stall}: a stalled peer reads
+   * nothing, so every send stays buffered, as in a WebSocket.
+   */
   bufferedAmount = 0;
   /** 1 (open) until `close` is called, then 3. */
   readyState = 1;
+  #stalled = false;
 
   /** Records a text frame. */
   send(data: string): void {
     if (this.readyState !== 1) throw new Error(`Send on a socket in state: ${this.readyState}`);
     this.sent.push(data);
+    if (this.#stalled) this.bufferedAmount += new TextEncoder().encode(data).length;
+  }
+
+  /** From now on the peer reads nothing: what is sent stays in `bufferedAmount`. */
+  stall(): void {
+    this.#stalled = true;
   }
 
   /** Records the close; later calls only count. */
