@@ -53,17 +53,6 @@ Deno.test("frame log with limit 0 counts ids but keeps nothing", () => {
   assert.equal(log.text(2), undefined);
 });
 
-Deno.test("frame log clear drops frames and keeps counting", () => {
-  const log = new FrameLog(3);
-  for (let i = 1; i <= 5; i++) log.append(`{"id":${i}}`);
-  log.clear();
-  assert.equal(log.count, 0);
-  assert.equal(log.text(5), undefined);
-  log.append('{"id":6}');
-  assert.equal(log.head, 6);
-  assert.equal(log.text(6), '{"id":6}');
-});
-
 Deno.test("frame log rejects a bad limit", () => {
   assert.throws(() => new FrameLog(-1), RangeError);
   assert.throws(() => new FrameLog(1.5), /Limit must be a non-negative integer: 1.5/);

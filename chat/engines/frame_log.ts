@@ -113,14 +113,6 @@ export class FrameLog {
     return decoder.decode(joined);
   }
 
-  /** Drops every frame; ids go on from the head. */
-  clear(): void {
-    this.#count = 0;
-    this.#starts = [];
-    this.#bytes = new Uint8Array(0);
-    this.#tail = this.#end = this.#base = 0;
-  }
-
   /** Doubles the index, keeping the slots of frames up to `newest`. */
   #growSlots(newest: number): void {
     const old = this.#starts;
