@@ -44,6 +44,7 @@ import {
   ErrorCode as Errors,
   type ErrorFrame,
   isReservedName,
+  type JoinedFrame,
   normalizeName,
   parseClientMessage,
   type PrivateFrame,
@@ -52,6 +53,7 @@ import {
   type StoredFrame,
   SYSTEM_SENDER,
   type SystemEvent,
+  type WelcomeFrame,
 } from "./protocol.ts";
 
 export type { ChatSocket, Connection, ConnectionInfo, ConnectOptions } from "./connection.ts";
@@ -124,6 +126,19 @@ const NON_ASCII = /[\u0080-\uffff]/;
 /** UTF-8 bytes of a frame; most are ASCII, which a native regex scan finds faster than a loop. */
 function byteLength(text: string): number {
   return NON_ASCII.test(text) ? utf8Length(text) : text.length;
+}
+
+/** History to send: frames, or their JSON as the engine keeps it with the last one's id. */
+type History = RoomFrame[] | { texts: string[]; lastId: number };
+
+/**
+ * Serialises a `welcome` or `joined` frame whose `history` is empty with the
+ * given frames' JSON in it. The key `"history":[]` can only be that key: quotes
+ * inside strings are escaped.
+ */
+function spliceHistory(frame: WelcomeFrame | JoinedFrame, texts: readonly string[]): string {
+  // A function, so `$` in the texts is not a replacement pattern.
+  return JSON.stringify(frame).replace('"history":[]', () => `"history":[${texts.join(",")}]`);
 }
 
 /** Manages every connection of one server process. */
@@ -653,17 +668,19 @@ export class ConnectionManager implements AsyncDisposable {
       ? { limit: this.#historyOnJoin }
       : { after: since, limit: this.#historyLimit };
     const everywhere = this.#presence?.users(room).catch(() => undefined);
-    this.#engine.history(room, query).then(
+    const read: Promise<{ history: History; complete: boolean }> =
+      this.#engine.historyText !== undefined
+        ? this.#engine.historyText(room, query).then((page) => ({
+          history: { texts: page.texts, lastId: page.lastId },
+          complete: page.complete,
+        }))
+        : this.#engine.history(room, query).then((page) => ({
+          history: page.frames as RoomFrame[],
+          complete: page.complete,
+        }));
+    read.then(
       (page) =>
-        this.#sendHistoryWith(
-          everywhere,
-          conn,
-          room,
-          since,
-          page.frames as RoomFrame[],
-          page.complete,
-          welcome,
-        ),
+        this.#sendHistoryWith(everywhere, conn, room, since, page.history, page.complete, welcome),
       (error) => {
         this.#log.warn("history_failed", { room, error: String(error) });
         this.#sendHistoryWith(everywhere, conn, room, since, [], false, welcome);
@@ -677,7 +694,7 @@ export class ConnectionManager implements AsyncDisposable {
     conn: Conn,
     room: string,
     since: number | undefined,
-    history: RoomFrame[],
+    history: History,
     complete: boolean,
     welcome: boolean,
   ): void {
@@ -693,7 +710,7 @@ export class ConnectionManager implements AsyncDisposable {
     conn: Conn,
     room: string,
     since: number | undefined,
-    history: RoomFrame[],
+    history: History,
     complete: boolean,
     welcome: boolean,
     everywhere?: readonly string[],
@@ -703,8 +720,14 @@ export class ConnectionManager implements AsyncDisposable {
       ? this.users(room)
       : this.#union(this.users(room), everywhere);
     const recovered = since === undefined ? true : complete;
+    const raw = Array.isArray(history) ? undefined : history;
+    const frames = raw === undefined ? history as RoomFrame[] : [];
+    const send = (frame: WelcomeFrame | JoinedFrame) =>
+      raw === undefined
+        ? this.#send(conn, frame, true)
+        : this.#sendText(conn, spliceHistory(frame, raw.texts));
     if (welcome) {
-      this.#send(conn, {
+      send({
         type: "welcome",
         id: conn.id,
         username: conn.username,
@@ -714,16 +737,16 @@ export class ConnectionManager implements AsyncDisposable {
           ? { interval_ms: this.#interval, timeout_ms: this.#timeout }
           : null,
         server_time: new Date(this.#clock.now()).toISOString(),
-        history,
+        history: frames,
         recovered,
         limits: { max_message_bytes: this.#maxBytes },
-      }, true);
+      });
       conn.welcomed = true;
     } else {
-      this.#send(conn, { type: "joined", room, users, history, recovered }, true);
+      send({ type: "joined", room, users, history: frames, recovered });
     }
-    let cursor = since ?? 0;
-    for (const frame of history) if (frame.id > cursor) cursor = frame.id;
+    let cursor = Math.max(since ?? 0, raw?.lastId ?? 0);
+    for (const frame of frames) if (frame.id > cursor) cursor = frame.id;
     const pending = conn.pendingRooms;
     pending?.delete(room);
     const queue = conn.queue ?? [];

@@ -766,3 +766,25 @@ Deno.test("a synchronous engine's failure is an unavailable error and nothing is
   const ids = messages(bob.socket).map((f) => f.id as number);
   assert.equal(ids[1], ids[0]! + 1, "a failed publish takes no id");
 });
+
+Deno.test("welcome history keeps message text that looks like JSON or a replacement pattern", async () => {
+  await using h = harness();
+  const alice = await h.open({ username: "alice" });
+  const tricky = ['$& $1 $$ "history":[] ]}', '{"history":[]}', "line\nbreak \u2028 é 😀"];
+  for (const text of tricky) alice.conn.receive(JSON.stringify({ type: "message", message: text }));
+  const bob = await h.open({ username: "bob" });
+  const welcome = bob.socket.framesOf("welcome")[0]!;
+  const history = welcome.history as Frame[];
+  assert.deepEqual(history.filter((f) => f.type === "message").map((f) => f.message), tricky);
+  assert.deepEqual(welcome.users, ["alice", "bob"]);
+  assert.equal(welcome.recovered, true);
+  // An in-band join sends its history the same way.
+  alice.send({ type: "join", room: "other" });
+  await settle();
+  alice.send({ type: "message", room: "other", message: tricky[0] });
+  bob.send({ type: "join", room: "other" });
+  await settle();
+  const joined = bob.socket.framesOf("joined")[0]!;
+  const said = (joined.history as Frame[]).filter((f) => f.type === "message");
+  assert.deepEqual(said.map((f) => f.message), [tricky[0]]);
+});

@@ -47,6 +47,16 @@ export interface HistoryPage {
   complete: boolean;
 }
 
+/** Stored frames as the JSON text the engine keeps, oldest first. */
+export interface TextPage {
+  /** Each frame's JSON. */
+  texts: string[];
+  /** The id of the last frame in `texts`; 0 when there is none. */
+  lastId: number;
+  /** As in {@linkcode HistoryPage}. */
+  complete: boolean;
+}
+
 /** Whether the engine can reach its backing store. */
 export type EngineStatus = "ok" | "degraded";
 
@@ -72,6 +82,12 @@ export interface Engine extends AsyncDisposable {
   publishSync?(channel: string, draft: Draft): StoredFrame;
   /** Reads stored frames of a channel. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
+  /**
+   * The same frames as {@linkcode Engine.history}, as their JSON, for an
+   * engine that keeps it: a `welcome` then splices them in without parsing
+   * and serialising each frame again. Optional.
+   */
+  historyText?(channel: string, query: HistoryQuery): Promise<TextPage>;
   /** Starts delivering the channel's frames to this process. */
   subscribe(channel: string): void;
   /** Stops delivering the channel's frames to this process. */

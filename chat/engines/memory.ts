@@ -5,7 +5,15 @@
  */
 
 import type { StoredFrame } from "../protocol.ts";
-import type { Delivery, Draft, Engine, EngineStatus, HistoryPage, HistoryQuery } from "./engine.ts";
+import type {
+  Delivery,
+  Draft,
+  Engine,
+  EngineStatus,
+  HistoryPage,
+  HistoryQuery,
+  TextPage,
+} from "./engine.ts";
 import { FrameLog } from "./frame_log.ts";
 
 /** Options of {@linkcode MemoryEngine}. */
@@ -62,12 +70,25 @@ export class MemoryEngine implements Engine {
 
   /** Reads stored frames, oldest first. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
+    const { log, lo, hi, complete } = this.#range(channel, query);
+    const frames: StoredFrame[] = [];
+    for (let id = lo; id <= hi; id++) frames.push(JSON.parse(log!.text(id)!) as StoredFrame);
+    return Promise.resolve({ frames, complete });
+  }
+
+  /** Reads stored frames as their JSON, oldest first. */
+  historyText(channel: string, query: HistoryQuery): Promise<TextPage> {
+    const { log, lo, hi, complete } = this.#range(channel, query);
+    const texts: string[] = [];
+    for (let id = lo; id <= hi; id++) texts.push(log!.text(id)!);
+    return Promise.resolve({ texts, lastId: texts.length === 0 ? 0 : hi, complete });
+  }
+
+  /** The ids a query wants, `lo` to `hi` (empty when `lo > hi`), and whether there is no gap. */
+  #range(channel: string, query: HistoryQuery) {
     const log = this.#logs.get(channel);
     if (log === undefined) {
-      return Promise.resolve({
-        frames: [],
-        complete: query.after === undefined || query.after === 0,
-      });
+      return { log, lo: 1, hi: 0, complete: query.after === undefined || query.after === 0 };
     }
     // Ids in a log are consecutive, so the wanted range is known up front.
     const oldest = log.head - log.count + 1;
@@ -75,12 +96,10 @@ export class MemoryEngine implements Engine {
     let hi = Math.min(log.head, (query.before ?? Infinity) - 1);
     if (query.after !== undefined) hi = Math.min(hi, lo + query.limit - 1);
     else lo = Math.max(lo, hi - query.limit + 1);
-    const frames: StoredFrame[] = [];
-    for (let id = lo; id <= hi; id++) frames.push(JSON.parse(log.text(id)!) as StoredFrame);
     // An `after` beyond the head comes from a previous life of the store.
     const complete = query.after === undefined ||
       (query.after <= log.head && oldest <= query.after + 1);
-    return Promise.resolve({ frames, complete });
+    return { log, lo, hi, complete };
   }
 
   /** Nothing to do: every channel is local. */

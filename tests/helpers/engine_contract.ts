@@ -10,7 +10,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type Draft, type Engine, privateChannel, userChannel } from "../../chat/engines/engine.ts";
+import {
+  type Draft,
+  type Engine,
+  type HistoryQuery,
+  privateChannel,
+  userChannel,
+} from "../../chat/engines/engine.ts";
 import type { StoredFrame } from "../../chat/protocol.ts";
 
 /** A fresh, empty store on which a step opens engines. */
@@ -218,6 +224,41 @@ export function testEngineContract(subject: ContractSubject): void {
           const future = await s.engine.history("room", { after: 99, limit: 5 });
           assert.equal(future.complete, false);
           assert.deepEqual(future.frames, []);
+        },
+      );
+
+      await step(
+        "history as text, where an engine has it, is the JSON of the same frames",
+        async (store) => {
+          const s = await start(store, 5);
+          await using _ = s.engine;
+          const historyText = s.engine.historyText?.bind(s.engine);
+          if (historyText === undefined) return;
+          for (const i of range(1, 12)) {
+            await s.engine.publish("room", message("room", `m${i} $& "history":[] é`));
+          }
+          const queries: HistoryQuery[] = [
+            { limit: 3 },
+            { limit: 50 },
+            { after: 2, limit: 5 },
+            { after: 9, limit: 2 },
+            { after: 12, limit: 5 },
+            { after: 99, limit: 5 },
+            { before: 10, limit: 2 },
+          ];
+          for (const query of queries) {
+            const page = await s.engine.history("room", query);
+            const text = await historyText("room", query);
+            const what = JSON.stringify(query);
+            assert.deepEqual(text.texts.map((t) => JSON.parse(t)), page.frames, what);
+            assert.equal(text.lastId, page.frames.at(-1)?.id ?? 0, what);
+            assert.equal(text.complete, page.complete, what);
+          }
+          assert.deepEqual(await historyText("nowhere", { after: 0, limit: 3 }), {
+            texts: [],
+            lastId: 0,
+            complete: true,
+          });
         },
       );
 
