@@ -131,6 +131,19 @@ function byteLength(text: string): number {
 /** History to send: frames, or their JSON as the engine keeps it with the last one's id. */
 type History = RoomFrame[] | { texts: string[]; lastId: number };
 
+/** History read for one connection's `welcome` or `joined`. */
+interface Replay {
+  conn: Conn;
+  room: string;
+  /** The last id the client saw, if it said. */
+  since: number | undefined;
+  /** A `welcome` (the connection's first frame) rather than a `joined`. */
+  welcome: boolean;
+  history: History;
+  /** Whether nothing between `since` and the history was lost. */
+  complete: boolean;
+}
+
 /**
  * Serialises a `welcome` or `joined` frame whose `history` is empty with the
  * given frames' JSON in it. The key `"history":[]` can only be that key: quotes
@@ -668,7 +681,7 @@ export class ConnectionManager implements AsyncDisposable {
       ? { limit: this.#historyOnJoin }
       : { after: since, limit: this.#historyLimit };
     const everywhere = this.#presence?.users(room).catch(() => undefined);
-    const read: Promise<{ history: History; complete: boolean }> =
+    const read: Promise<Pick<Replay, "history" | "complete">> =
       this.#engine.historyText !== undefined
         ? this.#engine.historyText(room, query).then((page) => ({
           history: { texts: page.texts, lastId: page.lastId },
@@ -679,42 +692,23 @@ export class ConnectionManager implements AsyncDisposable {
           complete: page.complete,
         }));
     read.then(
-      (page) =>
-        this.#sendHistoryWith(everywhere, conn, room, since, page.history, page.complete, welcome),
+      (page) => this.#sendHistoryWith(everywhere, { conn, room, since, welcome, ...page }),
       (error) => {
         this.#log.warn("history_failed", { room, error: String(error) });
-        this.#sendHistoryWith(everywhere, conn, room, since, [], false, welcome);
+        const failed = { history: [], complete: false };
+        this.#sendHistoryWith(everywhere, { conn, room, since, welcome, ...failed });
       },
     );
   }
 
   /** Sends history once the users of every process are known (at once without presence). */
-  #sendHistoryWith(
-    everywhere: Promise<string[] | undefined> | undefined,
-    conn: Conn,
-    room: string,
-    since: number | undefined,
-    history: History,
-    complete: boolean,
-    welcome: boolean,
-  ): void {
-    if (everywhere === undefined) {
-      return this.#sendHistory(conn, room, since, history, complete, welcome);
-    }
-    everywhere.then((users) =>
-      this.#sendHistory(conn, room, since, history, complete, welcome, users)
-    );
+  #sendHistoryWith(everywhere: Promise<string[] | undefined> | undefined, replay: Replay): void {
+    if (everywhere === undefined) return this.#sendHistory(replay);
+    everywhere.then((users) => this.#sendHistory(replay, users));
   }
 
-  #sendHistory(
-    conn: Conn,
-    room: string,
-    since: number | undefined,
-    history: History,
-    complete: boolean,
-    welcome: boolean,
-    everywhere?: readonly string[],
-  ): void {
+  #sendHistory(replay: Replay, everywhere?: readonly string[]): void {
+    const { conn, room, since, history, complete, welcome } = replay;
     if (conn.closing || !conn.rooms.includes(room)) return;
     const users = everywhere === undefined
       ? this.users(room)
