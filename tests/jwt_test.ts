@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { JwtVerifier, MAX_TOKEN_LENGTH, signJwt, type TokenClaims } from "../chat/auth/jwt.ts";
 import { DEFAULT_TTL_SECONDS, mintToken, parseTokenArgs } from "../tools/token.ts";
-import { base64Url, forgeJwt, jsonPart } from "./helpers/jwt_forge.ts";
+import { base64Url, forgeJwt, jsonPart, signJwtInput } from "./helpers/jwt_forge.ts";
 
 const SECRET = "test-secret-with-enough-entropy-0123456789";
 // A fixed clock keeps the time-claim tests independent of the machine's load.
@@ -291,15 +291,7 @@ Deno.test("verifier rejects malformed tokens", async (t) => {
 
   await t.step("signed payload is not JSON", async () => {
     const input = `${jsonPart(HEADER)}.${base64Url(encoder.encode("sub=u-1"))}`;
-    const key = await crypto.subtle.importKey(
-      "raw",
-      encoder.encode(SECRET),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign"],
-    );
-    const sig = await crypto.subtle.sign("HMAC", key, encoder.encode(input));
-    await assert.rejects(verifier.verify(`${input}.${base64Url(new Uint8Array(sig))}`, NOW_MS), {
+    await assert.rejects(verifier.verify(await signJwtInput(input, SECRET), NOW_MS), {
       message: "Malformed token payload: invalid JSON",
     });
   });

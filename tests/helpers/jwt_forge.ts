@@ -26,7 +26,12 @@ export interface ForgedParts {
 }
 
 /** Signs any header and payload with HMAC SHA-256 under `secret`. */
-export async function forgeJwt(parts: ForgedParts, secret: string): Promise<string> {
+export function forgeJwt(parts: ForgedParts, secret: string): Promise<string> {
+  return signJwtInput(`${jsonPart(parts.header)}.${jsonPart(parts.payload)}`, secret);
+}
+
+/** Appends an HMAC SHA-256 signature to `header.payload`, whatever the parts hold. */
+export async function signJwtInput(input: string, secret: string): Promise<string> {
   const key = await crypto.subtle.importKey(
     "raw",
     encoder.encode(secret),
@@ -34,7 +39,6 @@ export async function forgeJwt(parts: ForgedParts, secret: string): Promise<stri
     false,
     ["sign"],
   );
-  const input = `${jsonPart(parts.header)}.${jsonPart(parts.payload)}`;
   const signature = await crypto.subtle.sign("HMAC", key, encoder.encode(input));
   return `${input}.${base64Url(new Uint8Array(signature))}`;
 }
