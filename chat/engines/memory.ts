@@ -70,25 +70,20 @@ export class MemoryEngine implements Engine {
 
   /** Reads stored frames, oldest first. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
-    const { log, lo, hi, complete } = this.#range(channel, query);
-    const frames: StoredFrame[] = [];
-    for (let id = lo; id <= hi; id++) frames.push(JSON.parse(log!.text(id)!) as StoredFrame);
+    const { texts, complete } = this.#read(channel, query);
+    const frames = texts.map((text) => JSON.parse(text) as StoredFrame);
     return Promise.resolve({ frames, complete });
   }
 
   /** Reads stored frames as their JSON, oldest first. */
   historyText(channel: string, query: HistoryQuery): Promise<TextPage> {
-    const { log, lo, hi, complete } = this.#range(channel, query);
-    const texts: string[] = [];
-    for (let id = lo; id <= hi; id++) texts.push(log!.text(id)!);
-    return Promise.resolve({ texts, lastId: texts.length === 0 ? 0 : hi, complete });
+    return Promise.resolve(this.#read(channel, query));
   }
 
-  /** The ids a query wants, `lo` to `hi` (empty when `lo > hi`), and whether there is no gap. */
-  #range(channel: string, query: HistoryQuery) {
+  #read(channel: string, query: HistoryQuery): TextPage {
     const log = this.#logs.get(channel);
     if (log === undefined) {
-      return { log, lo: 1, hi: 0, complete: query.after === undefined || query.after === 0 };
+      return { texts: [], lastId: 0, complete: query.after === undefined || query.after === 0 };
     }
     // Ids in a log are consecutive, so the wanted range is known up front.
     const oldest = log.head - log.count + 1;
@@ -96,10 +91,12 @@ export class MemoryEngine implements Engine {
     let hi = Math.min(log.head, (query.before ?? Infinity) - 1);
     if (query.after !== undefined) hi = Math.min(hi, lo + query.limit - 1);
     else lo = Math.max(lo, hi - query.limit + 1);
+    const texts: string[] = [];
+    for (let id = lo; id <= hi; id++) texts.push(log.text(id)!);
     // An `after` beyond the head comes from a previous life of the store.
     const complete = query.after === undefined ||
       (query.after <= log.head && oldest <= query.after + 1);
-    return { log, lo, hi, complete };
+    return { texts, lastId: texts.length === 0 ? 0 : hi, complete };
   }
 
   /** Nothing to do: every channel is local. */
