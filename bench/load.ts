@@ -7,8 +7,10 @@
  * ```
  *
  * It connects its clients, prints `{"event":"ready"}` on stdout, then obeys
- * one command per stdin line: `run` starts the traffic, `measure` starts
- * counting, `stop` prints `{"event":"result",...}` and exits. Room messages
+ * one command per stdin line: `run` starts (or resumes) the traffic, `measure`
+ * starts counting afresh, `pause` stops the traffic and prints
+ * `{"event":"result",...}` for what was counted, keeping the clients
+ * connected, and `stop` prints the result and exits. Room messages
  * carry `<client>|<send time in ms>|` padded to `bytes`; every copy of a
  * `{"type":"message"` frame a client receives is one delivery.
  *
@@ -108,7 +110,7 @@ interface Client {
 
 class Load {
   readonly config: LoadConfig;
-  readonly histogram = new LatencyHistogram();
+  histogram = new LatencyHistogram();
   running = false;
   measuring = false;
   stopped = false;
@@ -118,11 +120,13 @@ class Load {
   pings = 0;
   cycles = 0;
   /** Paced: how many ticks sent each number of messages, while measuring. */
-  readonly bursts: number[] = [];
+  bursts: number[] = [];
   clients: Client[] = [];
   #bytes: number;
   #window: number;
   #paced: boolean;
+  /** Bumped by every `run`: a pacing or churn loop of an earlier run ends. */
+  #generation = 0;
 
   constructor(config: LoadConfig) {
     this.config = config;
@@ -222,9 +226,24 @@ class Load {
     await Promise.all(Array.from({ length: concurrency }, worker));
   }
 
-  /** Starts the traffic of the mode. */
+  /** Starts counting from zero. */
+  measure(): void {
+    this.histogram = new LatencyHistogram();
+    this.bursts = [];
+    this.deliveries =
+      this.sent =
+      this.errors =
+      this.pings =
+      this.cycles =
+        0;
+    this.measuring = true;
+  }
+
+  /** Starts or resumes the traffic of the mode. */
   run(): void {
+    if (this.running) return;
     this.running = true;
+    this.#generation++;
     if (this.config.mode === "closed") {
       for (const client of this.clients) client.kick();
     } else if (this.config.mode === "paced") {
@@ -240,8 +259,9 @@ class Load {
     const started = performance.now();
     let offered = 0;
     let next = 0;
+    const generation = this.#generation;
     const tick = () => {
-      if (!this.running) return;
+      if (!this.running || generation !== this.#generation) return;
       const due = Math.floor((performance.now() - started) * rate / 1000) - offered;
       if (this.measuring) this.bursts[due] = (this.bursts[due] ?? 0) + 1;
       for (let i = 0; i < due; i++) {
@@ -261,7 +281,8 @@ class Load {
   async #churn(worker: number): Promise<void> {
     const first = this.config.firstClient ?? 0;
     let n = 0;
-    while (this.running) {
+    const generation = this.#generation;
+    while (this.running && generation === this.#generation) {
       const name = `${this.config.namePrefix ?? "u"}c${first + worker}_${n++}`;
       try {
         const { ws } = await this.open(first + worker, name, `churn${first + worker}`);
@@ -325,8 +346,12 @@ async function main(raw: string | undefined): Promise<void> {
     if (command === "run") {
       load.run();
     } else if (command === "measure") {
-      load.measuring = true;
+      load.measure();
       measureStart = performance.now();
+    } else if (command === "pause") {
+      load.measuring = false;
+      load.running = false;
+      print(load.result((performance.now() - measureStart) / 1000, connectMs));
     } else if (command === "stop") {
       load.measuring = false;
       load.running = false;

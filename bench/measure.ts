@@ -124,15 +124,9 @@ export async function measure(options: MeasureOptions): Promise<Measurement> {
   return await measureOn(server, options, pin);
 }
 
-/** Runs the load of `options` against a running server. */
-export async function measureOn(
-  server: ServerProcess,
-  options: MeasureOptions,
-  pin: boolean,
-): Promise<Measurement> {
+/** Starts the load processes of `options` against `server` (not yet running). */
+function startLoads(server: ServerProcess, options: MeasureOptions, pin: boolean): LoadProcess[] {
   const processes = Math.max(1, Math.min(options.loadProcesses ?? 1, options.load.clients));
-  const heapBefore = options.gc ? await server.collectGarbage() : NaN;
-  const rssBefore = (await server.memory()).rssKb;
   const loads: LoadProcess[] = [];
   let first = 0;
   // Shared engines (kv, redis) remember names across server runs: never reuse one.
@@ -154,86 +148,256 @@ export async function measureOn(
     first += clients;
     loads.push(startLoad(config, { cpus: pin ? "1" : undefined }));
   }
+  return loads;
+}
+
+/** Memory of the server read before and after its clients connected. */
+interface MemoryReadings {
+  rssBeforeKb: number;
+  rssLoadedKb: number;
+  rssLoadedGcKb: number;
+  heapBeforeKb: number;
+  heapLoadedKb: number;
+  connectMs: number;
+}
+
+/**
+ * Measures one window of traffic that is already running: counts for
+ * `options.seconds`, then `end`s the loads (`pause` keeps the clients for
+ * another window, `stop` ends the load processes).
+ */
+async function measureWindow(
+  server: ServerProcess,
+  loads: readonly LoadProcess[],
+  options: MeasureOptions,
+  memory: MemoryReadings,
+  end: "pause" | "stop",
+): Promise<Measurement> {
+  const loadCpu = () => Promise.all(loads.map((l) => cpuSeconds(l.pid).catch(() => NaN)));
+  const othersStart = await allCpuSeconds();
+  const helpers = options.helperPids ?? [];
+  const helperCpu = async () => {
+    let total = 0;
+    for (const pid of helpers) total += await cpuSeconds(pid).catch(() => 0);
+    return total;
+  };
+  const loadStart = await loadCpu();
+  const helperStart = await helperCpu();
+  const cpuStart = await server.cpuSeconds();
+  const wallStart = performance.now();
+  await Promise.all(loads.map((l) => l.send("measure")));
+  await options.window?.opened();
+  await sleep(options.seconds * 1000);
+  await options.window?.closing();
+  // Read before `stop`: the load processes exit once they report.
+  const loadEnd = await loadCpu();
+  const helperS = await helperCpu() - helperStart;
+  const cpuS = await server.cpuSeconds() - cpuStart + helperS;
+  const wallS = (performance.now() - wallStart) / 1000;
+  const othersEnd = await allCpuSeconds();
+  const otherS = otherCpuSeconds(othersStart, othersEnd, [
+    server.pid,
+    Deno.pid,
+    ...helpers,
+    ...loads.map((l) => l.pid),
+  ]);
+  await Promise.all(loads.map((l) => l.send(end)));
+  let loadCpuS = 0;
+  for (let i = 0; i < loads.length; i++) loadCpuS += loadEnd[i]! - loadStart[i]!;
+  const { hwmKb } = await server.memory();
+  const results: LoadResult[] = await Promise.all(loads.map((l) => l.nextResult()));
+  const histogram = new LatencyHistogram();
+  let deliveries = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
+  for (const r of results) {
+    histogram.merge(r.latency);
+    deliveries += r.deliveries;
+    sent += r.sent;
+    cycles += r.cycles;
+    errors += r.errors;
+    pings += r.pings;
+    seconds = Math.max(seconds, r.seconds);
+  }
+  return {
+    kind: server.kind,
+    seconds: wallS,
+    deliveriesPerS: deliveries / seconds,
+    sentPerS: sent / seconds,
+    cyclesPerS: cycles / seconds,
+    p50Ms: histogram.quantile(0.5),
+    p99Ms: histogram.quantile(0.99),
+    maxMs: histogram.count === 0 ? NaN : histogram.max,
+    latencySamples: histogram.count,
+    burstP99: Math.max(...results.map((r) => r.burstP99 ?? NaN)),
+    cpuS,
+    cpuShare: cpuS / wallS,
+    helperCpuShare: helperS / wallS,
+    loadCpuShare: loadCpuS / wallS,
+    otherCpuShare: otherS / wallS,
+    deliveriesPerCpuS: cpuS > 0 ? deliveries / cpuS : NaN,
+    peakRssKb: hwmKb,
+    errors,
+    pings,
+    ...memory,
+  };
+}
+
+/** The server's memory before its clients connect. */
+async function memoryBefore(
+  server: ServerProcess,
+  gc: boolean | undefined,
+): Promise<Pick<MemoryReadings, "heapBeforeKb" | "rssBeforeKb">> {
+  const heapBeforeKb = gc ? await server.collectGarbage() : NaN;
+  return { heapBeforeKb, rssBeforeKb: (await server.memory()).rssKb };
+}
+
+/** Waits for every client, settles and reads the server's memory again. */
+async function connect(
+  server: ServerProcess,
+  loads: readonly LoadProcess[],
+  options: MeasureOptions,
+  before: Pick<MemoryReadings, "heapBeforeKb" | "rssBeforeKb">,
+): Promise<MemoryReadings> {
+  const ready = await Promise.all(loads.map((l) => l.ready));
+  await sleep(options.settleMs ?? 300);
+  const rssLoadedKb = (await server.memory()).rssKb;
+  const heapLoadedKb = options.gc ? await server.collectGarbage() : NaN;
+  const rssLoadedGcKb = options.gc ? (await server.memory()).rssKb : NaN;
+  return {
+    ...before,
+    rssLoadedKb,
+    rssLoadedGcKb,
+    heapLoadedKb,
+    connectMs: Math.max(...ready.map((r) => r.connectMs)),
+  };
+}
+
+/** Runs the load of `options` against a running server. */
+export async function measureOn(
+  server: ServerProcess,
+  options: MeasureOptions,
+  pin: boolean,
+): Promise<Measurement> {
+  const before = await memoryBefore(server, options.gc);
+  const loads = startLoads(server, options, pin);
   try {
-    const ready = await Promise.all(loads.map((l) => l.ready));
-    await sleep(options.settleMs ?? 300);
-    const rssLoaded = (await server.memory()).rssKb;
-    const heapLoaded = options.gc ? await server.collectGarbage() : NaN;
-    const rssLoadedGc = options.gc ? (await server.memory()).rssKb : NaN;
+    const memory = await connect(server, loads, options, before);
     await Promise.all(loads.map((l) => l.send("run")));
     await sleep(options.warmupMs ?? 500);
-    const loadCpu = () => Promise.all(loads.map((l) => cpuSeconds(l.pid).catch(() => NaN)));
-    const othersStart = await allCpuSeconds();
-    const helpers = options.helperPids ?? [];
-    const helperCpu = async () => {
-      let total = 0;
-      for (const pid of helpers) total += await cpuSeconds(pid).catch(() => 0);
-      return total;
-    };
-    const loadStart = await loadCpu();
-    const helperStart = await helperCpu();
-    const cpuStart = await server.cpuSeconds();
-    const wallStart = performance.now();
-    await Promise.all(loads.map((l) => l.send("measure")));
-    await options.window?.opened();
-    await sleep(options.seconds * 1000);
-    await options.window?.closing();
-    // Read before `stop`: the load processes exit once they report.
-    const loadEnd = await loadCpu();
-    const helperS = await helperCpu() - helperStart;
-    const cpuS = await server.cpuSeconds() - cpuStart + helperS;
-    const wallS = (performance.now() - wallStart) / 1000;
-    const othersEnd = await allCpuSeconds();
-    const otherS = otherCpuSeconds(othersStart, othersEnd, [
-      server.pid,
-      Deno.pid,
-      ...helpers,
-      ...loads.map((l) => l.pid),
-    ]);
-    await Promise.all(loads.map((l) => l.send("stop")));
-    let loadCpuS = 0;
-    for (let i = 0; i < loads.length; i++) loadCpuS += loadEnd[i]! - loadStart[i]!;
-    const { hwmKb } = await server.memory();
-    const results: LoadResult[] = await Promise.all(loads.map((l) => l.result));
-    const histogram = new LatencyHistogram();
-    let deliveries = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
-    for (const r of results) {
-      histogram.merge(r.latency);
-      deliveries += r.deliveries;
-      sent += r.sent;
-      cycles += r.cycles;
-      errors += r.errors;
-      pings += r.pings;
-      seconds = Math.max(seconds, r.seconds);
-    }
-    return {
-      kind: server.kind,
-      seconds: wallS,
-      deliveriesPerS: deliveries / seconds,
-      sentPerS: sent / seconds,
-      cyclesPerS: cycles / seconds,
-      p50Ms: histogram.quantile(0.5),
-      p99Ms: histogram.quantile(0.99),
-      maxMs: histogram.count === 0 ? NaN : histogram.max,
-      latencySamples: histogram.count,
-      burstP99: Math.max(...results.map((r) => r.burstP99 ?? NaN)),
-      cpuS,
-      cpuShare: cpuS / wallS,
-      helperCpuShare: helperS / wallS,
-      loadCpuShare: loadCpuS / wallS,
-      otherCpuShare: otherS / wallS,
-      deliveriesPerCpuS: cpuS > 0 ? deliveries / cpuS : NaN,
-      rssBeforeKb: rssBefore,
-      rssLoadedKb: rssLoaded,
-      peakRssKb: hwmKb,
-      rssLoadedGcKb: rssLoadedGc,
-      heapBeforeKb: heapBefore,
-      heapLoadedKb: heapLoaded,
-      errors,
-      pings,
-      connectMs: Math.max(...ready.map((r) => r.connectMs)),
-    };
+    return await measureWindow(server, loads, options, memory, "stop");
   } finally {
     for (const l of loads) await l[Symbol.asyncDispose]();
+  }
+}
+
+/** Options of {@linkcode measureAlternating}. */
+export interface AlternateOptions {
+  /** The measurement of each side; its `seconds` is one window. */
+  build: (kind: ServerKind) => MeasureOptions;
+  /** Pairs of windows, one of each server, back to back. */
+  pairs: number;
+  /** Traffic before each window once a side resumes, in ms. Default 200. */
+  rampMs?: number;
+  /** Pin the servers to CPU 0 and the loads to CPU 1. Default true (when taskset exists). */
+  pin?: boolean;
+  /** Whether to measure a pair again (say, another process took CPU during it). Default never. */
+  redo?: (ours: Measurement, baseline: Measurement, attempt: number) => boolean;
+  /** Progress: each window as it is measured. Default nothing. */
+  onWindow?: (m: Measurement, pair: number) => void;
+}
+
+/**
+ * Waits until a server whose load paused has delivered what was in flight
+ * (closed loop at 256 clients keeps seconds of it): its CPU under a tenth
+ * of a core over 100 ms, or 15 s at most.
+ */
+async function quiet(server: ServerProcess): Promise<void> {
+  const deadline = performance.now() + 15_000;
+  let last = await server.cpuSeconds();
+  while (performance.now() < deadline) {
+    await sleep(100);
+    const now = await server.cpuSeconds();
+    if (now - last <= 0.01) return;
+    last = now;
+  }
+}
+
+interface Side {
+  server: ServerProcess;
+  loads: LoadProcess[];
+  options: MeasureOptions;
+  memory: MemoryReadings;
+}
+
+/**
+ * Starts both servers at once, each with its own clients, and measures
+ * them in turns: the load of one side pauses (its clients stay connected)
+ * while the other's window runs, so the two windows of a pair are seconds
+ * apart instead of a server restart apart, and the machine's drift, which
+ * on a shared VM moves throughput by a fifth within a minute, mostly
+ * cancels in each pair's ratio. The order flips every pair.
+ */
+export async function measureAlternating(
+  options: AlternateOptions,
+): Promise<{ ours: Measurement[]; baseline: Measurement[] }> {
+  const pin = (options.pin ?? true) && canPin();
+  const sides: Side[] = [];
+  try {
+    for (const kind of ["ours", "baseline"] as const) {
+      const o = options.build(kind);
+      const server = await startServer({
+        kind,
+        env: o.env,
+        v8Flags: o.v8Flags,
+        cpus: pin ? "0" : undefined,
+        inspect: o.gc,
+      });
+      const side: Side = { server, loads: [], options: o, memory: undefined! };
+      sides.push(side);
+      const before = await memoryBefore(server, o.gc);
+      side.loads = startLoads(server, o, pin);
+      side.memory = await connect(server, side.loads, o, before);
+    }
+    // Warm each side up once (the JIT, the socket buffers), the other idle.
+    for (const { loads, options: o } of sides) {
+      await Promise.all(loads.map((l) => l.send("run")));
+      await sleep(o.warmupMs ?? 500);
+      await Promise.all(loads.map((l) => l.send("pause")));
+      await Promise.all(loads.map((l) => l.nextResult()));
+    }
+    for (const side of sides) await quiet(side.server);
+    const window = async (side: Side) => {
+      await Promise.all(side.loads.map((l) => l.send("run")));
+      await sleep(options.rampMs ?? 200);
+      const m = await measureWindow(side.server, side.loads, side.options, side.memory, "pause");
+      // The other side's window must not pay for this one's backlog; the
+      // idle side's processes count as other processes' CPU, so it shows.
+      await quiet(side.server);
+      return m;
+    };
+    const result = { ours: [] as Measurement[], baseline: [] as Measurement[] };
+    const [ours, baseline] = sides as [Side, Side];
+    for (let i = 0; i < options.pairs; i++) {
+      for (let attempt = 0;; attempt++) {
+        const order = i % 2 === 0 ? [ours, baseline] : [baseline, ours];
+        const measured = new Map<Side, Measurement>();
+        for (const side of order) {
+          const m = await window(side);
+          measured.set(side, m);
+          options.onWindow?.(m, i);
+        }
+        const o = measured.get(ours)!;
+        const b = measured.get(baseline)!;
+        if (options.redo?.(o, b, attempt) === true) continue;
+        result.ours.push(o);
+        result.baseline.push(b);
+        break;
+      }
+    }
+    return result;
+  } finally {
+    for (const side of sides) {
+      for (const l of side.loads) await l[Symbol.asyncDispose]();
+      await side.server[Symbol.asyncDispose]();
+    }
   }
 }

@@ -346,10 +346,10 @@ export interface LoadProcess extends AsyncDisposable {
   readonly pid: number;
   /** Resolves once every client is connected (ready). */
   readonly ready: Promise<{ connectMs: number }>;
-  /** Sends `run`, `measure` or `stop`. */
-  send(command: "run" | "measure" | "stop"): Promise<void>;
-  /** Resolves with the result printed after `stop`. */
-  readonly result: Promise<LoadResult>;
+  /** Sends `run`, `measure`, `pause` or `stop`. */
+  send(command: "run" | "measure" | "pause" | "stop"): Promise<void>;
+  /** Resolves with the next result not yet taken: each `pause` and the `stop` print one. */
+  nextResult(): Promise<LoadResult>;
 }
 
 /** Starts one load generator process with its configuration. */
@@ -370,10 +370,21 @@ export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): 
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
   const ready = Promise.withResolvers<{ connectMs: number }>();
-  const result = Promise.withResolvers<LoadResult>();
-  // Rejections are observed through the promises handed out; keep them from being unhandled.
+  // Results in the order printed; a result is resolved before or after it is asked for.
+  const results: PromiseWithResolvers<LoadResult>[] = [];
+  let printed = 0;
+  let taken = 0;
+  let failure: Error | undefined;
+  const slot = (i: number) => {
+    while (results.length <= i) {
+      const r = Promise.withResolvers<LoadResult>();
+      // Observed through nextResult(); keep a failure nobody asked for from being unhandled.
+      r.promise.catch(() => {});
+      results.push(r);
+    }
+    return results[i]!;
+  };
   ready.promise.catch(() => {});
-  result.promise.catch(() => {});
   const read = (async () => {
     for await (const line of lines(child.stdout)) {
       let event: { event?: string; message?: string; connectMs?: number };
@@ -383,16 +394,16 @@ export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): 
         continue;
       }
       if (event.event === "ready") ready.resolve({ connectMs: event.connectMs ?? NaN });
-      else if (event.event === "result") result.resolve(event as LoadResult);
+      else if (event.event === "result") slot(printed++).resolve(event as LoadResult);
       else if (event.event === "error") {
-        const error = new Error(`Load generator failed: ${event.message}`);
-        ready.reject(error);
-        result.reject(error);
+        failure ??= new Error(`Load generator failed: ${event.message}`);
+        ready.reject(failure);
       }
     }
-    const gone = new Error("Load generator exited without a result");
-    ready.reject(gone);
-    result.reject(gone);
+    failure ??= new Error("Load generator exited without a result");
+    ready.reject(failure);
+    // Nothing prints after exit: every result asked for and not printed fails.
+    for (let i = printed; i < results.length; i++) results[i]!.reject(failure);
   })();
   let closed = false;
   const closeStdin = async () => {
@@ -403,7 +414,10 @@ export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): 
   return {
     pid: child.pid,
     ready: ready.promise,
-    result: result.promise,
+    nextResult: () => {
+      const i = taken++;
+      return failure !== undefined && i >= printed ? Promise.reject(failure) : slot(i).promise;
+    },
     async send(command) {
       if (closed) return;
       await writer.write(encoder.encode(command + "\n"));

@@ -27,6 +27,7 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
   const options: SuiteOptions = quick
     ? {
       repeats: 2,
+      runs: 1,
       seconds: 1,
       warmupS: 0.3,
       idleConnections: 5000,
@@ -40,10 +41,12 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       log: (line) => console.error(line),
     }
     : {
-      repeats: 7,
-      // Longer windows let a pair's two halves see the same machine: at 3 s one
-      // run's pair ratios spread 0.79-1.04, at 10 s 0.89-1.05 (room16, same code).
-      seconds: 6,
+      // Alternating windows of servers running side by side see the same
+      // machine: 3 s windows a few seconds apart spread about as narrowly as
+      // 10 s windows of fresh servers did, so more pairs fit in the time.
+      repeats: 12,
+      runs: 3,
+      seconds: 3,
       warmupS: 0.5,
       idleConnections: 5000,
       slowRepeats: 3,
@@ -55,6 +58,8 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       pin: true,
       log: (line) => console.error(line),
     };
+  const runs = arg("runs");
+  if (runs !== undefined) options.runs = Number(runs);
   const repeats = arg("repeats");
   if (repeats !== undefined) options.repeats = options.slowRepeats = Number(repeats);
   const seconds = arg("seconds");
@@ -175,9 +180,11 @@ if (import.meta.main && Deno.args.some((a) => a.startsWith("--targets-of="))) {
     `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
     `- Command: \`deno task bench ${Deno.args.join(" ")}\`, ${minutes.toFixed(1)} minutes`,
     `- Our server's V8 flags: ${v8FlagsNote(options.oursV8Flags ?? startTaskV8Flags())}`,
-    `- Server ${options.pin ? "pinned to CPU 0, load generator to CPU 1" : "not pinned"}; ` +
-    `${options.repeats} back-to-back pairs per scenario (${options.slowRepeats} for idle, churn, engines), ` +
-    `${options.seconds} s windows; cells are median (min–max); ratios are the median of the pairs' ratios. ` +
+    `- Servers ${options.pin ? "pinned to CPU 0, load generators to CPU 1" : "not pinned"}; ` +
+    `throughput and paced scenarios: ${options.repeats} pairs of alternating ${options.seconds} s windows ` +
+    `over ${options.runs} fresh pairs of servers running side by side; idle, churn and engines: ` +
+    `${options.slowRepeats} pairs of fresh servers. Cells are median (min–max); ratios are the median ` +
+    "of the pairs' ratios. " +
     "A target's verdict is ✓ or ✗ when the median's whole interval (order statistics, about 80 % or more) " +
     "agrees, otherwise inconclusive.",
     "",

@@ -1,12 +1,15 @@
 /**
- * The benchmark's scenarios: each runs ours and the baseline alternately,
- * a fresh server per measurement, and renders a Markdown section.
+ * The benchmark's scenarios: each runs ours and the baseline alternately
+ * and renders a Markdown section. The throughput and latency scenarios run
+ * both servers side by side and alternate short windows between them (a
+ * fresh pair of servers for each of `runs`); idle, churn and the engines
+ * start a fresh server per measurement.
  *
  * @module
  */
 
 import { startRedis } from "../tests/helpers/redis_server.ts";
-import { measure, type Measurement, type MeasureOptions } from "./measure.ts";
+import { measure, measureAlternating, type Measurement, type MeasureOptions } from "./measure.ts";
 import { findProcess, pin, type ServerKind } from "./processes.ts";
 import {
   CHURN_ROWS,
@@ -23,8 +26,10 @@ import { measureSweep } from "./sweep_bench.ts";
 
 /** How much to measure. */
 export interface SuiteOptions {
-  /** Back-to-back pairs per scenario. */
+  /** Back-to-back pairs of windows per throughput or latency scenario. */
   repeats: number;
+  /** Fresh pairs of servers those windows are spread over. */
+  runs: number;
   /** Seconds of each measured window. */
   seconds: number;
   /** Seconds of traffic before the window. */
@@ -116,6 +121,48 @@ async function pairs(
   return result;
 }
 
+/**
+ * `repeats` pairs of windows over `runs` fresh pairs of servers, each pair
+ * of servers measured alternately (see {@linkcode measureAlternating}).
+ */
+async function alternated(
+  options: SuiteOptions,
+  id: string,
+  build: (kind: ServerKind) => MeasureOptions,
+): Promise<Pairs> {
+  const result: Pairs = { ours: [], baseline: [] };
+  const runs = Math.max(1, Math.min(options.runs, options.repeats));
+  for (let r = 0; r < runs; r++) {
+    // Spread the pairs evenly: 12 over 3 runs is 4 each.
+    const pairs = Math.floor(options.repeats * (r + 1) / runs) -
+      Math.floor(options.repeats * r / runs);
+    const got = await measureAlternating({
+      pairs,
+      pin: options.pin,
+      build: (kind) => {
+        const built = build(kind);
+        if (kind === "ours" && options.oursV8Flags !== undefined) {
+          built.v8Flags = options.oursV8Flags;
+        }
+        return built;
+      },
+      onWindow: (m, i) => {
+        const busy = m.otherCpuShare > options.maxOtherCpu;
+        options.log(
+          `  ${id} run ${r + 1} #${i + 1} ${describe(m)}${busy ? "  (busy machine)" : ""}`,
+        );
+      },
+      // Other people's processes on a shared machine distort a pair: measure it again.
+      redo: (o, b, attempt) =>
+        Math.max(o.otherCpuShare, b.otherCpuShare) > options.maxOtherCpu &&
+        attempt < options.retries && performance.now() < options.retryUntil,
+    });
+    result.ours.push(...got.ours);
+    result.baseline.push(...got.baseline);
+  }
+  return result;
+}
+
 /** Closed loop: one room of 16, 64 and 256 clients, then 100 rooms of 10. */
 async function throughput(options: SuiteOptions, sections: Section[]): Promise<void> {
   const cases = [
@@ -130,7 +177,7 @@ async function throughput(options: SuiteOptions, sections: Section[]): Promise<v
   for (const c of cases) {
     if (!wanted(options, c.id)) continue;
     options.log(`${c.title}, closed loop`);
-    const result = await pairs(options, c.id, options.repeats, (kind) => ({
+    const result = await alternated(options, c.id, (kind) => ({
       kind,
       load: { mode: "closed", clients: c.clients, rooms: c.rooms, window: 4, bytes: 64 },
       seconds: options.seconds,
@@ -158,7 +205,7 @@ async function paced(options: SuiteOptions, sections: Section[]): Promise<void> 
       : median(closed.baseline.map((m) => m.deliveriesPerS));
     const rate = Math.max(1, Math.round(capacity * options.pacedLoad / n));
     options.log(`One room, ${n} clients, paced at ${rate} messages/s`);
-    const result = await pairs(options, id, options.repeats, (kind) => ({
+    const result = await alternated(options, id, (kind) => ({
       kind,
       load: { mode: "paced", clients: n, rate, bytes: 64 },
       seconds: options.seconds,

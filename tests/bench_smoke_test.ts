@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import type { LoadResult } from "../bench/load.ts";
-import { measure } from "../bench/measure.ts";
+import { measure, measureAlternating } from "../bench/measure.ts";
 import { startLoad, startServer } from "../bench/processes.ts";
 
 Deno.test("the load generator counts deliveries from both servers", async (t) => {
@@ -46,7 +46,7 @@ Deno.test("a load process reports its result as JSON of the documented shape", a
   await load.send("measure");
   await new Promise((resolve) => setTimeout(resolve, 1000));
   await load.send("stop");
-  const result: LoadResult = await load.result;
+  const result: LoadResult = await load.nextResult();
   assert.equal(result.event, "result");
   assert.equal(result.mode, "paced");
   assert.equal(result.clients, 3);
@@ -60,4 +60,67 @@ Deno.test("a load process reports its result as JSON of the documented shape", a
   }
   assert.ok(Array.isArray(result.latency.buckets) && result.latency.buckets.length > 0);
   assert.ok(result.latency.max > 0);
+});
+
+Deno.test("a paused load keeps its clients and sends nothing until run again", async (t) => {
+  await using server = await startServer({ kind: "baseline" });
+  for (const mode of ["paced", "closed"] as const) {
+    await t.step(mode, async () => {
+      await using load = startLoad({
+        base: server.base,
+        path: "/ws?room={room}",
+        mode,
+        clients: 3,
+        rate: 300,
+        window: 2,
+      });
+      await load.ready;
+      const window = async (run: boolean) => {
+        if (run) await load.send("run");
+        await load.send("measure");
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        await load.send("pause");
+        return await load.nextResult();
+      };
+      const first = await window(true);
+      assert.ok(first.sent > 0 && first.deliveries > 0, JSON.stringify(first));
+      // Let what was in flight arrive, then count a window without `run`.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const paused = await window(false);
+      assert.equal(paused.sent, 0);
+      assert.equal(paused.deliveries, 0);
+      const resumed = await window(true);
+      assert.ok(resumed.sent > 0 && resumed.deliveries > 0, JSON.stringify(resumed));
+      // Counts start afresh with each `measure`.
+      assert.ok(resumed.latency.buckets.reduce((n, [, c]) => n + c, 0) <= resumed.deliveries);
+      await load.send("stop");
+      assert.equal((await load.nextResult()).event, "result");
+    });
+  }
+});
+
+Deno.test("alternating windows measure both servers side by side", async () => {
+  const windows: string[] = [];
+  const pairs = await measureAlternating({
+    pairs: 2,
+    pin: false,
+    rampMs: 50,
+    build: (kind) => ({
+      kind,
+      load: { mode: "closed", clients: 3, window: 2 },
+      seconds: 0.3,
+      warmupMs: 100,
+      settleMs: 50,
+    }),
+    onWindow: (m, i) => windows.push(`${i}:${m.kind}`),
+  });
+  // The order flips every pair.
+  assert.deepEqual(windows, ["0:ours", "0:baseline", "1:baseline", "1:ours"]);
+  assert.deepEqual(pairs.ours.map((m) => m.kind), ["ours", "ours"]);
+  assert.deepEqual(pairs.baseline.map((m) => m.kind), ["baseline", "baseline"]);
+  for (const m of [...pairs.ours, ...pairs.baseline]) {
+    assert.ok(m.deliveriesPerS > 0 && m.latencySamples > 0, JSON.stringify(m));
+    assert.equal(m.errors, 0);
+    assert.ok(m.cpuS >= 0 && m.peakRssKb > 0);
+  }
 });
