@@ -42,10 +42,11 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
     }
     : {
       // Alternating windows of servers running side by side see the same
-      // machine: 3 s windows a few seconds apart spread about as narrowly as
-      // 10 s windows of fresh servers did, so more pairs fit in the time.
+      // machine, so short windows pair well; but pairs of one pair of
+      // servers share its luck (JIT, memory layout: ±3 % between runs of
+      // the same code), so the pairs are spread over six fresh pairs.
       repeats: 12,
-      runs: 3,
+      runs: 6,
       seconds: 3,
       warmupS: 0.5,
       idleConnections: 5000,
