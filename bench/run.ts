@@ -44,9 +44,9 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       // Alternating windows of servers running side by side see the same
       // machine, so short windows pair well; but pairs of one pair of
       // servers share its luck (JIT, memory layout: ±3 % between runs of
-      // the same code), so the pairs are spread over six fresh pairs.
+      // the same code), so the pairs are spread over four fresh pairs.
       repeats: 12,
-      runs: 6,
+      runs: 4,
       seconds: 3,
       warmupS: 0.5,
       idleConnections: 5000,
