@@ -348,15 +348,11 @@ async function main(raw: string | undefined): Promise<void> {
     } else if (command === "measure") {
       load.measure();
       measureStart = performance.now();
-    } else if (command === "pause") {
+    } else if (command === "pause" || command === "stop") {
       load.measuring = false;
       load.running = false;
       print(load.result((performance.now() - measureStart) / 1000, connectMs));
-    } else if (command === "stop") {
-      load.measuring = false;
-      load.running = false;
-      print(load.result((performance.now() - measureStart) / 1000, connectMs));
-      break;
+      if (command === "stop") break;
     }
   }
   // The runner kills the server next; closing handshakes would only add noise.

@@ -111,16 +111,21 @@ function path(kind: ServerKind, route: "chat" | "heartbeat"): string {
     : "/ws/chat/{name}?room={room}";
 }
 
-/** Starts a fresh server, runs the load against it and stops both. */
-export async function measure(options: MeasureOptions): Promise<Measurement> {
-  const pin = (options.pin ?? true) && canPin();
-  await using server = await startServer({
+/** Starts the server `options` describe, on CPU 0 when pinned. */
+function startServerFor(options: MeasureOptions, pin: boolean): Promise<ServerProcess> {
+  return startServer({
     kind: options.kind,
     env: options.env,
     v8Flags: options.v8Flags,
     cpus: pin ? "0" : undefined,
     inspect: options.gc,
   });
+}
+
+/** Starts a fresh server, runs the load against it and stops both. */
+export async function measure(options: MeasureOptions): Promise<Measurement> {
+  const pin = (options.pin ?? true) && canPin();
+  await using server = await startServerFor(options, pin);
   return await measureOn(server, options, pin);
 }
 
@@ -349,14 +354,8 @@ export async function measureAlternating(
   const sides: Side[] = [];
   try {
     for (const kind of ["ours", "baseline"] as const) {
-      const o = options.build(kind);
-      const server = await startServer({
-        kind,
-        env: o.env,
-        v8Flags: o.v8Flags,
-        cpus: pin ? "0" : undefined,
-        inspect: o.gc,
-      });
+      const o = { ...options.build(kind), kind };
+      const server = await startServerFor(o, pin);
       const side: Side = { server, loads: [], options: o, memory: undefined! };
       sides.push(side);
       const before = await memoryBefore(server, o.gc);

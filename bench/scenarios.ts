@@ -90,6 +90,14 @@ function describe(m: Measurement): string {
   return parts.filter((p) => p !== "").join("  ");
 }
 
+/** `built` with `--ours-v8-flags` applied when it is our server. */
+function withOursFlags(options: SuiteOptions, built: MeasureOptions): MeasureOptions {
+  if (built.kind === "ours" && options.oursV8Flags !== undefined) {
+    return { ...built, v8Flags: options.oursV8Flags };
+  }
+  return built;
+}
+
 /** Runs ours and the baseline alternately, `repeats` pairs. */
 async function pairs(
   options: SuiteOptions,
@@ -105,11 +113,7 @@ async function pairs(
       let best: Measurement | undefined;
       // Other people's processes on a shared machine distort a run: retry it.
       for (let attempt = 0; attempt <= options.retries; attempt++) {
-        const built = build(kind);
-        if (kind === "ours" && options.oursV8Flags !== undefined) {
-          built.v8Flags = options.oursV8Flags;
-        }
-        const m = await measure({ pin: options.pin, ...built });
+        const m = await measure({ pin: options.pin, ...withOursFlags(options, build(kind)) });
         const busy = m.otherCpuShare > options.maxOtherCpu;
         options.log(`  ${id} #${r + 1} ${describe(m)}${busy ? "  (busy machine)" : ""}`);
         if (best === undefined || m.otherCpuShare < best.otherCpuShare) best = m;
@@ -135,19 +139,13 @@ async function alternated(
   const runs = Math.max(1, Math.min(options.runs, options.repeats));
   for (let r = 0; r < runs; r++) {
     await beforeRun?.();
-    // Spread the pairs evenly: 12 over 3 runs is 4 each.
+    // Spread the pairs evenly: 12 over 4 runs is 3 each.
     const pairs = Math.floor(options.repeats * (r + 1) / runs) -
       Math.floor(options.repeats * r / runs);
     const got = await measureAlternating({
       pairs,
       pin: options.pin,
-      build: (kind) => {
-        const built = build(kind);
-        if (kind === "ours" && options.oursV8Flags !== undefined) {
-          built.v8Flags = options.oursV8Flags;
-        }
-        return built;
-      },
+      build: (kind) => withOursFlags(options, build(kind)),
       onWindow: (m, i) => {
         const busy = m.otherCpuShare > options.maxOtherCpu;
         options.log(
