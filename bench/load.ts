@@ -64,6 +64,8 @@ export interface LoadResult {
   seconds: number;
   /** Message frames received by all clients while measuring. */
   deliveries: number;
+  /** UTF-16 units of those frames: their bytes, as the benchmark's text is ASCII. */
+  deliveryChars: number;
   /** Messages sent while measuring. */
   sent: number;
   /** Error frames received (e.g. rate limited); should be 0. */
@@ -115,6 +117,7 @@ class Load {
   measuring = false;
   stopped = false;
   deliveries = 0;
+  deliveryChars = 0;
   sent = 0;
   errors = 0;
   pings = 0;
@@ -173,7 +176,10 @@ class Load {
     ws.onmessage = (event) => {
       const data = event.data as string;
       if (data.startsWith(MESSAGE_PREFIX)) {
-        if (this.measuring) this.deliveries++;
+        if (this.measuring) {
+          this.deliveries++;
+          this.deliveryChars += data.length;
+        }
         if (this.#paced) {
           if (this.measuring) this.#recordLatency(data, data.indexOf(MESSAGE_KEY));
           return;
@@ -231,6 +237,7 @@ class Load {
     this.histogram = new LatencyHistogram();
     this.bursts = [];
     this.deliveries =
+      this.deliveryChars =
       this.sent =
       this.errors =
       this.pings =
@@ -305,6 +312,7 @@ class Load {
       clients: this.config.clients,
       seconds,
       deliveries: this.deliveries,
+      deliveryChars: this.deliveryChars,
       sent: this.sent,
       errors: this.errors,
       pings: this.pings,

@@ -60,6 +60,8 @@ export interface Measurement {
   seconds: number;
   /** Copies of room messages received per second, by all clients. */
   deliveriesPerS: number;
+  /** Mean size of a delivered message frame in bytes. */
+  bytesPerDelivery: number;
   /** Messages sent per second. */
   sentPerS: number;
   /** Connect-ready-close cycles per second (churn). */
@@ -212,10 +214,11 @@ async function measureWindow(
   const { hwmKb } = await server.memory();
   const results: LoadResult[] = await Promise.all(loads.map((l) => l.nextResult()));
   const histogram = new LatencyHistogram();
-  let deliveries = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
+  let deliveries = 0, chars = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
   for (const r of results) {
     histogram.merge(r.latency);
     deliveries += r.deliveries;
+    chars += r.deliveryChars;
     sent += r.sent;
     cycles += r.cycles;
     errors += r.errors;
@@ -226,6 +229,7 @@ async function measureWindow(
     kind: server.kind,
     seconds: wallS,
     deliveriesPerS: deliveries / seconds,
+    bytesPerDelivery: deliveries > 0 ? chars / deliveries : NaN,
     sentPerS: sent / seconds,
     cyclesPerS: cycles / seconds,
     p50Ms: histogram.quantile(0.5),

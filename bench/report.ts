@@ -91,6 +91,7 @@ export function comparisonTable(pairs: Pairs, rows: readonly Row[]): string {
 export const THROUGHPUT_ROWS: readonly Row[] = [
   { label: "deliveries/s", value: (m) => m.deliveriesPerS, format: count },
   { label: "deliveries per server CPU s", value: (m) => m.deliveriesPerCpuS, format: count },
+  { label: "bytes per delivered frame", value: (m) => m.bytesPerDelivery, format: fixed(0) },
   { label: "server CPU (cores)", value: (m) => m.cpuShare, format: fixed(2) },
   { label: "load CPU (cores)", value: (m) => m.loadCpuShare, format: fixed(2), ratio: false },
   { label: "p50 latency ms (own messages)", value: (m) => m.p50Ms, format: fixed(1) },
@@ -107,11 +108,15 @@ export const THROUGHPUT_ROWS: readonly Row[] = [
 /** Rows for a paced latency scenario. */
 export const PACED_ROWS: readonly Row[] = [
   { label: "deliveries/s", value: (m) => m.deliveriesPerS, format: count },
+  { label: "bytes per delivered frame", value: (m) => m.bytesPerDelivery, format: fixed(0) },
   { label: "p50 latency ms", value: (m) => m.p50Ms, format: fixed(2) },
   { label: "p99 latency ms", value: (m) => m.p99Ms, format: fixed(2) },
   { label: "max latency ms", value: (m) => m.maxMs, format: fixed(1) },
   { label: "messages per pacing tick, p99", value: (m) => m.burstP99, format: fixed(0) },
   { label: "server CPU (cores)", value: (m) => m.cpuShare, format: fixed(2) },
+  // The clients' own queueing is part of the latency measured: a busy load
+  // process adds to p99, and ours makes it read larger frames.
+  { label: "load CPU (cores)", value: (m) => m.loadCpuShare, format: fixed(2) },
   {
     label: "other processes' CPU (cores)",
     value: (m) => m.otherCpuShare,

@@ -27,6 +27,10 @@ Deno.test("the load generator counts deliveries from both servers", async (t) =>
       assert.ok(m.p50Ms > 0 && m.p99Ms >= m.p50Ms);
       assert.ok(m.cpuS >= 0);
       assert.ok(m.peakRssKb > 0 && m.rssLoadedKb > 0);
+      // The baseline returns the client's frame as it is; ours adds id, room, names and time.
+      const sentFrame = `{"type":"message","message":"${"x".repeat(64)}"}`.length;
+      if (kind === "baseline") assert.equal(m.bytesPerDelivery, sentFrame);
+      else assert.ok(m.bytesPerDelivery > sentFrame + 50, String(m.bytesPerDelivery));
     });
   }
 });
