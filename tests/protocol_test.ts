@@ -5,6 +5,8 @@ import {
   isReservedName,
   normalizeName,
   parseClientMessage,
+  type StoredFrame,
+  stringifyFrame,
 } from "../chat/protocol.ts";
 
 const good: [string, string, unknown][] = [
@@ -172,4 +174,81 @@ Deno.test("close codes are the documented numbers", () => {
   assert.equal(CloseCode.HeartbeatTimeout, 4000);
   assert.equal(CloseCode.SlowConsumer, 4008);
   assert.equal(CloseCode.UsernameInUse, 4009);
+});
+
+/** Strings JSON must escape or that are easy to get wrong, next to ordinary text. */
+const tricky = [
+  "hi",
+  "",
+  "   ",
+  'say "hi"',
+  "back\\slash",
+  "line\nbreak",
+  "tab\tand\u0000nul\u001f",
+  "\u007f delete",
+  "漢字 and é",
+  "emoji 😀",
+  "lone \ud800 surrogate",
+  "\u2028 separators \u2029",
+  '"}',
+  "\\",
+];
+
+Deno.test("a chat frame reads as JSON.parse would read it", async (t) => {
+  const head = '{"type":"message","message":';
+  const cases: [string, string][] = [
+    ...tricky.map((
+      m,
+    ): [string, string] => [`escaped ${JSON.stringify(m)}`, head + JSON.stringify(m) + "}"]),
+    // Unescaped: a raw control character is bad JSON, a raw lone surrogate is not.
+    ...tricky.map((m): [string, string] => [`raw ${JSON.stringify(m)}`, `${head}"${m}"}`]),
+    ["cut after the opening quote", `${head}"}`],
+    ["cut before the closing brace", `${head}"hi"`],
+    ["more fields after the message", `${head}"hi","room":"a"}`],
+  ];
+  for (const [name, text] of cases) {
+    await t.step(name, () => {
+      let expected: unknown;
+      try {
+        const data = JSON.parse(text);
+        const { type: _, message, ...rest } = data;
+        expected = typeof message === "string" && message.trim() === ""
+          ? ErrorCode.EmptyMessage
+          : { type: "message", message, ...rest };
+      } catch {
+        expected = ErrorCode.BadJson;
+      }
+      const result = parseClientMessage(text);
+      assert.deepEqual(result.ok ? result.value : result.code, expected);
+    });
+  }
+});
+
+Deno.test("stringifyFrame writes what JSON.stringify writes", async (t) => {
+  for (const text of tricky) {
+    await t.step(JSON.stringify(text), () => {
+      const frames: StoredFrame[] = [
+        {
+          type: "message",
+          room: text,
+          username: text,
+          sender: text,
+          message: text,
+          timestamp: "2026-12-04T18:00:00.000Z",
+          id: 42,
+        },
+        {
+          type: "private",
+          room: "lobby",
+          username: "a",
+          sender: "a",
+          to: text,
+          message: text,
+          timestamp: "2026-12-04T18:00:00.000Z",
+          id: 7,
+        },
+      ];
+      for (const frame of frames) assert.equal(stringifyFrame(frame), JSON.stringify(frame));
+    });
+  }
 });
