@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type StoredFrame, stringifyFrame } from "../protocol.ts";
+import type { StoredFrame } from "../protocol.ts";
 import type {
   Delivery,
   Draft,
@@ -62,7 +62,7 @@ export class MemoryEngine implements Engine {
     const frame = draft as StoredFrame;
     frame.id = log.head + 1;
     // Serialised once: the log keeps this text and the fan-out sends it.
-    const text = stringifyFrame(frame);
+    const text = JSON.stringify(frame);
     log.append(text);
     this.#deliver?.(channel, frame, text);
     return frame;
