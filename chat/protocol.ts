@@ -364,6 +364,12 @@ function chatText(value: unknown): ParseResult | string {
   return value;
 }
 
+/** A chat message to the connection's room whose text is `text`, if it is not blank. */
+function plainMessage(text: string): ParseResult {
+  const message = chatText(text);
+  return typeof message === "string" ? ok({ type: "message", message }) : message;
+}
+
 function parseObject(fields: Fields): ParseResult {
   const type = fields.type;
   if (typeof type !== "string") {
@@ -450,14 +456,12 @@ export function parseClientMessage(text: string): ParseResult {
   ) {
     const body = text.slice(CHAT_FRAME_HEAD.length, -2);
     if (!NEEDS_ESCAPE.test(body)) {
-      const message = chatText(body);
-      return typeof message === "string" ? ok({ type: "message", message }) : message;
+      return plainMessage(body);
     }
   }
   const first = text.trimStart()[0];
   if (first !== "{" && first !== "[") {
-    const message = chatText(text);
-    return typeof message === "string" ? ok({ type: "message", message }) : message;
+    return plainMessage(text);
   }
   let data: unknown;
   try {
