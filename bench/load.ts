@@ -17,7 +17,7 @@
  * @module
  */
 
-import { LatencyHistogram } from "./stats.ts";
+import { type HistogramJson, LatencyHistogram } from "./stats.ts";
 import { lines } from "./lines.ts";
 
 /** What a load process does. */
@@ -51,6 +51,8 @@ export interface LoadConfig {
   pong?: boolean;
   /** Idle: each client sends one message of this length once ready. Default 0 (none). */
   greetBytes?: number;
+  /** Frames may carry several messages, one per line (our server's `?batch=1`). Default false. */
+  batched?: boolean;
   /** Handshakes in flight while connecting. Default 64. */
   connectConcurrency?: number;
 }
@@ -77,7 +79,7 @@ export interface LoadResult {
   /** Milliseconds it took to connect every client. */
   connectMs: number;
   /** End-to-end latency: every delivery when paced, own messages in closed loop. */
-  latency: { buckets: [number, number][]; max: number };
+  latency: HistogramJson;
   /** Paced: the 99th percentile of messages sent by one pacing tick (a lagging loop sends bursts); else NaN. */
   burstP99: number;
 }
@@ -173,8 +175,7 @@ class Load {
     ws.onopen = () => {
       if (!waitWelcome) markReady();
     };
-    ws.onmessage = (event) => {
-      const data = event.data as string;
+    const receive = (data: string) => {
       if (data.startsWith(MESSAGE_PREFIX)) {
         if (this.measuring) {
           this.deliveries++;
@@ -201,6 +202,17 @@ class Load {
         this.errors++;
       }
     };
+    ws.onmessage = this.config.batched === true
+      ? (event) => {
+        const data = event.data as string;
+        let start = 0;
+        for (let end = data.indexOf("\n"); end >= 0; end = data.indexOf("\n", start)) {
+          receive(data.slice(start, end));
+          start = end + 1;
+        }
+        receive(start === 0 ? data : data.slice(start));
+      }
+      : (event) => receive(event.data as string);
     ws.onerror = () => {};
     ws.onclose = (event) => {
       clearTimeout(timer);

@@ -17,7 +17,7 @@ import {
   startLoad,
   startServer,
 } from "./processes.ts";
-import { LatencyHistogram } from "./stats.ts";
+import { type HistogramJson, LatencyHistogram } from "./stats.ts";
 
 /** The load of one measurement, without the server address. */
 export type LoadSpec = Omit<LoadConfig, "base" | "path" | "firstClient" | "ready">;
@@ -31,6 +31,8 @@ export interface MeasureOptions {
   v8Flags?: string;
   /** Our server's route: `chat` or the `heartbeat` route. Default `chat`. */
   route?: "chat" | "heartbeat";
+  /** Our clients ask for batched frames (`?batch=1`, several messages per frame). Default false. */
+  batch?: boolean;
   load: LoadSpec;
   /** Load processes the clients are split over. Default 1. */
   loadProcesses?: number;
@@ -71,6 +73,8 @@ export interface Measurement {
   p99Ms: number;
   maxMs: number;
   latencySamples: number;
+  /** Every latency of the window as a histogram, so that windows can be pooled. */
+  latency: HistogramJson;
   /** Paced: messages sent by one pacing tick, 99th percentile (the largest of the load processes); else NaN. */
   burstP99: number;
   /** Server CPU seconds in the window, helpers (`helperPids`) included. */
@@ -106,11 +110,10 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function path(kind: ServerKind, route: "chat" | "heartbeat"): string {
+function path(kind: ServerKind, route: "chat" | "heartbeat", batch: boolean): string {
   if (kind === "baseline") return "/ws?room={room}";
-  return route === "heartbeat"
-    ? "/ws/chat/{name}/heartbeat?room={room}"
-    : "/ws/chat/{name}?room={room}";
+  const query = batch ? "?room={room}&batch=1" : "?room={room}";
+  return route === "heartbeat" ? `/ws/chat/{name}/heartbeat${query}` : `/ws/chat/{name}${query}`;
 }
 
 /** Starts the server `options` describe, on CPU 0 when pinned. */
@@ -138,6 +141,7 @@ function startLoads(server: ServerProcess, options: MeasureOptions, pin: boolean
   let first = 0;
   // Shared engines (kv, redis) remember names across server runs: never reuse one.
   const namePrefix = `u${crypto.randomUUID().slice(0, 6)}_`;
+  const batched = server.kind === "ours" && options.batch === true;
   for (let p = 0; p < processes; p++) {
     const clients = Math.floor(options.load.clients / processes) +
       (p < options.load.clients % processes ? 1 : 0);
@@ -147,7 +151,8 @@ function startLoads(server: ServerProcess, options: MeasureOptions, pin: boolean
       rate: options.load.rate === undefined ? undefined : options.load.rate * clients /
         options.load.clients,
       base: server.base,
-      path: path(server.kind, options.route ?? "chat"),
+      path: path(server.kind, options.route ?? "chat", batched),
+      batched,
       firstClient: first,
       namePrefix,
       ready: server.kind === "ours" ? "welcome" : "open",
@@ -236,6 +241,7 @@ async function measureWindow(
     p99Ms: histogram.quantile(0.99),
     maxMs: histogram.count === 0 ? NaN : histogram.max,
     latencySamples: histogram.count,
+    latency: histogram.toJSON(),
     burstP99: Math.max(...results.map((r) => r.burstP99 ?? NaN)),
     cpuS,
     cpuShare: cpuS / wallS,

@@ -53,6 +53,11 @@ export interface SuiteOptions {
    * Default: those of `deno task start`.
    */
   oursV8Flags?: string;
+  /**
+   * Whether our clients ask for batched frames (`?batch=1`), as the chat
+   * page does; a client of the seed tutorials does not. Default true.
+   */
+  batch?: boolean;
   /** Pin server and load to CPUs 0 and 1. */
   pin: boolean;
   /** Runs only the scenarios whose id contains one of these. Default: all. */
@@ -90,12 +95,11 @@ function describe(m: Measurement): string {
   return parts.filter((p) => p !== "").join("  ");
 }
 
-/** `built` with `--ours-v8-flags` applied when it is our server. */
+/** `built` with `--ours-v8-flags` and batching applied when it is our server. */
 function withOursFlags(options: SuiteOptions, built: MeasureOptions): MeasureOptions {
-  if (built.kind === "ours" && options.oursV8Flags !== undefined) {
-    return { ...built, v8Flags: options.oursV8Flags };
-  }
-  return built;
+  if (built.kind !== "ours") return built;
+  const batched = { ...built, batch: options.batch ?? true };
+  return options.oursV8Flags === undefined ? batched : { ...batched, v8Flags: options.oursV8Flags };
 }
 
 /** Runs ours and the baseline alternately, `repeats` pairs. */

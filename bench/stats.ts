@@ -10,6 +10,12 @@ const GROWTH = Math.log(1.01);
 // Latencies are kept in microseconds; 1 µs is the first bucket.
 const MAX_BUCKET = Math.ceil(Math.log(60_000_000) / GROWTH);
 
+/** A histogram in its sparse JSON form: `[bucket, count]` pairs and the largest value. */
+export interface HistogramJson {
+  buckets: [number, number][];
+  max: number;
+}
+
 /** A latency histogram in 1% wide buckets, from 1 µs to 60 s. */
 export class LatencyHistogram {
   #counts = new Float64Array(MAX_BUCKET + 1);
@@ -31,7 +37,7 @@ export class LatencyHistogram {
   }
 
   /** The sparse form `[[bucket, count], ...]`, for sending between processes. */
-  toJSON(): { buckets: [number, number][]; max: number } {
+  toJSON(): HistogramJson {
     const buckets: [number, number][] = [];
     for (let i = 0; i < this.#counts.length; i++) {
       const n = this.#counts[i]!;
@@ -41,7 +47,7 @@ export class LatencyHistogram {
   }
 
   /** Adds the samples of a histogram in its JSON form. */
-  merge(json: { buckets: [number, number][]; max: number }): void {
+  merge(json: HistogramJson): void {
     for (const [bucket, n] of json.buckets) {
       this.#counts[bucket]! += n;
       this.#count += n;
@@ -122,4 +128,70 @@ export function medianInterval(values: readonly number[], confidence = 0.8): Med
     coverage = wider;
   }
   return { low: sorted[k - 1]!, high: sorted[n - k]!, coverage: Math.max(0, coverage) };
+}
+
+/** The quantile `q` of every sample of the histograms together. */
+export function pooledQuantile(histograms: readonly HistogramJson[], q: number): number {
+  const pooled = new LatencyHistogram();
+  for (const h of histograms) pooled.merge(h);
+  return pooled.quantile(q);
+}
+
+/** A bootstrap interval of a statistic. */
+export interface BootstrapInterval {
+  low: number;
+  high: number;
+  /** The share of resamples meant to fall inside: 0 to 1. */
+  coverage: number;
+}
+
+/** Options of {@linkcode pairBootstrap}. */
+export interface BootstrapOptions {
+  /** Central share of the resampled statistics the interval spans. Default 0.9. */
+  coverage?: number;
+  /** Resamples drawn. Default 2000. */
+  resamples?: number;
+  /** Seed of the generator, so that a saved run gives the same interval again. Default 1. */
+  seed?: number;
+}
+
+/**
+ * A percentile bootstrap interval for a statistic of `n` pairs: draws `n`
+ * pair indices with replacement, `resamples` times, and returns the central
+ * `coverage` of the statistic over those draws. Pairs are drawn whole, so the
+ * pairing (both servers measured seconds apart) survives the resampling.
+ */
+export function pairBootstrap(
+  n: number,
+  statistic: (indices: readonly number[]) => number,
+  options: BootstrapOptions = {},
+): BootstrapInterval {
+  const coverage = options.coverage ?? 0.9;
+  const resamples = options.resamples ?? 2000;
+  if (n < 1) return { low: NaN, high: NaN, coverage };
+  const random = mulberry32(options.seed ?? 1);
+  const values: number[] = [];
+  const indices = new Array<number>(n);
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) indices[i] = Math.floor(random() * n);
+    const value = statistic(indices);
+    if (Number.isFinite(value)) values.push(value);
+  }
+  if (values.length === 0) return { low: NaN, high: NaN, coverage };
+  values.sort((a, b) => a - b);
+  // As many resampled values below the interval as above it.
+  const outside = Math.floor((1 - coverage) / 2 * values.length);
+  return { low: values[outside]!, high: values[values.length - 1 - outside]!, coverage };
+}
+
+/** A small seeded generator of uniform numbers in [0, 1) (mulberry32). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

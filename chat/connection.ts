@@ -35,6 +35,11 @@ export interface ConnectOptions {
   room?: string;
   /** Whether the application heartbeat runs for this socket. Default false. */
   heartbeat?: boolean;
+  /**
+   * Whether frames made in one turn of the event loop go out as one text
+   * frame, one JSON object per line (chat mode only). Default false.
+   */
+  batch?: boolean;
   /** The last message id the client saw in `room`, to recover what it missed. */
   since?: number;
   /** The client's address, for logs and limits. */
@@ -113,6 +118,13 @@ export class Conn {
   // a couple of hundred bytes on every idle connection.
   /** Rooms whose history is being sent; null when none. */
   pendingRooms: Set<string> | null = null;
+  /**
+   * Batching connections: frames made in this turn of the event loop, sent
+   * as one text frame by the manager's flush; null when not batching.
+   */
+  out: string[] | null = null;
+  /** UTF-8 bytes in `out`, newlines included. */
+  outBytes = 0;
   /** Frames received while the name is checked on other processes; null once admitted. */
   held: (string | ArrayBuffer | Blob | Uint8Array)[] | null = null;
   /** A connection opened at `connectedAt` with a full bucket of `burst` tokens. */

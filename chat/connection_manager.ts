@@ -120,6 +120,8 @@ export interface ConnectionManagerOptions {
 }
 
 const OPEN = 1;
+/** A batch is sent early rather than grow past this many UTF-8 bytes. */
+const MAX_BATCH_BYTES = 65536;
 const encoder = new TextEncoder();
 const NON_ASCII = /[\u0080-\uffff]/;
 
@@ -267,6 +269,7 @@ export class ConnectionManager implements AsyncDisposable {
       now,
       this.#burst,
     );
+    if (options.batch === true && !conn.echo) conn.out = [];
     const handle = new Handle(conn, this.#inlet);
     if (this.#disposed) {
       this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
@@ -514,7 +517,7 @@ export class ConnectionManager implements AsyncDisposable {
     // Shutdown cannot wait for a later tick: close now.
     for (const [c, pending] of this.#closeTimers) {
       this.#scheduler.clearTimeout(pending.timer);
-      this.#closeSocket(c.socket, pending.code, pending.reason);
+      this.#closeSocket(c, pending.code, pending.reason);
     }
     this.#closeTimers.clear();
   }
@@ -615,12 +618,15 @@ export class ConnectionManager implements AsyncDisposable {
     // Deno may let a close overtake sends made in the same tick.
     const timer = this.#scheduler.setTimeout(() => {
       this.#closeTimers.delete(conn);
-      this.#closeSocket(conn.socket, code, reason);
+      this.#closeSocket(conn, code, reason);
     }, 0);
     this.#closeTimers.set(conn, { timer, code, reason });
   }
 
-  #closeSocket(socket: ChatSocket, code: number, reason: string): void {
+  #closeSocket(conn: Conn, code: number, reason: string): void {
+    // What the connection was told last (an error, a notice) goes out before the close.
+    this.#flushConn(conn);
+    const socket = conn.socket;
     try {
       if (socket.readyState < 2) socket.close(code, reason);
     } catch {
@@ -895,12 +901,62 @@ export class ConnectionManager implements AsyncDisposable {
       c.queue.push({ channel, id, text });
       return 0;
     }
-    const socket = c.socket;
-    if (c.closing || socket.readyState !== OPEN) return 0;
-    socket.send(text);
-    c.framesOut++;
-    this.#checkBuffered(c, bytes);
+    if (c.closing || c.socket.readyState !== OPEN) return 0;
+    this.#write(c, text, bytes);
     return 1;
+  }
+
+  /** Sends one frame, or adds it to the connection's batch. */
+  #write(c: Conn, text: string, bytes: number): void {
+    c.framesOut++;
+    const out = c.out;
+    if (out === null) {
+      c.socket.send(text);
+      this.#checkBuffered(c, bytes);
+      return;
+    }
+    // A batch stays under the largest frame a client could be expected to take whole.
+    if (out.length > 0 && c.outBytes + 1 + bytes > MAX_BATCH_BYTES) this.#flushConn(c);
+    if (out.length === 0) {
+      this.#dirty.push(c);
+      c.outBytes = bytes;
+    } else {
+      c.outBytes += 1 + bytes;
+    }
+    out.push(text);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      // A microtask runs once the frames already received in this turn of
+      // the event loop are handled, so the batch costs no latency.
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  /** Connections with frames in their batch, in the order they got the first. */
+  #dirty: Conn[] = [];
+  #flushQueued = false;
+
+  /** Sends every pending batch. */
+  #flush = (): void => {
+    this.#flushQueued = false;
+    const dirty = this.#dirty;
+    // Flushing may drop a slow consumer, whose close notices batch again.
+    this.#dirty = [];
+    for (let i = 0; i < dirty.length; i++) this.#flushConn(dirty[i]!);
+  };
+
+  /** Sends one connection's batch as one frame. */
+  #flushConn(c: Conn): void {
+    const out = c.out;
+    if (out === null || out.length === 0) return;
+    const text = out.length === 1 ? out[0]! : out.join("\n");
+    const bytes = c.outBytes;
+    out.length = 0;
+    c.outBytes = 0;
+    // Not `closing`: an error frame queued just before a drop still goes out first.
+    if (c.socket.readyState !== OPEN) return;
+    c.socket.send(text);
+    this.#checkBuffered(c, bytes);
   }
 
   /**
@@ -932,14 +988,11 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** Sends one frame; `bytes`, its UTF-8 length, may be passed when already known. */
   #sendText(conn: Conn, text: string, bytes?: number): void {
-    const socket = conn.socket;
-    if (conn.closing || socket.readyState !== OPEN) return;
-    socket.send(text);
-    conn.framesOut++;
+    if (conn.closing || conn.socket.readyState !== OPEN) return;
     const size = bytes ?? byteLength(text);
     this.#metrics.framesOut++;
     this.#metrics.bytesOut += size;
-    this.#checkBuffered(conn, size);
+    this.#write(conn, text, size);
   }
 
   #error(conn: Conn, code: ErrorCode, message: string): void {

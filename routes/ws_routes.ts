@@ -119,7 +119,9 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
   };
 
   const room = (url: URL) => url.searchParams.get("room") ?? undefined;
-  const heartbeat = (url: URL) => ["1", "true"].includes(url.searchParams.get("heartbeat") ?? "");
+  const flag = (url: URL, name: string) => ["1", "true"].includes(url.searchParams.get(name) ?? "");
+  const heartbeat = (url: URL) => flag(url, "heartbeat");
+  const batch = (url: URL) => flag(url, "batch");
 
   return [
     route(["GET"], "/ws", (req, { url, info }) => upgrade(req, url, info, { mode: "echo" })),
@@ -127,13 +129,14 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       ["GET"],
       "/ws/chat",
       (req, { url, info }) =>
-        upgrade(req, url, info, { room: room(url), heartbeat: heartbeat(url) }),
+        upgrade(req, url, info, { room: room(url), heartbeat: heartbeat(url), batch: batch(url) }),
     ),
     route(["GET"], "/ws/chat/:username", (req, { url, info, params }) =>
       upgrade(req, url, info, {
         username: params.username,
         room: room(url),
         heartbeat: heartbeat(url),
+        batch: batch(url),
       })),
     route(
       ["GET"],
@@ -143,13 +146,18 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
           username: params.username,
           room: room(url),
           heartbeat: true,
+          batch: batch(url),
         }),
     ),
     route(
       ["GET"],
       "/ws/rooms/:room",
       (req, { url, info, params }) =>
-        upgrade(req, url, info, { room: params.room, heartbeat: heartbeat(url) }),
+        upgrade(req, url, info, {
+          room: params.room,
+          heartbeat: heartbeat(url),
+          batch: batch(url),
+        }),
     ),
   ];
 }

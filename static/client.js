@@ -408,7 +408,8 @@ function setPrivateTarget(name) {
 
 function socketUrl(resume) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const params = new URLSearchParams({ room: state.room });
+  // Batched: frames of one server tick arrive as one, a JSON object per line.
+  const params = new URLSearchParams({ room: state.room, batch: "1" });
   let path;
   if (state.username === "") {
     path = "/ws/chat";
@@ -453,7 +454,12 @@ function openSocket(resume) {
   ws.addEventListener("message", (event) => {
     if (state.ws !== ws) return;
     state.lastFrameAt = Date.now();
-    onFrame(event.data, resume);
+    if (typeof event.data !== "string") return;
+    // JSON never holds a raw newline, so each line is one frame.
+    for (const line of event.data.split("\n")) {
+      if (state.ws !== ws) return;
+      onFrame(line, resume);
+    }
   });
   ws.addEventListener("close", (event) => {
     if (state.ws !== ws) return;

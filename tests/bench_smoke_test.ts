@@ -33,6 +33,32 @@ Deno.test("the load generator counts deliveries from both servers", async (t) =>
       else assert.ok(m.bytesPerDelivery > sentFrame + 50, String(m.bytesPerDelivery));
     });
   }
+  await t.step("ours with batched frames: each line is one delivery", async () => {
+    const one = await measure({
+      kind: "ours",
+      load: { mode: "closed", clients: 4, window: 2 },
+      seconds: 1,
+      warmupMs: 200,
+      settleMs: 100,
+      pin: false,
+    });
+    const batched = await measure({
+      kind: "ours",
+      batch: true,
+      load: { mode: "closed", clients: 4, window: 2 },
+      seconds: 1,
+      warmupMs: 200,
+      settleMs: 100,
+      pin: false,
+    });
+    assert.ok(batched.deliveriesPerS > 0 && batched.latencySamples > 0, JSON.stringify(batched));
+    assert.equal(batched.errors, 0);
+    // Counted per message, not per frame: the same size as unbatched, within a few digits of id.
+    assert.ok(
+      Math.abs(batched.bytesPerDelivery - one.bytesPerDelivery) < 8,
+      `${batched.bytesPerDelivery} against ${one.bytesPerDelivery}`,
+    );
+  });
 });
 
 Deno.test("a load process reports its result as JSON of the documented shape", async () => {

@@ -13,6 +13,7 @@ import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
 const XSS = "<img src=x onerror=alert(1)>";
@@ -323,6 +324,38 @@ Deno.test({
           assert.deepEqual(await page.evaluate("window.cspViolations"), []);
         }
       });
+
+      await t.step(
+        "a burst from several users arrives batched and shows each message once",
+        async () => {
+          // Frames of one server turn reach the page as one, a JSON object per line.
+          const senders = await Promise.all(
+            ["Dave", "Erin", "Frank"].map((name) =>
+              TestClient.connect(`ws://127.0.0.1:${running.port}/ws/chat/${name}`)
+            ),
+          );
+          try {
+            for (const sender of senders) await sender.next("welcome");
+            const said: string[] = [];
+            for (let round = 0; round < 5; round++) {
+              senders.forEach((sender, i) => {
+                said.push(`burst ${round} from ${i}`);
+                sender.sendJson({ type: "message", message: said.at(-1) });
+              });
+            }
+            await alice.waitFor(hasChat(said.at(-1)!));
+            await eventually("every message of the burst", async () => {
+              const shown = await chatTexts(alice);
+              return said.every((text) => shown.includes(text));
+            });
+            const shown = (await chatTexts(alice)).filter((text) => text.startsWith("burst "));
+            assert.deepEqual(shown.toSorted(), said.toSorted());
+            assert.deepEqual(alice.consoleErrors, []);
+          } finally {
+            for (const sender of senders) await sender[Symbol.asyncDispose]();
+          }
+        },
+      );
 
       await t.step("messages missed during a reconnect are replayed once", async () => {
         // Drop Robert's socket server-side; Alice talks before he is back.

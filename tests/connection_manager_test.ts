@@ -788,3 +788,94 @@ Deno.test("welcome history keeps message text that looks like JSON or a replacem
   const said = (joined.history as Frame[]).filter((f) => f.type === "message");
   assert.deepEqual(said.map((f) => f.message), [tricky[0]]);
 });
+
+Deno.test("a batching connection gets the frames of one turn as one frame, a JSON object per line", async () => {
+  await using h = harness();
+  const batched = await h.open({ username: "batched", batch: true });
+  const plain = await h.open({ username: "plain" });
+  const alice = await h.open({ username: "alice" });
+  batched.socket.sent.length = 0;
+  plain.socket.sent.length = 0;
+  for (const text of ["one", "two", "three"]) alice.conn.receive(text);
+  assert.equal(plain.socket.sent.length, 3, "a plain connection is sent each frame at once");
+  assert.equal(batched.socket.sent.length, 0, "the batch waits for the end of the turn");
+  await settle();
+  assert.equal(batched.socket.sent.length, 1);
+  // The same frames, byte for byte, in the same order.
+  assert.deepEqual(batched.socket.sent[0]!.split("\n"), plain.socket.sent);
+  alice.conn.receive("four");
+  await settle();
+  assert.equal(batched.socket.sent.length, 2);
+  assert.equal(batched.socket.sent[1], plain.socket.sent[3], "one frame alone has no newline");
+  assert.equal(h.manager.metrics.framesOut, plain.socket.sent.length * 3 + 3 * 2);
+});
+
+Deno.test("a batch goes out before the close that follows it", async (t) => {
+  await t.step("closeAll in the same turn", async () => {
+    await using h = harness();
+    const batched = await h.open({ username: "batched", batch: true });
+    const alice = await h.open({ username: "alice" });
+    batched.socket.sent.length = 0;
+    alice.conn.receive("last words");
+    h.manager.closeAll(1001, "Server shutting down");
+    assert.deepEqual(batched.socket.closedWith, { code: 1001, reason: "Server shutting down" });
+    assert.deepEqual(texts(batched.socket), ["last words"]);
+  });
+  await t.step("a drop for flooding, its close deferred", async () => {
+    await using h = harness({ rateLimitPerS: 1, rateLimitBurst: 2 });
+    const batched = await h.open({ username: "batched", batch: true });
+    batched.socket.sent.length = 0;
+    for (let i = 0; i < 6; i++) batched.conn.receive(`flood ${i}`);
+    // The close runs before any microtask: it must send the batch itself.
+    h.flushCloses();
+    assert.deepEqual(batched.socket.closedWith, { code: 1008, reason: "Rate limit exceeded" });
+    const frames = batched.socket.sent.flatMap((text) => text.split("\n"))
+      .map((line) => JSON.parse(line) as Frame);
+    assert.deepEqual(
+      frames.filter((f) => f.type === "message").map((f) => f.message),
+      ["flood 0", "flood 1"],
+    );
+    assert.equal(frames.filter((f) => f.code === "rate_limited").length, 2);
+  });
+});
+
+Deno.test("a batch past 64 KiB goes out as several frames, in order", async () => {
+  await using h = harness({ rateLimitBurst: 100 });
+  const batched = await h.open({ username: "batched", batch: true });
+  const plain = await h.open({ username: "plain" });
+  const alice = await h.open({ username: "alice" });
+  batched.socket.sent.length = 0;
+  plain.socket.sent.length = 0;
+  const said = Array.from({ length: 20 }, (_, i) => `${i} ${"x".repeat(10_000)}`);
+  for (const text of said) alice.conn.receive(text);
+  await settle();
+  assert.ok(batched.socket.sent.length >= 4, `frames: ${batched.socket.sent.length}`);
+  assert.ok(batched.socket.sent.length < said.length, `frames: ${batched.socket.sent.length}`);
+  for (const text of batched.socket.sent) {
+    assert.ok(new TextEncoder().encode(text).length <= 65_536, `a frame of ${text.length}`);
+  }
+  assert.deepEqual(batched.socket.sent.flatMap((text) => text.split("\n")), plain.socket.sent);
+});
+
+Deno.test("a slow batching consumer is closed with 4008 and the others still receive", async () => {
+  await using h = harness({ maxBufferedBytes: 1024 });
+  const alice = await h.open({ username: "alice" });
+  const slow = await h.open({ username: "slow", batch: true });
+  slow.socket.stall();
+  const said = Array.from({ length: 10 }, (_, i) => `message ${i}`);
+  for (const text of said) alice.conn.receive(text);
+  await settle();
+  h.flushCloses();
+  assert.deepEqual(slow.socket.closedWith, { code: 4008, reason: "Slow consumer" });
+  assert.deepEqual(texts(alice.socket), said);
+  assert.equal(alice.socket.framesOf("system").at(-1)?.event, "leave");
+  assert.equal(h.manager.metrics.slowConsumerCloses, 1);
+});
+
+Deno.test("the echo route never batches", async () => {
+  await using h = harness();
+  const echo = await h.open({ mode: "echo", batch: true });
+  echo.conn.receive("a\nb");
+  echo.conn.receive("c");
+  assert.deepEqual(echo.socket.sent, ["Echo: a\nb", "Echo: c"]);
+});

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { preferVectoredWrites } from "../app.ts";
 import { createApp, loadConfig } from "../main.ts";
 import type { Frame } from "./helpers/fakes.ts";
+import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 /** A real server on an ephemeral loopback port; dispose it after its clients. */
@@ -163,6 +164,57 @@ Deno.test("/ws/chat without heartbeat gets no pings", async () => {
   plain.send("still here");
   await plain.next(isMessage("still here"));
   assert.ok(!plain.frames.some((f) => f.type === "ping"));
+});
+
+Deno.test("?batch=1 sends several frames as one, a JSON object per line, on every chat route", async (t) => {
+  await using s = await startServer({ RATE_LIMIT_PER_S: "10000", RATE_LIMIT_BURST: "10000" });
+  const paths = [
+    "/ws/chat?batch=1",
+    "/ws/chat/batched?batch=1",
+    "/ws/chat/beat/heartbeat?batch=1",
+    "/ws/rooms/lobby?batch=1",
+  ];
+  for (const path of paths) {
+    await t.step(path, async () => {
+      const ws = new WebSocket(`${s.ws}${path}`);
+      const texts: string[] = [];
+      ws.onmessage = (event) => texts.push(event.data as string);
+      const closed = new Promise((resolve) => ws.onclose = resolve);
+      const lines = () =>
+        texts.flatMap((text) => text.split("\n")).map((l) => JSON.parse(l) as Frame);
+      try {
+        await eventually("welcome", () => lines().some((f) => f.type === "welcome"));
+        await using a = await s.connect("/ws/chat/alice");
+        await using b = await s.connect("/ws/chat/bob");
+        await using c = await s.connect("/ws/chat/carol");
+        const senders = [a, b, c];
+        for (const sender of senders) await sender.next("welcome");
+        // The server batches what one turn of its event loop makes: frames
+        // from several sockets sent at once usually land in one turn, and a
+        // few rounds make sure.
+        const said: string[] = [];
+        for (let round = 0; round < 20 && !texts.some((t) => t.includes("\n")); round++) {
+          for (const sender of senders) {
+            said.push(`${round} ${said.length}`);
+            sender.sendJson({ type: "message", message: said.at(-1) });
+          }
+          await eventually("the round", () => lines().some((f) => f.message === said.at(-1)));
+        }
+        assert.ok(texts.some((t) => t.includes("\n")), "no frame held more than one message");
+        const got = lines().filter((f) => f.type === "message").map((f) => f.message as string);
+        assert.deepEqual(got.toSorted(), said.toSorted());
+        // The senders did not ask for batches: each of their frames is one object.
+        const [first] = senders;
+        await eventually(
+          "a's copies",
+          () => first!.frames.filter((f) => f.type === "message").length === said.length,
+        );
+      } finally {
+        ws.close();
+        await closed;
+      }
+    });
+  }
 });
 
 Deno.test("rooms: /ws/rooms/{room}, ?room= and in-band join never cross", async (t) => {
