@@ -31,7 +31,7 @@ export interface MeasureOptions {
   v8Flags?: string;
   /** Our server's route: `chat` or the `heartbeat` route. Default `chat`. */
   route?: "chat" | "heartbeat";
-  /** Our clients ask for batched frames (`?batch=1`, several messages per frame). Default false. */
+  /** The clients ask for batched frames (`?batch=1`, several messages per frame). Default false. */
   batch?: boolean;
   load: LoadSpec;
   /** Load processes the clients are split over. Default 1. */
@@ -111,8 +111,8 @@ function sleep(ms: number): Promise<void> {
 }
 
 function path(kind: ServerKind, route: "chat" | "heartbeat", batch: boolean): string {
-  if (kind === "baseline") return "/ws?room={room}";
   const query = batch ? "?room={room}&batch=1" : "?room={room}";
+  if (kind === "baseline") return `/ws${query}`;
   return route === "heartbeat" ? `/ws/chat/{name}/heartbeat${query}` : `/ws/chat/{name}${query}`;
 }
 
@@ -141,7 +141,7 @@ function startLoads(server: ServerProcess, options: MeasureOptions, pin: boolean
   let first = 0;
   // Shared engines (kv, redis) remember names across server runs: never reuse one.
   const namePrefix = `u${crypto.randomUUID().slice(0, 6)}_`;
-  const batched = server.kind === "ours" && options.batch === true;
+  const batched = options.batch === true;
   for (let p = 0; p < processes; p++) {
     const clients = Math.floor(options.load.clients / processes) +
       (p < options.load.clients % processes ? 1 : 0);

@@ -6,6 +6,8 @@
  * deno task bench --quick    # under 2 minutes
  * deno task bench --only=room64,paced64 --repeats=5 --out=results.json
  * deno task bench --only=paced --ours-v8-flags=     # ours without the V8 flags of `deno task start`
+ * deno task bench --only=room,paced --no-batch      # ours one frame per message, as the seed tutorials' clients
+ * deno task bench --only=room,paced --batched-baseline  # the baseline batching its frames too
  * deno task bench --targets-of=results.json          # the target verdicts of a saved run
  * ```
  *
@@ -69,6 +71,7 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
   if (only !== undefined) options.only = only.split(",");
   if (args.includes("--no-pin")) options.pin = false;
   if (args.includes("--no-batch")) options.batch = false;
+  if (args.includes("--batched-baseline")) options.baselineBatch = true;
   const v8Flags = args.find((a) => a.startsWith("--ours-v8-flags="));
   if (v8Flags !== undefined) options.oursV8Flags = v8Flags.slice("--ours-v8-flags=".length);
   const maxOther = arg("max-other-cpu");
@@ -218,6 +221,15 @@ if (import.meta.main && Deno.args.some((a) => a.startsWith("--targets-of="))) {
     `- Deno ${Deno.version.deno} (V8 ${Deno.version.v8})`,
     `- Command: \`deno task bench ${Deno.args.join(" ")}\`, ${minutes.toFixed(1)} minutes`,
     `- Our server's V8 flags: ${v8FlagsNote(options.oursV8Flags ?? startTaskV8Flags())}`,
+    `- Framing: ours ${
+      options.batch === false
+        ? "one frame per message (`--no-batch`)"
+        : "batched frames (`?batch=1`)"
+    }, the baseline ${
+      options.baselineBatch === true
+        ? "batched frames too (`--batched-baseline`: a reference, not the issue's baseline)"
+        : "one frame per message"
+    }`,
     `- Servers ${options.pin ? "pinned to CPU 0, load generators to CPU 1" : "not pinned"}; ` +
     `throughput and paced scenarios: ${options.repeats} pairs of alternating ${options.seconds} s windows ` +
     `over ${options.runs} fresh pairs of servers running side by side; idle, churn and engines: ` +

@@ -58,6 +58,11 @@ export interface SuiteOptions {
    * page does; a client of the seed tutorials does not. Default true.
    */
   batch?: boolean;
+  /**
+   * Whether the baseline's clients ask for batched frames too: the runtime's
+   * limit for the same framing, not the issue's baseline. Default false.
+   */
+  baselineBatch?: boolean;
   /** Pin server and load to CPUs 0 and 1. */
   pin: boolean;
   /** Runs only the scenarios whose id contains one of these. Default: all. */
@@ -95,9 +100,11 @@ function describe(m: Measurement): string {
   return parts.filter((p) => p !== "").join("  ");
 }
 
-/** `built` with `--ours-v8-flags` and batching applied when it is our server. */
-function withOursFlags(options: SuiteOptions, built: MeasureOptions): MeasureOptions {
-  if (built.kind !== "ours") return built;
+/** `built` with `--ours-v8-flags` and batching applied to the server they are for. */
+function withSuiteFlags(options: SuiteOptions, built: MeasureOptions): MeasureOptions {
+  if (built.kind !== "ours") {
+    return options.baselineBatch === true ? { ...built, batch: true } : built;
+  }
   const batched = { ...built, batch: options.batch ?? true };
   return options.oursV8Flags === undefined ? batched : { ...batched, v8Flags: options.oursV8Flags };
 }
@@ -117,7 +124,7 @@ async function pairs(
       let best: Measurement | undefined;
       // Other people's processes on a shared machine distort a run: retry it.
       for (let attempt = 0; attempt <= options.retries; attempt++) {
-        const m = await measure({ pin: options.pin, ...withOursFlags(options, build(kind)) });
+        const m = await measure({ pin: options.pin, ...withSuiteFlags(options, build(kind)) });
         const busy = m.otherCpuShare > options.maxOtherCpu;
         options.log(`  ${id} #${r + 1} ${describe(m)}${busy ? "  (busy machine)" : ""}`);
         if (best === undefined || m.otherCpuShare < best.otherCpuShare) best = m;
@@ -149,7 +156,7 @@ async function alternated(
     const got = await measureAlternating({
       pairs,
       pin: options.pin,
-      build: (kind) => withOursFlags(options, build(kind)),
+      build: (kind) => withSuiteFlags(options, build(kind)),
       onWindow: (m, i) => {
         const busy = m.otherCpuShare > options.maxOtherCpu;
         options.log(
