@@ -120,6 +120,14 @@ export interface ConnectionManagerOptions {
 }
 
 const OPEN = 1;
+/**
+ * A name held on another process is looked up again this many times, this
+ * many ms apart, before the connection is refused: a holder that has just
+ * closed there (a page reload landing on another worker) releases the name
+ * through the engine's store, a few milliseconds later.
+ */
+const NAME_RECHECKS = 4;
+const NAME_RECHECK_MS = 50;
 /** A batch is sent early rather than grow past this many UTF-8 bytes. */
 const MAX_BATCH_BYTES = 65536;
 const encoder = new TextEncoder();
@@ -183,6 +191,8 @@ export class ConnectionManager implements AsyncDisposable {
   #maxPerAddress: number;
 
   #connections = new Map<string, Conn>();
+  /** Connections waiting to look their name up again, with their timers. */
+  #rechecks = new Map<Conn, TimerHandle>();
   /** Open connections by remote address; addresses with none are deleted. */
   #perAddress = new Map<string, number>();
   // Arrays, not Sets: almost every name has one holder, and an empty Set alone
@@ -352,9 +362,14 @@ export class ConnectionManager implements AsyncDisposable {
       if (this.#disposed) {
         return this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
       }
-      if (!free || !this.#nameAvailable(name, null)) {
+      const freeHere = this.#nameAvailable(name, null);
+      if (!free || !freeHere) {
         if (anonymous && attempt < 5) {
           return this.#admit(conn, this.#anonymousName(), true, room, since, attempt + 1);
+        }
+        // Only a holder on another process can be on its way out.
+        if (!anonymous && freeHere && attempt < NAME_RECHECKS) {
+          return this.#recheck(conn, name, room, since, attempt + 1);
         }
         if (!anonymous) {
           return this.#refuse(conn, CloseCode.UsernameInUse, CloseReason.UsernameInUse);
@@ -368,6 +383,15 @@ export class ConnectionManager implements AsyncDisposable {
       this.#enterRoom(conn, room, since, true);
       for (const data of held) this.#receive(conn, data);
     });
+  }
+
+  /** Admits `conn` after {@linkcode NAME_RECHECK_MS}, if its name is free by then. */
+  #recheck(conn: Conn, name: string, room: string, since: number | undefined, attempt: number) {
+    const timer = this.#scheduler.setTimeout(() => {
+      this.#rechecks.delete(conn);
+      this.#admit(conn, name, false, room, since, attempt);
+    }, NAME_RECHECK_MS);
+    this.#rechecks.set(conn, timer);
   }
 
   /** Unique users in a room, in order of arrival. */
@@ -513,6 +537,11 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** Closes every connection without notices, for shutdown. */
   closeAll(code: number, reason: string): void {
+    for (const [c, timer] of this.#rechecks) {
+      this.#scheduler.clearTimeout(timer);
+      this.#refuse(c, code, reason);
+    }
+    this.#rechecks.clear();
     for (const c of [...this.#connections.values()]) this.#drop(c, code, reason, false);
     // Shutdown cannot wait for a later tick: close now.
     for (const [c, pending] of this.#closeTimers) {
@@ -637,6 +666,11 @@ export class ConnectionManager implements AsyncDisposable {
   #closed(conn: Conn, code: number): void {
     if (conn.closing) return;
     conn.closing = true;
+    const recheck = this.#rechecks.get(conn);
+    if (recheck !== undefined) {
+      this.#scheduler.clearTimeout(recheck);
+      this.#rechecks.delete(conn);
+    }
     this.#metrics.close(code);
     this.#unregister(conn, code, true);
   }

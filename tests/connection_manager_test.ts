@@ -5,7 +5,7 @@ import {
   type ConnectionManagerOptions,
   type ConnectOptions,
 } from "../chat/connection_manager.ts";
-import type { Draft, Engine, HistoryPage, HistoryQuery } from "../chat/engines/engine.ts";
+import type { Draft, Engine, HistoryPage, HistoryQuery, Presence } from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import type { StoredFrame } from "../chat/protocol.ts";
 import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
@@ -322,6 +322,83 @@ Deno.test("a username already online is refused with 4009", async (t) => {
     });
   }
   assert.equal(h.manager.connectionCount, 1);
+});
+
+/** A memory engine with a presence whose other processes hold the names in `elsewhere`. */
+class ElsewhereEngine extends MemoryEngine {
+  readonly elsewhere = new Set<string>();
+  lookups = 0;
+  readonly presence: Presence = {
+    join: () => {},
+    leave: () => {},
+    connect: () => {},
+    disconnect: () => {},
+    users: () => Promise.resolve([...this.elsewhere]),
+    lookup: (name) => {
+      this.lookups++;
+      return Promise.resolve(this.elsewhere.has(name.toLowerCase()) ? name : undefined);
+    },
+  };
+}
+
+Deno.test("a name held on another process is looked up again before 4009", async (t) => {
+  await t.step("admitted once the other process lets it go", async () => {
+    const engine = new ElsewhereEngine();
+    await using h = harness({ engine });
+    engine.elsewhere.add("bob");
+    const bob = await h.open({ username: "bob" });
+    bob.send({ type: "message", message: "said while waiting" });
+    h.scheduler.advance(50);
+    await settle();
+    assert.equal(bob.socket.framesOf("welcome").length, 0, "still held");
+    engine.elsewhere.delete("bob");
+    h.scheduler.advance(50);
+    await settle();
+    h.flushCloses();
+    assert.equal(bob.socket.closedWith, undefined);
+    assert.equal(bob.socket.framesOf("welcome")[0]?.username, "bob");
+    assert.deepEqual(texts(bob.socket), ["said while waiting"]);
+  });
+
+  await t.step("refused with 4009 when it stays held, after four more lookups", async () => {
+    const engine = new ElsewhereEngine();
+    await using h = harness({ engine });
+    engine.elsewhere.add("carol");
+    const carol = await h.open({ username: "carol" });
+    for (let i = 0; i < 10; i++) {
+      h.scheduler.advance(50);
+      await settle();
+    }
+    h.flushCloses();
+    assert.deepEqual(carol.socket.closedWith, { code: 4009, reason: "Username already in use" });
+    assert.equal(engine.lookups, 5);
+    assert.equal(h.scheduler.pending, 0);
+  });
+
+  await t.step("a name held on this process is refused at once", async () => {
+    const engine = new ElsewhereEngine();
+    await using h = harness({ engine });
+    await h.open({ username: "dave" });
+    const twin = await h.open({ username: "dave" });
+    h.flushCloses();
+    assert.equal(twin.socket.closedWith?.code, 4009);
+    assert.equal(engine.lookups, 1, "the twin is refused before any lookup");
+    assert.equal(h.scheduler.pending, 0);
+  });
+
+  await t.step("closing or shutting down while waiting leaves no timer", async () => {
+    const engine = new ElsewhereEngine();
+    const h = harness({ engine });
+    engine.elsewhere.add("erin").add("frank");
+    const erin = await h.open({ username: "erin" });
+    const frank = await h.open({ username: "frank" });
+    erin.conn.closed(1000);
+    assert.equal(h.scheduler.pending, 1, "frank's recheck only");
+    await h.manager[Symbol.asyncDispose]();
+    assert.deepEqual(frank.socket.closedWith, { code: 1001, reason: "Server shutting down" });
+    assert.equal(h.scheduler.pending, 0);
+    assert.equal(engine.lookups, 2);
+  });
 });
 
 Deno.test("an invalid username is refused with 1008 and a reason", async (t) => {
