@@ -138,6 +138,17 @@ function byteLength(text: string): number {
   return NON_ASCII.test(text) ? utf8Length(text) : text.length;
 }
 
+/** A connection waiting for its name to be looked up on the other processes. */
+interface Admission {
+  name: string;
+  /** The name was made up here ("User N"): another one is tried when it is taken. */
+  anonymous: boolean;
+  room: string;
+  since: number | undefined;
+  /** Names tried (anonymous) or lookups repeated (named) so far. */
+  attempt: number;
+}
+
 /** History to send: frames, or their JSON as the engine keeps it with the last one's id. */
 type History = RoomFrame[] | { texts: string[]; lastId: number };
 
@@ -336,7 +347,8 @@ export class ConnectionManager implements AsyncDisposable {
     // A verified name online elsewhere is the same user's other tab.
     if (this.#presence !== undefined && conn.userId === null) {
       conn.held = [];
-      this.#admit(conn, name, options.username === undefined, room, options.since, 0);
+      const anonymous = options.username === undefined;
+      this.#admit(conn, { name, anonymous, room, since: options.since, attempt: 0 });
       return handle;
     }
     this.#setName(conn, name);
@@ -349,47 +361,43 @@ export class ConnectionManager implements AsyncDisposable {
    * Admits a connection once its name is known to be free on the other
    * processes (best-effort: two processes may admit one name at once).
    */
-  #admit(
-    conn: Conn,
-    name: string,
-    anonymous: boolean,
-    room: string,
-    since: number | undefined,
-    attempt: number,
-  ): void {
+  #admit(conn: Conn, admission: Admission): void {
+    const { name, anonymous, attempt } = admission;
     this.#presence!.lookup(name).then((holder) => holder === undefined, () => true).then((free) => {
       if (conn.closing) return;
       if (this.#disposed) {
         return this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
       }
       const freeHere = this.#nameAvailable(name, null);
+      let admitted = name;
       if (!free || !freeHere) {
         if (anonymous && attempt < 5) {
-          return this.#admit(conn, this.#anonymousName(), true, room, since, attempt + 1);
+          const next = { ...admission, name: this.#anonymousName(), attempt: attempt + 1 };
+          return this.#admit(conn, next);
         }
         // Only a holder on another process can be on its way out.
         if (!anonymous && freeHere && attempt < NAME_RECHECKS) {
-          return this.#recheck(conn, name, room, since, attempt + 1);
+          return this.#recheck(conn, { ...admission, attempt: attempt + 1 });
         }
         if (!anonymous) {
           return this.#refuse(conn, CloseCode.UsernameInUse, CloseReason.UsernameInUse);
         }
-        name = this.#anonymousName();
+        admitted = this.#anonymousName();
       }
       const held = conn.held ?? [];
       conn.held = null;
-      this.#setName(conn, name);
+      this.#setName(conn, admitted);
       this.#register(conn);
-      this.#enterRoom(conn, room, since, true);
+      this.#enterRoom(conn, admission.room, admission.since, true);
       for (const data of held) this.#receive(conn, data);
     });
   }
 
-  /** Admits `conn` after {@linkcode NAME_RECHECK_MS}, if its name is free by then. */
-  #recheck(conn: Conn, name: string, room: string, since: number | undefined, attempt: number) {
+  /** Tries {@linkcode ConnectionManager.#admit} again after {@linkcode NAME_RECHECK_MS}. */
+  #recheck(conn: Conn, admission: Admission): void {
     const timer = this.#scheduler.setTimeout(() => {
       this.#rechecks.delete(conn);
-      this.#admit(conn, name, false, room, since, attempt);
+      this.#admit(conn, admission);
     }, NAME_RECHECK_MS);
     this.#rechecks.set(conn, timer);
   }
