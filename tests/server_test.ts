@@ -198,7 +198,11 @@ Deno.test("?batch=1 sends several frames as one, a JSON object per line, on ever
             said.push(`${round} ${said.length}`);
             sender.sendJson({ type: "message", message: said.at(-1) });
           }
-          await eventually("the round", () => lines().some((f) => f.message === said.at(-1)));
+          // Frames of different sockets keep no order: wait for all of them.
+          await eventually("the round", () => {
+            const got = new Set(lines().map((f) => f.message));
+            return said.every((m) => got.has(m));
+          });
         }
         assert.ok(texts.some((t) => t.includes("\n")), "no frame held more than one message");
         const got = lines().filter((f) => f.type === "message").map((f) => f.message as string);
