@@ -5,8 +5,10 @@
  * @module
  */
 
+import { nameKey } from "./names.ts";
+
 interface Ban {
-  /** Lower-cased username. */
+  /** The name's {@linkcode nameKey}. */
   key: string;
   untilMs: number;
   /** Verified user ids seen under the name when banned. */
@@ -29,7 +31,7 @@ export interface BanCheckOptions {
   now: number;
 }
 
-/** Active bans of one server process; names are compared case-insensitively. */
+/** Active bans of one server process; names are compared by {@linkcode nameKey}. */
 export class BanList {
   #bans = new Map<string, Ban>();
   #subBans = new Map<string, Ban>();
@@ -39,7 +41,7 @@ export class BanList {
    * a name replaces the old one but keeps the user ids banned with it.
    */
   ban(username: string, options: BanEntryOptions): void {
-    const key = username.toLowerCase();
+    const key = nameKey(username);
     const ban: Ban = { key, untilMs: options.untilMs, subs: new Set(this.#bans.get(key)?.subs) };
     this.unban(key);
     for (const sub of options.userIds ?? []) ban.subs.add(sub);
@@ -49,7 +51,7 @@ export class BanList {
 
   /** Lifts the ban of a name and of the user ids banned with it; returns whether there was one. */
   unban(username: string): boolean {
-    const ban = this.#bans.get(username.toLowerCase());
+    const ban = this.#bans.get(nameKey(username));
     if (ban === undefined) return false;
     this.#bans.delete(ban.key);
     // A user id banned again under another name belongs to that newer ban.
@@ -59,7 +61,7 @@ export class BanList {
 
   /** Whether the name or the user id is banned at `options.now`; lifts expired bans it meets. */
   isBanned(username: string, options: BanCheckOptions): boolean {
-    const byName = this.#bans.get(username.toLowerCase());
+    const byName = this.#bans.get(nameKey(username));
     const userId = options.userId ?? null;
     const bySub = userId === null ? undefined : this.#subBans.get(userId);
     for (const ban of [byName, bySub]) {

@@ -45,6 +45,7 @@ import {
   type ErrorFrame,
   isReservedName,
   type JoinedFrame,
+  nameKey,
   normalizeName,
   parseClientMessage,
   type PrivateFrame,
@@ -425,8 +426,8 @@ export class ConnectionManager implements AsyncDisposable {
   }
 
   #union(local: string[], everywhere: readonly string[]): string[] {
-    const seen = new Set(local.map((name) => name.toLowerCase()));
-    return local.concat(everywhere.filter((name) => !seen.has(name.toLowerCase())));
+    const seen = new Set(local.map(nameKey));
+    return local.concat(everywhere.filter((name) => !seen.has(nameKey(name))));
   }
 
   /** Every room with local members. */
@@ -453,7 +454,7 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** Whether a user with this name is connected here. */
   isOnline(username: string): boolean {
-    return this.#byName.has(username.toLowerCase());
+    return this.#byName.has(nameKey(username));
   }
 
   /**
@@ -469,7 +470,7 @@ export class ConnectionManager implements AsyncDisposable {
    * Returns how many connections were closed.
    */
   disconnectUser(username: string, code: number, reason: string): number {
-    const conns = this.#byName.get(username.toLowerCase());
+    const conns = this.#byName.get(nameKey(username));
     if (conns === undefined) return 0;
     const list = [...conns];
     for (const c of list) this.#drop(c, code, reason);
@@ -484,7 +485,7 @@ export class ConnectionManager implements AsyncDisposable {
   ban(username: string, options: BanOptions): void {
     // The ids of the user's open tabs, so logging in under a new name does not escape the ban.
     const userIds: string[] = [];
-    for (const c of this.#byName.get(username.toLowerCase()) ?? []) {
+    for (const c of this.#byName.get(nameKey(username)) ?? []) {
       if (c.userId !== null) userIds.push(c.userId);
     }
     this.#bans.ban(username, { untilMs: options.untilMs, userIds });
@@ -505,7 +506,7 @@ export class ConnectionManager implements AsyncDisposable {
    * its connections with 4003. Returns how many connections were closed.
    */
   async kick(username: string, options: KickOptions = {}): Promise<number> {
-    const conns = this.#byName.get(username.toLowerCase());
+    const conns = this.#byName.get(nameKey(username));
     if (conns === undefined) return 0;
     const name = conns[0]?.username ?? username;
     const rooms = new Set<string>();
@@ -575,12 +576,12 @@ export class ConnectionManager implements AsyncDisposable {
 
   #anonymousName(): string {
     let name: string;
-    do name = `User ${++this.#anonymous}`; while (this.#byName.has(name.toLowerCase()));
+    do name = `User ${++this.#anonymous}`; while (this.#byName.has(nameKey(name)));
     return name;
   }
 
   #nameAvailable(name: string, userId: string | null): boolean {
-    const holders = this.#byName.get(name.toLowerCase());
+    const holders = this.#byName.get(nameKey(name));
     if (holders === undefined) return true;
     // Several tabs of one verified user share a name.
     if (userId === null) return false;
@@ -605,7 +606,7 @@ export class ConnectionManager implements AsyncDisposable {
   #setName(conn: Conn, name: string): void {
     this.#releaseName(conn);
     conn.username = name;
-    conn.key = name.toLowerCase();
+    conn.key = nameKey(name);
     const holders = this.#byName.get(conn.key);
     if (holders !== undefined) {
       holders.push(conn);
@@ -895,10 +896,10 @@ export class ConnectionManager implements AsyncDisposable {
     let delivered = 0;
     if (isPrivateChannel(channel)) {
       const p = frame as PrivateFrame;
-      const to = this.#byName.get(p.to.toLowerCase());
-      const from = p.to.toLowerCase() === p.username.toLowerCase()
-        ? undefined
-        : this.#byName.get(p.username.toLowerCase());
+      const toKey = nameKey(p.to);
+      const fromKey = nameKey(p.username);
+      const to = this.#byName.get(toKey);
+      const from = toKey === fromKey ? undefined : this.#byName.get(fromKey);
       // Not through #deliverAll: an array there would make its loop over room Sets
       // polymorphic. A copy, since dropping a slow consumer splices the original.
       for (const holders of [to, from]) {
@@ -1139,7 +1140,7 @@ export class ConnectionManager implements AsyncDisposable {
         });
       }
       case "private": {
-        const target = this.#byName.get(msg.to.trim().toLowerCase());
+        const target = this.#byName.get(nameKey(msg.to.trim()));
         const first = target?.[0];
         const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
         if (first === undefined && this.#presence !== undefined) {
@@ -1207,7 +1208,7 @@ export class ConnectionManager implements AsyncDisposable {
         if (name === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${to.slice(0, 64)}`);
         }
-        this.#publish(conn, privateChannel(conn.key, name.toLowerCase()), {
+        this.#publish(conn, privateChannel(conn.key, nameKey(name)), {
           type: "private",
           room,
           username: conn.username,
@@ -1276,7 +1277,7 @@ export class ConnectionManager implements AsyncDisposable {
       return this.#error(conn, Errors.InvalidName, `Invalid username: ${raw.slice(0, 64)}`);
     }
     if (name === conn.username) return;
-    const holders = this.#byName.get(name.toLowerCase());
+    const holders = this.#byName.get(nameKey(name));
     if (holders !== undefined && !(holders.length === 1 && holders[0] === conn)) {
       return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);
     }
@@ -1284,9 +1285,9 @@ export class ConnectionManager implements AsyncDisposable {
     // Best-effort across processes: two may grant one name at the same time.
     this.#presence.lookup(name).catch(() => undefined).then((holder) => {
       if (conn.closing || name === conn.username) return;
-      const local = this.#byName.get(name.toLowerCase());
+      const local = this.#byName.get(nameKey(name));
       if (
-        (holder !== undefined && holder.toLowerCase() !== conn.key) ||
+        (holder !== undefined && nameKey(holder) !== conn.key) ||
         (local !== undefined && !(local.length === 1 && local[0] === conn))
       ) {
         return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);

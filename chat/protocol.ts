@@ -320,25 +320,8 @@ const CHAT_FRAME_HEAD = '{"type":"message","message":"';
 // deno-lint-ignore no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 
-const MAX_NAME_LENGTH = 32;
-// Letters of any script, digits, space, underscore, hyphen and dot.
-const NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
-
-/**
- * Returns the trimmed name when it is a valid username or room name
- * (1 to 32 characters: letters of any script, digits, space, `_ - .`),
- * otherwise `undefined`.
- */
-export function normalizeName(raw: string): string | undefined {
-  const name = raw.normalize("NFC").trim();
-  if (name.length === 0 || [...name].length > MAX_NAME_LENGTH) return undefined;
-  return NAME_PATTERN.test(name) ? name : undefined;
-}
-
-/** Whether a name is reserved for the server ("System", any case). */
-export function isReservedName(name: string): boolean {
-  return name.toLowerCase() === SYSTEM_SENDER.toLowerCase();
-}
+// The naming rules live in one module that imports nothing.
+export { isReservedName, nameKey, normalizeName } from "./names.ts";
 
 function fail(code: ErrorCode, message: string): ParseResult {
   return { ok: false, code, message };

@@ -28,6 +28,7 @@
 
 import type { PrivateFrame, StoredFrame } from "../protocol.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { nameKey } from "../names.ts";
 import type { Delivery, Draft, Engine, EngineStatus, HistoryPage, HistoryQuery } from "./engine.ts";
 import { isPrivateChannel } from "./engine.ts";
 import { isLocked, lockPause } from "./kv_lock.ts";
@@ -541,8 +542,8 @@ export class KvEngine implements Engine {
   #emit(follow: Follow, entry: Entry): void {
     if (follow.key === DM) {
       const p = entry.frame as PrivateFrame;
-      const wanted = this.#users.has(p.to.toLowerCase()) ||
-        this.#users.has(p.username.toLowerCase());
+      const wanted = this.#users.has(nameKey(p.to)) ||
+        this.#users.has(nameKey(p.username));
       if (!wanted) return;
     }
     try {

@@ -13,6 +13,7 @@
  */
 
 import type { Logger } from "../logger.ts";
+import { nameKey } from "../names.ts";
 import type { Presence } from "./engine.ts";
 import { isLocked, lockPause } from "./kv_lock.ts";
 
@@ -80,22 +81,22 @@ export class KvPresence implements Presence, AsyncDisposable {
 
   /** Records that a user of this process entered a room. */
   join(room: string, username: string): void {
-    this.#record([ROOT, "r", room, username.toLowerCase(), this.#instance], username);
+    this.#record([ROOT, "r", room, nameKey(username), this.#instance], username);
   }
 
   /** Records that a user of this process left a room. */
   leave(room: string, username: string): void {
-    this.#record([ROOT, "r", room, username.toLowerCase(), this.#instance], null);
+    this.#record([ROOT, "r", room, nameKey(username), this.#instance], null);
   }
 
   /** Records that a user connected to this process. */
   connect(username: string): void {
-    this.#record([ROOT, "u", username.toLowerCase(), this.#instance], username);
+    this.#record([ROOT, "u", nameKey(username), this.#instance], username);
   }
 
   /** Records that the last connection of a user to this process closed. */
   disconnect(username: string): void {
-    this.#record([ROOT, "u", username.toLowerCase(), this.#instance], null);
+    this.#record([ROOT, "u", nameKey(username), this.#instance], null);
   }
 
   /** Users in a room on every process, each once, after this process's own changes. */
@@ -118,7 +119,7 @@ export class KvPresence implements Presence, AsyncDisposable {
     const kv = this.#open();
     await this.#settled();
     const now = Date.now();
-    const prefix = [ROOT, "u", username.toLowerCase()];
+    const prefix = [ROOT, "u", nameKey(username)];
     for await (const entry of kv.list<Stamp>({ prefix }, { limit: 100 })) {
       if (this.#counts(entry, 3, now)) return entry.value.name;
     }

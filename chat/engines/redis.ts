@@ -26,6 +26,7 @@
  */
 
 import type { PrivateFrame, StoredFrame } from "../protocol.ts";
+import { nameKey } from "../names.ts";
 import { type Logger, silentLogger } from "../logger.ts";
 import {
   type Delivery,
@@ -329,7 +330,7 @@ export class RedisEngine implements Engine {
     ];
     if (isPrivateChannel(channel)) {
       const p = draft as Draft<PrivateFrame>;
-      const users = new Set([p.username.toLowerCase(), p.to.toLowerCase()]);
+      const users = new Set([nameKey(p.username), nameKey(p.to)]);
       for (const key of users) {
         keys.push(this.#streamKey(userChannel(key)));
         args.push(userChannel(key));
@@ -357,8 +358,8 @@ export class RedisEngine implements Engine {
   #awaited(channel: string, draft: Draft, id: number): boolean {
     if (isPrivateChannel(channel)) {
       const p = draft as Draft<PrivateFrame>;
-      const local = this.#subs.has(userChannel(p.username.toLowerCase())) ||
-        this.#subs.has(userChannel(p.to.toLowerCase()));
+      const local = this.#subs.has(userChannel(nameKey(p.username))) ||
+        this.#subs.has(userChannel(nameKey(p.to)));
       return local && (this.#pairs.get(channel) ?? 0) < id;
     }
     const sub = this.#subs.get(channel);
@@ -497,12 +498,12 @@ export class RedisEngine implements Engine {
   }
 
   #onlineKey(username: string): string {
-    return `${this.#prefix}online:${username.toLowerCase()}`;
+    return `${this.#prefix}online:${nameKey(username)}`;
   }
 
   // Names cannot contain "|", so members split unambiguously.
   #roomMember(username: string): string {
-    return `${this.#instance}|${username.toLowerCase()}|${username}`;
+    return `${this.#instance}|${nameKey(username)}|${username}`;
   }
 
   #onlineMember(username: string): string {
@@ -724,8 +725,8 @@ export class RedisEngine implements Engine {
     if (this.#disposed) return;
     let map = this.#members.get(key);
     if (map === undefined) this.#members.set(key, map = new Map());
-    const old = map.get(username.toLowerCase());
-    map.set(username.toLowerCase(), member);
+    const old = map.get(nameKey(username));
+    map.set(nameKey(username), member);
     if (old !== undefined && old !== member) this.#removeMember(key, old, old);
     const removals = this.#removals.get(key);
     if (removals?.delete(member) && removals.size === 0) this.#removals.delete(key);
@@ -739,9 +740,9 @@ export class RedisEngine implements Engine {
   #removeMember(key: string, username: string, stale?: string): void {
     if (this.#disposed) return;
     const map = this.#members.get(key);
-    const member = stale ?? map?.get(username.toLowerCase());
+    const member = stale ?? map?.get(nameKey(username));
     if (member === undefined) return;
-    if (stale === undefined && map?.delete(username.toLowerCase()) && map.size === 0) {
+    if (stale === undefined && map?.delete(nameKey(username)) && map.size === 0) {
       this.#members.delete(key);
     }
     let removals = this.#removals.get(key);
