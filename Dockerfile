@@ -20,9 +20,10 @@ ENV PORT=8000 \
 EXPOSE 8000
 VOLUME ["/app/data"]
 
-# The image has no curl: ask Deno itself.
+# The image has no curl: ask Deno itself. The exec form expands no variables,
+# so the script reads PORT; /healthz is 503 while the engine is degraded.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["deno", "eval", "const r = await fetch('http://127.0.0.1:8000/healthz'); Deno.exit(r.ok ? 0 : 1)"]
+  CMD ["deno", "eval", "const port = Deno.env.get('PORT') || '8000'; const r = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null); await r?.body?.cancel(); Deno.exit(r?.ok ? 0 : 1)"]
 
 # Explicit permissions: network, environment, reading the app, writing the KV folder.
 CMD ["run", "--allow-net", "--allow-env", "--allow-read=/app", "--allow-write=/app/data", "--unstable-kv", "main.ts"]

@@ -1,5 +1,6 @@
 /**
- * `/healthz` for load balancers and `/metrics` for Prometheus.
+ * `/healthz` for load balancers (503 while the engine is degraded) and
+ * `/metrics` for Prometheus.
  *
  * @module
  */
@@ -23,13 +24,15 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
   return [
     route(["GET"], "/healthz", () => {
       const engine = manager.engine.status();
+      // 503 while the engine cannot store messages, so load balancers and
+      // Docker's HEALTHCHECK stop sending users here; the body says why.
       return json({
         status: engine === "ok" ? "ok" : "degraded",
         engine: { name: manager.engine.name, status: engine },
         connections: manager.connectionCount,
         rooms: manager.roomCount,
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
-      });
+      }, { status: engine === "ok" ? 200 : 503 });
     }),
     route(["GET"], "/metrics", (req) => {
       const token = options.metricsToken ?? "";
