@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { createRouter } from "../app.ts";
 import { createApp, loadConfig } from "../main.ts";
+import { createStaticRoutes } from "../routes/static_routes.ts";
 
 /** A real server on an ephemeral loopback port. */
 async function startServer() {
@@ -12,6 +15,34 @@ async function startServer() {
       await app[Symbol.asyncDispose]();
       await server.shutdown();
       await server.finished;
+    },
+  };
+}
+
+/**
+ * The static routes alone on a temporary root holding files the guard must
+ * refuse (dot-files) beside one it must serve; removed on dispose.
+ */
+async function startStaticServer() {
+  const dir = await Deno.makeTempDir({ prefix: "chat_static_" });
+  await Deno.writeTextFile(`${dir}/visible.txt`, "visible");
+  await Deno.writeTextFile(`${dir}/.hidden`, "SECRET hidden");
+  await Deno.writeTextFile(`${dir}/.env`, "SECRET env");
+  await Deno.mkdir(`${dir}/.git`);
+  await Deno.writeTextFile(`${dir}/.git/config`, "SECRET git");
+  await Deno.mkdir(`${dir}/sub`);
+  await Deno.writeTextFile(`${dir}/sub/.hidden`, "SECRET nested");
+  const root = pathToFileURL(`${dir}/`);
+  const handler = createRouter(createStaticRoutes({ root }));
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, handler);
+  return {
+    dir,
+    port: server.addr.port,
+    http: `http://127.0.0.1:${server.addr.port}`,
+    async [Symbol.asyncDispose]() {
+      await server.shutdown();
+      await server.finished;
+      await Deno.remove(dir, { recursive: true });
     },
   };
 }
@@ -41,6 +72,15 @@ async function rawGet(port: number, target: string): Promise<{ status: number; b
 const mainSource = await Deno.readTextFile(new URL("../main.ts", import.meta.url));
 const indexSource = await Deno.readTextFile(new URL("../static/index.html", import.meta.url));
 
+/** The ETag static_routes gives a file: the first 12 bytes of its SHA-256 in base64, quoted. */
+async function expectedEtag(file: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", file));
+  return `"${btoa(String.fromCharCode(...digest.subarray(0, 12)))}"`;
+}
+
+/** Names carry no content hash, so every page and asset is revalidated on each use. */
+const CACHE_POLICY = "no-cache";
+
 function assertSecurityHeaders(headers: Headers): void {
   assert.match(headers.get("content-security-policy") ?? "", /default-src 'self'/);
   assert.match(headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
@@ -56,15 +96,18 @@ Deno.test("the chat page is served at / and /chat with security headers", async 
       const res = await fetch(`${s.http}${path}`);
       assert.equal(res.status, 200);
       assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
-      assert.ok(res.headers.get("etag"));
-      assert.ok(res.headers.get("cache-control"));
+      assert.equal(
+        res.headers.get("etag"),
+        await expectedEtag(new TextEncoder().encode(indexSource)),
+      );
+      assert.equal(res.headers.get("cache-control"), CACHE_POLICY);
       assertSecurityHeaders(res.headers);
       assert.equal(await res.text(), indexSource);
     });
   }
 });
 
-Deno.test("static files carry their Content-Type", async (t) => {
+Deno.test("static files carry their Content-Type, ETag and Cache-Control", async (t) => {
   await using s = await startServer();
   const cases: [string, string][] = [
     ["/static/client.js", "text/javascript; charset=utf-8"],
@@ -77,7 +120,9 @@ Deno.test("static files carry their Content-Type", async (t) => {
       assert.equal(res.status, 200);
       assert.equal(res.headers.get("content-type"), type);
       assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+      assert.equal(res.headers.get("cache-control"), CACHE_POLICY);
       const file = await Deno.readFile(new URL(`..${path}`, import.meta.url));
+      assert.equal(res.headers.get("etag"), await expectedEtag(file));
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), file);
     });
   }
@@ -88,11 +133,13 @@ Deno.test("an If-None-Match with the ETag is answered 304 without a body", async
   const first = await fetch(`${s.http}/static/client.js`);
   await first.body?.cancel();
   const etag = first.headers.get("etag");
-  assert.ok(etag, "an ETag is sent");
+  const file = await Deno.readFile(new URL("../static/client.js", import.meta.url));
+  assert.equal(etag, await expectedEtag(file));
   await t.step("matching tag", async () => {
     const res = await fetch(`${s.http}/static/client.js`, { headers: { "if-none-match": etag } });
     assert.equal(res.status, 304);
     assert.equal(res.headers.get("etag"), etag);
+    assert.equal(res.headers.get("cache-control"), CACHE_POLICY);
     assert.equal(await res.text(), "");
   });
   await t.step("tag in a list", async () => {
@@ -125,6 +172,13 @@ Deno.test("HEAD answers the headers of GET without a body", async () => {
   assert.equal(await head.text(), "");
 });
 
+// Absolute paths of files that exist: a guard that only refuses ".." serves them,
+// since `new URL("/etc/passwd", root)` leaves the static root.
+const mainPath = fileURLToPath(new URL("../main.ts", import.meta.url));
+const clientPath = fileURLToPath(new URL("../static/client.js", import.meta.url));
+const passwdPath = "/etc/passwd";
+const passwdSource = await Deno.readTextFile(passwdPath);
+
 Deno.test("nothing outside static/ is reachable", async (t) => {
   await using s = await startServer();
   const viaFetch = [
@@ -136,11 +190,11 @@ Deno.test("nothing outside static/ is reachable", async (t) => {
     "/static/..%5cmain.ts",
     "/static/client.js%00",
     "/static/%00",
-    "/static//client.js",
+    // Answered 404 by the router or the file system whatever the guard does: kept
+    // as routes, the guard's own cases are the absolute paths below.
     "//static/client.js",
     "/static/.",
     "/static/",
-    "/static/.hidden",
     "/main.ts",
     "/deno.json",
   ];
@@ -171,6 +225,28 @@ Deno.test("nothing outside static/ is reachable", async (t) => {
       assert.ok(!body.includes(mainSource.slice(0, 200)));
     });
   }
+  // Files that exist, named by absolute path after "/static/": fetch keeps the empty
+  // segment, and the raw request line is sent as it is.
+  const absolute: [string, string][] = [
+    [passwdPath, passwdSource],
+    [mainPath, mainSource],
+    [clientPath, await Deno.readTextFile(clientPath)],
+  ];
+  for (const [path, source] of absolute) {
+    assert.ok((await Deno.stat(path)).isFile, `${path} exists, so only the guard can refuse it`);
+    const target = `/static/${path}`;
+    await t.step(`fetch ${target}`, async () => {
+      const res = await fetch(`${s.http}${target}`);
+      const body = await res.text();
+      assert.equal(res.status, 404);
+      assert.ok(!body.includes(source.slice(0, 100)));
+    });
+    await t.step(`raw ${target}`, async () => {
+      const { status, body } = await rawGet(s.port, target);
+      assert.equal(status, 404);
+      assert.ok(!body.includes(source.slice(0, 100)));
+    });
+  }
   await t.step("raw NUL byte is refused by the HTTP parser", async () => {
     const { status, body } = await rawGet(s.port, "/static/\0client.js");
     assert.ok(status === 400 || status === 404, `status ${status}`);
@@ -180,6 +256,37 @@ Deno.test("nothing outside static/ is reachable", async (t) => {
     const { status, body } = await rawGet(s.port, "/static/index.html");
     assert.equal(status, 200);
     assert.ok(body.includes("<html"));
+  });
+});
+
+Deno.test("dot-files and dot-folders in the static root are not served", async (t) => {
+  await using s = await startStaticServer();
+  await t.step(
+    "a plain file of the same root is served (the root is the temporary one)",
+    async () => {
+      const res = await fetch(`${s.http}/static/visible.txt`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "visible");
+    },
+  );
+  for (const name of [".hidden", ".env", ".git/config", "sub/.hidden"]) {
+    assert.match(await Deno.readTextFile(`${s.dir}/${name}`), /^SECRET/);
+    await t.step(`fetch /static/${name}`, async () => {
+      const res = await fetch(`${s.http}/static/${name}`);
+      const body = await res.text();
+      assert.equal(res.status, 404);
+      assert.ok(!body.includes("SECRET"));
+    });
+    await t.step(`raw /static/${name}`, async () => {
+      const { status, body } = await rawGet(s.port, `/static/${name}`);
+      assert.equal(status, 404);
+      assert.ok(!body.includes("SECRET"));
+    });
+  }
+  await t.step("a file of the temporary root by absolute path", async () => {
+    const { status, body } = await rawGet(s.port, `/static/${s.dir}/.hidden`);
+    assert.equal(status, 404);
+    assert.ok(!body.includes("SECRET"));
   });
 });
 
