@@ -5,8 +5,26 @@
  * @module
  */
 
+import { CloseCode } from "./protocol.ts";
+
 // Seconds from receiving a message to handing it to the last local recipient.
 const FANOUT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/**
+ * Close codes that get their own `chat_closes_total` series: the standard
+ * 1000–1011 and the server's own table ({@linkcode CloseCode}). Clients may
+ * close with any code from 3000 to 4999; those all count as `other`, so a
+ * client cannot grow the number of series.
+ */
+export const DOCUMENTED_CLOSE_CODES: ReadonlySet<number> = new Set([
+  ...Array.from({ length: 12 }, (_, i) => 1000 + i),
+  ...Object.values(CloseCode),
+]);
+
+/** The label of a close code: the code when documented, otherwise `other`. */
+export function closeCodeLabel(code: number): number | "other" {
+  return DOCUMENTED_CLOSE_CODES.has(code) ? code : "other";
+}
 
 /** Live values read when rendering. */
 export interface Gauges {
@@ -40,8 +58,8 @@ export class Metrics {
   readonly handshakesRefused = new Map<number, number>();
   /** Error frames sent, by code. */
   readonly errors = new Map<string, number>();
-  /** Closes, by close code. */
-  readonly closes = new Map<number, number>();
+  /** Closes, by documented close code or `other` (see {@linkcode closeCodeLabel}). */
+  readonly closes = new Map<number | "other", number>();
   #buckets = new Array<number>(FANOUT_BUCKETS.length).fill(0);
   #fanoutCount = 0;
   #fanoutSum = 0;
@@ -51,9 +69,10 @@ export class Metrics {
     this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
   }
 
-  /** Counts one close. */
+  /** Counts one close under its label. */
   close(code: number): void {
-    this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
+    const label = closeCodeLabel(code);
+    this.closes.set(label, (this.closes.get(label) ?? 0) + 1);
   }
 
   /** Counts one refused handshake. */
