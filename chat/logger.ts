@@ -33,6 +33,21 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
+// `token` and `access_token` query values, up to the next parameter or the end of the URL; a
+// backslash or quote ends the match too, since the line is JSON by then.
+const TOKEN_QUERY = /([?&](?:access_)?token=)[^&#\s"\\]*/gi;
+// A JWT anywhere: its header always starts with `{"`, base64url `eyJ`.
+const JWT_SHAPE = /\beyJ[\w-]+\.[\w-]+\.[\w-]*/g;
+
+/**
+ * Replaces token query values and JWT-shaped strings in a log line with
+ * `[redacted]`. The last line of defence: URLs carry `?token=` and a line
+ * may quote a URL or an offered subprotocol anywhere in any field.
+ */
+export function redactTokens(line: string): string {
+  return line.replace(TOKEN_QUERY, "$1[redacted]").replace(JWT_SHAPE, "[redacted]");
+}
+
 function writeStderr(line: string): void {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
 }
@@ -43,7 +58,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write ?? writeStderr;
   const log = (level: LogLevel) => (event: string, fields?: LogFields) => {
     if (RANK[level] < min) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }));
+    write(
+      redactTokens(JSON.stringify({ time: new Date().toISOString(), level, event, ...fields })),
+    );
   };
   return { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
 }
