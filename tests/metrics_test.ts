@@ -40,8 +40,11 @@ Deno.test("/metrics exposes every metric of issue 6 with plausible values", asyn
   await alice.waitFor(welcome);
   await bob.waitFor(welcome);
   const fromAlice = (f: Frame) => f.type === "message" && f.username === "Alice";
+  // Every fan-out happens between the first send and Bob's fifth message, one at a time.
+  const sending = performance.now();
   for (let i = 0; i < 5; i++) alice.send({ type: "message", message: `hello ${i}` });
   await bob.until(() => bob.all(fromAlice).length === 5);
+  const fanoutWindow = (performance.now() - sending) / 1000;
   alice.send("{not json");
   await alice.waitFor((f) => f.type === "error" && f.code === "bad_json");
 
@@ -81,14 +84,20 @@ Deno.test("/metrics exposes every metric of issue 6 with plausible values", asyn
   assert.equal(get("chat_slow_consumer_closes_total"), 0);
   assert.equal(get("chat_heartbeat_timeouts_total"), 1);
 
-  // The histogram: one observation per chat message, cumulative buckets.
+  // The histogram: one observation per chat message (not per notice or heartbeat), in
+  // seconds: more than nothing, and no more than the time the five fan-outs had.
   const count = get("chat_fanout_seconds_count");
   assert.equal(count, 5);
   assert.equal(get(`chat_fanout_seconds_bucket{le="+Inf"}`), count);
-  assert.ok(get("chat_fanout_seconds_sum") >= 0);
+  const sum = get("chat_fanout_seconds_sum");
+  assert.ok(sum > 0, `fan-out sum ${sum} s`);
+  assert.ok(sum <= fanoutWindow, `fan-out sum ${sum} s in a window of ${fanoutWindow} s`);
   const buckets = [...m].filter(([k]) => k.startsWith("chat_fanout_seconds_bucket"));
   assert.ok(buckets.length >= 5);
   for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]![1] >= buckets[i - 1]![1]);
+  // The smallest bucket that holds all five bounds the sum from above as well.
+  const le = Number(/le="([^"]+)"/.exec(buckets.find(([, v]) => v === count)![0])![1]);
+  assert.ok(sum <= count * le, `fan-out sum ${sum} s, yet every observation <= ${le} s`);
 });
 
 Deno.test("METRICS_TOKEN protects /metrics", async () => {
