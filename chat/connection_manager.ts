@@ -34,6 +34,7 @@ import {
 } from "./engines/engine.ts";
 import { MemoryEngine } from "./engines/memory.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import { Metrics, utf8Length } from "./metrics.ts";
 import {
   type ClientMessage,
@@ -1224,6 +1225,15 @@ export class ConnectionManager implements AsyncDisposable {
     );
   }
 
+  /** Created on the first failure, so a manager that never fails pays nothing. */
+  #publishFailures: LogThrottle | undefined;
+
+  /** Logs a failed publish; during an outage one line per interval, with a count. */
+  #publishFailed(channel: string, error: unknown): void {
+    this.#publishFailures ??= new LogThrottle({ logger: this.#log, clock: this.#clock });
+    this.#publishFailures.warn("publish_failed", { channel, error: String(error) });
+  }
+
   #publish(conn: Conn, channel: string, draft: Draft): void {
     const started = performance.now();
     // A synchronous engine gets no promise and no callbacks per message:
@@ -1232,7 +1242,7 @@ export class ConnectionManager implements AsyncDisposable {
       try {
         this.#engine.publishSync(channel, draft);
       } catch (error) {
-        this.#log.warn("publish_failed", { channel, error: String(error) });
+        this.#publishFailed(channel, error);
         return this.#error(conn, Errors.Unavailable, "Message not stored; try again");
       }
       return this.#metrics.observeFanout((performance.now() - started) / 1000);
@@ -1240,7 +1250,7 @@ export class ConnectionManager implements AsyncDisposable {
     this.#engine.publish(channel, draft).then(
       () => this.#metrics.observeFanout((performance.now() - started) / 1000),
       (error) => {
-        this.#log.warn("publish_failed", { channel, error: String(error) });
+        this.#publishFailed(channel, error);
         this.#error(conn, Errors.Unavailable, "Message not stored; try again");
       },
     );

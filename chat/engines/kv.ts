@@ -28,6 +28,7 @@
 
 import type { PrivateFrame, StoredFrame } from "../protocol.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { LogThrottle } from "../log_throttle.ts";
 import { nameKey } from "../names.ts";
 import type { Delivery, Draft, Engine, EngineStatus, HistoryPage, HistoryQuery } from "./engine.ts";
 import { isPrivateChannel } from "./engine.ts";
@@ -492,10 +493,14 @@ export class KvEngine implements Engine {
     if (frame.id > retained) op.delete(msgKey(channel, frame.id - retained));
   }
 
+  /** Failures repeat for every batch while the store is down: one line per interval. */
+  #failures: LogThrottle | undefined;
+
   #failed(event: string, error: unknown): void {
     if (this.#closed) return;
     this.#status = "degraded";
-    this.#log.warn(event, { engine: "kv", error: String(error) });
+    this.#failures ??= new LogThrottle({ logger: this.#log });
+    this.#failures.warn(event, { engine: "kv", error: String(error) });
   }
 
   // -------------------------------------------------------------------------
@@ -549,7 +554,8 @@ export class KvEngine implements Engine {
     try {
       this.#deliver?.(entry.channel, entry.frame);
     } catch (error) {
-      this.#log.error("deliver_failed", { channel: entry.channel, error: String(error) });
+      this.#failures ??= new LogThrottle({ logger: this.#log });
+      this.#failures.error("deliver_failed", { channel: entry.channel, error: String(error) });
     }
   }
 

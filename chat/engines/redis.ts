@@ -28,6 +28,7 @@
 import type { PrivateFrame, StoredFrame } from "../protocol.ts";
 import { nameKey } from "../names.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { LogThrottle } from "../log_throttle.ts";
 import {
   type Delivery,
   type Draft,
@@ -572,6 +573,9 @@ export class RedisEngine implements Engine {
     this.#accept(sub, entry);
   }
 
+  /** Created on the first failed delivery. */
+  #deliveryFailures: LogThrottle | undefined;
+
   #accept(sub: Sub, entry: Entry): void {
     if (sub.cursor === null || compareIds(entry.id, sub.cursor) <= 0) return;
     sub.cursor = entry.id;
@@ -584,7 +588,12 @@ export class RedisEngine implements Engine {
     try {
       this.#deliver?.(entry.channel, frame);
     } catch (error) {
-      this.#log.error("delivery_failed", { channel: entry.channel, error: String(error) });
+      // A delivery that throws does so for every frame: one line per interval.
+      this.#deliveryFailures ??= new LogThrottle({ logger: this.#log });
+      this.#deliveryFailures.error("delivery_failed", {
+        channel: entry.channel,
+        error: String(error),
+      });
     }
     if (this.#waiters.size > 0) this.#release(entry.channel, frame.id);
   }

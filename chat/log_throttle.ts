@@ -1,0 +1,97 @@
+/**
+ * Log lines for failures that repeat, such as every publish during a Redis
+ * outage: the first occurrence is written at once, later ones are counted,
+ * and at most one line per interval says how many there were. Without it an
+ * outage wrote a line per message (17,090 lines in 2 s).
+ *
+ * @module
+ */
+
+import { type Clock, systemClock } from "./clock.ts";
+import type { LogFields, Logger } from "./logger.ts";
+
+/** Default for {@linkcode LogThrottleOptions.intervalMs}. */
+export const DEFAULT_LOG_INTERVAL_MS = 10_000;
+
+/** Options of {@linkcode LogThrottle}. */
+export interface LogThrottleOptions {
+  /** Where the lines go. */
+  logger: Logger;
+  /** Measures the interval. Default: the system clock. */
+  clock?: Clock;
+  /** Milliseconds between two lines of one event. Default 10000. */
+  intervalMs?: number;
+}
+
+interface EventState {
+  /** When the last line of this event was written. */
+  writtenAt: number;
+  /** Occurrences since then that wrote nothing. */
+  suppressed: number;
+}
+
+/**
+ * Writes at most one line per event and interval. Each line carries `count`:
+ * how many occurrences it stands for (itself and those left out since the
+ * previous line), and the fields of the occurrence that wrote it. No timers:
+ * the count of a burst is written by the first occurrence after the
+ * interval, so a burst that ended stays counted until the event recurs.
+ *
+ * Events are keyed by name only; names are constants in the code, so the
+ * state stays as small as the number of call sites.
+ *
+ * @example
+ * ```ts
+ * const failures = new LogThrottle({ logger });
+ * failures.warn("publish_failed", { channel, error: String(error) });
+ * ```
+ */
+export class LogThrottle {
+  #logger: Logger;
+  #clock: Clock;
+  #intervalMs: number;
+  #events = new Map<string, EventState>();
+
+  /** Throws a RangeError for a negative or non-finite interval. */
+  constructor(options: LogThrottleOptions) {
+    const intervalMs = options.intervalMs ?? DEFAULT_LOG_INTERVAL_MS;
+    if (!(Number.isFinite(intervalMs) && intervalMs >= 0)) {
+      throw new RangeError(`Invalid log interval: ${intervalMs}`);
+    }
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemClock;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** A warn line, throttled per event. */
+  warn(event: string, fields?: LogFields): void {
+    if (this.#due(event)) this.#logger.warn(event, this.#fields(event, fields));
+  }
+
+  /** An error line, throttled per event. */
+  error(event: string, fields?: LogFields): void {
+    if (this.#due(event)) this.#logger.error(event, this.#fields(event, fields));
+  }
+
+  /** Counts one occurrence; true when it should be written. */
+  #due(event: string): boolean {
+    const now = this.#clock.now();
+    const state = this.#events.get(event);
+    if (state === undefined) {
+      this.#events.set(event, { writtenAt: now, suppressed: 0 });
+      return true;
+    }
+    if (now - state.writtenAt >= this.#intervalMs) return true;
+    state.suppressed++;
+    return false;
+  }
+
+  /** The fields of a line about to be written, with its count; resets the event's state. */
+  #fields(event: string, fields: LogFields | undefined): LogFields {
+    const state = this.#events.get(event)!;
+    const count = state.suppressed + 1;
+    state.writtenAt = this.#clock.now();
+    state.suppressed = 0;
+    return { ...fields, count };
+  }
+}
