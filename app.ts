@@ -13,7 +13,7 @@ import type { Engine } from "./chat/engines/engine.ts";
 import { KvEngine } from "./chat/engines/kv.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
 import { RedisEngine } from "./chat/engines/redis.ts";
-import { type Logger, silentLogger } from "./chat/logger.ts";
+import { type Logger, redactTokens, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
 import { createApiRoutes } from "./routes/api_routes.ts";
 import { createGatekeeper } from "./routes/gatekeeper.ts";
@@ -184,7 +184,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     try {
       return await router(req, info);
     } catch (error) {
-      logger.error("request_failed", { url: req.url, error: String(error) });
+      // The logger redacts too; a URL may carry ?token=, so it is cleaned where it is logged.
+      logger.error("request_failed", { url: redactTokens(req.url), error: String(error) });
       return text("Internal server error", 500);
     }
   };
