@@ -63,6 +63,72 @@ class SocketListener {
   }
 }
 
+// RFC 6455 4.2.1: the key is 16 random bytes in base64.
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/** An untrusted header value for an error text: short, or "none" when absent. */
+function shown(value: string | null): string {
+  if (value === null || value === "") return "none";
+  return value.length > 64 ? `${value.slice(0, 64)}...` : value;
+}
+
+/**
+ * Why a request with `Upgrade: websocket` cannot be upgraded, or undefined.
+ * Checked here because Deno.upgradeWebSocket throws on these, which would
+ * otherwise be a 500 for what is the client's mistake.
+ */
+function handshakeProblem(req: Request): string | undefined {
+  const connection = req.headers.get("connection");
+  const tokens = (connection ?? "").split(",").map((t) => t.trim().toLowerCase());
+  if (!tokens.includes("upgrade")) {
+    return `Invalid WebSocket handshake, Connection must include Upgrade: ${shown(connection)}`;
+  }
+  const key = req.headers.get("sec-websocket-key");
+  if (key === null || !WEBSOCKET_KEY.test(key)) {
+    return `Invalid WebSocket handshake, Sec-WebSocket-Key must be 16 bytes in base64: ${
+      shown(key)
+    }`;
+  }
+  return undefined;
+}
+
+/** What the runtime could not upgrade, answered instead of a 500. */
+const PROTOCOL_SPELLING =
+  'Unsupported Sec-WebSocket-Protocol list; separate its entries with ", " as in "chat, bearer.<token>"';
+
+/**
+ * Upgrades with `protocol` as the answered subprotocol, or returns a 400.
+ * Deno splits Sec-WebSocket-Protocol on ", " only and throws when the
+ * protocol is not one of those pieces, so for a list spelled `chat,bearer.x`
+ * (Node's `ws`, `wscat`) the header is set on the 101 response instead.
+ */
+function acceptSocket(
+  req: Request,
+  options: { protocol: string | undefined; idleTimeout: number },
+): { socket: WebSocket; response: Response } | Response {
+  const { protocol, idleTimeout } = options;
+  const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(", ");
+  const runtimeAnswers = protocol !== undefined && offered.includes(protocol);
+  try {
+    const upgraded = Deno.upgradeWebSocket(req, {
+      idleTimeout,
+      ...(runtimeAnswers ? { protocol } : {}),
+    });
+    if (protocol !== undefined && !runtimeAnswers) {
+      upgraded.response.headers.set("sec-websocket-protocol", protocol);
+    }
+    return upgraded;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return text(
+      protocol !== undefined && !runtimeAnswers
+        ? PROTOCOL_SPELLING
+        : `Invalid WebSocket handshake: ${reason}`,
+      400,
+    );
+  }
+}
+
 /** Routes for `/ws`, `/ws/chat`, `/ws/chat/:username`, its `/heartbeat` and `/ws/rooms/:room`. */
 export function createWsRoutes(options: WsRoutesOptions): Route[] {
   const { manager } = options;
@@ -78,6 +144,8 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return text("Expected a WebSocket upgrade request", 400);
     }
+    const problem = handshakeProblem(req);
+    if (problem !== undefined) return text(problem, 400);
     if (!originAllowed(req, allowed)) {
       manager.metrics.refused(403);
       return text("Origin not allowed", 403);
@@ -97,11 +165,9 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       return identity;
     }
     // A browser fails the handshake unless one of its offered protocols comes back.
-    const protocol = selectProtocol(req);
-    const { socket, response } = Deno.upgradeWebSocket(req, {
-      idleTimeout,
-      ...(protocol ? { protocol } : {}),
-    });
+    const accepted = acceptSocket(req, { protocol: selectProtocol(req), idleTimeout });
+    if (accepted instanceof Response) return accepted;
+    const { socket, response } = accepted;
     socket.binaryType = "arraybuffer";
     const connect: ConnectOptions = {
       ...target,
