@@ -165,6 +165,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       logger,
       clock: options.clock,
       maxMessageBytes: config.maxMessageBytes,
+      trustProxy: config.trustProxy,
     }),
     ...createWsRoutes({
       manager,

@@ -101,6 +101,18 @@ export class KeyedRateLimiter {
     return Math.max(1, Math.ceil((1 - bucket.tokens) / this.#perMs - 1e-6));
   }
 
+  /**
+   * The milliseconds until `key` could take a token (0 when it could now),
+   * without taking one or starting to track the key.
+   */
+  peek(key: string): number {
+    const bucket = this.#buckets.get(key);
+    if (bucket === undefined) return 0;
+    const tokens = bucket.tokens + (this.#clock.now() - bucket.at) * this.#perMs;
+    if (tokens >= 1) return 0;
+    return Math.max(1, Math.ceil((1 - tokens) / this.#perMs - 1e-6));
+  }
+
   #prune(now: number): void {
     this.#prunedAt = now;
     for (const [key, bucket] of this.#buckets) {

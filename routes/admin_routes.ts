@@ -8,10 +8,13 @@
 
 import { type Clock, systemClock } from "../chat/clock.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
+import { LogThrottle } from "../chat/log_throttle.ts";
 import type { Logger } from "../chat/logger.ts";
 import { normalizeName } from "../chat/protocol.ts";
+import { KeyedRateLimiter } from "../chat/rate_limit.ts";
 import {
   bearerToken,
+  clientAddress,
   json,
   jsonError,
   type Route,
@@ -30,10 +33,22 @@ export interface AdminRoutesOptions {
   clock?: Clock;
   /** Longest announcement in UTF-8 bytes. Default 16384. */
   maxMessageBytes?: number;
+  /** Take the client address from `X-Forwarded-For`, as the other routes do. Default false. */
+  trustProxy?: boolean;
+  /**
+   * Failed requests (missing or wrong token) an address may make per minute;
+   * past them every request from it, even with the right token, gets 429
+   * until the budget refills. Default 10.
+   */
+  failuresPerMin?: number;
 }
 
 /** Longest accepted request body in bytes. */
 export const MAX_ADMIN_BODY_BYTES = 65_536;
+/** Default of {@linkcode AdminRoutesOptions.failuresPerMin}. */
+export const DEFAULT_ADMIN_FAILURES_PER_MIN = 10;
+/** Addresses whose failures are remembered at most; the least recently seen go first. */
+const MAX_TRACKED_ADDRESSES = 10_000;
 /** Longest `reason` in characters. */
 export const MAX_REASON_LENGTH = 200;
 /** Ban length when `minutes` is omitted. */
@@ -66,15 +81,40 @@ function fieldError(field: string, expected: string, value: unknown): RangeError
   return refusal(400, field, `Invalid ${field} (${expected}): ${shown.slice(0, 64)}`);
 }
 
+/**
+ * Reads a body stream to its end, counting bytes as they arrive, and cancels
+ * it once it passes `max`: a chunked body declares no length, and reading it
+ * whole first would buffer whatever a client sends.
+ */
+async function readCapped(body: ReadableStream<Uint8Array> | null, max: number) {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = body?.getReader();
+  for (;;) {
+    const next = await reader?.read();
+    if (next === undefined || next.done) break;
+    total += next.value.length;
+    if (total > max) {
+      await reader!.cancel().catch(() => {});
+      throw refusal(413, null, `Body too large (at most ${max} bytes): more than ${max} bytes`);
+    }
+    chunks.push(next.value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
 async function readBody(req: Request): Promise<Body> {
   const length = Number(req.headers.get("content-length") ?? 0);
   if (length > MAX_ADMIN_BODY_BYTES) {
-    throw refusal(413, null, `Body too large: ${length} bytes`);
+    throw refusal(413, null, `Body too large (at most ${MAX_ADMIN_BODY_BYTES} bytes): ${length}`);
   }
-  const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.length > MAX_ADMIN_BODY_BYTES) {
-    throw refusal(413, null, `Body too large: ${bytes.length} bytes`);
-  }
+  const bytes = await readCapped(req.body, MAX_ADMIN_BODY_BYTES);
   // Every field of close, kick and ban is optional, so no body means {}.
   if (bytes.length === 0) return {};
   let data: unknown;
@@ -144,6 +184,44 @@ async function fingerprintOf(token: string): Promise<string> {
 
 type AdminHandler = (req: Request, ctx: RouteContext) => Promise<AdminResult>;
 
+/** Checks a request's token; returns the refusal, or undefined to go on. */
+type TokenGate = (req: Request, ctx: RouteContext, action: string) => Response | undefined;
+
+/**
+ * The token check with a budget of failures per address: a token bucket of
+ * `failuresPerMin` refilled over a minute, spent by each missing or wrong
+ * token. An address with an empty bucket gets 429 for every request, so a
+ * guesser gets 10 tries a minute instead of about 1,200 a second.
+ */
+function createTokenGate(options: AdminRoutesOptions & { clock: Clock }): TokenGate {
+  const { token, logger, clock } = options;
+  const trustProxy = options.trustProxy ?? false;
+  const perMin = options.failuresPerMin ?? DEFAULT_ADMIN_FAILURES_PER_MIN;
+  const failures = new KeyedRateLimiter({
+    ratePerS: perMin / 60,
+    burst: perMin,
+    maxKeys: MAX_TRACKED_ADDRESSES,
+    clock,
+  });
+  // A locked-out guesser keeps trying: one line per interval, with a count.
+  const lockouts = new LogThrottle({ logger, clock });
+  return (req, ctx, action) => {
+    const address = clientAddress(req, ctx.info, trustProxy);
+    const waitMs = failures.peek(address);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      lockouts.warn("admin_locked_out", { action, remote: address, retry_after_s: seconds });
+      return jsonError(429, `Too many failed admin requests: retry after ${seconds} s`, {
+        "retry-after": String(seconds),
+      });
+    }
+    if (timingSafeEqual(bearerToken(req), token)) return undefined;
+    failures.take(address);
+    logger.warn("admin_unauthorized", { action, path: ctx.url.pathname, remote: address });
+    return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
+  };
+}
+
 /** What an action did: the response body and the fields of its log line. */
 interface AdminResult {
   status: number;
@@ -164,14 +242,13 @@ export function createAdminRoutes(options: AdminRoutesOptions): Route[] {
   const maxMessageBytes = options.maxMessageBytes ?? 16_384;
   // Logs name the token by a digest prefix: enough to tell tokens apart after a rotation.
   const fingerprint = fingerprintOf(token);
+  const gate = createTokenGate({ ...options, clock });
 
   const admin =
     (action: string, handler: AdminHandler) =>
     async (req: Request, ctx: RouteContext): Promise<Response> => {
-      if (!timingSafeEqual(bearerToken(req), token)) {
-        logger.warn("admin_unauthorized", { action, path: ctx.url.pathname });
-        return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
-      }
+      const refused = gate(req, ctx, action);
+      if (refused !== undefined) return refused;
       let result: AdminResult;
       try {
         result = await handler(req, ctx);

@@ -434,6 +434,8 @@ Deno.test("every endpoint refuses a missing or wrong token without side effects"
     ];
     for (const [label, token] of tokens) {
       await t.step(`${label} token`, async () => {
+        // A fresh minute per step: ten failures a minute lock an address out (tested below).
+        h.clock.ms += 60_000;
         for (const [method, path, body] of endpoints) {
           const res = await call(h, method, path, body, token);
           assert.equal(res.status, 401, `${method} ${path}`);
@@ -442,6 +444,7 @@ Deno.test("every endpoint refuses a missing or wrong token without side effects"
       });
     }
     await t.step("Basic scheme", async () => {
+      h.clock.ms += 60_000;
       const res = await fetch(`${h.base}/api/admin/connections`, {
         headers: { authorization: `Basic ${TOKEN}` },
       });
@@ -499,5 +502,105 @@ Deno.test("admin actions are logged with the token fingerprint, never the token"
       assert.ok(!line.includes("wrong-secret-guess"), "nor a wrong guess");
     }
     assert.ok(h.lines.some((l) => l.includes('"admin_unauthorized"')));
+  });
+});
+
+Deno.test("ten failed tokens from one address in a minute lock it out with 429 and Retry-After", async (t) => {
+  await withServer(TOKEN, async (h) => {
+    await t.step("ten wrong tokens are 401", async () => {
+      for (let i = 0; i < 10; i++) {
+        const res = await call(h, "GET", "/api/admin/connections", undefined, `guess-${i}`);
+        assert.equal(res.status, 401, `attempt ${i + 1}`);
+      }
+    });
+    await t.step("the eleventh is 429 with a Retry-After in seconds", async () => {
+      const res = await h.admin("GET", "/api/admin/connections", undefined, "guess-10");
+      assert.equal(res.status, 429);
+      const retryAfter = Number(res.headers.get("retry-after"));
+      assert.ok(
+        Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60,
+        `${retryAfter}`,
+      );
+      assert.match((await res.json()).error, /^Too many failed admin requests/);
+    });
+    await t.step("the right token from that address is refused too", async () => {
+      const res = await call(h, "GET", "/api/admin/connections");
+      assert.equal(res.status, 429);
+      assert.equal(res.body.connections, undefined);
+    });
+    await t.step("after the window the right token works again", async () => {
+      h.clock.ms += 60_000;
+      const res = await call(h, "GET", "/api/admin/connections");
+      assert.equal(res.status, 200);
+    });
+  });
+});
+
+/**
+ * POSTs a chunked body of `chunks` KiB over raw TCP, one KiB at a time,
+ * stopping as soon as the response head arrives. Returns its status and how
+ * many chunks went out before it.
+ */
+async function chunkedUpload(
+  port: number,
+  path: string,
+  chunks: number,
+): Promise<{ status: number; sent: number }> {
+  const encoder = new TextEncoder();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const head = [
+    `POST ${path} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    `Authorization: Bearer ${TOKEN}`,
+    "Content-Type: application/json",
+    "Transfer-Encoding: chunked",
+  ].join("\r\n") + "\r\n\r\n";
+  await conn.write(encoder.encode(head));
+  let response: string | undefined;
+  const reading = (async () => {
+    let text = "";
+    const buffer = new Uint8Array(4096);
+    while (!text.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    response = text;
+  })();
+  const chunk = encoder.encode(`400\r\n${"x".repeat(1024)}\r\n`);
+  let sent = 0;
+  try {
+    while (sent < chunks && response === undefined) {
+      await conn.write(chunk);
+      sent++;
+      // Time for the server to answer between chunks, as a slow client leaves.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    if (response === undefined) await conn.write(encoder.encode("0\r\n\r\n"));
+  } catch {
+    // The server may close the connection after its answer.
+  }
+  await reading;
+  conn.close();
+  return { status: Number(response?.split(" ")[1]), sent };
+}
+
+Deno.test("an admin body over 64 KiB is refused with 413 while it streams in", async (t) => {
+  await withServer(TOKEN, async (h) => {
+    const port = Number(new URL(h.base).port);
+    await t.step("a chunked body of 100 KiB is cut off near the cap", async () => {
+      const { status, sent } = await chunkedUpload(port, "/api/admin/announce", 100);
+      assert.equal(status, 413);
+      assert.ok(sent < 100, `the answer came before the whole body was sent (${sent} KiB sent)`);
+      assert.ok(sent >= 64, `${sent} KiB sent`);
+    });
+    await t.step("a declared Content-Length over the cap is refused before reading", async () => {
+      const res = await call(h, "POST", "/api/admin/announce", { message: "x".repeat(70_000) });
+      assert.equal(res.status, 413);
+    });
+    await t.step("a body under the cap still works", async () => {
+      const res = await call(h, "POST", "/api/admin/announce", { message: "hi" });
+      assert.equal(res.status, 200);
+    });
   });
 });
