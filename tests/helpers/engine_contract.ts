@@ -10,14 +10,10 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  type Draft,
-  type Engine,
-  type HistoryQuery,
-  privateChannel,
-  userChannel,
-} from "../../chat/engines/engine.ts";
+import { type Draft, type Engine, privateChannel, userChannel } from "../../chat/engines/engine.ts";
 import type { StoredFrame } from "../../chat/protocol.ts";
+import { ConnectionManager } from "../../chat/connection_manager.ts";
+import { FakeClock, FakeScheduler, FakeSocket, type Frame } from "./fakes.ts";
 
 /** A fresh, empty store on which a step opens engines. */
 export interface ContractStore extends AsyncDisposable {
@@ -149,6 +145,18 @@ export function testEngineContract(subject: ContractSubject): void {
         frames.forEach((f, i) => assert.equal(f.type === "message" && f.message, `m${i + 1}`));
         await waitFor(() => s.ids("room").length >= 50, "50 deliveries");
         assert.deepEqual(s.ids("room"), range(1, 50));
+        // After the burst the counter goes on from its top: an id handed out twice
+        // (a counter read before the burst's writes landed) would show here.
+        const after = [];
+        for (const i of range(51, 53)) {
+          after.push(await s.engine.publish("room", message("room", `m${i}`)));
+        }
+        assert.deepEqual(after.map((f) => f.id), range(51, 53));
+        await waitFor(() => s.ids("room").length >= 53, "53 deliveries");
+        assert.deepEqual(s.ids("room"), range(1, 53));
+        const stored = await s.engine.history("room", { after: 0, limit: 100 });
+        // One stored frame per publish, each the frame its publish resolved with.
+        assert.deepEqual(stored.frames, [...frames, ...after].sort((x, y) => x.id - y.id));
       });
 
       await step("a frame is delivered before its publish resolves", async (store) => {
@@ -228,37 +236,63 @@ export function testEngineContract(subject: ContractSubject): void {
       );
 
       await step(
-        "history as text, where an engine has it, is the JSON of the same frames",
+        "the history a welcome carries is the JSON of the stored frames, for every query",
         async (store) => {
-          const s = await start(store, 5);
-          await using _ = s.engine;
-          const historyText = s.engine.historyText?.bind(s.engine);
-          if (historyText === undefined) return;
-          for (const i of range(1, 12)) {
-            await s.engine.publish("room", message("room", `m${i} $& "history":[] é`));
-          }
-          const queries: HistoryQuery[] = [
-            { limit: 3 },
-            { limit: 50 },
-            { after: 2, limit: 5 },
-            { after: 9, limit: 2 },
-            { after: 12, limit: 5 },
-            { after: 99, limit: 5 },
-            { before: 10, limit: 2 },
-          ];
-          for (const query of queries) {
-            const page = await s.engine.history("room", query);
-            const text = await historyText("room", query);
-            const what = JSON.stringify(query);
-            assert.deepEqual(text.texts.map((t) => JSON.parse(t)), page.frames, what);
-            assert.equal(text.lastId, page.frames.at(-1)?.id ?? 0, what);
-            assert.equal(text.complete, page.complete, what);
-          }
-          assert.deepEqual(await historyText("nowhere", { after: 0, limit: 3 }), {
-            texts: [],
-            lastId: 0,
-            complete: true,
+          // Through the manager's own path: historyText spliced in where the engine has
+          // it, history() serialised otherwise. Retention 5, 3 frames without `since`.
+          const engine = store.engine({ historyLimit: 5 });
+          await using manager = new ConnectionManager({
+            engine,
+            clock: new FakeClock(),
+            scheduler: new FakeScheduler(new FakeClock()),
+            historyLimit: 5,
+            historyOnJoin: 3,
           });
+          await manager.ready();
+          // Alice stays in the room, so her other tabs (a verified user's, as only those
+          // share a name) announce nothing: every frame below is one of `published`.
+          const alice = { username: "Alice", userId: "alice-id", room: "room" };
+          const stay = new FakeSocket();
+          manager.connect(stay, alice);
+          // Her join notice (id 1) comes in the welcome's history or live after it.
+          const notices = () =>
+            stay.frames().flatMap((f) => f.type === "welcome" ? f.history as Frame[] : [f])
+              .filter((f) => f.type === "system");
+          await waitFor(() => notices().length === 1, "Alice's join notice");
+          const published: StoredFrame[] = [];
+          for (const i of range(2, 12)) {
+            const text = `m${i} $& "history":[] é \u2028`;
+            published.push(await engine.publish("room", message("room", text)));
+          }
+          assert.deepEqual(published.map((f) => f.id), range(2, 12));
+          const frames = (ids: number[]) => ids.map((id) => published.find((f) => f.id === id));
+          const cases: { since?: number; ids: number[]; recovered: boolean }[] = [
+            { ids: [10, 11, 12], recovered: true },
+            { since: 2, ids: range(8, 12), recovered: false },
+            { since: 7, ids: range(8, 12), recovered: true },
+            { since: 9, ids: [10, 11, 12], recovered: true },
+            { since: 12, ids: [], recovered: true },
+            { since: 99, ids: [], recovered: false },
+          ];
+          for (const { since, ids, recovered } of cases) {
+            const what = `since ${since}`;
+            const socket = new FakeSocket();
+            const tab = manager.connect(socket, { ...alice, since });
+            await waitFor(() => socket.sent.length > 0, `the welcome, ${what}`);
+            const welcome = socket.frames()[0]!;
+            assert.equal(welcome.type, "welcome", what);
+            assert.deepEqual(welcome.history, frames(ids), what);
+            assert.equal(welcome.recovered, recovered, what);
+            tab.closed(1000);
+          }
+          // The API's paging reads history() with `before`; the same frames.
+          const page = await engine.history("room", { before: 10, limit: 2 });
+          assert.deepEqual(page.frames, frames([8, 9]));
+          if (engine.historyText !== undefined) {
+            const text = await engine.historyText("room", { before: 10, limit: 2 });
+            assert.deepEqual(text.texts.map((t) => JSON.parse(t)), frames([8, 9]));
+            assert.equal(text.lastId, 9);
+          }
         },
       );
 
