@@ -27,7 +27,10 @@ export interface Config {
   maxConnections: number;
   maxMessageBytes: number;
   maxBufferedBytes: number;
-  /** Empty: same host only; `["*"]`: any origin. */
+  /**
+   * Empty: the same scheme, host and port only; otherwise only these
+   * origins; `["*"]`: any http(s) origin. `Origin: null` never passes.
+   */
   allowedOrigins: string[];
   logLevel: LogLevel;
   engine: EngineName;
@@ -118,16 +121,28 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
   throw new RangeError(`Invalid ${name} (true or false): ${env[name]}`);
 }
 
+/** One ALLOWED_ORIGINS entry in the form browsers send, or undefined when it is no http(s) origin. */
+function httpOrigin(entry: string): string | undefined {
+  if (!URL.canParse(entry)) return undefined;
+  const url = new URL(entry);
+  // `localhost:3000` parses with the scheme `localhost:` and the origin
+  // "null", which would then let in sandboxed frames and file:// pages.
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  return url.origin;
+}
+
 function origins(env: Env): string[] {
   const raw = env.ALLOWED_ORIGINS?.trim() ?? "";
   if (raw === "") return [];
-  return raw.split(",").map((s) => s.trim()).filter((s) => s !== "").map((origin) => {
-    if (origin === "*") return origin;
-    try {
-      return new URL(origin).origin;
-    } catch {
-      throw new RangeError(`Invalid ALLOWED_ORIGINS (comma list of origins or *): ${origin}`);
+  return raw.split(",").map((s) => s.trim()).filter((s) => s !== "").map((entry) => {
+    if (entry === "*") return entry;
+    const origin = httpOrigin(entry);
+    if (origin === undefined) {
+      throw new RangeError(
+        `Invalid ALLOWED_ORIGINS (comma list of http:// or https:// origins, or *): ${entry}`,
+      );
     }
+    return origin;
   });
 }
 

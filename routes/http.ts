@@ -52,21 +52,57 @@ export function text(body: string, status: number, headers?: HeadersInit): Respo
   return new Response(body, { status, headers: h });
 }
 
+/** Options of {@linkcode originAllowed}. */
+export interface OriginOptions {
+  /**
+   * Take the scheme and host from `X-Forwarded-Proto` and `X-Forwarded-Host`
+   * (first values) when present: a proxy that ends TLS passes on `http`.
+   * Only behind a proxy that overwrites them. Default false.
+   */
+  trustProxy?: boolean;
+}
+
 /**
- * Whether a WebSocket handshake's Origin may connect: no Origin (not a
- * browser), the same host, or one of `allowed` (`*` allows any).
+ * Whether a WebSocket handshake's Origin may connect. No Origin (not a
+ * browser) passes. With `allowed` empty, only the server's own origin does:
+ * scheme, host and port of the request as the server sees it. Otherwise only
+ * the listed origins do (`*`: any http or https origin), so a DNS-rebinding
+ * page whose `Host` matches its `Origin` is refused. `Origin: null`
+ * (sandboxed frames, file:// pages) and anything not http(s) never pass.
  */
-export function originAllowed(req: Request, allowed: readonly string[]): boolean {
-  const origin = req.headers.get("origin");
-  if (origin === null) return true;
-  if (allowed.includes("*") || allowed.includes(origin)) return true;
-  let host: string;
-  try {
-    host = new URL(origin).host;
-  } catch {
-    return false;
+export function originAllowed(
+  req: Request,
+  allowed: readonly string[],
+  options: OriginOptions = {},
+): boolean {
+  const header = req.headers.get("origin");
+  if (header === null) return true;
+  const origin = httpOrigin(header);
+  if (origin === undefined) return false;
+  if (allowed.length > 0) return allowed.includes("*") || allowed.includes(origin);
+  return origin === ownOrigin(req, options.trustProxy ?? false);
+}
+
+/** The serialised origin of an http(s) URL, or undefined for anything else. */
+function httpOrigin(value: string): string | undefined {
+  if (!URL.canParse(value)) return undefined;
+  const url = new URL(value);
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  return url.origin;
+}
+
+/** The origin the client reached: the request URL, or what a trusted proxy forwards. */
+function ownOrigin(req: Request, trustProxy: boolean): string | undefined {
+  const url = new URL(req.url);
+  let scheme = url.protocol.slice(0, -1);
+  let host = url.host;
+  if (trustProxy) {
+    const first = (name: string) => req.headers.get(name)?.split(",")[0]?.trim() || undefined;
+    const proto = first("x-forwarded-proto")?.toLowerCase();
+    if (proto === "http" || proto === "https") scheme = proto;
+    host = first("x-forwarded-host") ?? host;
   }
-  return host === req.headers.get("host");
+  return httpOrigin(`${scheme}://${host}`);
 }
 
 /** The client's address: the first X-Forwarded-For hop only behind a trusted proxy. */

@@ -146,7 +146,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
     }
     const problem = handshakeProblem(req);
     if (problem !== undefined) return text(problem, 400);
-    if (!originAllowed(req, allowed)) {
+    if (!originAllowed(req, allowed, { trustProxy: options.trustProxy })) {
       manager.metrics.refused(403);
       return text("Origin not allowed", 403);
     }

@@ -93,3 +93,27 @@ Deno.test("loadConfig refuses bad values with a RangeError naming variable and v
     });
   }
 });
+
+Deno.test("ALLOWED_ORIGINS refuses entries that are not http(s) origins, naming the entry", async (t) => {
+  const cases: [string, string, string][] = [
+    ["a host and port without a scheme", "localhost:3000", "localhost:3000"],
+    ["one bad entry among good ones", "https://a.example, localhost:3000", "localhost:3000"],
+    ["the null origin", "null", "null"],
+    ["a file URL (its origin is null)", "file:///srv/chat.html", "file:///srv/chat.html"],
+    ["a scheme without a host", "chat:lobby", "chat:lobby"],
+  ];
+  for (const [name, raw, entry] of cases) {
+    await t.step(name, () => {
+      assert.throws(() => loadConfig({ ALLOWED_ORIGINS: raw }), (error: unknown) => {
+        assert.ok(error instanceof RangeError, `not a RangeError: ${error}`);
+        assert.match(error.message, /^Invalid ALLOWED_ORIGINS \(.+\): /);
+        assert.ok(error.message.endsWith(`: ${entry}`), error.message);
+        return true;
+      });
+    });
+  }
+  await t.step("http and https origins are kept in their normal form", () => {
+    const config = loadConfig({ ALLOWED_ORIGINS: "HTTPS://A.example:443, http://b.example:8080/" });
+    assert.deepEqual(config.allowedOrigins, ["https://a.example", "http://b.example:8080"]);
+  });
+});

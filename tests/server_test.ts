@@ -378,7 +378,7 @@ Deno.test("the Origin of a handshake is checked", async (t) => {
     await using c = await s.connect("/ws/chat", { origin: s.http });
     await c.next("welcome");
   });
-  await t.step("ALLOWED_ORIGINS lists more origins", async () => {
+  await t.step("ALLOWED_ORIGINS lists the origins that may connect", async () => {
     await using s = await startServer({ ALLOWED_ORIGINS: "https://good.example" });
     await using c = await s.connect("/ws/chat", { origin: "https://good.example" });
     await c.next("welcome");

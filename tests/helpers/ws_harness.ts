@@ -235,17 +235,24 @@ export class RawClient implements AsyncDisposable {
     return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
   }
 
-  /** Sends a WebSocket upgrade for `path` and reads the response head. */
+  /**
+   * Sends a WebSocket upgrade for `path` and reads the response head. A
+   * `Host` in `headers` replaces the default `127.0.0.1`, as a page on a
+   * rebound DNS name would send it (fetch cannot set Host).
+   */
   async handshake(path: string, headers: Record<string, string> = {}): Promise<RawHandshake> {
     const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    const extra = Object.entries(headers);
+    const host = extra.find(([name]) => name.toLowerCase() === "host")?.[1] ?? "127.0.0.1";
     const lines = [
       `GET ${path} HTTP/1.1`,
-      "Host: 127.0.0.1",
+      `Host: ${host}`,
       "Upgrade: websocket",
       "Connection: Upgrade",
       `Sec-WebSocket-Key: ${key}`,
       "Sec-WebSocket-Version: 13",
-      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      ...extra.filter(([name]) => name.toLowerCase() !== "host")
+        .map(([name, value]) => `${name}: ${value}`),
     ];
     await this.#write(encoder.encode(lines.join("\r\n") + "\r\n\r\n"));
     let end: number;
