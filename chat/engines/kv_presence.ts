@@ -12,6 +12,7 @@
  * @module
  */
 
+import { LogThrottle } from "../log_throttle.ts";
 import type { Logger } from "../logger.ts";
 import { nameKey } from "../names.ts";
 import type { Presence } from "./engine.ts";
@@ -50,6 +51,8 @@ export class KvPresence implements Presence, AsyncDisposable {
   #kv: Deno.Kv | undefined;
   #ttlMs: number;
   #log: Logger;
+  /** Created on the first failed write. */
+  #failures: LogThrottle | undefined;
   #onFailure: (failed: boolean) => void;
   /** Entries of instances outside this scope are ignored; empty: none are. */
   readonly #scope: string;
@@ -222,7 +225,9 @@ export class KvPresence implements Presence, AsyncDisposable {
         }
         // The next refresh writes every member again.
         this.#onFailure(true);
-        this.#log.warn("presence_failed", { engine: "kv", error: String(error) });
+        // Every refresh fails while the store is down: one line per interval.
+        this.#failures ??= new LogThrottle({ logger: this.#log });
+        this.#failures.warn("presence_failed", { engine: "kv", error: String(error) });
       }
     }
   }
