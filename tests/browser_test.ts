@@ -28,6 +28,12 @@ interface RunningServer {
   port: number;
 }
 
+/**
+ * A welcome without `since` carries this many messages: fewer than a reconnect step
+ * misses, so only a page that resumes with `since` recovers them all.
+ */
+const HISTORY_ON_JOIN = 5;
+
 /** Starts the app on 127.0.0.1 with a fresh memory engine; port 0 picks a free one. */
 async function startServer(port = 0): Promise<RunningServer> {
   const config = loadConfig({
@@ -36,6 +42,7 @@ async function startServer(port = 0): Promise<RunningServer> {
     HEARTBEAT_INTERVAL_MS: "1000",
     HEARTBEAT_TIMEOUT_MS: "10000",
     MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
+    HISTORY_ON_JOIN: String(HISTORY_ON_JOIN),
   });
   const app = await createApp(config);
   const server = Deno.serve({ port, hostname: "127.0.0.1", onListen() {} }, app.handler);
@@ -358,13 +365,33 @@ Deno.test({
       );
 
       await t.step("messages missed during a reconnect are replayed once", async () => {
-        // Drop Robert's socket server-side; Alice talks before he is back.
+        // Drop Robert's socket server-side; more is said before he is back (his first
+        // retry waits 1 s) than a welcome without `since` carries.
         running.app.manager.disconnectUser("Robert", 4008, "Slow consumer");
         await bob.waitFor(statusIs("reconnecting"));
         await say(alice, "Said while Robert was away");
+        await alice.waitFor(hasChat("Said while Robert was away"));
+        const missed = Array.from({ length: HISTORY_ON_JOIN + 3 }, (_, i) => `Missed ${i + 1}`);
+        {
+          await using dave = await TestClient.connect(
+            `ws://127.0.0.1:${running.port}/ws/chat/Dave`,
+          );
+          await dave.next("welcome");
+          for (const message of missed) dave.sendJson({ type: "message", message });
+          await dave.next((f) => f.type === "message" && f.message === missed.at(-1));
+        }
+        assert.ok(
+          !running.app.manager.users("lobby").includes("Robert"),
+          "Robert came back before the gap was complete",
+        );
         await bob.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
-        await bob.waitFor(hasChat("Said while Robert was away"));
-        assertNoDuplicates(await chatTexts(bob));
+        await bob.waitFor(hasChat(missed.at(-1)!));
+        const shown = await chatTexts(bob);
+        assertNoDuplicates(shown);
+        assert.deepEqual(
+          shown.filter((text) => text.startsWith("Missed ") || text.startsWith("Said while")),
+          ["Said while Robert was away", ...missed],
+        );
       });
 
       await t.step("the page survives a server restart without duplicates", async () => {
