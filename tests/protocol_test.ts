@@ -146,11 +146,27 @@ Deno.test("normalizeName trims and enforces the naming rules", async (t) => {
     ["李小龍", "李小龍"],
     ["a".repeat(32), "a".repeat(32)],
     ["User 7", "User 7"],
+    ["Jose\u0301", "José"],
+    ["\uFF21\uFF4C\uFF49\uFF43\uFF45", "Alice"],
+    ["山田たろう", "山田たろう"],
   ];
   for (const [raw, name] of valid) {
     await t.step(`accepts ${JSON.stringify(raw)}`, () => assert.equal(normalizeName(raw), name));
   }
-  const invalid = ["", "   ", "a".repeat(33), "a/b", "<script>", "a\u0000b", "x@y", "tab\there"];
+  const invalid = [
+    "",
+    "   ",
+    "a".repeat(33),
+    "a/b",
+    "<script>",
+    "a\u0000b",
+    "x@y",
+    "tab\there",
+    "\u3164",
+    "\u0301\u0301",
+    "\u0410lice",
+    "Alice\u200D",
+  ];
   for (const raw of invalid) {
     await t.step(
       `refuses ${JSON.stringify(raw)}`,
@@ -159,9 +175,10 @@ Deno.test("normalizeName trims and enforces the naming rules", async (t) => {
   }
 });
 
-Deno.test("isReservedName reserves System in any case", () => {
+Deno.test("isReservedName reserves System in any case or width", () => {
   assert.equal(isReservedName("System"), true);
   assert.equal(isReservedName("sYSTEM"), true);
+  assert.equal(isReservedName("\uFF33\uFF59\uFF53\uFF54\uFF45\uFF4D"), true);
   assert.equal(isReservedName("Systems"), false);
 });
 
