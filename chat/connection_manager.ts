@@ -346,8 +346,8 @@ export class ConnectionManager implements AsyncDisposable {
         return handle;
       }
     }
-    // A verified name online elsewhere is the same user's other tab.
-    if (this.#presence !== undefined && conn.userId === null) {
+    // Verified names too: another user id may hold the name on another process.
+    if (this.#presence !== undefined) {
       conn.held = [];
       const anonymous = options.username === undefined;
       this.#admit(conn, { name, anonymous, room, since: options.since, attempt: 0 });
@@ -365,12 +365,16 @@ export class ConnectionManager implements AsyncDisposable {
    */
   #admit(conn: Conn, admission: Admission): void {
     const { name, anonymous, attempt } = admission;
-    this.#presence!.lookup(name).then((holder) => holder === undefined, () => true).then((free) => {
+    this.#presence!.lookup(name).then(
+      // A holder with the same verified user id is the same user's other tab.
+      (holder) => holder === undefined || (conn.userId !== null && holder.userId === conn.userId),
+      () => true,
+    ).then((free) => {
       if (conn.closing) return;
       if (this.#disposed) {
         return this.#refuse(conn, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
       }
-      const freeHere = this.#nameAvailable(name, null);
+      const freeHere = this.#nameAvailable(name, conn.userId);
       let admitted = name;
       if (!free || !freeHere) {
         if (anonymous && attempt < 5) {
@@ -616,7 +620,7 @@ export class ConnectionManager implements AsyncDisposable {
     // A literal of one: a push onto [] would reserve room for 17.
     this.#byName.set(conn.key, [conn]);
     this.#engine.subscribe(userChannel(conn.key));
-    this.#presence?.connect(name);
+    this.#presence?.connect(name, conn.userId);
   }
 
   #register(conn: Conn): void {
@@ -1204,8 +1208,9 @@ export class ConnectionManager implements AsyncDisposable {
   /** A private message to a user who is not on this process but may be on another. */
   #privateElsewhere(conn: Conn, to: string, room: string, message: string, now: number): void {
     this.#presence!.lookup(to).then(
-      (name) => {
+      (holder) => {
         if (conn.closing) return;
+        const name = holder?.username;
         if (name === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${to.slice(0, 64)}`);
         }
@@ -1297,7 +1302,7 @@ export class ConnectionManager implements AsyncDisposable {
       if (conn.closing || name === conn.username) return;
       const local = this.#byName.get(nameKey(name));
       if (
-        (holder !== undefined && nameKey(holder) !== conn.key) ||
+        (holder !== undefined && nameKey(holder.username) !== conn.key) ||
         (local !== undefined && !(local.length === 1 && local[0] === conn))
       ) {
         return this.#error(conn, Errors.NameTaken, `Username already in use: ${name}`);

@@ -336,7 +336,8 @@ class ElsewhereEngine extends MemoryEngine {
     users: () => Promise.resolve([...this.elsewhere]),
     lookup: (name) => {
       this.lookups++;
-      return Promise.resolve(this.elsewhere.has(name.toLowerCase()) ? name : undefined);
+      const held = this.elsewhere.has(name.toLowerCase());
+      return Promise.resolve(held ? { username: name, userId: null } : undefined);
     },
   };
 }

@@ -94,13 +94,15 @@ Deno.test("kv engine specifics", async (t) => {
         {
           await using a = new KvEngine({ path });
           await a.start(() => {});
-          a.presence.connect("Alice");
+          a.presence.connect("Alice", "id-alice");
           a.presence.join("r", "Alice");
           b.presence.connect("Bob");
           b.presence.join("r", "Bob");
           await a.presence.users("r");
           assert.deepEqual((await b.presence.users("r")).sort(), ["Alice", "Bob"]);
-          assert.equal(await b.presence.lookup("ALICE"), "Alice");
+          const holder = { username: "Alice", userId: "id-alice" };
+          assert.deepEqual(await b.presence.lookup("ALICE"), holder);
+          assert.deepEqual(await b.presence.lookup("Bob"), { username: "Bob", userId: null });
           // A system frame counts the users of every engine.
           const notice = await b.publish("r", {
             type: "system",

@@ -277,7 +277,7 @@ Deno.test({ name: "redis engine presence is shared and expires", ignore }, async
 
   await t.step("users and lookup see every process", async () => {
     a.engine.presence.join("lobby", "Alice");
-    a.engine.presence.connect("Alice");
+    a.engine.presence.connect("Alice", "id|alice");
     b.engine.presence.join("lobby", "Bob");
     b.engine.presence.connect("Bob");
     await eventually(
@@ -285,7 +285,9 @@ Deno.test({ name: "redis engine presence is shared and expires", ignore }, async
       async () => (await b.engine.presence.users("lobby")).join() === "Alice,Bob",
     );
     assert.deepEqual(await a.engine.presence.users("lobby"), ["Alice", "Bob"]);
-    assert.equal(await b.engine.presence.lookup("ALICE"), "Alice");
+    const alice = { username: "Alice", userId: "id|alice" };
+    assert.deepEqual(await b.engine.presence.lookup("\uFF21LICE"), alice);
+    assert.deepEqual(await a.engine.presence.lookup("bob"), { username: "Bob", userId: null });
     assert.equal(await b.engine.presence.lookup("carol"), undefined);
   });
 

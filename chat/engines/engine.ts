@@ -101,6 +101,14 @@ export interface Engine extends AsyncDisposable {
   readonly presence?: Presence;
 }
 
+/** A user online on some process, as {@linkcode Presence.lookup} finds it. */
+export interface Holder {
+  /** The name as its holder spells it. */
+  username: string;
+  /** The holder's verified user id; null for a name without a token. */
+  userId: string | null;
+}
+
 /**
  * The optional cross-process presence part of an engine. The recording
  * methods never throw and return at once: the engine sends them in call
@@ -114,18 +122,20 @@ export interface Presence {
   join(room: string, username: string): void;
   /** Records that a user of this process left a room (the user's last tab there). */
   leave(room: string, username: string): void;
-  /** Records that a user connected to this process (the name's first connection). */
-  connect(username: string): void;
+  /**
+   * Records that a user connected to this process (the name's first
+   * connection), with the verified user id it holds the name under, if any.
+   */
+  connect(username: string, userId?: string | null): void;
   /** Records that the last connection of a user to this process closed. */
   disconnect(username: string): void;
   /** Users in a room on every process, each once; rejects when the store is unavailable. */
   users(room: string): Promise<string[]>;
   /**
-   * The name (as its holder spells it) of a user online on any process,
-   * matched regardless of case; undefined when offline. Rejects when the
-   * store is unavailable.
+   * The holder of a name online on any process, matched by its nameKey;
+   * undefined when offline. Rejects when the store is unavailable.
    */
-  lookup(username: string): Promise<string | undefined>;
+  lookup(username: string): Promise<Holder | undefined>;
 }
 
 /** The channel of private messages between two users, the same both ways. */
@@ -136,7 +146,7 @@ export function privateChannel(a: string, b: string): string {
 
 /**
  * The channel a process subscribes to for the private messages of a user
- * (lower-cased name). Engines deliver a pair channel's frame to the
+ * (the name's nameKey). Engines deliver a pair channel's frame to the
  * subscribers of the user channels of its `username` and its `to`.
  */
 export function userChannel(key: string): string {

@@ -15,7 +15,7 @@
 import { LogThrottle } from "../log_throttle.ts";
 import type { Logger } from "../logger.ts";
 import { nameKey } from "../names.ts";
-import type { Presence } from "./engine.ts";
+import type { Holder, Presence } from "./engine.ts";
 import { isLocked, lockPause } from "./kv_lock.ts";
 
 /** Options of {@linkcode KvPresence}. */
@@ -36,10 +36,12 @@ export interface KvPresenceOptions {
 
 interface Stamp {
   name: string;
+  /** The holder's verified user id; absent in entries of older versions. */
+  userId?: string | null;
   expires: number;
 }
 
-type Change = { key: Deno.KvKey; name: string | null };
+type Change = { key: Deno.KvKey; name: string | null; userId: string | null };
 
 const ROOT = "chat_presence";
 // Deno KV allows 1000 mutations per atomic operation.
@@ -57,8 +59,8 @@ export class KvPresence implements Presence, AsyncDisposable {
   /** Entries of instances outside this scope are ignored; empty: none are. */
   readonly #scope: string;
   readonly #instance: string;
-  /** This process's members: key parts after the root -> display name. */
-  #members = new Map<string, { key: Deno.KvKey; name: string }>();
+  /** This process's members: key parts after the root -> display name and user id. */
+  #members = new Map<string, { key: Deno.KvKey; name: string; userId: string | null }>();
   #queue: Change[] = [];
   #flushing: Promise<void> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -92,9 +94,9 @@ export class KvPresence implements Presence, AsyncDisposable {
     this.#record([ROOT, "r", room, nameKey(username), this.#instance], null);
   }
 
-  /** Records that a user connected to this process. */
-  connect(username: string): void {
-    this.#record([ROOT, "u", nameKey(username), this.#instance], username);
+  /** Records that a user connected to this process, with its verified user id if any. */
+  connect(username: string, userId: string | null = null): void {
+    this.#record([ROOT, "u", nameKey(username), this.#instance], username, userId);
   }
 
   /** Records that the last connection of a user to this process closed. */
@@ -117,14 +119,15 @@ export class KvPresence implements Presence, AsyncDisposable {
     return [...names.values()];
   }
 
-  /** The name of a user online on any process, matched regardless of case. */
-  async lookup(username: string): Promise<string | undefined> {
+  /** The holder of a name online on any process, matched by its nameKey. */
+  async lookup(username: string): Promise<Holder | undefined> {
     const kv = this.#open();
     await this.#settled();
     const now = Date.now();
     const prefix = [ROOT, "u", nameKey(username)];
     for await (const entry of kv.list<Stamp>({ prefix }, { limit: 100 })) {
-      if (this.#counts(entry, 3, now)) return entry.value.name;
+      const { name, userId } = entry.value;
+      if (this.#counts(entry, 3, now)) return { username: name, userId: userId ?? null };
     }
     return undefined;
   }
@@ -169,19 +172,19 @@ export class KvPresence implements Presence, AsyncDisposable {
     return this.#kv;
   }
 
-  #record(key: Deno.KvKey, name: string | null): void {
+  #record(key: Deno.KvKey, name: string | null, userId: string | null = null): void {
     if (this.#closed) return;
     const id = JSON.stringify(key);
     if (name === null) this.#members.delete(id);
-    else this.#members.set(id, { key, name });
-    this.#queue.push({ key, name });
+    else this.#members.set(id, { key, name, userId });
+    this.#queue.push({ key, name, userId });
     this.#flush();
   }
 
   /** Re-stamps every member, which also restores them after failed writes. */
   #refresh(): void {
     if (this.#closed) return;
-    for (const { key, name } of this.#members.values()) this.#queue.push({ key, name });
+    for (const member of this.#members.values()) this.#queue.push({ ...member });
     this.#flush();
   }
 
@@ -207,10 +210,10 @@ export class KvPresence implements Presence, AsyncDisposable {
       const changes = this.#queue.splice(0, MAX_MUTATIONS);
       const expires = Date.now() + this.#ttlMs;
       const op = kv.atomic();
-      for (const { key, name } of changes) {
+      for (const { key, name, userId } of changes) {
         if (name === null) op.delete(key);
         // Deno KV removes the key eventually; readers go by the stamp.
-        else op.set(key, { name, expires } satisfies Stamp, { expireIn: this.#ttlMs * 2 });
+        else op.set(key, { name, userId, expires } satisfies Stamp, { expireIn: this.#ttlMs * 2 });
       }
       try {
         await op.commit();

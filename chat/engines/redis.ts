@@ -36,6 +36,7 @@ import {
   type EngineStatus,
   type HistoryPage,
   type HistoryQuery,
+  type Holder,
   isPrivateChannel,
   type Presence,
   userChannel,
@@ -276,8 +277,12 @@ export class RedisEngine implements Engine {
       join: (room, username) =>
         this.#addMember(this.#roomKey(room), username, this.#roomMember(username)),
       leave: (room, username) => this.#removeMember(this.#roomKey(room), username),
-      connect: (username) =>
-        this.#addMember(this.#onlineKey(username), username, this.#onlineMember(username)),
+      connect: (username, userId) =>
+        this.#addMember(
+          this.#onlineKey(username),
+          username,
+          this.#onlineMember(username, userId ?? null),
+        ),
       disconnect: (username) => this.#removeMember(this.#onlineKey(username), username),
       users: (room) => this.#users(room),
       lookup: (username) => this.#lookup(username),
@@ -507,8 +512,10 @@ export class RedisEngine implements Engine {
     return `${this.#instance}|${nameKey(username)}|${username}`;
   }
 
-  #onlineMember(username: string): string {
-    return `${this.#instance}|${username}`;
+  /** `instance|name`, then `|userId` for a verified holder (a user id may contain "|"). */
+  #onlineMember(username: string, userId: string | null): string {
+    const member = `${this.#instance}|${username}`;
+    return userId === null ? member : `${member}|${userId}`;
   }
 
   // -------------------------------------------------------------------------
@@ -809,11 +816,15 @@ export class RedisEngine implements Engine {
     return [...users.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([, n]) => n);
   }
 
-  async #lookup(username: string): Promise<string | undefined> {
+  async #lookup(username: string): Promise<Holder | undefined> {
     const reply = await this.#run(this.#scripts.live, [this.#onlineKey(username.trim())], []);
     const member = Array.isArray(reply) ? reply[0] : undefined;
     if (typeof member !== "string") return undefined;
-    return member.slice(member.indexOf("|") + 1);
+    const holder = member.slice(member.indexOf("|") + 1);
+    const bar = holder.indexOf("|");
+    // Without a second "|": a holder without a token, or a member of an older version.
+    if (bar < 0) return { username: holder, userId: null };
+    return { username: holder.slice(0, bar), userId: holder.slice(bar + 1) };
   }
 }
 
