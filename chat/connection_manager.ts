@@ -215,7 +215,7 @@ export class ConnectionManager implements AsyncDisposable {
   #heartbeats = new Set<Conn>();
   /** Deferred closes, with their own code so shutdown keeps a refusal's reason. */
   #closeTimers = new Map<Conn, { timer: TimerHandle; code: number; reason: string }>();
-  /** Checked on connect only, so a ban never closes an open socket by itself. */
+  /** Checked on connect and rename only, so a ban never closes an open socket by itself. */
   #bans = new BanList();
   #sweep: TimerHandle | undefined;
   #anonymous = 0;
@@ -1290,6 +1290,10 @@ export class ConnectionManager implements AsyncDisposable {
     const name = normalizeName(raw);
     if (name === undefined || isReservedName(name)) {
       return this.#error(conn, Errors.InvalidName, `Invalid username: ${raw.slice(0, 64)}`);
+    }
+    // A ban is checked on connect; without this a banned name comes back by a rename.
+    if (this.#bans.isBanned(name, { userId: conn.userId, now: this.#clock.now() })) {
+      return this.#error(conn, Errors.Banned, `Username is banned: ${name}`);
     }
     if (name === conn.username) return;
     const holders = this.#byName.get(nameKey(name));

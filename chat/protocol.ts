@@ -69,6 +69,8 @@ export const ErrorCode = {
   InvalidName: "invalid_name",
   /** A rename to a name someone else has. */
   NameTaken: "name_taken",
+  /** A rename to a name that is banned. */
+  Banned: "banned",
   /** A room name that breaks the naming rules. */
   InvalidRoom: "invalid_room",
   /** The connection is not in the room it addressed. */

@@ -309,6 +309,27 @@ Deno.test("rename announces the new name and keeps names unique", async (t) => {
   });
 });
 
+Deno.test("a rename into a banned name is refused with banned", async (t) => {
+  await using h = harness();
+  const bob = await h.open({ username: "bob" });
+  h.manager.ban("mallory", { untilMs: h.clock.now() + 60_000 });
+  for (const name of ["mallory", "MALLORY", "\uFF4D\uFF41\uFF4C\uFF4C\uFF4F\uFF52\uFF59"]) {
+    await t.step(JSON.stringify(name), async () => {
+      bob.send({ type: "rename", name });
+      await settle();
+      assert.equal(lastError(bob.socket)?.code, "banned");
+      assert.match(String(lastError(bob.socket)?.message), /: mallory$/i);
+      assert.deepEqual(h.manager.users("lobby"), ["bob"]);
+    });
+  }
+  await t.step("allowed again once the ban expires", async () => {
+    h.clock.time += 60_000;
+    bob.send({ type: "rename", name: "mallory" });
+    await settle();
+    assert.deepEqual(h.manager.users("lobby"), ["mallory"]);
+  });
+});
+
 Deno.test("a username already online is refused with 4009", async (t) => {
   await using h = harness();
   await h.open({ username: "alice" });
