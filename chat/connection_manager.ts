@@ -1145,11 +1145,12 @@ export class ConnectionManager implements AsyncDisposable {
         });
       }
       case "private": {
-        const target = this.#byName.get(nameKey(msg.to.trim()));
-        const first = target?.[0];
+        // The same rules as a name, so any spelling that connects as José reaches José.
+        const to = normalizeName(msg.to);
+        const first = to === undefined ? undefined : this.#byName.get(nameKey(to))?.[0];
         const room = msg.room ?? this.#defaultRoom(conn) ?? DEFAULT_ROOM;
-        if (first === undefined && this.#presence !== undefined) {
-          return this.#privateElsewhere(conn, msg.to.trim(), room, msg.message, now);
+        if (first === undefined && to !== undefined && this.#presence !== undefined) {
+          return this.#privateElsewhere(conn, to, room, msg.message, now);
         }
         if (first === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${msg.to.slice(0, 64)}`);

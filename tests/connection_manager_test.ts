@@ -330,6 +330,54 @@ Deno.test("a rename into a banned name is refused with banned", async (t) => {
   });
 });
 
+Deno.test("a name that looks like an online name is that name", async (t) => {
+  await using h = harness();
+  const alice = await h.open({ username: "Alice" });
+  await t.step("mathematical bold Alice is refused with 4009", async () => {
+    const bold = await h.open({ username: "\u{1D400}\u{1D425}\u{1D422}\u{1D41C}\u{1D41E}" });
+    h.flushCloses();
+    assert.deepEqual(bold.socket.closedWith, { code: 4009, reason: "Username already in use" });
+  });
+  await t.step("fullwidth ALICE is refused with 4009", async () => {
+    const wide = await h.open({ username: "\uFF21\uFF2C\uFF29\uFF23\uFF25" });
+    h.flushCloses();
+    assert.equal(wide.socket.closedWith?.code, 4009);
+  });
+  await t.step("Alice with a Cyrillic А is refused with 1008", async () => {
+    const mixed = await h.open({ username: "\u0410lice" });
+    h.flushCloses();
+    assert.equal(mixed.socket.closedWith?.code, 1008);
+  });
+  await t.step("a rename into a lookalike is name_taken or invalid_name", async () => {
+    const bob = await h.open({ username: "bob" });
+    bob.send({ type: "rename", name: "\uFF41\uFF4C\uFF49\uFF43\uFF45" });
+    assert.equal(lastError(bob.socket)?.code, "name_taken");
+    bob.send({ type: "rename", name: "Syst\u0435m" });
+    assert.equal(lastError(bob.socket)?.code, "invalid_name");
+    assert.deepEqual(h.manager.users("lobby"), ["Alice", "bob"]);
+  });
+  assert.equal(alice.socket.closedWith, undefined);
+});
+
+Deno.test("a private message's to is normalised like a name", async (t) => {
+  await using h = harness();
+  const jose = await h.open({ username: "José" });
+  const alice = await h.open({ username: "alice" });
+  const spellings: [string, string][] = [
+    ["decomposed", "Jose\u0301"],
+    ["fullwidth capitals", "\uFF2A\uFF2F\uFF33\uFF25\u0301"],
+    ["padded", "  jos\u00E9 "],
+  ];
+  for (const [what, to] of spellings) {
+    await t.step(what, () => {
+      alice.send({ type: "private", to, message: what });
+      const got = jose.socket.framesOf("private").at(-1);
+      assert.equal(got?.message, what);
+      assert.equal(got.to, "José");
+    });
+  }
+});
+
 Deno.test("a username already online is refused with 4009", async (t) => {
   await using h = harness();
   await h.open({ username: "alice" });
