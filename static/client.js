@@ -6,7 +6,8 @@
 const NAME_KEY = "chat.username";
 const DEFAULT_ROOM = "lobby";
 const MAX_NAME_LENGTH = 32;
-// The server's rule (chat/protocol.ts): letters of any script, digits, space, `_ - .`.
+// The server's rule (chat/names.ts) in short: letters, digits, space, `_ - .`; the server
+// also refuses invisible code points and mixed scripts, and answers with the reason.
 const NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -116,13 +117,18 @@ const state = {
 // Small helpers
 
 function normalizeName(raw) {
-  const name = raw.normalize("NFC").trim();
+  const name = raw.normalize("NFKC").trim();
   if (name.length === 0 || [...name].length > MAX_NAME_LENGTH) return undefined;
   return NAME_PATTERN.test(name) ? name : undefined;
 }
 
+// The server's nameKey: names that differ only by width or case are one name.
+function nameKey(name) {
+  return name.normalize("NFKC").toUpperCase().toLowerCase().normalize("NFKC");
+}
+
 function sameName(a, b) {
-  return a.toLowerCase() === b.toLowerCase();
+  return nameKey(a) === nameKey(b);
 }
 
 function el(tag, className, text) {
