@@ -93,6 +93,8 @@ interface Sub {
   running: boolean;
   again: boolean;
   buffer: Entry[];
+  /** The running catch-up; a history read waits for it. */
+  loop: Promise<void>;
 }
 
 // Stream reads are paged so one catch-up never holds a huge reply.
@@ -398,6 +400,11 @@ export class RedisEngine implements Engine {
       [this.#seqKey(channel), this.#streamKey(channel)],
       [after, end, limit, this.#historyLimit],
     );
+    // A frame the page holds is handed on before the page, not after it: a channel
+    // still catching up (just subscribed) would otherwise deliver the page's newest
+    // frames, such as a joining user's own notice, once the page was sent, twice.
+    const sub = this.#subs.get(channel);
+    if (sub?.syncing) await sub.loop;
     const [head, oldest, range] = Array.isArray(reply) ? reply : [];
     const entries = parseEntries(range, channel);
     if (after < 0) entries.reverse();
@@ -425,6 +432,7 @@ export class RedisEngine implements Engine {
       running: false,
       again: false,
       buffer: [],
+      loop: Promise.resolve(),
     };
     this.#subs.set(channel, sub);
     // The starting point is read before SUBSCRIBE and the gap read after it,
@@ -616,7 +624,7 @@ export class RedisEngine implements Engine {
     }
     sub.running = true;
     sub.syncing = true;
-    this.#syncLoop(sub);
+    sub.loop = this.#syncLoop(sub);
   }
 
   async #syncLoop(sub: Sub): Promise<void> {

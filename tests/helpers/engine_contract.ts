@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { type Draft, type Engine, privateChannel, userChannel } from "../../chat/engines/engine.ts";
 import type { StoredFrame } from "../../chat/protocol.ts";
 import { ConnectionManager } from "../../chat/connection_manager.ts";
-import { FakeClock, FakeScheduler, FakeSocket, type Frame } from "./fakes.ts";
+import { FakeSocket, type Frame } from "./fakes.ts";
 
 /** A fresh, empty store on which a step opens engines. */
 export interface ContractStore extends AsyncDisposable {
@@ -243,8 +243,6 @@ export function testEngineContract(subject: ContractSubject): void {
           const engine = store.engine({ historyLimit: 5 });
           await using manager = new ConnectionManager({
             engine,
-            clock: new FakeClock(),
-            scheduler: new FakeScheduler(new FakeClock()),
             historyLimit: 5,
             historyOnJoin: 3,
           });
@@ -258,7 +256,7 @@ export function testEngineContract(subject: ContractSubject): void {
           const notices = () =>
             stay.frames().flatMap((f) => f.type === "welcome" ? f.history as Frame[] : [f])
               .filter((f) => f.type === "system");
-          await waitFor(() => notices().length === 1, "Alice's join notice");
+          await waitFor(() => notices().length >= 1, "Alice's join notice");
           const published: StoredFrame[] = [];
           for (const i of range(2, 12)) {
             const text = `m${i} $& "history":[] é \u2028`;
@@ -285,6 +283,11 @@ export function testEngineContract(subject: ContractSubject): void {
             assert.equal(welcome.recovered, recovered, what);
             tab.closed(1000);
           }
+          assert.equal(
+            notices().length,
+            1,
+            "Alice got her join notice once, in the welcome or live",
+          );
           // The API's paging reads history() with `before`; the same frames.
           const page = await engine.history("room", { before: 10, limit: 2 });
           assert.deepEqual(page.frames, frames([8, 9]));
