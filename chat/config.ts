@@ -51,6 +51,8 @@ export interface Config {
   trustProxy: boolean;
   maxRoomsPerConnection: number;
   handshakesPerIpPerMin: number;
+  /** The longest lifetime a token may claim (`exp - iat`, or `exp - now` without `iat`), in seconds. */
+  maxTokenLifetimeS: number;
   /** Empty: /metrics is public. */
   metricsToken: string;
   /** Empty: the admin API is off. */
@@ -83,6 +85,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   trustProxy: false,
   maxRoomsPerConnection: 10,
   handshakesPerIpPerMin: 120,
+  maxTokenLifetimeS: 30 * 86_400,
   metricsToken: "",
   adminToken: "",
 });
@@ -197,6 +200,13 @@ export function loadConfig(env: Env): Config {
       d.handshakesPerIpPerMin,
       1,
       10_000_000,
+    ),
+    maxTokenLifetimeS: integer(
+      env,
+      "MAX_TOKEN_LIFETIME_S",
+      d.maxTokenLifetimeS,
+      1,
+      10 * 365 * 86_400,
     ),
     metricsToken: env.METRICS_TOKEN ?? d.metricsToken,
     adminToken: env.ADMIN_TOKEN ?? d.adminToken,

@@ -117,3 +117,21 @@ Deno.test("ALLOWED_ORIGINS refuses entries that are not http(s) origins, naming 
     assert.deepEqual(config.allowedOrigins, ["https://a.example", "http://b.example:8080"]);
   });
 });
+
+Deno.test("MAX_TOKEN_LIFETIME_S caps token lifetimes at 30 days unless set", async (t) => {
+  await t.step("the default is 30 days", () => {
+    assert.equal(DEFAULT_CONFIG.maxTokenLifetimeS, 2_592_000);
+    assert.equal(loadConfig({}).maxTokenLifetimeS, 2_592_000);
+  });
+  await t.step("a value is read", () => {
+    assert.equal(loadConfig({ MAX_TOKEN_LIFETIME_S: "3600" }).maxTokenLifetimeS, 3600);
+  });
+  for (const raw of ["0", "-1", "1e300", "abc", "315360001"]) {
+    await t.step(`${raw} is refused`, () => {
+      assert.throws(() => loadConfig({ MAX_TOKEN_LIFETIME_S: raw }), {
+        name: "RangeError",
+        message: `Invalid MAX_TOKEN_LIFETIME_S (an integer from 1 to 315360000): ${raw}`,
+      });
+    });
+  }
+});
