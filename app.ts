@@ -6,6 +6,7 @@
  * @module
  */
 
+import { createTokenCheck, type TokenCheck } from "./chat/auth/token_check.ts";
 import type { Clock, Scheduler } from "./chat/clock.ts";
 import { type Config, loadConfig } from "./chat/config.ts";
 import { ConnectionManager } from "./chat/connection_manager.ts";
@@ -133,6 +134,29 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
   };
 }
 
+/** Answers 500 to a request whose handling threw, and logs it with the URL's token redacted. */
+function answerFailures(router: Deno.ServeHandler, logger: Logger): Deno.ServeHandler {
+  return async (req, info) => {
+    try {
+      return await router(req, info);
+    } catch (error) {
+      // The logger redacts too; a URL may carry ?token=, so it is cleaned where it is logged.
+      logger.error("request_failed", { url: redactTokens(req.url), error: String(error) });
+      return text("Internal server error", 500);
+    }
+  };
+}
+
+/** The token check of AUTH_SECRET for the WebSocket and API routes alike; undefined when off. */
+function tokenCheckFor(config: Config, clock?: Clock): TokenCheck | undefined {
+  if (config.authSecret === "") return undefined;
+  return createTokenCheck({
+    secret: config.authSecret,
+    maxLifetimeS: config.maxTokenLifetimeS,
+    clock,
+  });
+}
+
 /** Builds the application from a validated configuration. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? silentLogger;
@@ -155,6 +179,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxConnectionsPerIp: config.maxConnectionsPerIp,
   });
   await manager.ready();
+  const tokenCheck = tokenCheckFor(config, options.clock);
   const routes: Route[] = [
     ...createStaticRoutes(),
     ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
@@ -173,25 +198,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       idleTimeoutS: config.idleTimeoutS,
       trustProxy: config.trustProxy,
       gatekeeper: createGatekeeper({
-        authSecret: config.authSecret,
+        tokenCheck,
         handshakesPerIpPerMin: config.handshakesPerIpPerMin,
         clock: options.clock,
         logger,
       }),
     }),
   ];
-  const router = createRouter(routes);
-  const handler: Deno.ServeHandler = async (req, info) => {
-    try {
-      return await router(req, info);
-    } catch (error) {
-      // The logger redacts too; a URL may carry ?token=, so it is cleaned where it is logged.
-      logger.error("request_failed", { url: redactTokens(req.url), error: String(error) });
-      return text("Internal server error", 500);
-    }
-  };
   return {
-    handler,
+    handler: answerFailures(createRouter(routes), logger),
     manager,
     [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose](),
   };

@@ -1,6 +1,7 @@
 /**
  * The admission check of the WebSocket routes, run before the upgrade: the
- * handshake rate per client address and, when AUTH_SECRET is set, the JWT.
+ * handshake rate per client address and, when AUTH_SECRET is set, the JWT
+ * (checked by `chat/auth/token_check.ts`, which the HTTP API uses too).
  * Not a route itself; `ws_routes.ts` calls the {@linkcode Gatekeeper} built
  * here.
  *
@@ -14,18 +15,15 @@
  * @module
  */
 
-import { JwtVerifier } from "../chat/auth/jwt.ts";
+import type { Identity, TokenCheck } from "../chat/auth/token_check.ts";
 import { type Clock, systemClock } from "../chat/clock.ts";
 import { type Logger, silentLogger } from "../chat/logger.ts";
 import { CloseCode, CloseReason } from "../chat/protocol.ts";
 import { KeyedRateLimiter } from "../chat/rate_limit.ts";
 import { text } from "./http.ts";
 
-/** Who a verified token says the client is. */
-export interface Identity {
-  userId: string;
-  username: string;
-}
+/** Who a verified token says the client is (defined with the token check). */
+export type { Identity } from "../chat/auth/token_check.ts";
 
 /**
  * A refusal sent after the upgrade as a close frame, because a browser
@@ -55,17 +53,13 @@ export const TOKEN_PROTOCOL_PREFIX = "bearer.";
 
 /** Options of {@linkcode createGatekeeper}. */
 export interface GatekeeperOptions {
-  /** The HS256 secret; empty turns authentication off. Default "". */
-  authSecret?: string;
+  /**
+   * The token check (from `createTokenCheck` with AUTH_SECRET); without one
+   * authentication is off. Default: none.
+   */
+  tokenCheck?: TokenCheck;
   /** Handshakes one address may start per minute (burst as large); more get 429. Default 120. */
   handshakesPerIpPerMin?: number;
-  /**
-   * Whether a token without `exp` is refused. A token that never expires
-   * can only be revoked by changing AUTH_SECRET. Default true.
-   */
-  requireExpiry?: boolean;
-  /** Leeway for `exp`, `nbf` and `iat`, in seconds. Default 30. */
-  clockSkewS?: number;
   /** Addresses the handshake limit tracks at most. Default 100000. */
   maxTrackedAddresses?: number;
   /** Default: the system clock. */
@@ -104,11 +98,12 @@ const UNAUTHORIZED: Refusal = {
 
 /**
  * Builds the gatekeeper of the WebSocket routes. Over the handshake rate it
- * answers 429 with Retry-After; with a secret, a missing, invalid or expired
- * token is refused after the upgrade with close 1008 "Unauthorized", since a
- * browser cannot read the status of a refused handshake.
+ * answers 429 with Retry-After; with a token check, a token it refuses
+ * (missing, invalid, expired, living past the cap) is refused after the
+ * upgrade with close 1008 "Unauthorized", since a browser cannot read the
+ * status of a refused handshake.
  *
- * @throws {RangeError} for a handshake rate or clock skew out of range.
+ * @throws {RangeError} for a handshake rate out of range.
  */
 export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
   const clock = options.clock ?? systemClock;
@@ -123,11 +118,7 @@ export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
     maxKeys: options.maxTrackedAddresses,
     clock,
   });
-  const secret = options.authSecret ?? "";
-  const verifier = secret === ""
-    ? undefined
-    : new JwtVerifier(secret, { clockSkewSeconds: options.clockSkewS });
-  const requireExpiry = options.requireExpiry ?? true;
+  const check = options.tokenCheck;
 
   return async (req, { url, remoteAddr }): Promise<Identity | Refusal | Response | null> => {
     // Counted before the token check, so guessing tokens is throttled too.
@@ -138,17 +129,9 @@ export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
         "retry-after": String(Math.ceil(waitMs / 1000)),
       });
     }
-    if (verifier === undefined) return null;
-    const token = handshakeToken(req, url);
-    if (token === "") {
-      log.info("unauthorized", { remote: remoteAddr, error: "Missing token" });
-      return UNAUTHORIZED;
-    }
+    if (check === undefined) return null;
     try {
-      const claims = await verifier.verify(token, clock.now());
-      if (requireExpiry && claims.exp === undefined) throw new Error("Token has no exp");
-      // An empty display name falls back to the user id rather than failing the name check.
-      return { userId: claims.sub, username: claims.name.trim() || claims.sub };
+      return await check(handshakeToken(req, url));
     } catch (error) {
       // The message names the failed check, never the token.
       log.info("unauthorized", {

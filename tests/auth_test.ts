@@ -26,8 +26,10 @@ function token(name: string, sub = `id-${name}`, ttlS = 600): Promise<string> {
 /** Opens a socket and expects the server to close it with 1008 "Unauthorized". */
 async function assertRefused(url: string, protocols?: string[]): Promise<void> {
   await using client = await TestClient.open(url, { protocols });
-  assert.deepEqual(await client.closed, { code: 1008, reason: "Unauthorized" });
+  // A welcome means the token was taken: fail then, not after waiting for a close that never comes.
+  await client.until(() => client.closeInfo !== undefined || client.all(welcome).length > 0);
   assert.equal(client.all(welcome).length, 0);
+  assert.deepEqual(client.closeInfo, { code: 1008, reason: "Unauthorized" });
 }
 
 Deno.test("handshakes without a valid token are closed with 1008 Unauthorized", async (t) => {
@@ -202,4 +204,41 @@ Deno.test("one user in two tabs is listed once and gets private messages in both
   } finally {
     await tab1.close();
   }
+});
+
+Deno.test("a token living longer than MAX_TOKEN_LIFETIME_S is closed with 1008 Unauthorized", async (t) => {
+  await using server = await startServer({ ...RELAXED, MAX_TOKEN_LIFETIME_S: "3600" });
+  const url = async (claims: Record<string, unknown>) =>
+    server.url(
+      `/ws/chat?token=${await signJwt({ sub: "id-m", name: "Mallory", ...claims }, SECRET)}`,
+    );
+
+  await t.step("exp 1e300", async () => {
+    await assertRefused(await url({ iat: nowS(), exp: 1e300 }));
+    await assertRefused(await url({ exp: 1e300 }));
+  });
+  await t.step("exp - iat one second past the cap", async () => {
+    await assertRefused(await url({ iat: nowS() - 60, exp: nowS() - 60 + 3601 }));
+  });
+  await t.step("without iat, exp an hour past the cap from now", async () => {
+    await assertRefused(await url({ exp: nowS() + 7200 }));
+  });
+  await t.step("in the subprotocol", async () => {
+    const jwt = await signJwt({ sub: "id-m", name: "Mallory", exp: 1e300 }, SECRET);
+    await assertRefused(server.url("/ws/chat"), ["chat", `bearer.${jwt}`]);
+  });
+  await t.step("a token within the cap is admitted", async () => {
+    await using client = await TestClient.open(await url({ iat: nowS(), exp: nowS() + 3600 }));
+    assert.equal((await client.waitFor(welcome)).username, "Mallory");
+  });
+});
+
+Deno.test("the default lifetime cap is 30 days", async () => {
+  await using server = await startServer(RELAXED);
+  const day = 86_400;
+  const at = (lifetimeS: number) =>
+    signJwt({ sub: "id-n", name: "Nina", iat: nowS(), exp: nowS() + lifetimeS }, SECRET);
+  await assertRefused(server.url(`/ws/chat?token=${await at(30 * day + 60)}`));
+  await using nina = await TestClient.open(server.url(`/ws/chat?token=${await at(30 * day)}`));
+  assert.equal((await nina.waitFor(welcome)).username, "Nina");
 });
