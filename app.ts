@@ -183,7 +183,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const routes: Route[] = [
     ...createStaticRoutes(),
     ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
-    ...createApiRoutes({ manager }),
+    ...createApiRoutes({
+      manager,
+      tokenCheck,
+      requestsPerIpPerMin: config.handshakesPerIpPerMin,
+      trustProxy: config.trustProxy,
+      clock: options.clock,
+      logger,
+    }),
     ...createAdminRoutes({
       manager,
       token: config.adminToken,

@@ -2,16 +2,46 @@
  * The read-only HTTP API under `/api/rooms`: rooms with member counts, a
  * room's stored messages page by page, and a room's users.
  *
+ * Every request is counted per client address like a WebSocket handshake
+ * (429 with Retry-After past the rate) and, with authentication on, needs
+ * the same JWT as the WebSocket routes, as `Authorization: Bearer <jwt>` or
+ * `?token=<jwt>`; without a valid one the answer is 401.
+ *
  * @module
  */
 
+import type { TokenCheck } from "../chat/auth/token_check.ts";
+import { type Clock, systemClock } from "../chat/clock.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
+import { type Logger, silentLogger } from "../chat/logger.ts";
 import { normalizeName } from "../chat/protocol.ts";
-import { json, jsonError, type Route, route } from "./http.ts";
+import { KeyedRateLimiter } from "../chat/rate_limit.ts";
+import {
+  bearerToken,
+  clientAddress,
+  json,
+  jsonError,
+  type Route,
+  route,
+  type RouteContext,
+  type RouteHandler,
+} from "./http.ts";
 
 /** Options of {@linkcode createApiRoutes}. */
 export interface ApiRoutesOptions {
   manager: ConnectionManager;
+  /** The token check of AUTH_SECRET; without one the API is open. Default: none. */
+  tokenCheck?: TokenCheck;
+  /** Requests one address may make per minute (burst as large); more get 429. Default 120. */
+  requestsPerIpPerMin?: number;
+  /** Whether X-Forwarded-For names the client. Default false. */
+  trustProxy?: boolean;
+  /** Addresses the rate limit tracks at most. Default 100000. */
+  maxTrackedAddresses?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: silent. */
+  logger?: Logger;
 }
 
 /** Messages per page when `limit` is omitted. */
@@ -38,12 +68,59 @@ function roomParam(param: string | undefined): string | Response {
 }
 
 /**
+ * Wraps the API's handlers in the rate limit and, with a token check, the
+ * token. Counted before the token, so guessing tokens is throttled too.
+ *
+ * @throws {RangeError} for a request rate out of range.
+ */
+function guard(options: ApiRoutesOptions): (handler: RouteHandler) => RouteHandler {
+  const log = options.logger ?? silentLogger;
+  const perMin = options.requestsPerIpPerMin ?? 120;
+  if (!(Number.isSafeInteger(perMin) && perMin >= 1)) {
+    throw new RangeError(`Invalid API requests per minute: ${perMin}`);
+  }
+  const limiter = new KeyedRateLimiter({
+    ratePerS: perMin / 60,
+    burst: perMin,
+    maxKeys: options.maxTrackedAddresses,
+    clock: options.clock ?? systemClock,
+  });
+  const check = options.tokenCheck;
+  return (handler) => async (req: Request, ctx: RouteContext) => {
+    const remote = clientAddress(req, ctx.info, options.trustProxy ?? false);
+    const waitMs = limiter.take(remote);
+    if (waitMs > 0) {
+      log.info("api_rate_limited", { remote });
+      return jsonError(429, "Too many requests", {
+        "retry-after": String(Math.ceil(waitMs / 1000)),
+      });
+    }
+    if (check !== undefined) {
+      try {
+        await check(bearerToken(req) || (ctx.url.searchParams.get("token") ?? ""));
+      } catch (error) {
+        // The message names the failed check, never the token.
+        log.info("api_unauthorized", {
+          remote,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
+      }
+    }
+    return await handler(req, ctx);
+  };
+}
+
+/**
  * Routes for `GET /api/rooms`, `GET /api/rooms/:room/messages?before=&limit=`
  * (newest last; `next_before` pages back) and `GET /api/rooms/:room/users`.
+ *
+ * @throws {RangeError} for a request rate out of range.
  */
 export function createApiRoutes(options: ApiRoutesOptions): Route[] {
   const { manager } = options;
-  return [
+  const guarded = guard(options);
+  const routes = [
     route(["GET"], "/api/rooms", async () => {
       const rooms = await Promise.all(
         manager.rooms().map(async ({ room }) => {
@@ -78,4 +155,6 @@ export function createApiRoutes(options: ApiRoutesOptions): Route[] {
       return json({ room, users, connected_count: users.length });
     }),
   ];
+  // Every route, so one added later cannot be left open by mistake.
+  return routes.map((r) => ({ ...r, handler: guarded(r.handler) }));
 }
