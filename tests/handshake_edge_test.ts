@@ -90,7 +90,17 @@ Deno.test("an upgrade missing Connection or Sec-WebSocket-Key is 400 with a clea
       }
     });
   }
-  assert.equal(server.app.manager.connectionCount, 0);
+  await t.step("Firefox's Connection: keep-alive, Upgrade is still upgraded", async () => {
+    const headers = {
+      Upgrade: "websocket",
+      Connection: "keep-alive, upgrade",
+      "Sec-WebSocket-Key": KEY,
+      "Sec-WebSocket-Version": "13",
+    };
+    const res = await rawRequest({ port: server.port, path: `/ws?token=${jwt}`, headers });
+    assert.equal(res.status, 101);
+    assert.equal(res.headers.get("sec-websocket-accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  });
   assert.equal(server.lines.filter((l) => l.includes('"level":"error"')).length, 0);
 });
 
