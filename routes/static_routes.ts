@@ -57,14 +57,16 @@ const SAFE_PATH = /^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*\/)*[A-Za-z0-9_-][A-Za-z0-9_.
 /** Routes for `/`, `/chat` and `/static/*`. */
 export function createStaticRoutes(options: StaticRoutesOptions = {}): Route[] {
   const root = options.root ?? new URL("../static/", import.meta.url);
-  const cache = new Map<string, Promise<Asset | undefined>>();
+  // Files that exist only: the cache is as large as static/. A cached miss
+  // would let any client grow it with made-up paths (about 12 MB per 50,000),
+  // and would hide a file created after its first request.
+  const cache = new Map<string, Asset>();
 
-  const load = (path: string): Promise<Asset | undefined> => {
-    let asset = cache.get(path);
-    if (asset === undefined) {
-      asset = read(root, path);
-      cache.set(path, asset);
-    }
+  const load = async (path: string): Promise<Asset | undefined> => {
+    const cached = cache.get(path);
+    if (cached !== undefined) return cached;
+    const asset = await read(root, path);
+    if (asset !== undefined) cache.set(path, asset);
     return asset;
   };
 

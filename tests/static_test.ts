@@ -311,3 +311,30 @@ Deno.test("unknown paths are 404 and wrong methods 405", async (t) => {
     assert.equal(res.status, 405);
   });
 });
+
+Deno.test("missing files are not cached: 10,000 made-up paths, then files appear and are served", async () => {
+  // A cached miss would answer 404 for ever and let any client grow the
+  // cache with made-up paths; a file created after its miss proves neither.
+  const dir = await Deno.makeTempDir({ prefix: "chat_static_" });
+  try {
+    const handler = createRouter(createStaticRoutes({ root: pathToFileURL(`${dir}/`) }));
+    const info = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } } as
+      & Deno.ServeHandlerInfo
+      & { remoteAddr: Deno.NetAddr };
+    const get = (name: string) => handler(new Request(`http://localhost/static/${name}`), info);
+    const names = Array.from({ length: 10_000 }, (_, i) => `missing-${i}.txt`);
+    for (const name of names) {
+      const res = await get(name);
+      await res.body?.cancel();
+      assert.equal(res.status, 404, name);
+    }
+    for (const name of [names[0]!, names[4_999]!, names[9_999]!]) {
+      await Deno.writeTextFile(`${dir}/${name}`, `now ${name}`);
+      const res = await get(name);
+      assert.equal(res.status, 200, name);
+      assert.equal(await res.text(), `now ${name}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
