@@ -6,6 +6,7 @@
  * @module
  */
 
+import { findOnPath } from "../tools/find_on_path.ts";
 import { connectInspector } from "./inspector.ts";
 import type { LoadConfig, LoadResult } from "./load.ts";
 import { lines } from "./lines.ts";
@@ -77,21 +78,9 @@ const LOG_LINES = 50;
 let clockTicks: number | undefined;
 let tasksetPath: string | null | undefined;
 
-function onPath(binary: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    try {
-      if (Deno.statSync(`${dir}/${binary}`).isFile) return `${dir}/${binary}`;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  return null;
-}
-
 /** Whether processes can be pinned to CPUs. */
 export function canPin(): boolean {
-  tasksetPath ??= onPath("taskset");
+  tasksetPath ??= findOnPath("taskset") ?? null;
   return tasksetPath !== null;
 }
 
@@ -194,7 +183,7 @@ function freePort(): number {
 function command(cpus: string | undefined, args: string[]): { cmd: string; args: string[] } {
   const pinned = cpus !== undefined && canPin() ? [tasksetPath!, "-c", cpus] : [];
   const argv = [...pinned, Deno.execPath(), ...args];
-  if (onPath("bash") === null) return { cmd: argv[0]!, args: argv.slice(1) };
+  if (findOnPath("bash") === undefined) return { cmd: argv[0]!, args: argv.slice(1) };
   // exec keeps the pid: /proc/<pid> is the deno process itself.
   return {
     cmd: "bash",

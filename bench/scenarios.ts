@@ -8,7 +8,7 @@
  * @module
  */
 
-import { startRedis } from "../tests/helpers/redis_server.ts";
+import { startRedis } from "../tools/redis_server.ts";
 import { measure, measureAlternating, type Measurement, type MeasureOptions } from "./measure.ts";
 import { findProcess, pin, type ServerKind } from "./processes.ts";
 import {

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { findOnPath, isExecutableFile } from "../../tools/find_on_path.ts";
 import { CdpConnection, Page, type PageOptions } from "./cdp.ts";
 
 /** The message for tests skipped (or failing in CI) because chromium is missing. */
@@ -36,34 +37,15 @@ const DEVTOOLS_LINE = /^DevTools listening on (ws:\/\/\S+)/;
 const STDERR_TAIL_CHARS = 4096;
 const REMOVE_ATTEMPTS = 5;
 
-function isExecutableFile(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && (info.mode === null || (info.mode & 0o111) !== 0);
-  } catch (error) {
-    if (
-      error instanceof Deno.errors.NotFound ||
-      error instanceof Deno.errors.NotADirectory ||
-      error instanceof Deno.errors.PermissionDenied
-    ) {
-      return false;
-    }
-    throw error;
-  }
-}
-
 /**
  * Finds a chromium executable: Debian's `/usr/bin/chromium`, else `chromium`,
  * `chromium-browser` or `google-chrome` on `PATH`.
  */
 export function chromiumPath(): string | undefined {
   if (isExecutableFile(DEBIAN_CHROMIUM)) return DEBIAN_CHROMIUM;
-  const dirs = (Deno.env.get("PATH") ?? "").split(":").filter((dir) => dir !== "");
   for (const name of PATH_NAMES) {
-    for (const dir of dirs) {
-      const path = `${dir}/${name}`;
-      if (isExecutableFile(path)) return path;
-    }
+    const path = findOnPath(name);
+    if (path !== undefined) return path;
   }
   return undefined;
 }
