@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { TokenBucket } from "./rate_limit.ts";
+
 /** The narrow view of a WebSocket the manager needs. */
 export interface ChatSocket {
   /** Queues a text frame. */
@@ -84,7 +86,7 @@ export interface Queued {
  * The manager's state of one socket: name, rooms, limits and queues.
  * Internal to the chat layer; routes only see {@linkcode Connection}.
  */
-export class Conn {
+export class Conn implements TokenBucket {
   readonly id = crypto.randomUUID();
   username = "";
   /** Lower-cased username: names are unique regardless of case. */
@@ -103,7 +105,9 @@ export class Conn {
    * is exact enough to read it only when it could be over the limit.
    */
   bufferedBound = 0;
+  /** The frame rate limit's bucket: tokens left (see `takeToken` in rate_limit.ts). */
   tokens: number;
+  /** When `tokens` was last brought up to date. */
   tokensAt: number;
   strikes = 0;
   closing = false;

@@ -36,6 +36,7 @@ import { MemoryEngine } from "./engines/memory.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import { Metrics, utf8Length } from "./metrics.ts";
+import { takeToken } from "./rate_limit.ts";
 import {
   type ClientMessage,
   CloseCode,
@@ -1099,10 +1100,7 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** The token bucket: true when the frame may pass. */
   #allow(conn: Conn, now: number): boolean {
-    conn.tokens = Math.min(this.#burst, conn.tokens + (now - conn.tokensAt) * this.#ratePerMs);
-    conn.tokensAt = now;
-    if (conn.tokens >= 1) {
-      conn.tokens -= 1;
+    if (takeToken(conn, now, this.#ratePerMs, this.#burst) === 0) {
       conn.strikes = 0;
       return true;
     }

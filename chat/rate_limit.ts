@@ -1,11 +1,47 @@
 /**
- * Token buckets by key (for example one per client address) in bounded
- * memory, without timers: idle buckets are pruned lazily while taking.
+ * The one token bucket of the server: {@linkcode takeToken} over a plain
+ * {@linkcode TokenBucket}, which a connection's state holds for its frame
+ * rate, and {@linkcode KeyedRateLimiter}, buckets by key (for example one
+ * per client address) in bounded memory, without timers: idle buckets are
+ * pruned lazily while taking.
  *
  * @module
  */
 
 import { type Clock, systemClock } from "./clock.ts";
+
+/**
+ * A token bucket's state: two numbers, no methods, so an object that has a
+ * bucket (a connection) carries it as two fields rather than another object.
+ */
+export interface TokenBucket {
+  /** Tokens left; fractional while refilling. */
+  tokens: number;
+  /** When `tokens` was last brought up to date, in milliseconds. */
+  tokensAt: number;
+}
+
+/**
+ * Refills `bucket` up to `now` at `perMs` tokens a millisecond, at most
+ * `burst`, and takes one token. Returns 0 when the token was there,
+ * otherwise the milliseconds until one will be (nothing is taken then).
+ * Positional numbers rather than an options object: it runs for every frame.
+ */
+export function takeToken(bucket: TokenBucket, now: number, perMs: number, burst: number): number {
+  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.tokensAt) * perMs);
+  bucket.tokensAt = now;
+  if (bucket.tokens >= 1) {
+    bucket.tokens -= 1;
+    return 0;
+  }
+  return waitMs(bucket.tokens, perMs);
+}
+
+/** Milliseconds until a bucket holding `tokens` holds one, at least 1. */
+function waitMs(tokens: number, perMs: number): number {
+  // The epsilon keeps float noise (0.002 * 499) from rounding a whole 1 ms up to 2.
+  return Math.max(1, Math.ceil((1 - tokens) / perMs - 1e-6));
+}
 
 /** Options of {@linkcode KeyedRateLimiter}. */
 export interface KeyedRateLimiterOptions {
@@ -13,16 +49,19 @@ export interface KeyedRateLimiterOptions {
   ratePerS: number;
   /** Tokens a bucket holds at most, the allowed burst; at least 1. */
   burst: number;
-  /** Keys tracked at most; past it the least recently used are forgotten. Default 100000. */
+  /**
+   * Keys tracked at most; past it the least recently used are forgotten.
+   * Default: {@linkcode DEFAULT_KEYED_RATE_LIMITER}.
+   */
   maxKeys?: number;
   /** Default: the system clock. */
   clock?: Clock;
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
+/** The defaults of {@linkcode KeyedRateLimiterOptions}. */
+export const DEFAULT_KEYED_RATE_LIMITER: Readonly<{ maxKeys: number }> = Object.freeze({
+  maxKeys: 100_000,
+});
 
 /**
  * A token bucket per key. A key not seen for a full refill time holds a full
@@ -41,12 +80,12 @@ export class KeyedRateLimiter {
   #maxKeys: number;
   #clock: Clock;
   #refillMs: number;
-  #buckets = new Map<string, Bucket>();
+  #buckets = new Map<string, TokenBucket>();
   #prunedAt: number;
 
   /** Throws a RangeError for a rate, burst or key limit out of range. */
   constructor(options: KeyedRateLimiterOptions) {
-    const { ratePerS, burst, maxKeys = 100_000 } = options;
+    const { ratePerS, burst, maxKeys } = { ...DEFAULT_KEYED_RATE_LIMITER, ...options };
     if (!(Number.isFinite(ratePerS) && ratePerS > 0)) {
       throw new RangeError(`Invalid rate: ${ratePerS}`);
     }
@@ -85,20 +124,13 @@ export class KeyedRateLimiter {
           this.#buckets.delete(oldest.value);
         }
       }
-      bucket = { tokens: this.#burst, at: now };
+      bucket = { tokens: this.#burst, tokensAt: now };
     } else {
       // Re-inserting keeps the map in least recently used order.
       this.#buckets.delete(key);
-      bucket.tokens = Math.min(this.#burst, bucket.tokens + (now - bucket.at) * this.#perMs);
-      bucket.at = now;
     }
     this.#buckets.set(key, bucket);
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return 0;
-    }
-    // The epsilon keeps float noise (0.002 * 499) from rounding a whole 1 ms up to 2.
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / this.#perMs - 1e-6));
+    return takeToken(bucket, now, this.#perMs, this.#burst);
   }
 
   /**
@@ -108,15 +140,14 @@ export class KeyedRateLimiter {
   peek(key: string): number {
     const bucket = this.#buckets.get(key);
     if (bucket === undefined) return 0;
-    const tokens = bucket.tokens + (this.#clock.now() - bucket.at) * this.#perMs;
-    if (tokens >= 1) return 0;
-    return Math.max(1, Math.ceil((1 - tokens) / this.#perMs - 1e-6));
+    const tokens = bucket.tokens + (this.#clock.now() - bucket.tokensAt) * this.#perMs;
+    return tokens >= 1 ? 0 : waitMs(tokens, this.#perMs);
   }
 
   #prune(now: number): void {
     this.#prunedAt = now;
     for (const [key, bucket] of this.#buckets) {
-      if (bucket.tokens + (now - bucket.at) * this.#perMs >= this.#burst) {
+      if (bucket.tokens + (now - bucket.tokensAt) * this.#perMs >= this.#burst) {
         this.#buckets.delete(key);
       }
     }

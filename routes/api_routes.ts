@@ -15,7 +15,7 @@ import { type Clock, systemClock } from "../chat/clock.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { type Logger, silentLogger } from "../chat/logger.ts";
 import { normalizeName } from "../chat/protocol.ts";
-import { KeyedRateLimiter } from "../chat/rate_limit.ts";
+import { DEFAULT_KEYED_RATE_LIMITER, KeyedRateLimiter } from "../chat/rate_limit.ts";
 import {
   bearerToken,
   clientAddress,
@@ -82,7 +82,7 @@ function guard(options: ApiRoutesOptions): (handler: RouteHandler) => RouteHandl
   const limiter = new KeyedRateLimiter({
     ratePerS: perMin / 60,
     burst: perMin,
-    maxKeys: options.maxTrackedAddresses,
+    maxKeys: options.maxTrackedAddresses ?? DEFAULT_KEYED_RATE_LIMITER.maxKeys,
     clock: options.clock ?? systemClock,
   });
   const check = options.tokenCheck;

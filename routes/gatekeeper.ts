@@ -19,7 +19,7 @@ import type { Identity, TokenCheck } from "../chat/auth/token_check.ts";
 import { type Clock, systemClock } from "../chat/clock.ts";
 import { type Logger, silentLogger } from "../chat/logger.ts";
 import { CloseCode, CloseReason } from "../chat/protocol.ts";
-import { KeyedRateLimiter } from "../chat/rate_limit.ts";
+import { DEFAULT_KEYED_RATE_LIMITER, KeyedRateLimiter } from "../chat/rate_limit.ts";
 import { text } from "./http.ts";
 
 /** Who a verified token says the client is (defined with the token check). */
@@ -115,7 +115,7 @@ export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
   const handshakes = new KeyedRateLimiter({
     ratePerS: perMin / 60,
     burst: perMin,
-    maxKeys: options.maxTrackedAddresses,
+    maxKeys: options.maxTrackedAddresses ?? DEFAULT_KEYED_RATE_LIMITER.maxKeys,
     clock,
   });
   const check = options.tokenCheck;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { KeyedRateLimiter } from "../chat/rate_limit.ts";
+import { KeyedRateLimiter, takeToken } from "../chat/rate_limit.ts";
 import {
   eventually,
   type Frame,
@@ -32,6 +32,21 @@ Deno.test("keyed rate limiter allows a burst, then one token per refill interval
   now += 1;
   assert.equal(limiter.take("a"), 0);
   assert.equal(limiter.take("a"), 500);
+});
+
+Deno.test("takeToken refills a plain bucket up to its burst and says how long to wait", () => {
+  // The per-connection frame limit: a bucket of two fields on the connection's state.
+  const bucket = { tokens: 2, tokensAt: 0 };
+  const perMs = 1 / 100;
+  assert.equal(takeToken(bucket, 0, perMs, 2), 0);
+  assert.equal(takeToken(bucket, 0, perMs, 2), 0);
+  assert.equal(takeToken(bucket, 0, perMs, 2), 100);
+  assert.equal(takeToken(bucket, 60, perMs, 2), 40, "nothing is taken while empty");
+  assert.equal(takeToken(bucket, 100, perMs, 2), 0);
+  assert.equal(takeToken(bucket, 10_000, perMs, 2), 0, "an idle bucket holds the burst at most");
+  assert.equal(takeToken(bucket, 10_000, perMs, 2), 0);
+  assert.equal(takeToken(bucket, 10_000, perMs, 2), 100);
+  assert.deepEqual(bucket, { tokens: 0, tokensAt: 10_000 });
 });
 
 Deno.test("keyed rate limiter forgets idle keys and stays within its key limit", async (t) => {
