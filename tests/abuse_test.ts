@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import { ErrorCode } from "../chat/protocol.ts";
-import {
-  eventually,
-  type Frame,
-  RawClient,
-  startServer,
-  TestClient,
-} from "./helpers/ws_harness.ts";
+import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
+import { RawClient, startServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 // Limits not under test are raised, as a benchmark from one host would.
 const RELAXED = {
@@ -38,7 +35,7 @@ const CHARS = [
 ];
 
 /** One random or malformed frame, always under MAX_MESSAGE_BYTES (16 KiB). */
-function fuzzFrame(rand: () => number): string | Uint8Array {
+function fuzzFrame(rand: () => number): string | Uint8Array<ArrayBuffer> {
   const int = (n: number) => Math.floor(rand() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
   const garbage = (max: number) => {
@@ -132,10 +129,10 @@ const SERVER_TYPES = new Set([
 
 Deno.test("fuzzed frames get error frames or documented closes while others chat", async () => {
   await using server = await startServer(RELAXED);
-  await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
-  await using bob = await TestClient.open(server.url("/ws/chat/Bob"));
-  await alice.waitFor(welcome);
-  await bob.waitFor(welcome);
+  await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+  await using bob = await TestClient.connect(server.url("/ws/chat/Bob"));
+  await alice.next(welcome);
+  await bob.next(welcome);
 
   const FUZZERS = 4;
   const ROUNDS = 25;
@@ -143,8 +140,8 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
   const fuzzers: TestClient[] = [];
   try {
     for (let i = 0; i < FUZZERS; i++) {
-      const fuzzer = await TestClient.open(server.url(`/ws/chat/Fuzzer${i}`));
-      await fuzzer.waitFor(welcome);
+      const fuzzer = await TestClient.connect(server.url(`/ws/chat/Fuzzer${i}`));
+      await fuzzer.next(welcome);
       fuzzers.push(fuzzer);
     }
     const rand = random(0x5eed);
@@ -154,16 +151,16 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
       for (const fuzzer of fuzzers) {
         for (let i = 0; i < BATCH; i++) fuzzer.send(fuzzFrame(rand));
         // A unique error marks the end of the batch: frames are handled in order.
-        fuzzer.send({ type: "users", room: `sync-${round}` });
+        fuzzer.sendJson({ type: "users", room: `sync-${round}` });
         sent += BATCH + 1;
       }
       for (let i = 0; i < 2; i++, chat++) {
-        alice.send({ type: "message", message: `alice ${chat}` });
-        bob.send({ type: "message", message: `bob ${chat}` });
+        alice.sendJson({ type: "message", message: `alice ${chat}` });
+        bob.sendJson({ type: "message", message: `bob ${chat}` });
       }
       for (const fuzzer of fuzzers) {
         const marker = `Not in room: sync-${round}`;
-        await fuzzer.waitFor((f) => f.type === "error" && f.message === marker, 20_000);
+        await fuzzer.next((f) => f.type === "error" && f.message === marker, 20_000);
       }
     }
     assert.equal(sent, 10_000);
@@ -171,12 +168,20 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
     // Alice and Bob each get every chat message, in order.
     const expected = (name: string) => Array.from({ length: chat }, (_, i) => `${name} ${i}`);
     for (const client of [alice, bob]) {
-      await client.until(() =>
-        client.all(messageFrom("Alice")).length === chat &&
-        client.all(messageFrom("Bob")).length === chat
+      await eventually(
+        "every chat message",
+        () =>
+          client.frames.filter(messageFrom("Alice")).length === chat &&
+          client.frames.filter(messageFrom("Bob")).length === chat,
       );
-      assert.deepEqual(client.all(messageFrom("Alice")).map((f) => f.message), expected("alice"));
-      assert.deepEqual(client.all(messageFrom("Bob")).map((f) => f.message), expected("bob"));
+      assert.deepEqual(
+        client.frames.filter(messageFrom("Alice")).map((f) => f.message),
+        expected("alice"),
+      );
+      assert.deepEqual(
+        client.frames.filter(messageFrom("Bob")).map((f) => f.message),
+        expected("bob"),
+      );
     }
     // Fuzzers got only well-formed server frames and errors with known codes.
     for (const fuzzer of fuzzers) {
@@ -187,7 +192,7 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
           assert.ok(KNOWN_ERRORS.has(String(frame.code)), `unknown code: ${frame.code}`);
         }
       }
-      assert.ok(fuzzer.all((f) => f.type === "error").length > BATCH, "errors were sent");
+      assert.ok(fuzzer.frames.filter((f) => f.type === "error").length > BATCH, "errors were sent");
     }
     const errors = server.app.manager.metrics.errors;
     for (const code of ["bad_json", "bad_message", "unknown_type", "binary_not_supported"]) {
@@ -200,8 +205,8 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
   // Frames over MAX_MESSAGE_BYTES (1 MB text and binary) close with 1009.
   const big = "x".repeat(1024 * 1024);
   for (const frame of [big, `{"type":"message","message":"${big}"}`, new Uint8Array(1 << 20)]) {
-    await using client = await TestClient.open(server.url("/ws/chat"));
-    await client.waitFor(welcome);
+    await using client = await TestClient.connect(server.url("/ws/chat"));
+    await client.next(welcome);
     client.send(frame);
     assert.deepEqual(await client.closed, { code: 1009, reason: "Message too big" });
   }
@@ -223,9 +228,9 @@ Deno.test("fuzzed frames get error frames or documented closes while others chat
   const health = await fetch(server.httpUrl("/healthz"));
   assert.equal(health.status, 200);
   await health.body?.cancel();
-  await eventually(() => server.app.manager.connectionCount === 2, { what: "only Alice and Bob" });
-  alice.send({ type: "message", message: "still fine" });
-  await bob.waitFor((f) => f.type === "message" && f.message === "still fine");
+  await eventually("only Alice and Bob", () => server.app.manager.connectionCount === 2);
+  alice.sendJson({ type: "message", message: "still fine" });
+  await bob.next((f) => f.type === "message" && f.message === "still fine");
 });
 
 Deno.test("a client that never reads is closed with 4008 while others receive everything", async () => {
@@ -237,36 +242,46 @@ Deno.test("a client that never reads is closed with 4008 while others receive ev
   });
   await using slow = await RawClient.connect(server.port);
   assert.equal((await slow.handshake("/ws/chat/Slow")).status, 101);
-  await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
-  await using bob = await TestClient.open(server.url("/ws/chat/Bob"));
-  await alice.waitFor(welcome);
-  await bob.waitFor(welcome);
-  await eventually(() => server.app.manager.users("lobby").length === 3, { what: "3 in lobby" });
+  await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+  await using bob = await TestClient.connect(server.url("/ws/chat/Bob"));
+  await alice.next(welcome);
+  await bob.next(welcome);
+  await eventually("3 in lobby", () => server.app.manager.users("lobby").length === 3);
 
   const before = Deno.memoryUsage();
   const body = "x".repeat(8000);
   const TOTAL = 2560; // 2560 * 8 KB = 20 MB to every member of the room
   const WINDOW = 16;
+  // A window arrives in a few milliseconds: poll often, or the polling is most of the test.
+  const WINDOW_POLL = { intervalMs: 1 };
   let sent = 0;
   const received = { alice: 0, bob: 0 };
   let slowLeft = 0;
   const leaves = (f: Frame) => f.type === "system" && f.event === "leave" && f.user === "Slow";
   // Counts and checks the order, then forgets the frames to keep the test's own memory flat.
   const tally = (client: TestClient, key: "alice" | "bob") => {
-    for (const frame of client.all(messageFrom("Alice"))) {
+    for (const frame of client.frames.filter(messageFrom("Alice"))) {
       assert.equal(String(frame.message).slice(0, 12), `${received[key]} `.padEnd(12, "-"));
       received[key]++;
     }
-    if (key === "bob") slowLeft += client.all(leaves).length;
-    client.frames.length = 0;
+    if (key === "bob") slowLeft += client.frames.filter(leaves).length;
+    client.clear();
   };
   while (sent < TOTAL) {
     for (let i = 0; i < WINDOW; i++, sent++) {
-      alice.send({ type: "message", message: `${sent} `.padEnd(12, "-") + body });
+      alice.sendJson({ type: "message", message: `${sent} `.padEnd(12, "-") + body });
     }
     // A window at a time, so only the slow socket can fall behind.
-    await bob.until(() => received.bob + bob.all(messageFrom("Alice")).length === sent);
-    await alice.until(() => received.alice + alice.all(messageFrom("Alice")).length === sent);
+    await eventually(
+      "Bob has the window",
+      () => received.bob + bob.frames.filter(messageFrom("Alice")).length === sent,
+      WINDOW_POLL,
+    );
+    await eventually(
+      "Alice has the window",
+      () => received.alice + alice.frames.filter(messageFrom("Alice")).length === sent,
+      WINDOW_POLL,
+    );
     tally(alice, "alice");
     tally(bob, "bob");
   }
@@ -285,27 +300,29 @@ Deno.test("a client that never reads is closed with 4008 while others receive ev
   assert.equal(end.code, 4008);
   assert.equal(end.reason, "Slow consumer");
   assert.ok(end.texts < TOTAL, `slow client got ${end.texts} frames`);
-  await bob.until(() => slowLeft + bob.all(leaves).length === 1);
+  await eventually("Slow's leave", () => slowLeft + bob.frames.filter(leaves).length === 1);
 });
 
 Deno.test("MAX_CONNECTIONS + 50 attempts: the extras get 1008 Server is full", async () => {
   await using server = await startServer({ ...RELAXED, MAX_CONNECTIONS: "20" });
-  await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
-  await using bob = await TestClient.open(server.url("/ws/chat/Bob"));
-  await alice.waitFor(welcome);
-  await bob.waitFor(welcome);
-  alice.send({ type: "message", message: "before" });
+  await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+  await using bob = await TestClient.connect(server.url("/ws/chat/Bob"));
+  await alice.next(welcome);
+  await bob.next(welcome);
+  alice.sendJson({ type: "message", message: "before" });
 
   const attempts = await Promise.all(
-    Array.from({ length: 68 }, (_, i) => TestClient.open(server.url(`/ws/chat/Flood${i}`))),
+    Array.from({ length: 68 }, (_, i) => TestClient.connect(server.url(`/ws/chat/Flood${i}`))),
   );
   try {
-    alice.send({ type: "message", message: "during" });
-    await Promise.all(attempts.map((c) =>
-      c.until(() => c.all(welcome).length > 0 || !!c.closeInfo)
-        .catch(() => undefined)
-    ));
-    const accepted = attempts.filter((c) => c.all(welcome).length > 0);
+    alice.sendJson({ type: "message", message: "during" });
+    await Promise.all(
+      attempts.map((c) =>
+        eventually("a welcome or a close", () => c.frames.some(welcome) || !!c.closeInfo)
+          .catch(() => undefined)
+      ),
+    );
+    const accepted = attempts.filter((c) => c.frames.some(welcome));
     const refused = attempts.filter((c) => c.closeInfo !== undefined);
     assert.equal(accepted.length, 18);
     assert.equal(refused.length, 50);
@@ -314,41 +331,40 @@ Deno.test("MAX_CONNECTIONS + 50 attempts: the extras get 1008 Server is full", a
     }
     assert.equal(server.app.manager.connectionCount, 20);
 
-    alice.send({ type: "message", message: "after" });
-    bob.send({ type: "private", to: "Alice", message: "ok?" });
-    await bob.waitFor((f) => f.type === "message" && f.message === "after");
-    await alice.waitFor((f) => f.type === "private" && f.message === "ok?");
-    const seen = bob.all(messageFrom("Alice")).map((f) => f.message);
+    alice.sendJson({ type: "message", message: "after" });
+    bob.sendJson({ type: "private", to: "Alice", message: "ok?" });
+    await bob.next((f) => f.type === "message" && f.message === "after");
+    await alice.next((f) => f.type === "private" && f.message === "ok?");
+    const seen = bob.frames.filter(messageFrom("Alice")).map((f) => f.message);
     assert.deepEqual(seen, ["before", "during", "after"]);
     assert.equal(alice.closeInfo, undefined);
     assert.equal(bob.closeInfo, undefined);
   } finally {
     await Promise.all(attempts.map((c) => c.close()));
   }
-  await eventually(() => server.app.manager.connectionCount === 2, { what: "flood gone" });
-  await using late = await TestClient.open(server.url("/ws/chat/Late"));
-  await late.waitFor(welcome);
+  await eventually("flood gone", () => server.app.manager.connectionCount === 2);
+  await using late = await TestClient.connect(server.url("/ws/chat/Late"));
+  await late.next(welcome);
 });
 
 Deno.test("a half-open client that stops answering pings is closed by the idle timeout", async () => {
   await using server = await startServer({ ...RELAXED, IDLE_TIMEOUT_S: "1" });
-  await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
-  await alice.waitFor(welcome);
+  await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+  await alice.next(welcome);
   await using ghost = await RawClient.connect(server.port);
   assert.equal((await ghost.handshake("/ws/chat/Ghost")).status, 101);
   await ghost.sendText(JSON.stringify({ type: "message", message: "boo" }));
-  await alice.waitFor((f) => f.type === "message" && f.message === "boo");
+  await alice.next((f) => f.type === "message" && f.message === "boo");
   assert.equal(server.app.manager.connectionCount, 2);
 
   // Ghost now neither reads nor answers the server's pings; Alice's client answers them.
-  await eventually(() => server.app.manager.connectionCount === 1, {
-    what: "the idle timeout",
+  await eventually("the idle timeout", () => server.app.manager.connectionCount === 1, {
     timeoutMs: 15_000,
   });
   assert.ok(server.app.manager.isOnline("Alice"));
   assert.ok(!server.app.manager.isOnline("Ghost"));
-  await alice.waitFor((f) => f.type === "system" && f.event === "leave" && f.user === "Ghost");
-  alice.send({ type: "message", message: "alone" });
-  await alice.waitFor((f) => f.type === "message" && f.message === "alone");
+  await alice.next((f) => f.type === "system" && f.event === "leave" && f.user === "Ghost");
+  alice.sendJson({ type: "message", message: "alone" });
+  await alice.next((f) => f.type === "message" && f.message === "alone");
   assert.equal(alice.closeInfo, undefined);
 });

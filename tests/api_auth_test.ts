@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
-import { startServer, TestClient } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "api-auth-secret-0123456789abcdef";
 const RELAXED = { HANDSHAKES_PER_IP_PER_MIN: "10000", MAX_CONNECTIONS_PER_IP: "1000" };
@@ -72,10 +73,10 @@ Deno.test("with AUTH_SECRET every /api route answers 401 without a valid token",
 Deno.test("with AUTH_SECRET a valid token opens /api from the header or ?token=", async (t) => {
   await using server = await startServer({ AUTH_SECRET: SECRET, ...RELAXED });
   const jwt = await token("Alice");
-  await using alice = await TestClient.open(server.url(`/ws/chat?token=${jwt}`));
-  await alice.waitFor((f) => f.type === "welcome");
-  alice.send({ type: "message", message: "hello" });
-  await alice.waitFor((f) => f.type === "message" && f.message === "hello");
+  await using alice = await TestClient.connect(server.url(`/ws/chat?token=${jwt}`));
+  await alice.next((f) => f.type === "welcome");
+  alice.sendJson({ type: "message", message: "hello" });
+  await alice.next((f) => f.type === "message" && f.message === "hello");
 
   const expectations: [string, (body: Record<string, unknown>) => void][] = [
     [

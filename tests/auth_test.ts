@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
 import { base64Url, forgeJwt, jsonPart as part } from "./helpers/jwt_forge.ts";
-import { eventually, type Frame, startServer, TestClient } from "./helpers/ws_harness.ts";
+import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
+import { startServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "auth-test-secret-0123456789abcdef";
 const RELAXED = {
@@ -25,10 +28,13 @@ function token(name: string, sub = `id-${name}`, ttlS = 600): Promise<string> {
 
 /** Opens a socket and expects the server to close it with 1008 "Unauthorized". */
 async function assertRefused(url: string, protocols?: string[]): Promise<void> {
-  await using client = await TestClient.open(url, { protocols });
+  await using client = await TestClient.connect(url, { protocols });
   // A welcome means the token was taken: fail then, not after waiting for a close that never comes.
-  await client.until(() => client.closeInfo !== undefined || client.all(welcome).length > 0);
-  assert.equal(client.all(welcome).length, 0);
+  await eventually(
+    "a close or a welcome",
+    () => client.closeInfo !== undefined || client.frames.some(welcome),
+  );
+  assert.ok(!client.frames.some(welcome), "admitted");
   assert.deepEqual(client.closeInfo, { code: 1008, reason: "Unauthorized" });
 }
 
@@ -91,66 +97,70 @@ Deno.test("a valid token is accepted from ?token= and from the subprotocol", asy
 
   await t.step("?token=, and the token's name replaces the URL username", async () => {
     const jwt = await token("Alice");
-    await using alice = await TestClient.open(server.url(`/ws/chat/Impostor?token=${jwt}`));
-    const frame = await alice.waitFor(welcome);
+    await using alice = await TestClient.connect(server.url(`/ws/chat/Impostor?token=${jwt}`));
+    const frame = await alice.next(welcome);
     assert.equal(frame.username, "Alice");
     assert.equal(server.app.manager.connections()[0]?.userId, "id-Alice");
   });
 
   await t.step("subprotocol entry bearer.<token>; the server answers chat", async () => {
-    await using bob = await TestClient.open(server.url("/ws/chat"), {
+    await using bob = await TestClient.connect(server.url("/ws/chat"), {
       protocols: ["chat", `bearer.${await token("Bob")}`],
     });
     assert.equal(bob.protocol, "chat");
-    assert.equal((await bob.waitFor(welcome)).username, "Bob");
+    assert.equal((await bob.next(welcome)).username, "Bob");
   });
 
   await t.step("a lone token entry is answered with itself", async () => {
     const entry = `bearer.${await token("Carol")}`;
-    await using carol = await TestClient.open(server.url("/ws/rooms/garden"), {
+    await using carol = await TestClient.connect(server.url("/ws/rooms/garden"), {
       protocols: [entry],
     });
     assert.equal(carol.protocol, entry);
-    const frame = await carol.waitFor(welcome);
+    const frame = await carol.next(welcome);
     assert.equal(frame.username, "Carol");
     assert.equal(frame.room, "garden");
   });
 
   await t.step("a token within the 30 s skew is still valid", async () => {
     const jwt = await signJwt({ sub: "id-d", name: "Dave", exp: nowS() - 5 }, SECRET);
-    await using dave = await TestClient.open(server.url(`/ws/chat?token=${jwt}`));
-    await dave.waitFor(welcome);
+    await using dave = await TestClient.connect(server.url(`/ws/chat?token=${jwt}`));
+    await dave.next(welcome);
   });
 
   await t.step("the echo route needs a token too", async () => {
-    await using echo = await TestClient.open(server.url(`/ws?token=${await token("Eve")}`));
+    await using echo = await TestClient.connect(server.url(`/ws?token=${await token("Eve")}`));
     echo.send("hi");
-    await echo.waitFor((f) => f.type === "text" && f.text === "Echo: hi");
+    await echo.nextText((text) => text === "Echo: hi");
   });
 
   await t.step("names come from the token: rename is refused", async () => {
-    await using frank = await TestClient.open(server.url(`/ws/chat?token=${await token("Frank")}`));
-    await frank.waitFor(welcome);
-    frank.send({ type: "rename", name: "Francis" });
-    await frank.waitFor((f) => f.type === "error" && f.code === "not_allowed");
+    await using frank = await TestClient.connect(
+      server.url(`/ws/chat?token=${await token("Frank")}`),
+    );
+    await frank.next(welcome);
+    frank.sendJson({ type: "rename", name: "Francis" });
+    await frank.next((f) => f.type === "error" && f.code === "not_allowed");
   });
 
   await t.step("another user id cannot take an online name", async () => {
-    await using grace = await TestClient.open(server.url(`/ws/chat?token=${await token("Grace")}`));
-    await grace.waitFor(welcome);
+    await using grace = await TestClient.connect(
+      server.url(`/ws/chat?token=${await token("Grace")}`),
+    );
+    await grace.next(welcome);
     const jwt = await token("Grace", "someone-else");
-    await using other = await TestClient.open(server.url(`/ws/chat?token=${jwt}`));
+    await using other = await TestClient.connect(server.url(`/ws/chat?token=${jwt}`));
     assert.equal((await other.closed).code, 4009);
   });
 });
 
 Deno.test("without AUTH_SECRET everyone is anonymous and offered protocols are answered", async () => {
   await using server = await startServer({ HANDSHAKES_PER_IP_PER_MIN: "10000" });
-  await using client = await TestClient.open(server.url("/ws/chat/Heidi"), {
+  await using client = await TestClient.connect(server.url("/ws/chat/Heidi"), {
     protocols: ["chat"],
   });
   assert.equal(client.protocol, "chat");
-  assert.equal((await client.waitFor(welcome)).username, "Heidi");
+  assert.equal((await client.next(welcome)).username, "Heidi");
   assert.equal(server.app.manager.connections()[0]?.userId, null);
 });
 
@@ -158,49 +168,52 @@ Deno.test("one user in two tabs is listed once and gets private messages in both
   await using server = await startServer(RELAXED);
   const aliceToken = await token("Alice");
   const bobToken = await token("Bob");
-  await using bob = await TestClient.open(server.url(`/ws/chat?token=${bobToken}`));
-  await bob.waitFor(welcome);
-  const tab1 = await TestClient.open(server.url(`/ws/chat?token=${aliceToken}`));
-  await using tab2 = await TestClient.open(server.url(`/ws/chat?token=${aliceToken}`));
+  await using bob = await TestClient.connect(server.url(`/ws/chat?token=${bobToken}`));
+  await bob.next(welcome);
+  const tab1 = await TestClient.connect(server.url(`/ws/chat?token=${aliceToken}`));
+  await using tab2 = await TestClient.connect(server.url(`/ws/chat?token=${aliceToken}`));
   try {
-    await tab1.waitFor(welcome);
-    const second = await tab2.waitFor(welcome);
+    await tab1.next(welcome);
+    const second = await tab2.next(welcome);
     assert.equal(second.username, "Alice");
     assert.deepEqual(second.users, ["Bob", "Alice"]);
 
-    bob.send({ type: "users" });
-    const users = await bob.waitFor((f) => f.type === "users");
+    bob.sendJson({ type: "users" });
+    const users = await bob.next((f) => f.type === "users");
     assert.deepEqual(users.users, ["Bob", "Alice"]);
     assert.equal(users.connected_count, 2);
 
-    bob.send({ type: "private", to: "alice", message: "psst" });
+    bob.sendJson({ type: "private", to: "alice", message: "psst" });
     const isPrivate = (f: Frame) => f.type === "private" && f.message === "psst";
-    await tab1.waitFor(isPrivate);
-    await tab2.waitFor(isPrivate);
-    await bob.waitFor(isPrivate);
+    await tab1.next(isPrivate);
+    await tab2.next(isPrivate);
+    await bob.next(isPrivate);
 
     // A marker from Bob after each step proves what came before it.
     const joins = (f: Frame) => f.type === "system" && f.event === "join" && f.user === "Alice";
     const leaves = (f: Frame) => f.type === "system" && f.event === "leave" && f.user === "Alice";
     const marker = async (text: string) => {
-      bob.send({ type: "message", message: text });
-      await bob.waitFor((f) => f.type === "message" && f.message === text);
+      bob.sendJson({ type: "message", message: text });
+      await bob.next((f) => f.type === "message" && f.message === text);
     };
     await marker("one");
-    assert.equal(bob.all(joins).length, 1, "the second tab is not announced");
+    assert.equal(bob.frames.filter(joins).length, 1, "the second tab is not announced");
 
     await tab1.close();
-    await eventually(() => server.app.manager.connectionCount === 2, { what: "tab 1 gone" });
+    await eventually("tab 1 gone", () => server.app.manager.connectionCount === 2);
     await marker("two");
-    assert.equal(bob.all(leaves).length, 0, "Alice is still online in tab 2");
-    bob.send({ type: "users" });
-    await bob.until(() => bob.all((f) => f.type === "users").length === 2);
-    assert.deepEqual(bob.all((f) => f.type === "users")[1]?.users, ["Bob", "Alice"]);
+    assert.equal(bob.frames.filter(leaves).length, 0, "Alice is still online in tab 2");
+    bob.sendJson({ type: "users" });
+    await eventually(
+      "the second users list",
+      () => bob.frames.filter((f) => f.type === "users").length === 2,
+    );
+    assert.deepEqual(bob.frames.filter((f) => f.type === "users")[1]?.users, ["Bob", "Alice"]);
 
     await tab2.close();
-    await bob.waitFor(leaves);
+    await bob.next(leaves);
     await marker("three");
-    assert.equal(bob.all(leaves).length, 1);
+    assert.equal(bob.frames.filter(leaves).length, 1);
   } finally {
     await tab1.close();
   }
@@ -228,8 +241,8 @@ Deno.test("a token living longer than MAX_TOKEN_LIFETIME_S is closed with 1008 U
     await assertRefused(server.url("/ws/chat"), ["chat", `bearer.${jwt}`]);
   });
   await t.step("a token within the cap is admitted", async () => {
-    await using client = await TestClient.open(await url({ iat: nowS(), exp: nowS() + 3600 }));
-    assert.equal((await client.waitFor(welcome)).username, "Mallory");
+    await using client = await TestClient.connect(await url({ iat: nowS(), exp: nowS() + 3600 }));
+    assert.equal((await client.next(welcome)).username, "Mallory");
   });
 });
 
@@ -239,6 +252,6 @@ Deno.test("the default lifetime cap is 30 days", async () => {
   const at = (lifetimeS: number) =>
     signJwt({ sub: "id-n", name: "Nina", iat: nowS(), exp: nowS() + lifetimeS }, SECRET);
   await assertRefused(server.url(`/ws/chat?token=${await at(30 * day + 60)}`));
-  await using nina = await TestClient.open(server.url(`/ws/chat?token=${await at(30 * day)}`));
-  assert.equal((await nina.waitFor(welcome)).username, "Nina");
+  await using nina = await TestClient.connect(server.url(`/ws/chat?token=${await at(30 * day)}`));
+  assert.equal((await nina.next(welcome)).username, "Nina");
 });

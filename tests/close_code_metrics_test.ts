@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { startServer, TestClient, type TestServer } from "./helpers/ws_harness.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { startServer, type TestServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const CUSTOM_CODES = Array.from({ length: 300 }, (_, i) => 3000 + i);
 const BATCH = 25;
@@ -18,7 +19,9 @@ function closeSeries(metrics: string): Map<string, number> {
 async function closeWith(server: TestServer, codes: readonly number[]): Promise<void> {
   for (let i = 0; i < codes.length; i += BATCH) {
     const batch = codes.slice(i, i + BATCH);
-    const clients = await Promise.all(batch.map(() => TestClient.open(server.url("/ws/chat"))));
+    const clients = await Promise.all(
+      batch.map(() => TestClient.connect(server.url("/ws/chat"))),
+    );
     await Promise.all(clients.map((client, j) => client.close(batch[j])));
   }
 }

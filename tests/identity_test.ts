@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
 import { ignoreRedisTests, type RedisServer, startRedis } from "./helpers/redis_server.ts";
-import { type Frame, startServer, TestClient, type TestServer } from "./helpers/ws_harness.ts";
+import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
+import { startServer, type TestServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "identity-test-secret-0123456789abcdef";
 const RELAXED = {
@@ -65,7 +68,7 @@ async function startPair(store: Store, env: Record<string, string>): Promise<Pai
 /** Opens a named chat socket with a token for `sub` and `name`. */
 async function open(server: TestServer, sub: string, name: string): Promise<TestClient> {
   const jwt = encodeURIComponent(await token(sub, name));
-  return await TestClient.open(server.url(`/ws/chat/${sub}?token=${jwt}`));
+  return await TestClient.connect(server.url(`/ws/chat/${sub}?token=${jwt}`));
 }
 
 const ENGINES = [
@@ -81,28 +84,29 @@ for (const engine of ENGINES) {
     await using store = await engine.store();
     await using pair = await startPair(store, { AUTH_SECRET: SECRET });
     await using alice = await open(pair.a, "id-alice", "Alice");
-    await alice.waitFor(welcome);
+    await alice.next(welcome);
 
     for (const name of ["Alice", "ALICE", "\uFF21lice"]) {
       await t.step(
         `another sub asking for ${JSON.stringify(name)} is closed with 4009`,
         async () => {
           await using mallory = await open(pair.b, "id-mallory", name);
-          await mallory.until(() =>
-            mallory.closeInfo !== undefined || mallory.frames.some(welcome)
+          await eventually(
+            "a close or a welcome",
+            () => mallory.closeInfo !== undefined || mallory.frames.some(welcome),
           );
-          assert.equal(mallory.all(welcome).length, 0, "admitted");
+          assert.ok(!mallory.frames.some(welcome), "admitted");
           assert.deepEqual(mallory.closeInfo, { code: 4009, reason: "Username already in use" });
         },
       );
     }
     await t.step("the same user's other tab on the other process is admitted", async () => {
       await using tab = await open(pair.b, "id-alice", "Alice");
-      assert.equal((await tab.waitFor(welcome)).username, "Alice");
+      assert.equal((await tab.next(welcome)).username, "Alice");
       await using bob = await open(pair.b, "id-bob", "Bob");
-      await bob.waitFor(welcome);
-      bob.send({ type: "private", to: "alice", message: "to both tabs" });
-      for (const c of [alice, tab]) await c.waitFor((f) => f.message === "to both tabs");
+      await bob.next(welcome);
+      bob.sendJson({ type: "private", to: "alice", message: "to both tabs" });
+      for (const c of [alice, tab]) await c.next((f) => f.message === "to both tabs");
     });
   });
 
@@ -113,15 +117,15 @@ for (const engine of ENGINES) {
   }, async () => {
     await using store = await engine.store();
     await using pair = await startPair(store, {});
-    await using jose = await TestClient.open(pair.a.url("/ws/chat/Jos%C3%A9"));
-    await jose.waitFor(welcome);
-    await using bob = await TestClient.open(pair.b.url("/ws/chat/bob"));
-    await bob.waitFor(welcome);
-    bob.send({ type: "private", to: "Jose\u0301", message: "decomposed" });
-    const got = await jose.waitFor((f) => f.type === "private" && f.message === "decomposed");
+    await using jose = await TestClient.connect(pair.a.url("/ws/chat/Jos%C3%A9"));
+    await jose.next(welcome);
+    await using bob = await TestClient.connect(pair.b.url("/ws/chat/bob"));
+    await bob.next(welcome);
+    bob.sendJson({ type: "private", to: "Jose\u0301", message: "decomposed" });
+    const got = await jose.next((f) => f.type === "private" && f.message === "decomposed");
     assert.equal(got.to, "José");
-    bob.send({ type: "private", to: "\uFF2A\uFF2F\uFF33\uFF25\u0301", message: "fullwidth" });
-    await jose.waitFor((f) => f.type === "private" && f.message === "fullwidth");
-    assert.equal(bob.all((f) => f.type === "error").length, 0);
+    bob.sendJson({ type: "private", to: "\uFF2A\uFF2F\uFF33\uFF25\u0301", message: "fullwidth" });
+    await jose.next((f) => f.type === "private" && f.message === "fullwidth");
+    assert.equal(bob.frames.filter((f) => f.type === "error").length, 0);
   });
 }

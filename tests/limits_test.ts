@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import { KeyedRateLimiter, takeToken } from "../chat/rate_limit.ts";
-import {
-  eventually,
-  type Frame,
-  RawClient,
-  startServer,
-  TestClient,
-} from "./helpers/ws_harness.ts";
+import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
+import { RawClient, startServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 // Every test raises the limits it does not exercise, as a benchmark would.
 const RELAXED = {
@@ -90,20 +87,20 @@ Deno.test("a flooding client gets rate_limited errors, then close 1008", async (
     RATE_LIMIT_PER_S: "1",
     RATE_LIMIT_BURST: "5",
   });
-  await using flooder = await TestClient.open(server.url("/ws/chat/Flooder"));
-  await using bob = await TestClient.open(server.url("/ws/chat/Bob"));
-  await flooder.waitFor(welcome);
-  await bob.waitFor(welcome);
+  await using flooder = await TestClient.connect(server.url("/ws/chat/Flooder"));
+  await using bob = await TestClient.connect(server.url("/ws/chat/Bob"));
+  await flooder.next(welcome);
+  await bob.next(welcome);
   // Burst 5, then 5 strikes get errors, and the 6th strike closes.
-  for (let i = 0; i < 40; i++) flooder.send({ type: "message", message: `flood ${i}` });
+  for (let i = 0; i < 40; i++) flooder.sendJson({ type: "message", message: `flood ${i}` });
   const closed = await flooder.closed;
   assert.deepEqual(closed, { code: 1008, reason: "Rate limit exceeded" });
-  assert.ok(flooder.all(errorCode("rate_limited")).length >= 1);
-  const delivered = bob.all((f) => f.type === "message" && f.username === "Flooder");
+  assert.ok(flooder.frames.filter(errorCode("rate_limited")).length >= 1);
+  const delivered = bob.frames.filter((f) => f.type === "message" && f.username === "Flooder");
   assert.ok(delivered.length <= 6, `dropped frames were not delivered: ${delivered.length}`);
   // Bob's own budget is untouched.
-  bob.send({ type: "message", message: "still here" });
-  await bob.waitFor((f) => f.type === "message" && f.message === "still here");
+  bob.sendJson({ type: "message", message: "still here" });
+  await bob.next((f) => f.type === "message" && f.message === "still here");
   assert.ok(server.app.manager.metrics.rateLimited >= 6);
 });
 
@@ -112,24 +109,24 @@ Deno.test("connections per address are limited to MAX_CONNECTIONS_PER_IP", async
   const clients: TestClient[] = [];
   try {
     for (const name of ["A", "B", "C"]) {
-      const client = await TestClient.open(server.url(`/ws/chat/${name}`));
+      const client = await TestClient.connect(server.url(`/ws/chat/${name}`));
       clients.push(client);
-      await client.waitFor(welcome);
+      await client.next(welcome);
     }
-    await using extra = await TestClient.open(server.url("/ws/chat/D"));
+    await using extra = await TestClient.connect(server.url("/ws/chat/D"));
     assert.deepEqual(await extra.closed, {
       code: 1008,
       reason: "Too many connections from this address",
     });
-    assert.equal(extra.all(welcome).length, 0);
+    assert.ok(!extra.frames.some(welcome), "admitted");
     // Echo sockets count too.
-    await using echo = await TestClient.open(server.url("/ws"));
+    await using echo = await TestClient.connect(server.url("/ws"));
     assert.equal((await echo.closed).code, 1008);
 
     await clients.shift()!.close();
-    await eventually(() => server.app.manager.connectionCount === 2, { what: "A gone" });
-    await using again = await TestClient.open(server.url("/ws/chat/E"));
-    await again.waitFor(welcome);
+    await eventually("A gone", () => server.app.manager.connectionCount === 2);
+    await using again = await TestClient.connect(server.url("/ws/chat/E"));
+    await again.next(welcome);
   } finally {
     for (const client of clients) await client.close();
   }
@@ -181,34 +178,34 @@ Deno.test("X-Forwarded-For names the client only when TRUST_PROXY is set", async
 
     // The per-address connection limit uses the same address.
     const headers = { "x-forwarded-for": "203.0.113.9" };
-    await using first = await TestClient.open(server.url("/ws/chat/P1"), { headers });
-    await first.waitFor(welcome);
+    await using first = await TestClient.connect(server.url("/ws/chat/P1"), { headers });
+    await first.next(welcome);
     const info = server.app.manager.connections().find((c) => c.username === "P1");
     assert.equal(info?.remoteAddr, "203.0.113.9");
-    await using second = await TestClient.open(server.url("/ws/chat/P2"), { headers });
+    await using second = await TestClient.connect(server.url("/ws/chat/P2"), { headers });
     assert.equal((await second.closed).code, 1008);
-    await using other = await TestClient.open(server.url("/ws/chat/P3"), {
+    await using other = await TestClient.connect(server.url("/ws/chat/P3"), {
       headers: { "x-forwarded-for": "203.0.113.10" },
     });
-    await other.waitFor(welcome);
+    await other.next(welcome);
   });
 });
 
 Deno.test("a connection joins at most MAX_ROOMS_PER_CONNECTION rooms", async () => {
   await using server = await startServer({ ...RELAXED, MAX_ROOMS_PER_CONNECTION: "2" });
-  await using client = await TestClient.open(server.url("/ws/chat/Roamer"));
-  await client.waitFor(welcome);
-  client.send({ type: "join", room: "second" });
-  await client.waitFor((f) => f.type === "joined" && f.room === "second");
-  client.send({ type: "join", room: "third" });
-  const refused = await client.waitFor(errorCode("too_many_rooms"));
+  await using client = await TestClient.connect(server.url("/ws/chat/Roamer"));
+  await client.next(welcome);
+  client.sendJson({ type: "join", room: "second" });
+  await client.next((f) => f.type === "joined" && f.room === "second");
+  client.sendJson({ type: "join", room: "third" });
+  const refused = await client.next(errorCode("too_many_rooms"));
   assert.match(String(refused.message), /2/);
-  client.send({ type: "leave", room: "second" });
-  await client.waitFor((f) => f.type === "left" && f.room === "second");
-  client.send({ type: "join", room: "third" });
-  await client.waitFor((f) => f.type === "joined" && f.room === "third");
+  client.sendJson({ type: "leave", room: "second" });
+  await client.next((f) => f.type === "left" && f.room === "second");
+  client.sendJson({ type: "join", room: "third" });
+  await client.next((f) => f.type === "joined" && f.room === "third");
   // Room names follow the username rules.
-  client.send({ type: "join", room: "no/slashes" });
-  await client.waitFor(errorCode("invalid_room"));
+  client.sendJson({ type: "join", room: "no/slashes" });
+  await client.next(errorCode("invalid_room"));
   assert.equal(client.closeInfo, undefined);
 });

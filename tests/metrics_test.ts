@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { eventually, type Frame, startServer, TestClient } from "./helpers/ws_harness.ts";
+import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
+import { startServer } from "./helpers/ws_harness.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const RELAXED = {
   HANDSHAKES_PER_IP_PER_MIN: "10000",
@@ -35,29 +38,29 @@ Deno.test("/metrics exposes every metric of issue 6 with plausible values", asyn
     HEARTBEAT_INTERVAL_MS: "100",
     HEARTBEAT_TIMEOUT_MS: "300",
   });
-  await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
-  await using bob = await TestClient.open(server.url("/ws/chat/Bob"));
-  await alice.waitFor(welcome);
-  await bob.waitFor(welcome);
+  await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+  await using bob = await TestClient.connect(server.url("/ws/chat/Bob"));
+  await alice.next(welcome);
+  await bob.next(welcome);
   const fromAlice = (f: Frame) => f.type === "message" && f.username === "Alice";
   // Every fan-out happens between the first send and Bob's fifth message, one at a time.
   const sending = performance.now();
-  for (let i = 0; i < 5; i++) alice.send({ type: "message", message: `hello ${i}` });
-  await bob.until(() => bob.all(fromAlice).length === 5);
+  for (let i = 0; i < 5; i++) alice.sendJson({ type: "message", message: `hello ${i}` });
+  await eventually("Alice's 5 messages", () => bob.frames.filter(fromAlice).length === 5);
   const fanoutWindow = (performance.now() - sending) / 1000;
   alice.send("{not json");
-  await alice.waitFor((f) => f.type === "error" && f.code === "bad_json");
+  await alice.next((f) => f.type === "error" && f.code === "bad_json");
 
   // A flood: burst 20 at 1/s, so rate_limited errors, then close 1008.
-  await using flooder = await TestClient.open(server.url("/ws/chat/Flooder"));
-  await flooder.waitFor(welcome);
-  for (let i = 0; i < 60; i++) flooder.send({ type: "heartbeat" });
+  await using flooder = await TestClient.connect(server.url("/ws/chat/Flooder"));
+  await flooder.next(welcome);
+  for (let i = 0; i < 60; i++) flooder.sendJson({ type: "heartbeat" });
   assert.equal((await flooder.closed).code, 1008);
 
   // A heartbeat client that never answers is closed with 4000.
-  await using silent = await TestClient.open(server.url("/ws/chat/Silent/heartbeat"));
+  await using silent = await TestClient.connect(server.url("/ws/chat/Silent/heartbeat"));
   assert.equal((await silent.closed).code, 4000);
-  await eventually(() => server.app.manager.connectionCount === 2, { what: "2 left" });
+  await eventually("2 left", () => server.app.manager.connectionCount === 2);
 
   const m = await scrape(server.httpUrl("/metrics"));
   const get = (name: string) => {

@@ -1,7 +1,15 @@
 /**
- * A small WebSocket test client over Deno's built-in `WebSocket`: it keeps
+ * The WebSocket test client, over Deno's built-in `WebSocket`: it keeps
  * every received frame, lets a test await the next frame that matches, and
- * exposes the close code and reason. It never leaves a timer behind.
+ * exposes the chosen subprotocol and the close. It never leaves a timer
+ * behind.
+ *
+ * ```ts
+ * await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+ * await alice.next("welcome");
+ * alice.sendJson({ type: "message", message: "hi" });
+ * await alice.next((f) => f.type === "message" && f.message === "hi");
+ * ```
  *
  * @module
  */
@@ -10,17 +18,20 @@ import type { Frame } from "./fakes.ts";
 
 /** How a socket closed. */
 export interface CloseInfo {
+  /** The close code; 1006 when the connection dropped without a close frame. */
   code: number;
+  /** The close reason; empty when none was sent. */
   reason: string;
-  wasClean: boolean;
 }
 
 /** Options of {@linkcode TestClient.connect}. */
 export interface ConnectOptions {
-  /** Milliseconds to wait for the open event. Default 3000. */
+  /** Milliseconds to wait for the open event. Default 10000. */
   timeoutMs?: number;
   /** Handshake headers such as Origin (a Deno extension). Default: none. */
   headers?: HeadersInit;
+  /** Offered subprotocols (`Sec-WebSocket-Protocol`). Default: none. */
+  protocols?: string[];
 }
 
 interface Waiter {
@@ -30,7 +41,7 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
-const DEFAULT_TIMEOUT_MS = 3000;
+const DEFAULT_TIMEOUT_MS = 10_000;
 
 function parse(text: string): Frame | undefined {
   try {
@@ -43,11 +54,20 @@ function parse(text: string): Frame | undefined {
   }
 }
 
+function open(url: string | URL, options: ConnectOptions): WebSocket {
+  if (options.headers === undefined) return new WebSocket(url, options.protocols);
+  const init = { protocols: options.protocols, headers: options.headers };
+  // deno-lint-ignore no-explicit-any -- Deno takes handshake headers in the second argument.
+  return new WebSocket(url, init as any);
+}
+
 /** A connected test client; dispose it (or `close()`) before the test ends. */
 export class TestClient implements AsyncDisposable {
-  /** Every text frame received, in order. */
+  /** Every message received, in order; a binary one as `<binary N>`. */
   readonly texts: string[] = [];
-  /** Resolves once the socket has closed, from either side. */
+  /** Every received message that is a JSON object, parsed, in order. */
+  readonly frames: Frame[] = [];
+  /** Resolves once the socket has closed, from either side; never rejects. */
   readonly closed: Promise<CloseInfo>;
   readonly #ws: WebSocket;
   #cursor = 0;
@@ -58,7 +78,7 @@ export class TestClient implements AsyncDisposable {
     this.#ws = ws;
     this.closed = new Promise((resolve) => {
       ws.addEventListener("close", (event) => {
-        this.#closeInfo = { code: event.code, reason: event.reason, wasClean: event.wasClean };
+        this.#closeInfo = { code: event.code, reason: event.reason };
         for (const w of this.#waiters) {
           clearTimeout(w.timer);
           w.reject(new Error(`Socket closed while waiting: ${event.code} ${event.reason}`));
@@ -67,13 +87,9 @@ export class TestClient implements AsyncDisposable {
         resolve(this.#closeInfo);
       });
     });
-    ws.addEventListener("message", (event) => {
-      const text = typeof event.data === "string"
-        ? event.data
-        : `<binary ${(event.data as ArrayBuffer).byteLength}>`;
-      this.texts.push(text);
-      this.#dispatch();
-    });
+    ws.addEventListener("message", (event) => this.#receive(event.data));
+    // An error is followed by the close, which is what the tests look at.
+    ws.addEventListener("error", () => {});
   }
 
   /**
@@ -81,9 +97,7 @@ export class TestClient implements AsyncDisposable {
    * handshake fails or `timeoutMs` passes.
    */
   static connect(url: string | URL, options: ConnectOptions = {}): Promise<TestClient> {
-    const ws = options.headers === undefined
-      ? new WebSocket(url)
-      : new WebSocket(url, { headers: options.headers });
+    const ws = open(url, options);
     ws.binaryType = "arraybuffer";
     const client = new TestClient(ws);
     return new Promise((resolve, reject) => {
@@ -107,12 +121,12 @@ export class TestClient implements AsyncDisposable {
     return this.#closeInfo;
   }
 
-  /** Every received frame that is a JSON object. */
-  get frames(): Frame[] {
-    return this.texts.map(parse).filter((f): f is Frame => f !== undefined);
+  /** The subprotocol the server chose; empty when none. */
+  get protocol(): string {
+    return this.#ws.protocol;
   }
 
-  /** Sends a text or binary frame. */
+  /** Sends a text or binary frame as it is. */
   send(data: string | Uint8Array<ArrayBuffer>): void {
     this.#ws.send(data);
   }
@@ -120,6 +134,16 @@ export class TestClient implements AsyncDisposable {
   /** Sends a value as a JSON text frame. */
   sendJson(value: unknown): void {
     this.#ws.send(JSON.stringify(value));
+  }
+
+  /**
+   * Forgets every frame received so far, so a test that moves a lot of data
+   * keeps its own memory flat; later frames are kept and matched as before.
+   */
+  clear(): void {
+    this.texts.length = 0;
+    this.frames.length = 0;
+    this.#cursor = 0;
   }
 
   /**
@@ -183,8 +207,8 @@ export class TestClient implements AsyncDisposable {
     }
   }
 
-  /** Closes the socket and resolves once the close event has fired. */
-  close(code?: number, reason?: string): Promise<CloseInfo> {
+  /** Closes the socket (default code 1000) and resolves once the close event has fired. */
+  close(code = 1000, reason?: string): Promise<CloseInfo> {
     if (this.#closeInfo === undefined && this.#ws.readyState < WebSocket.CLOSING) {
       this.#ws.close(code, reason);
     }
@@ -194,6 +218,14 @@ export class TestClient implements AsyncDisposable {
   /** Closes the socket. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  #receive(data: unknown): void {
+    const text = typeof data === "string" ? data : `<binary ${(data as ArrayBuffer).byteLength}>`;
+    this.texts.push(text);
+    const frame = typeof data === "string" ? parse(text) : undefined;
+    if (frame !== undefined) this.frames.push(frame);
+    this.#dispatch();
   }
 
   #dispatch(): void {

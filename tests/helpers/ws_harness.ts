@@ -1,12 +1,12 @@
 /**
- * A chat server on 127.0.0.1 and WebSocket clients for the hardening tests:
- * a browser-like client that records every frame, and a raw TCP client that
- * does the handshake by hand so it can stop reading or stop answering pings.
+ * A chat server on 127.0.0.1 for the hardening tests, and a raw TCP client
+ * that does the handshake by hand so it can stop reading or stop answering
+ * pings. The WebSocket client is `TestClient` in `ws_client.ts`.
  *
  * ```ts
  * await using server = await startServer({ AUTH_SECRET: "s" });
- * await using alice = await TestClient.open(server.url("/ws/chat/Alice"));
- * await alice.waitFor((f) => f.type === "welcome");
+ * await using alice = await TestClient.connect(server.url("/ws/chat/Alice"));
+ * await alice.next("welcome");
  * ```
  *
  * @module
@@ -14,10 +14,6 @@
 
 import { type App, createApp } from "../../app.ts";
 import { loadConfig } from "../../chat/config.ts";
-import { eventually as poll } from "./eventually.ts";
-
-/** A frame as the tests see it. */
-export type Frame = Record<string, unknown> & { type?: string };
 
 /** A running app served on 127.0.0.1. */
 export interface TestServer extends AsyncDisposable {
@@ -47,158 +43,6 @@ export async function startServer(env: Record<string, string> = {}): Promise<Tes
       await server.shutdown();
     },
   };
-}
-
-/** Waits until `condition` holds, polling; rejects after `timeoutMs` naming `what`. */
-export function eventually(
-  condition: () => boolean,
-  options: { what?: string; timeoutMs?: number } = {},
-): Promise<void> {
-  return poll(options.what ?? "?", condition, { timeoutMs: options.timeoutMs });
-}
-
-/** Options of {@linkcode TestClient.open}. */
-export interface TestClientOptions {
-  /** Offered subprotocols. */
-  protocols?: string[];
-  /** Extra handshake headers (a Deno extension of WebSocket). */
-  headers?: Record<string, string>;
-}
-
-/** How a socket closed. */
-export interface CloseInfo {
-  code: number;
-  reason: string;
-}
-
-/** A WebSocket client that keeps every JSON frame it receives. */
-export class TestClient implements AsyncDisposable {
-  /**
-   * Every frame received, parsed; non-JSON text arrives as `{type: "text", text}`.
-   * Tests that move a lot of data may empty it (`frames.length = 0`) after counting.
-   */
-  readonly frames: Frame[] = [];
-  /** Resolves when the socket has closed; never rejects. */
-  readonly closed: Promise<CloseInfo>;
-  /** The close, once it happened. */
-  closeInfo: CloseInfo | undefined;
-  #socket: WebSocket;
-  #listeners = new Set<() => void>();
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    this.closed = new Promise((resolve) => {
-      socket.addEventListener("close", (event) => {
-        this.closeInfo = { code: event.code, reason: event.reason };
-        resolve(this.closeInfo);
-        this.#notify();
-      });
-    });
-    socket.addEventListener("message", (event) => {
-      const data = event.data;
-      if (typeof data !== "string") return;
-      let frame: Frame;
-      try {
-        frame = JSON.parse(data);
-      } catch {
-        frame = { type: "text", text: data };
-      }
-      this.frames.push(frame);
-      this.#notify();
-    });
-    // Errors are followed by close, which the tests look at.
-    socket.addEventListener("error", () => {});
-  }
-
-  /**
-   * Opens a client and waits for the handshake. Rejects if the handshake
-   * fails (the close is still awaited, so nothing leaks).
-   */
-  static async open(url: string, options: TestClientOptions = {}): Promise<TestClient> {
-    const init = options.headers === undefined
-      ? options.protocols
-      : { protocols: options.protocols, headers: options.headers };
-    // deno-lint-ignore no-explicit-any -- Deno accepts headers in the second argument.
-    const socket = new WebSocket(url, init as any);
-    const client = new TestClient(socket);
-    const opened = await Promise.race([
-      new Promise<boolean>((resolve) => socket.addEventListener("open", () => resolve(true))),
-      client.closed.then(() => false),
-    ]);
-    if (!opened) throw new Error(`Handshake failed: ${url}`);
-    return client;
-  }
-
-  /** The subprotocol the server chose. */
-  get protocol(): string {
-    return this.#socket.protocol;
-  }
-
-  /** The underlying socket. */
-  get socket(): WebSocket {
-    return this.#socket;
-  }
-
-  /** Sends a frame: strings and bytes as they are, anything else as JSON. */
-  send(frame: unknown): void {
-    if (this.#socket.readyState !== WebSocket.OPEN) return;
-    if (typeof frame === "string" || frame instanceof Uint8Array) {
-      this.#socket.send(frame as string);
-    } else {
-      this.#socket.send(JSON.stringify(frame));
-    }
-  }
-
-  /** Frames matching `match`. */
-  all(match: (frame: Frame) => boolean): Frame[] {
-    return this.frames.filter(match);
-  }
-
-  /** Resolves with the first frame matching `match`, waiting for it if needed. */
-  async waitFor(match: (frame: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> {
-    await this.until(() => this.frames.some(match), timeoutMs);
-    return this.frames.find(match)!;
-  }
-
-  /**
-   * Resolves once `condition` holds; rejects when the socket closes first or
-   * after `timeoutMs`.
-   */
-  until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-    if (condition()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const done = (error?: Error) => {
-        clearTimeout(timer);
-        this.#listeners.delete(check);
-        if (error) reject(error);
-        else resolve();
-      };
-      const check = () => {
-        if (condition()) done();
-        else if (this.closeInfo) {
-          done(new Error(`Closed while waiting: ${JSON.stringify(this.closeInfo)}`));
-        }
-      };
-      const timer = setTimeout(() => done(new Error("Timed out waiting for frames")), timeoutMs);
-      this.#listeners.add(check);
-      check();
-    });
-  }
-
-  /** Closes the socket and waits for the close. */
-  async close(code = 1000): Promise<CloseInfo> {
-    if (this.#socket.readyState < WebSocket.CLOSING) this.#socket.close(code);
-    return await this.closed;
-  }
-
-  /** Same as {@linkcode TestClient.close}. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
-  }
 }
 
 /** One WebSocket frame as read by {@linkcode RawClient}. */
