@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { ErrorCode } from "../chat/protocol.ts";
 import { eventually } from "./helpers/eventually.ts";
 import type { Frame } from "./helpers/fakes.ts";
-import { RawClient, startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
+import { RawClient } from "./helpers/raw_http.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 // Limits not under test are raised, as a benchmark from one host would.

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
-import { startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "api-auth-secret-0123456789abcdef";

@@ -3,7 +3,7 @@ import { signJwt } from "../chat/auth/jwt.ts";
 import { base64Url, forgeJwt, jsonPart as part } from "./helpers/jwt_forge.ts";
 import { eventually } from "./helpers/eventually.ts";
 import type { Frame } from "./helpers/fakes.ts";
-import { startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "auth-test-secret-0123456789abcdef";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { eventually } from "./helpers/eventually.ts";
-import { startServer, type TestServer } from "./helpers/ws_harness.ts";
+import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const CUSTOM_CODES = Array.from({ length: 300 }, (_, i) => 3000 + i);

@@ -3,8 +3,8 @@ import { createApp } from "../app.ts";
 import { signJwt } from "../chat/auth/jwt.ts";
 import { loadConfig } from "../chat/config.ts";
 import type { LogFields, Logger } from "../chat/logger.ts";
-import { rawRequest } from "./helpers/raw_http.ts";
-import { RawClient, startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
+import { RawClient, rawRequest } from "./helpers/raw_http.ts";
 
 const SECRET = "handshake-edge-secret-0123456789abcdef";
 const RELAXED = { HANDSHAKES_PER_IP_PER_MIN: "10000", MAX_CONNECTIONS_PER_IP: "1000" };

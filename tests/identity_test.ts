@@ -3,7 +3,7 @@ import { signJwt } from "../chat/auth/jwt.ts";
 import { ignoreRedisTests, type RedisServer, startRedis } from "./helpers/redis_server.ts";
 import { eventually } from "./helpers/eventually.ts";
 import type { Frame } from "./helpers/fakes.ts";
-import { startServer, type TestServer } from "./helpers/ws_harness.ts";
+import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const SECRET = "identity-test-secret-0123456789abcdef";

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { KeyedRateLimiter, takeToken } from "../chat/rate_limit.ts";
 import { eventually } from "./helpers/eventually.ts";
 import type { Frame } from "./helpers/fakes.ts";
-import { RawClient, startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
+import { RawClient } from "./helpers/raw_http.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 // Every test raises the limits it does not exercise, as a benchmark would.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { eventually } from "./helpers/eventually.ts";
 import type { Frame } from "./helpers/fakes.ts";
-import { startServer } from "./helpers/ws_harness.ts";
+import { startServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const RELAXED = {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { RawClient, startServer, type TestServer } from "./helpers/ws_harness.ts";
+import { startServer, type TestServer } from "./helpers/app_server.ts";
+import { RawClient } from "./helpers/raw_http.ts";
 
 /** The status of a raw WebSocket handshake on /ws/chat with these headers. */
 async function handshake(server: TestServer, headers: Record<string, string>): Promise<number> {
