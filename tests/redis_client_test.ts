@@ -10,6 +10,7 @@ import {
   RedisSubscriber,
   RespParser,
 } from "../chat/engines/redis_client.ts";
+import { eventually } from "./helpers/eventually.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
 
 const ignore = ignoreRedisTests();
@@ -529,12 +530,10 @@ Deno.test({
 /** Resolves once some client is blocked (e.g. in BLPOP) on the server. */
 async function waitUntilBlocked(port: number): Promise<void> {
   await using observer = await connectedClient({ port, reconnect: false });
-  for (let i = 0; i < 500; i++) {
+  await eventually(`a blocked client on port ${port}`, async () => {
     const info = await observer.command(["INFO", "clients"]);
-    if (typeof info === "string" && /blocked_clients:[1-9]/.test(info)) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`No blocked client on port: ${port}`);
+    return typeof info === "string" && /blocked_clients:[1-9]/.test(info);
+  }, { timeoutMs: 5000 });
 }
 
 Deno.test({
