@@ -1,32 +1,9 @@
 import assert from "node:assert/strict";
 import { preferVectoredWrites } from "../app.ts";
-import { createApp, loadConfig } from "../main.ts";
+import { startServer } from "./helpers/app_server.ts";
 import type { Frame } from "./helpers/fakes.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
-
-/** A real server on an ephemeral loopback port; dispose it after its clients. */
-async function startServer(env: Record<string, string> = {}) {
-  const app = await createApp(
-    loadConfig({ PORT: "0", HOST: "127.0.0.1", CHAT_ENGINE: "memory", ...env }),
-  );
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  const host = `127.0.0.1:${server.addr.port}`;
-  return {
-    app,
-    host,
-    http: `http://${host}`,
-    ws: `ws://${host}`,
-    /** Opens a client on a path and awaits its welcome when it is a chat route. */
-    connect: (path: string, headers?: HeadersInit) =>
-      TestClient.connect(`ws://${host}${path}`, headers ? { headers } : {}),
-    async [Symbol.asyncDispose]() {
-      await app[Symbol.asyncDispose]();
-      await server.shutdown();
-      await server.finished;
-    },
-  };
-}
 
 /** A fresh marker, to show by its arrival that an earlier frame was not delivered. */
 function marker(): string {
@@ -37,8 +14,8 @@ const isMessage = (text: string) => (f: Frame) => f.type === "message" && f.mess
 
 Deno.test("/ws echoes to the sending client only", async () => {
   await using s = await startServer();
-  await using a = await s.connect("/ws");
-  await using b = await s.connect("/ws");
+  await using a = await TestClient.connect(s.url("/ws"));
+  await using b = await TestClient.connect(s.url("/ws"));
   a.send("hello");
   assert.equal(await a.nextText((t) => t.startsWith("Echo:")), "Echo: hello");
   b.send("mine");
@@ -52,9 +29,9 @@ Deno.test("/ws echoes to the sending client only", async () => {
 
 Deno.test("/ws/chat names users User N, renames and broadcasts to all", async () => {
   await using s = await startServer();
-  await using a = await s.connect("/ws/chat");
+  await using a = await TestClient.connect(s.url("/ws/chat"));
   const wa = await a.next("welcome");
-  await using b = await s.connect("/ws/chat");
+  await using b = await TestClient.connect(s.url("/ws/chat"));
   const wb = await b.next("welcome");
   assert.match(String(wa.username), /^User \d+$/);
   assert.match(String(wb.username), /^User \d+$/);
@@ -84,11 +61,11 @@ Deno.test("/ws/chat names users User N, renames and broadcasts to all", async ()
 
 Deno.test("/ws/chat/{username}: private messages, users and name rules", async (t) => {
   await using s = await startServer();
-  await using alice = await s.connect("/ws/chat/alice");
+  await using alice = await TestClient.connect(s.url("/ws/chat/alice"));
   await alice.next("welcome");
-  await using bob = await s.connect(`/ws/chat/${encodeURIComponent("Bob Ünal")}`);
+  await using bob = await TestClient.connect(s.url(`/ws/chat/${encodeURIComponent("Bob Ünal")}`));
   assert.equal((await bob.next("welcome")).username, "Bob Ünal");
-  await using carol = await s.connect("/ws/chat/carol");
+  await using carol = await TestClient.connect(s.url("/ws/chat/carol"));
   await carol.next("welcome");
 
   await t.step("a private message reaches its target and echoes to its sender", async () => {
@@ -118,7 +95,7 @@ Deno.test("/ws/chat/{username}: private messages, users and name rules", async (
   });
 
   await t.step("a name already online is refused with 4009", async () => {
-    await using dup = await s.connect("/ws/chat/ALICE");
+    await using dup = await TestClient.connect(s.url("/ws/chat/ALICE"));
     const closed = await dup.waitClosed();
     assert.equal(closed.code, 4009);
     assert.equal(closed.reason, "Username already in use");
@@ -126,7 +103,7 @@ Deno.test("/ws/chat/{username}: private messages, users and name rules", async (
 
   await t.step("an invalid name is refused with 1008 and a reason", async () => {
     for (const name of ["System", "a%2Fb", "x".repeat(33), "%3Cb%3E"]) {
-      await using bad = await s.connect(`/ws/chat/${name}`);
+      await using bad = await TestClient.connect(s.url(`/ws/chat/${name}`));
       const closed = await bad.waitClosed();
       assert.equal(closed.code, 1008, name);
       assert.match(closed.reason, /^Invalid username/);
@@ -137,7 +114,7 @@ Deno.test("/ws/chat/{username}: private messages, users and name rules", async (
 Deno.test("/ws/chat/{username}/heartbeat pings, acks and closes a silent client", async () => {
   // A timeout of several intervals keeps a loaded machine from timing out the pong phase.
   await using s = await startServer({ HEARTBEAT_INTERVAL_MS: "50", HEARTBEAT_TIMEOUT_MS: "400" });
-  await using c = await s.connect("/ws/chat/dora/heartbeat");
+  await using c = await TestClient.connect(s.url("/ws/chat/dora/heartbeat"));
   const welcome = await c.next("welcome");
   assert.deepEqual(welcome.heartbeat, { interval_ms: 50, timeout_ms: 400 });
   c.sendJson({ type: "heartbeat" });
@@ -156,8 +133,8 @@ Deno.test("/ws/chat/{username}/heartbeat pings, acks and closes a silent client"
 
 Deno.test("/ws/chat without heartbeat gets no pings", async () => {
   await using s = await startServer({ HEARTBEAT_INTERVAL_MS: "20", HEARTBEAT_TIMEOUT_MS: "40" });
-  await using beat = await s.connect("/ws/chat/beat/heartbeat");
-  await using plain = await s.connect("/ws/chat/plain");
+  await using beat = await TestClient.connect(s.url("/ws/chat/beat/heartbeat"));
+  await using plain = await TestClient.connect(s.url("/ws/chat/plain"));
   await plain.next("welcome");
   // The heartbeat client's timeout shows that the sweep ran several times meanwhile.
   assert.equal((await beat.waitClosed()).code, 4000);
@@ -176,7 +153,7 @@ Deno.test("?batch=1 sends several frames as one, a JSON object per line, on ever
   ];
   for (const path of paths) {
     await t.step(path, async () => {
-      const ws = new WebSocket(`${s.ws}${path}`);
+      const ws = new WebSocket(s.url(path));
       const texts: string[] = [];
       ws.onmessage = (event) => texts.push(event.data as string);
       const closed = new Promise((resolve) => ws.onclose = resolve);
@@ -184,9 +161,9 @@ Deno.test("?batch=1 sends several frames as one, a JSON object per line, on ever
         texts.flatMap((text) => text.split("\n")).map((l) => JSON.parse(l) as Frame);
       try {
         await eventually("welcome", () => lines().some((f) => f.type === "welcome"));
-        await using a = await s.connect("/ws/chat/alice");
-        await using b = await s.connect("/ws/chat/bob");
-        await using c = await s.connect("/ws/chat/carol");
+        await using a = await TestClient.connect(s.url("/ws/chat/alice"));
+        await using b = await TestClient.connect(s.url("/ws/chat/bob"));
+        await using c = await TestClient.connect(s.url("/ws/chat/carol"));
         const senders = [a, b, c];
         for (const sender of senders) await sender.next("welcome");
         // The server batches what one turn of its event loop makes: frames
@@ -223,9 +200,9 @@ Deno.test("?batch=1 sends several frames as one, a JSON object per line, on ever
 
 Deno.test("rooms: /ws/rooms/{room}, ?room= and in-band join never cross", async (t) => {
   await using s = await startServer();
-  await using red1 = await s.connect("/ws/rooms/red");
-  await using red2 = await s.connect("/ws/chat/rosa?room=red");
-  await using blue = await s.connect("/ws/rooms/blue");
+  await using red1 = await TestClient.connect(s.url("/ws/rooms/red"));
+  await using red2 = await TestClient.connect(s.url("/ws/chat/rosa?room=red"));
+  await using blue = await TestClient.connect(s.url("/ws/rooms/blue"));
   assert.equal((await red1.next("welcome")).room, "red");
   assert.equal((await red2.next("welcome")).room, "red");
   assert.equal((await blue.next("welcome")).room, "blue");
@@ -259,21 +236,21 @@ Deno.test("rooms: /ws/rooms/{room}, ?room= and in-band join never cross", async 
   });
 
   await t.step("an invalid room in the path is refused with 1008", async () => {
-    await using bad = await s.connect(`/ws/rooms/${"r".repeat(40)}`);
+    await using bad = await TestClient.connect(s.url(`/ws/rooms/${"r".repeat(40)}`));
     assert.equal((await bad.waitClosed()).code, 1008);
   });
 });
 
 Deno.test("?since= recovers exactly the missed messages", async () => {
   await using s = await startServer();
-  await using alice = await s.connect("/ws/chat/alice");
+  await using alice = await TestClient.connect(s.url("/ws/chat/alice"));
   await alice.next("welcome");
   alice.send("one");
   const first = await alice.next(isMessage("one"));
   alice.send("two");
   alice.send("three");
   await alice.next(isMessage("three"));
-  await using bob = await s.connect(`/ws/chat/bob?since=${first.id}`);
+  await using bob = await TestClient.connect(s.url(`/ws/chat/bob?since=${first.id}`));
   const welcome = await bob.next("welcome");
   assert.equal(welcome.recovered, true);
   const history = welcome.history as Frame[];
@@ -281,7 +258,7 @@ Deno.test("?since= recovers exactly the missed messages", async () => {
     "two",
     "three",
   ]);
-  const res = await fetch(`${s.http}/ws/chat/eve?since=abc`, {
+  const res = await fetch(s.httpUrl("/ws/chat/eve?since=abc"), {
     headers: { upgrade: "websocket", connection: "Upgrade" },
   });
   await res.body?.cancel();
@@ -290,7 +267,7 @@ Deno.test("?since= recovers exactly the missed messages", async () => {
 
 Deno.test("bad input gets an error frame and the connection stays usable", async (t) => {
   await using s = await startServer({ MAX_MESSAGE_BYTES: "1024" });
-  await using c = await s.connect("/ws/chat/tester");
+  await using c = await TestClient.connect(s.url("/ws/chat/tester"));
   await c.next("welcome");
   const cases: [string, string | Uint8Array<ArrayBuffer>, string][] = [
     ["malformed JSON", '{"type":"message"', "bad_json"],
@@ -326,9 +303,9 @@ Deno.test("bad input gets an error frame and the connection stays usable", async
 
 Deno.test("a full server closes new sockets with 1008 Server is full", async () => {
   await using s = await startServer({ MAX_CONNECTIONS: "1" });
-  await using a = await s.connect("/ws/chat/a");
+  await using a = await TestClient.connect(s.url("/ws/chat/a"));
   await a.next("welcome");
-  await using b = await s.connect("/ws/chat/b");
+  await using b = await TestClient.connect(s.url("/ws/chat/b"));
   const closed = await b.waitClosed();
   assert.equal(closed.code, 1008);
   assert.equal(closed.reason, "Server is full");
@@ -340,7 +317,7 @@ Deno.test("a plain GET to a WebSocket route is 400", async (t) => {
     const path of ["/ws", "/ws/chat", "/ws/chat/alice", "/ws/chat/alice/heartbeat", "/ws/rooms/red"]
   ) {
     await t.step(path, async () => {
-      const res = await fetch(`${s.http}${path}`);
+      const res = await fetch(s.httpUrl(path));
       assert.equal(res.status, 400);
       assert.equal(await res.text(), "Expected a WebSocket upgrade request");
     });
@@ -365,28 +342,34 @@ async function handshakeStatus(url: string, origin: string): Promise<number> {
 Deno.test("the Origin of a handshake is checked", async (t) => {
   await t.step("a foreign origin is refused with 403 by default", async () => {
     await using s = await startServer();
-    assert.equal(await handshakeStatus(`${s.http}/ws/chat`, "http://evil.example"), 403);
-    assert.equal(await handshakeStatus(`${s.http}/ws`, "null"), 403);
+    assert.equal(await handshakeStatus(s.httpUrl("/ws/chat"), "http://evil.example"), 403);
+    assert.equal(await handshakeStatus(s.httpUrl("/ws"), "null"), 403);
     // Deno's client reports a refused handshake as a failed connection.
     await assert.rejects(
-      TestClient.connect(`${s.ws}/ws/chat`, { headers: { origin: "http://evil.example" } }),
+      TestClient.connect(s.url("/ws/chat"), { headers: { origin: "http://evil.example" } }),
       /Handshake failed/,
     );
   });
   await t.step("the same host is allowed without configuration", async () => {
     await using s = await startServer();
-    await using c = await s.connect("/ws/chat", { origin: s.http });
+    await using c = await TestClient.connect(s.url("/ws/chat"), {
+      headers: { origin: s.httpUrl("") },
+    });
     await c.next("welcome");
   });
   await t.step("ALLOWED_ORIGINS lists the origins that may connect", async () => {
     await using s = await startServer({ ALLOWED_ORIGINS: "https://good.example" });
-    await using c = await s.connect("/ws/chat", { origin: "https://good.example" });
+    await using c = await TestClient.connect(s.url("/ws/chat"), {
+      headers: { origin: "https://good.example" },
+    });
     await c.next("welcome");
-    assert.equal(await handshakeStatus(`${s.http}/ws/chat`, "https://bad.example"), 403);
+    assert.equal(await handshakeStatus(s.httpUrl("/ws/chat"), "https://bad.example"), 403);
   });
   await t.step("* allows any origin", async () => {
     await using s = await startServer({ ALLOWED_ORIGINS: "*" });
-    await using c = await s.connect("/ws", { origin: "https://any.example" });
+    await using c = await TestClient.connect(s.url("/ws"), {
+      headers: { origin: "https://any.example" },
+    });
     c.send("hi");
     await c.nextText((text) => text === "Echo: hi");
   });
@@ -394,11 +377,11 @@ Deno.test("the Origin of a handshake is checked", async (t) => {
 
 Deno.test("/healthz reports status, connections, rooms and uptime", async () => {
   await using s = await startServer();
-  await using a = await s.connect("/ws/chat/a");
+  await using a = await TestClient.connect(s.url("/ws/chat/a"));
   await a.next("welcome");
-  await using b = await s.connect("/ws/rooms/other");
+  await using b = await TestClient.connect(s.url("/ws/rooms/other"));
   await b.next("welcome");
-  const res = await fetch(`${s.http}/healthz`);
+  const res = await fetch(s.httpUrl("/healthz"));
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
   const body = await res.json();
@@ -410,9 +393,9 @@ Deno.test("/healthz reports status, connections, rooms and uptime", async () => 
 
 Deno.test("/metrics renders Prometheus text", async () => {
   await using s = await startServer();
-  await using a = await s.connect("/ws/chat/a");
+  await using a = await TestClient.connect(s.url("/ws/chat/a"));
   await a.next("welcome");
-  const res = await fetch(`${s.http}/metrics`);
+  const res = await fetch(s.httpUrl("/metrics"));
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
   const body = await res.text();
@@ -422,7 +405,7 @@ Deno.test("/metrics renders Prometheus text", async () => {
 
 Deno.test("shutdown closes open sockets with 1001", async () => {
   const s = await startServer();
-  await using c = await s.connect("/ws/chat/a");
+  await using c = await TestClient.connect(s.url("/ws/chat/a"));
   await c.next("welcome");
   await s[Symbol.asyncDispose]();
   const closed = await c.waitClosed();
