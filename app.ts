@@ -6,6 +6,7 @@
  * @module
  */
 
+import { createGatekeeper } from "./chat/auth/gatekeeper.ts";
 import { createTokenCheck, type TokenCheck } from "./chat/auth/token_check.ts";
 import type { Clock, Scheduler } from "./chat/clock.ts";
 import { type Config, loadConfig } from "./chat/config.ts";
@@ -17,7 +18,6 @@ import { RedisEngine } from "./chat/engines/redis.ts";
 import { type Logger, redactTokens, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
 import { createApiRoutes } from "./routes/api_routes.ts";
-import { createGatekeeper } from "./routes/gatekeeper.ts";
 import { createHealthRoutes } from "./routes/health_routes.ts";
 import { type Route, text } from "./routes/http.ts";
 import { createStaticRoutes } from "./routes/static_routes.ts";
@@ -179,17 +179,23 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxConnectionsPerIp: config.maxConnectionsPerIp,
   });
   await manager.ready();
-  const tokenCheck = tokenCheckFor(config, options.clock);
+  // The WebSocket routes and the API check alike, each with its own count per address.
+  const admission = {
+    tokenCheck: tokenCheckFor(config, options.clock),
+    requestsPerIpPerMin: config.handshakesPerIpPerMin,
+    clock: options.clock,
+    logger,
+  };
   const routes: Route[] = [
     ...createStaticRoutes(),
     ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
     ...createApiRoutes({
       manager,
-      tokenCheck,
-      requestsPerIpPerMin: config.handshakesPerIpPerMin,
+      gatekeeper: createGatekeeper({
+        ...admission,
+        events: { throttled: "api_rate_limited", unauthorized: "api_unauthorized" },
+      }),
       trustProxy: config.trustProxy,
-      clock: options.clock,
-      logger,
     }),
     ...createAdminRoutes({
       manager,
@@ -204,12 +210,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       allowedOrigins: config.allowedOrigins,
       idleTimeoutS: config.idleTimeoutS,
       trustProxy: config.trustProxy,
-      gatekeeper: createGatekeeper({
-        tokenCheck,
-        handshakesPerIpPerMin: config.handshakesPerIpPerMin,
-        clock: options.clock,
-        logger,
-      }),
+      gatekeeper: createGatekeeper(admission),
     }),
   ];
   return {

@@ -9,6 +9,7 @@
  */
 
 import { type Clock, systemClock } from "./clock.ts";
+import { withDefaults } from "./options.ts";
 
 /**
  * A token bucket's state: two numbers, no methods, so an object that has a
@@ -85,7 +86,7 @@ export class KeyedRateLimiter {
 
   /** Throws a RangeError for a rate, burst or key limit out of range. */
   constructor(options: KeyedRateLimiterOptions) {
-    const { ratePerS, burst, maxKeys } = { ...DEFAULT_KEYED_RATE_LIMITER, ...options };
+    const { ratePerS, burst, maxKeys } = withDefaults(DEFAULT_KEYED_RATE_LIMITER, options);
     if (!(Number.isFinite(ratePerS) && ratePerS > 0)) {
       throw new RangeError(`Invalid rate: ${ratePerS}`);
     }

@@ -10,15 +10,14 @@
  * @module
  */
 
-import type { TokenCheck } from "../chat/auth/token_check.ts";
-import { type Clock, systemClock } from "../chat/clock.ts";
+import type { Gatekeeper } from "../chat/auth/gatekeeper.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
-import { type Logger, silentLogger } from "../chat/logger.ts";
+import { withDefaults } from "../chat/options.ts";
 import { normalizeName } from "../chat/protocol.ts";
-import { DEFAULT_KEYED_RATE_LIMITER, KeyedRateLimiter } from "../chat/rate_limit.ts";
 import {
   bearerToken,
   clientAddress,
+  DEFAULT_TRUST_PROXY,
   json,
   jsonError,
   type Route,
@@ -30,19 +29,19 @@ import {
 /** Options of {@linkcode createApiRoutes}. */
 export interface ApiRoutesOptions {
   manager: ConnectionManager;
-  /** The token check of AUTH_SECRET; without one the API is open. Default: none. */
-  tokenCheck?: TokenCheck;
-  /** Requests one address may make per minute (burst as large); more get 429. Default 120. */
-  requestsPerIpPerMin?: number;
-  /** Whether X-Forwarded-For names the client. Default false. */
+  /**
+   * The request rate per address and, with AUTH_SECRET, the token, from
+   * `createGatekeeper`; its own, so API requests do not spend handshakes.
+   */
+  gatekeeper: Gatekeeper;
+  /** Whether X-Forwarded-For names the client. */
   trustProxy?: boolean;
-  /** Addresses the rate limit tracks at most. Default 100000. */
-  maxTrackedAddresses?: number;
-  /** Default: the system clock. */
-  clock?: Clock;
-  /** Default: silent. */
-  logger?: Logger;
 }
+
+/** The defaults of {@linkcode ApiRoutesOptions}. */
+export const DEFAULT_API_ROUTES: Readonly<{ trustProxy: boolean }> = Object.freeze({
+  trustProxy: DEFAULT_TRUST_PROXY,
+});
 
 /** Messages per page when `limit` is omitted. */
 export const DEFAULT_PAGE_LIMIT = 50;
@@ -68,44 +67,22 @@ function roomParam(param: string | undefined): string | Response {
 }
 
 /**
- * Wraps the API's handlers in the rate limit and, with a token check, the
- * token. Counted before the token, so guessing tokens is throttled too.
- *
- * @throws {RangeError} for a request rate out of range.
+ * Wraps the API's handlers in the gatekeeper: 429 with Retry-After past the
+ * rate, 401 for a token it refuses.
  */
 function guard(options: ApiRoutesOptions): (handler: RouteHandler) => RouteHandler {
-  const log = options.logger ?? silentLogger;
-  const perMin = options.requestsPerIpPerMin ?? 120;
-  if (!(Number.isSafeInteger(perMin) && perMin >= 1)) {
-    throw new RangeError(`Invalid API requests per minute: ${perMin}`);
-  }
-  const limiter = new KeyedRateLimiter({
-    ratePerS: perMin / 60,
-    burst: perMin,
-    maxKeys: options.maxTrackedAddresses ?? DEFAULT_KEYED_RATE_LIMITER.maxKeys,
-    clock: options.clock ?? systemClock,
-  });
-  const check = options.tokenCheck;
+  const { gatekeeper, trustProxy } = withDefaults(DEFAULT_API_ROUTES, options);
   return (handler) => async (req: Request, ctx: RouteContext) => {
-    const remote = clientAddress(req, ctx.info, options.trustProxy ?? false);
-    const waitMs = limiter.take(remote);
-    if (waitMs > 0) {
-      log.info("api_rate_limited", { remote });
+    const remoteAddr = clientAddress(req, ctx.info, trustProxy);
+    const token = bearerToken(req) || (ctx.url.searchParams.get("token") ?? "");
+    const admission = await gatekeeper({ remoteAddr, token });
+    if (admission.kind === "throttled") {
       return jsonError(429, "Too many requests", {
-        "retry-after": String(Math.ceil(waitMs / 1000)),
+        "retry-after": String(admission.retryAfterS),
       });
     }
-    if (check !== undefined) {
-      try {
-        await check(bearerToken(req) || (ctx.url.searchParams.get("token") ?? ""));
-      } catch (error) {
-        // The message names the failed check, never the token.
-        log.info("api_unauthorized", {
-          remote,
-          error: error instanceof Error ? error.message : String(error),
-        });
-        return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
-      }
+    if (admission.kind === "refuse") {
+      return jsonError(401, "Unauthorized", { "www-authenticate": "Bearer" });
     }
     return await handler(req, ctx);
   };
@@ -114,8 +91,6 @@ function guard(options: ApiRoutesOptions): (handler: RouteHandler) => RouteHandl
 /**
  * Routes for `GET /api/rooms`, `GET /api/rooms/:room/messages?before=&limit=`
  * (newest last; `next_before` pages back) and `GET /api/rooms/:room/users`.
- *
- * @throws {RangeError} for a request rate out of range.
  */
 export function createApiRoutes(options: ApiRoutesOptions): Route[] {
   const { manager } = options;

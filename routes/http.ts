@@ -52,12 +52,18 @@ export function text(body: string, status: number, headers?: HeadersInit): Respo
   return new Response(body, { status, headers: h });
 }
 
+/**
+ * Whether routes believe the `X-Forwarded-*` headers unless told otherwise
+ * (TRUST_PROXY): no, since any client can send them.
+ */
+export const DEFAULT_TRUST_PROXY = false;
+
 /** Options of {@linkcode originAllowed}. */
 export interface OriginOptions {
   /**
    * Take the scheme and host from `X-Forwarded-Proto` and `X-Forwarded-Host`
    * (first values) when present: a proxy that ends TLS passes on `http`.
-   * Only behind a proxy that overwrites them. Default false.
+   * Only behind a proxy that overwrites them. Default: {@linkcode DEFAULT_TRUST_PROXY}.
    */
   trustProxy?: boolean;
 }
@@ -80,7 +86,7 @@ export function originAllowed(
   const origin = httpOrigin(header);
   if (origin === undefined) return false;
   if (allowed.length > 0) return allowed.includes("*") || allowed.includes(origin);
-  return origin === ownOrigin(req, options.trustProxy ?? false);
+  return origin === ownOrigin(req, options.trustProxy ?? DEFAULT_TRUST_PROXY);
 }
 
 /** The serialised origin of an http(s) URL, or undefined for anything else. */

@@ -5,21 +5,62 @@
  * @module
  */
 
+import {
+  type Admission,
+  type Gatekeeper,
+  handshakeToken,
+  offeredProtocols,
+  selectProtocol,
+} from "../chat/auth/gatekeeper.ts";
 import type { Connection, ConnectionManager, ConnectOptions } from "../chat/connection_manager.ts";
-import { type Gatekeeper, selectProtocol } from "./gatekeeper.ts";
-import { clientAddress, jsonError, originAllowed, type Route, route, text } from "./http.ts";
+import { withDefaults } from "../chat/options.ts";
+import {
+  clientAddress,
+  DEFAULT_TRUST_PROXY,
+  jsonError,
+  originAllowed,
+  type Route,
+  route,
+  text,
+} from "./http.ts";
 
 /** Options of {@linkcode createWsRoutes}. */
 export interface WsRoutesOptions {
   manager: ConnectionManager;
+  /**
+   * The handshake rate per address and the token, from `createGatekeeper`;
+   * its refusals close the socket after the upgrade.
+   */
+  gatekeeper: Gatekeeper;
   /** Origins allowed besides the same host; `*` allows any. Default: none. */
   allowedOrigins?: readonly string[];
-  /** Seconds without a protocol-level pong before Deno closes the socket. Default 60. */
+  /** Seconds without a protocol-level pong before Deno closes the socket. */
   idleTimeoutS?: number;
-  /** Whether X-Forwarded-For names the client. Default false. */
+  /** Whether X-Forwarded-For names the client. */
   trustProxy?: boolean;
-  /** Authentication and admission checks. Default: everyone, anonymous. */
-  gatekeeper?: Gatekeeper;
+}
+
+/** The defaults of {@linkcode WsRoutesOptions}; ALLOWED_ORIGINS and IDLE_TIMEOUT_S read theirs here. */
+export const DEFAULT_WS_ROUTES: Readonly<{
+  allowedOrigins: readonly string[];
+  idleTimeoutS: number;
+  trustProxy: boolean;
+}> = Object.freeze({
+  allowedOrigins: Object.freeze([]),
+  idleTimeoutS: 60,
+  trustProxy: DEFAULT_TRUST_PROXY,
+});
+
+/** What an admission adds to the connect options: the token's identity, or the refusal. */
+function admitted(admission: Admission): Pick<ConnectOptions, "userId" | "username" | "refuse"> {
+  switch (admission.kind) {
+    case "identity":
+      return { userId: admission.userId, username: admission.username };
+    case "refuse":
+      return { refuse: { code: admission.code, reason: admission.reason } };
+    default:
+      return {};
+  }
 }
 
 type Target = Omit<ConnectOptions, "remoteAddr" | "userId">;
@@ -131,9 +172,10 @@ function acceptSocket(
 
 /** Routes for `/ws`, `/ws/chat`, `/ws/chat/:username`, its `/heartbeat` and `/ws/rooms/:room`. */
 export function createWsRoutes(options: WsRoutesOptions): Route[] {
-  const { manager } = options;
-  const allowed = options.allowedOrigins ?? [];
-  const idleTimeout = options.idleTimeoutS ?? 60;
+  const { manager, gatekeeper, allowedOrigins, idleTimeoutS, trustProxy } = withDefaults(
+    DEFAULT_WS_ROUTES,
+    options,
+  );
 
   const upgrade = async (
     req: Request,
@@ -146,7 +188,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
     }
     const problem = handshakeProblem(req);
     if (problem !== undefined) return text(problem, 400);
-    if (!originAllowed(req, allowed, { trustProxy: options.trustProxy })) {
+    if (!originAllowed(req, allowedOrigins, { trustProxy })) {
       manager.metrics.refused(403);
       return text("Origin not allowed", 403);
     }
@@ -158,14 +200,17 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
         return jsonError(400, `Invalid since: ${sinceParam.slice(0, 32)}`);
       }
     }
-    const remoteAddr = clientAddress(req, info, options.trustProxy ?? false);
-    const identity = options.gatekeeper ? await options.gatekeeper(req, { url, remoteAddr }) : null;
-    if (identity instanceof Response) {
-      manager.metrics.refused(identity.status);
-      return identity;
+    const remoteAddr = clientAddress(req, info, trustProxy);
+    const offered = offeredProtocols(req.headers.get("sec-websocket-protocol"));
+    const token = handshakeToken(url.searchParams.get("token"), offered);
+    const admission = await gatekeeper({ remoteAddr, token });
+    if (admission.kind === "throttled") {
+      manager.metrics.refused(429);
+      return text("Too many handshakes", 429, { "retry-after": String(admission.retryAfterS) });
     }
     // A browser fails the handshake unless one of its offered protocols comes back.
-    const accepted = acceptSocket(req, { protocol: selectProtocol(req), idleTimeout });
+    const protocol = selectProtocol(offered);
+    const accepted = acceptSocket(req, { protocol, idleTimeout: idleTimeoutS });
     if (accepted instanceof Response) return accepted;
     const { socket, response } = accepted;
     socket.binaryType = "arraybuffer";
@@ -173,11 +218,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       ...target,
       remoteAddr,
       ...(since === undefined ? {} : { since }),
-      ...(identity === null
-        ? {}
-        : "refuse" in identity
-        ? { refuse: identity.refuse }
-        : { userId: identity.userId, username: identity.username }),
+      ...admitted(admission),
     };
     const listener = new SocketListener(manager, socket, connect);
     for (const type of SOCKET_EVENTS) socket.addEventListener(type, listener);

@@ -1,8 +1,6 @@
 /**
  * The one token check of the server: what a JWT must be for a WebSocket
- * handshake (`routes/gatekeeper.ts`) and for the HTTP API
- * (`routes/api_routes.ts`) alike. It lives below the routes because routes
- * never import each other.
+ * handshake and for the HTTP API alike, asked by `gatekeeper.ts`.
  *
  * A token passes when {@linkcode JwtVerifier} accepts it (HS256, signature,
  * `exp`, `nbf`, `iat` with clock skew, `sub`, `name`), it has an `exp`, and
