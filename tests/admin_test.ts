@@ -1,99 +1,32 @@
 import assert from "node:assert/strict";
-import type { Clock, Scheduler } from "../chat/clock.ts";
-import { type ChatSocket, ConnectionManager } from "../chat/connection_manager.ts";
+import type { Scheduler } from "../chat/clock.ts";
+import { ConnectionManager } from "../chat/connection_manager.ts";
 import { createLogger } from "../chat/logger.ts";
-import { type App, createApp, DEFAULT_CONFIG } from "../main.ts";
+import type { App } from "../main.ts";
+import { startServer } from "./helpers/app_server.ts";
+import { eventually } from "./helpers/eventually.ts";
+import { FakeClock, FakeSocket, type Frame } from "./helpers/fakes.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const TOKEN = "admin-secret-0123456789abcdef";
 const START_MS = Date.UTC(2030, 0, 1);
 const WAIT_MS = 5000;
 
-type Frame = Record<string, unknown> & { type: string };
-
-/** A clock the test moves by hand. */
-class FakeClock implements Clock {
-  constructor(public ms = START_MS) {}
-  now(): number {
-    return this.ms;
-  }
+/** A client's system notices of one event. */
+function notices(client: TestClient, event: string): Frame[] {
+  return client.frames.filter((f) => f.type === "system" && f.event === event);
 }
 
-/** A real WebSocket client that records every frame and the close. */
-class Client {
-  readonly frames: Frame[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  #socket: WebSocket;
-  #waiters = new Set<() => void>();
-
-  constructor(url: string) {
-    this.#socket = new WebSocket(url);
-    this.#socket.onmessage = (event) => {
-      this.frames.push(JSON.parse(event.data));
-      for (const wake of [...this.#waiters]) wake();
-    };
-    this.closed = new Promise((resolve) => {
-      this.#socket.onclose = (event) => {
-        resolve({ code: event.code, reason: event.reason });
-        for (const wake of [...this.#waiters]) wake();
-      };
-    });
-  }
-
-  get open(): boolean {
-    return this.#socket.readyState === WebSocket.OPEN;
-  }
-
-  send(frame: unknown): void {
-    this.#socket.send(JSON.stringify(frame));
-  }
-
-  /** The first frame, received or to come, that matches. */
-  waitFor(match: (frame: Frame) => boolean): Promise<Frame> {
-    return this.#until(() => this.frames.find(match));
-  }
-
-  /** Waits until every frame the server sent before this call has arrived. */
-  async sync(): Promise<void> {
-    const acks = () => this.frames.filter((f) => f.type === "heartbeat_ack").length;
-    const before = acks();
-    this.send({ type: "heartbeat" });
-    await this.#until(() => acks() > before || undefined);
-  }
-
-  #until<T>(check: () => T | undefined): Promise<T> {
-    const found = check();
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const done = (settle: () => void) => {
-        clearTimeout(timer);
-        this.#waiters.delete(wake);
-        settle();
-      };
-      const wake = () => {
-        const value = check();
-        if (value !== undefined) done(() => resolve(value));
-        else if (this.#socket.readyState === WebSocket.CLOSED) {
-          done(() => reject(new Error("Socket closed before the frame came")));
-        }
-      };
-      const timer = setTimeout(
-        () => done(() => reject(new Error("No such frame in time"))),
-        WAIT_MS,
-      );
-      this.#waiters.add(wake);
-    });
-  }
-
-  /** System notices of one event. */
-  notices(event: string): Frame[] {
-    return this.frames.filter((f) => f.type === "system" && f.event === event);
-  }
-
-  async close(): Promise<void> {
-    if (this.#socket.readyState < WebSocket.CLOSING) this.#socket.close();
-    await this.closed;
-  }
+/** Waits until every frame the server sent `client` before this call has arrived. */
+async function sync(client: TestClient): Promise<void> {
+  const acks = () => client.frames.filter((f) => f.type === "heartbeat_ack").length;
+  const before = acks();
+  client.sendJson({ type: "heartbeat" });
+  await eventually("a heartbeat_ack", () => acks() > before, { timeoutMs: WAIT_MS });
 }
+
+/** Whether `client` is still connected. */
+const isOpen = (client: TestClient) => client.closeInfo === undefined;
 
 interface Harness {
   app: App;
@@ -101,51 +34,39 @@ interface Harness {
   lines: string[];
   clock: FakeClock;
   /** Connects and waits for `welcome`. */
-  join(username: string, room?: string): Promise<Client>;
-  /** Connects without waiting: for refused connections. */
-  dial(username: string, room?: string): Client;
+  join(username: string, room?: string): Promise<TestClient>;
+  /** Connects without waiting for `welcome`: for refused connections. */
+  dial(username: string, room?: string): Promise<TestClient>;
   admin(method: string, path: string, body?: unknown, token?: string | null): Promise<Response>;
 }
 
 async function withServer(adminToken: string, fn: (h: Harness) => Promise<void>): Promise<void> {
   const lines: string[] = [];
-  const clock = new FakeClock();
-  const config = {
-    ...DEFAULT_CONFIG,
-    engine: "memory" as const,
-    adminToken,
-    hostname: "127.0.0.1",
-    port: 0,
-  };
-  const app = await createApp(config, {
-    clock,
-    logger: createLogger({ level: "info", write: (line) => lines.push(line) }),
-  });
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
-  const base = `127.0.0.1:${server.addr.port}`;
-  const clients: Client[] = [];
-  const dial = (username: string, room = "lobby") => {
-    const client = new Client(
-      `ws://${base}/ws/chat/${encodeURIComponent(username)}?room=${encodeURIComponent(room)}`,
-    );
+  const clock = new FakeClock(START_MS);
+  const logger = createLogger({ level: "info", write: (line) => lines.push(line) });
+  await using server = await startServer({ ADMIN_TOKEN: adminToken }, { clock, logger });
+  const clients: TestClient[] = [];
+  const dial = async (username: string, room = "lobby") => {
+    const path = `/ws/chat/${encodeURIComponent(username)}?room=${encodeURIComponent(room)}`;
+    const client = await TestClient.connect(server.url(path));
     clients.push(client);
     return client;
   };
   const harness: Harness = {
-    app,
-    base: `http://${base}`,
+    app: server.app,
+    base: server.httpUrl(""),
     lines,
     clock,
     dial,
     async join(username, room) {
-      const client = dial(username, room);
-      await client.waitFor((f) => f.type === "welcome");
+      const client = await dial(username, room);
+      await client.next("welcome");
       return client;
     },
     admin(method, path, body, token = TOKEN) {
       const headers = new Headers();
       if (token !== null) headers.set("authorization", `Bearer ${token}`);
-      return fetch(`http://${base}${path}`, {
+      return fetch(server.httpUrl(path), {
         method,
         headers,
         body: body === undefined
@@ -160,8 +81,6 @@ async function withServer(adminToken: string, fn: (h: Harness) => Promise<void>)
     await fn(harness);
   } finally {
     await Promise.all(clients.map((c) => c.close()));
-    await app[Symbol.asyncDispose]();
-    await server.shutdown();
   }
 }
 
@@ -186,17 +105,17 @@ Deno.test("announce reaches one room or every room and is kept in history", asyn
     const one = await call(h, "POST", "/api/admin/announce", { message: "Maintenance", room: "a" });
     assert.equal(one.status, 200);
     assert.deepEqual(one.body.rooms, ["a"]);
-    const notice = await alice.waitFor((f) => f.type === "system" && f.event === "announce");
+    const notice = await alice.next((f) => f.type === "system" && f.event === "announce");
     assert.equal(notice.message, "Maintenance");
     assert.equal(notice.room, "a");
-    await bob.sync();
-    assert.equal(bob.notices("announce").length, 0, "other rooms are untouched");
+    await sync(bob);
+    assert.equal(notices(bob, "announce").length, 0, "other rooms are untouched");
 
     const all = await call(h, "POST", "/api/admin/announce", { message: "Everyone" });
     assert.equal(all.status, 200);
     assert.deepEqual((all.body.rooms as string[]).toSorted(), ["a", "b"]);
     for (const client of [alice, bob]) {
-      await client.waitFor((f) => f.event === "announce" && f.message === "Everyone");
+      await client.next((f) => f.event === "announce" && f.message === "Everyone");
     }
 
     const late = await h.join("carol", "a");
@@ -213,26 +132,26 @@ Deno.test("closing a room notifies its members and closes sockets only in that r
   await withServer(TOKEN, async (h) => {
     const alice = await h.join("alice", "a");
     const bob = await h.join("bob", "a");
-    bob.send({ type: "join", room: "b" });
-    await bob.waitFor((f) => f.type === "joined" && f.room === "b");
+    bob.sendJson({ type: "join", room: "b" });
+    await bob.next((f) => f.type === "joined" && f.room === "b");
     const carol = await h.join("carol", "c");
 
     const res = await call(h, "POST", "/api/admin/rooms/a/close", { reason: "Done for today" });
     assert.equal(res.status, 200);
     assert.equal(res.body.connections, 2);
 
-    const notice = await alice.waitFor((f) => f.type === "system" && f.event === "close");
+    const notice = await alice.next((f) => f.type === "system" && f.event === "close");
     assert.equal(notice.message, "Done for today");
     assert.deepEqual(await alice.closed, { code: 4001, reason: "Room closed" });
 
-    await bob.waitFor((f) => f.type === "system" && f.event === "close" && f.room === "a");
-    await bob.waitFor((f) => f.type === "left" && f.room === "a");
-    await bob.sync();
-    assert.ok(bob.open, "a socket in another room stays connected");
+    await bob.next((f) => f.type === "system" && f.event === "close" && f.room === "a");
+    await bob.next((f) => f.type === "left" && f.room === "a");
+    await sync(bob);
+    assert.ok(isOpen(bob), "a socket in another room stays connected");
 
-    await carol.sync();
-    assert.equal(carol.notices("close").length, 0);
-    assert.ok(carol.open);
+    await sync(carol);
+    assert.equal(notices(carol, "close").length, 0);
+    assert.ok(isOpen(carol));
 
     const rooms = h.app.manager.rooms().map((r) => r.room).toSorted();
     assert.deepEqual(rooms, ["b", "c"]);
@@ -250,17 +169,17 @@ Deno.test("kick closes the user's connection with 4003 after a notice to their r
     assert.equal(res.status, 200);
     assert.equal(res.body.connections, 1);
 
-    const notice = await alice.waitFor((f) => f.type === "system" && f.event === "kick");
+    const notice = await alice.next((f) => f.type === "system" && f.event === "kick");
     assert.equal(notice.user, "alice");
     assert.equal(notice.message, "alice was kicked: spam");
     assert.deepEqual(await alice.closed, { code: 4003, reason: "Kicked" });
-    await bob.waitFor((f) => f.type === "system" && f.event === "kick" && f.user === "alice");
-    await carol.sync();
-    assert.equal(carol.notices("kick").length, 0);
+    await bob.next((f) => f.type === "system" && f.event === "kick" && f.user === "alice");
+    await sync(carol);
+    assert.equal(notices(carol, "kick").length, 0);
 
     // A kick is not a ban: the name may come straight back.
     const again = await h.join("alice", "a");
-    assert.ok(again.open);
+    assert.ok(isOpen(again));
     assert.equal((await call(h, "POST", "/api/admin/users/nobody/kick")).status, 404);
   });
 });
@@ -276,29 +195,29 @@ Deno.test("a banned name is refused until the ban expires", async () => {
     });
     assert.equal(res.status, 200);
     assert.equal(res.body.until, new Date(START_MS + 600_000).toISOString());
-    await alice.waitFor((f) => f.type === "system" && f.event === "kick");
+    await alice.next((f) => f.type === "system" && f.event === "kick");
     assert.deepEqual(await alice.closed, { code: 4003, reason: "Banned" });
-    await bob.waitFor((f) => f.event === "kick" && f.message === "alice was banned: abuse");
+    await bob.next((f) => f.event === "kick" && f.message === "alice was banned: abuse");
 
     await assertRefused(h, "alice");
     await assertRefused(h, "ALICE");
-    h.clock.ms = START_MS + 599_999;
+    h.clock.time = START_MS + 599_999;
     await assertRefused(h, "alice");
 
-    h.clock.ms = START_MS + 600_000;
+    h.clock.time = START_MS + 600_000;
     const back = await h.join("alice", "a");
-    assert.ok(back.open);
+    assert.ok(isOpen(back));
   });
 });
 
 async function assertRefused(h: Harness, name: string): Promise<void> {
-  const client = h.dial(name, "a");
+  const client = await h.dial(name, "a");
   assert.deepEqual(await client.closed, { code: 4003, reason: "Banned" });
   assert.equal(client.frames.length, 0, "a refused socket gets no welcome");
 }
 
 Deno.test("a ban covers the verified user id under any name", async (t) => {
-  const clock = new FakeClock();
+  const clock = new FakeClock(START_MS);
   const timers: (() => void)[] = [];
   // Deferred closes run when the test flushes them, not on real timers.
   const scheduler: Scheduler = {
@@ -309,41 +228,29 @@ Deno.test("a ban covers the verified user id under any name", async (t) => {
   };
   const flush = () => timers.splice(0).forEach((fn) => fn());
   await using manager = new ConnectionManager({ clock, scheduler, authenticated: true });
-  const socket = () => {
-    const s = {
-      readyState: 1,
-      bufferedAmount: 0,
-      closedWith: undefined as [number | undefined, string | undefined] | undefined,
-      send() {},
-      close(code?: number, reason?: string) {
-        s.closedWith = [code, reason];
-        s.readyState = 3;
-      },
-    };
-    return s satisfies ChatSocket;
-  };
+  const socket = () => new FakeSocket();
 
   const first = socket();
   manager.connect(first, { username: "alice", userId: "u-1" });
   manager.ban("alice", { untilMs: START_MS + 60_000 });
   assert.equal(await manager.kick("alice", { banned: true }), 1);
   flush();
-  assert.deepEqual(first.closedWith, [4003, "Banned"]);
+  assert.deepEqual(first.closedWith, { code: 4003, reason: "Banned" });
 
   await t.step("same sub under another name", () => {
     const s = socket();
     manager.connect(s, { username: "alias", userId: "u-1" });
     flush();
-    assert.deepEqual(s.closedWith, [4003, "Banned"]);
+    assert.deepEqual(s.closedWith, { code: 4003, reason: "Banned" });
   });
   await t.step("same name under another sub", () => {
     const s = socket();
     manager.connect(s, { username: "Alice", userId: "u-2" });
     flush();
-    assert.deepEqual(s.closedWith, [4003, "Banned"]);
+    assert.deepEqual(s.closedWith, { code: 4003, reason: "Banned" });
   });
   await t.step("after expiry", () => {
-    clock.ms = START_MS + 60_000;
+    clock.time = START_MS + 60_000;
     const s = socket();
     manager.connect(s, { username: "alias", userId: "u-1" });
     flush();
@@ -363,8 +270,8 @@ Deno.test("a ban covers the verified user id under any name", async (t) => {
 Deno.test("connections lists every connection with its counters", async () => {
   await withServer(TOKEN, async (h) => {
     const alice = await h.join("alice", "a");
-    alice.send({ type: "join", room: "b" });
-    await alice.waitFor((f) => f.type === "joined");
+    alice.sendJson({ type: "join", room: "b" });
+    await alice.next((f) => f.type === "joined");
     const res = await call(h, "GET", "/api/admin/connections");
     assert.equal(res.status, 200);
     assert.equal(res.body.count, 1);
@@ -410,8 +317,8 @@ Deno.test("bad bodies are refused with 400 naming the field", async (t) => {
       const res = await call(h, "POST", "/api/admin/announce", { message: "x".repeat(70_000) });
       assert.equal(res.status, 413);
     });
-    await alice.sync();
-    assert.ok(alice.open, "refused requests change nothing");
+    await sync(alice);
+    assert.ok(isOpen(alice), "refused requests change nothing");
     assert.equal(alice.frames.filter((f) => f.type === "system" && f.user !== "alice").length, 0);
   });
 });
@@ -435,7 +342,7 @@ Deno.test("every endpoint refuses a missing or wrong token without side effects"
     for (const [label, token] of tokens) {
       await t.step(`${label} token`, async () => {
         // A fresh minute per step: ten failures a minute lock an address out (tested below).
-        h.clock.ms += 60_000;
+        h.clock.time += 60_000;
         for (const [method, path, body] of endpoints) {
           const res = await call(h, method, path, body, token);
           assert.equal(res.status, 401, `${method} ${path}`);
@@ -444,16 +351,16 @@ Deno.test("every endpoint refuses a missing or wrong token without side effects"
       });
     }
     await t.step("Basic scheme", async () => {
-      h.clock.ms += 60_000;
+      h.clock.time += 60_000;
       const res = await fetch(`${h.base}/api/admin/connections`, {
         headers: { authorization: `Basic ${TOKEN}` },
       });
       await res.body?.cancel();
       assert.equal(res.status, 401);
     });
-    await alice.sync();
-    assert.ok(alice.open);
-    assert.equal(alice.notices("announce").length + alice.notices("kick").length, 0);
+    await sync(alice);
+    assert.ok(isOpen(alice));
+    assert.equal(notices(alice, "announce").length + notices(alice, "kick").length, 0);
     assert.deepEqual(h.app.manager.rooms().map((r) => r.room), ["a"]);
     const again = await h.join("bob", "a");
     assert.equal((again.frames[0]!.history as Frame[]).some((f) => f.event === "announce"), false);
@@ -529,7 +436,7 @@ Deno.test("ten failed tokens from one address in a minute lock it out with 429 a
       assert.equal(res.body.connections, undefined);
     });
     await t.step("after the window the right token works again", async () => {
-      h.clock.ms += 60_000;
+      h.clock.time += 60_000;
       const res = await call(h, "GET", "/api/admin/connections");
       assert.equal(res.status, 200);
     });

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type App, createApp } from "../../app.ts";
+import { type App, type AppOptions, createApp } from "../../app.ts";
 import { loadConfig } from "../../chat/config.ts";
 
 /** A running app served on 127.0.0.1. */
@@ -28,10 +28,16 @@ export interface TestServer extends AsyncDisposable {
   httpUrl(path: string): string;
 }
 
-/** Starts the app on a free port with `env` as its environment; nothing else is read. */
-export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * Starts the app on a free port with `env` as its environment (nothing else
+ * is read) and `options` (a fake clock, a logger that records) as its parts.
+ */
+export async function startServer(
+  env: Record<string, string> = {},
+  options: AppOptions = {},
+): Promise<TestServer> {
   // Memory unless a test asks for another engine: nothing is written to disk.
-  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory", ...env }));
+  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory", ...env }), options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   const port = server.addr.port;
   return {
