@@ -1,44 +1,32 @@
 import assert from "node:assert/strict";
 import { serveBaseline } from "../bench/baseline_server.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
-/** A client of the baseline that keeps every frame it receives. */
-async function client(port: number, query: string) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?${query}`);
-  const texts: string[] = [];
-  ws.onmessage = (event) => texts.push(event.data as string);
-  const closed = new Promise((resolve) => ws.onclose = resolve);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  return {
-    ws,
-    texts,
-    lines: () => texts.flatMap((text) => text.split("\n")),
-    async [Symbol.asyncDispose]() {
-      ws.close();
-      await closed;
-    },
-  };
+/** A client of the baseline on `?query`. */
+function client(port: number, query: string): Promise<TestClient> {
+  return TestClient.connect(`ws://127.0.0.1:${port}/ws?${query}`);
 }
 
-type Client = Awaited<ReturnType<typeof client>>;
+/** Every line of every frame `c` received: a batched frame holds several. */
+function lines(c: TestClient): string[] {
+  return c.texts.flatMap((text) => text.split("\n"));
+}
 
 /**
  * Waits until every client is a member of the room (the server adds a socket
  * on its own `open`, after the client's), then clears what they received.
  */
-async function settle(sender: Client, all: Client[]): Promise<void> {
+async function settle(sender: TestClient, all: TestClient[]): Promise<void> {
   await eventually("every member", () => {
-    if (all.every((c) => c.lines().includes("probe"))) return true;
-    sender.ws.send("probe");
+    if (all.every((c) => lines(c).includes("probe"))) return true;
+    sender.send("probe");
     return false;
   });
   // Probes still in flight arrive before this, since they come from one socket.
-  sender.ws.send("sync");
-  await eventually("the sync", () => all.every((c) => c.lines().includes("sync")));
-  for (const c of all) c.texts.length = 0;
+  sender.send("sync");
+  await eventually("the sync", () => all.every((c) => lines(c).includes("sync")));
+  for (const c of all) c.clear();
 }
 
 Deno.test("the baseline sends every frame unchanged to every socket of its room", async (t) => {
@@ -50,7 +38,7 @@ Deno.test("the baseline sends every frame unchanged to every socket of its room"
       await using b = await client(port, "room=r");
       await using other = await client(port, "room=s");
       await settle(a, [a, b]);
-      for (const text of ["one", "two", "three"]) a.ws.send(text);
+      for (const text of ["one", "two", "three"]) a.send(text);
       await eventually("three frames", () => b.texts.length === 3 && a.texts.length === 3);
       assert.deepEqual(b.texts, ["one", "two", "three"]);
       assert.deepEqual(a.texts, ["one", "two", "three"]);
@@ -72,13 +60,13 @@ Deno.test("the baseline sends every frame unchanged to every socket of its room"
         for (let round = 0; round < 20 && !reader.texts.some((t) => t.includes("\n")); round++) {
           for (const s of senders) {
             said.push(`${round}.${said.length}`);
-            s.ws.send(said.at(-1)!);
+            s.send(said.at(-1)!);
           }
           // Frames of different sockets keep no order: wait for all of them.
-          await eventually("the round", () => said.every((m) => reader.lines().includes(m)));
+          await eventually("the round", () => said.every((m) => lines(reader).includes(m)));
         }
         assert.ok(reader.texts.some((t) => t.includes("\n")), "no frame held more than one line");
-        assert.deepEqual(reader.lines().toSorted(), said.toSorted());
+        assert.deepEqual(lines(reader).toSorted(), said.toSorted());
         // Sockets that did not ask for batches still get one frame per message.
         await eventually("the senders' copies", () => senders[0]!.texts.includes(said.at(-1)!));
         assert.ok(senders[0]!.texts.every((t) => !t.includes("\n")));

@@ -153,47 +153,40 @@ Deno.test("?batch=1 sends several frames as one, a JSON object per line, on ever
   ];
   for (const path of paths) {
     await t.step(path, async () => {
-      const ws = new WebSocket(s.url(path));
-      const texts: string[] = [];
-      ws.onmessage = (event) => texts.push(event.data as string);
-      const closed = new Promise((resolve) => ws.onclose = resolve);
+      await using batched = await TestClient.connect(s.url(path));
+      const { texts } = batched;
       const lines = () =>
         texts.flatMap((text) => text.split("\n")).map((l) => JSON.parse(l) as Frame);
-      try {
-        await eventually("welcome", () => lines().some((f) => f.type === "welcome"));
-        await using a = await TestClient.connect(s.url("/ws/chat/alice"));
-        await using b = await TestClient.connect(s.url("/ws/chat/bob"));
-        await using c = await TestClient.connect(s.url("/ws/chat/carol"));
-        const senders = [a, b, c];
-        for (const sender of senders) await sender.next("welcome");
-        // The server batches what one turn of its event loop makes: frames
-        // from several sockets sent at once usually land in one turn, and a
-        // few rounds make sure.
-        const said: string[] = [];
-        for (let round = 0; round < 20 && !texts.some((t) => t.includes("\n")); round++) {
-          for (const sender of senders) {
-            said.push(`${round} ${said.length}`);
-            sender.sendJson({ type: "message", message: said.at(-1) });
-          }
-          // Frames of different sockets keep no order: wait for all of them.
-          await eventually("the round", () => {
-            const got = new Set(lines().map((f) => f.message));
-            return said.every((m) => got.has(m));
-          });
+      await eventually("welcome", () => lines().some((f) => f.type === "welcome"));
+      await using a = await TestClient.connect(s.url("/ws/chat/alice"));
+      await using b = await TestClient.connect(s.url("/ws/chat/bob"));
+      await using c = await TestClient.connect(s.url("/ws/chat/carol"));
+      const senders = [a, b, c];
+      for (const sender of senders) await sender.next("welcome");
+      // The server batches what one turn of its event loop makes: frames
+      // from several sockets sent at once usually land in one turn, and a
+      // few rounds make sure.
+      const said: string[] = [];
+      for (let round = 0; round < 20 && !texts.some((t) => t.includes("\n")); round++) {
+        for (const sender of senders) {
+          said.push(`${round} ${said.length}`);
+          sender.sendJson({ type: "message", message: said.at(-1) });
         }
-        assert.ok(texts.some((t) => t.includes("\n")), "no frame held more than one message");
-        const got = lines().filter((f) => f.type === "message").map((f) => f.message as string);
-        assert.deepEqual(got.toSorted(), said.toSorted());
-        // The senders did not ask for batches: each of their frames is one object.
-        const [first] = senders;
-        await eventually(
-          "a's copies",
-          () => first!.frames.filter((f) => f.type === "message").length === said.length,
-        );
-      } finally {
-        ws.close();
-        await closed;
+        // Frames of different sockets keep no order: wait for all of them.
+        await eventually("the round", () => {
+          const got = new Set(lines().map((f) => f.message));
+          return said.every((m) => got.has(m));
+        });
       }
+      assert.ok(texts.some((t) => t.includes("\n")), "no frame held more than one message");
+      const got = lines().filter((f) => f.type === "message").map((f) => f.message as string);
+      assert.deepEqual(got.toSorted(), said.toSorted());
+      // The senders did not ask for batches: each of their frames is one object.
+      const [first] = senders;
+      await eventually(
+        "a's copies",
+        () => first!.frames.filter((f) => f.type === "message").length === said.length,
+      );
     });
   }
 });
