@@ -72,8 +72,21 @@ export function preferVectoredWrites(): void {
   }
 }
 
+/** The time sources an engine uses for its TTLs, refreshes and retries. */
+export interface EngineTime {
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: the global timers. */
+  scheduler?: Scheduler;
+}
+
 /** Creates the engine named by `config.engine`; `logger` defaults to silent. */
-export function createEngine(config: Config, logger: Logger = silentLogger): Engine {
+export function createEngine(
+  config: Config,
+  logger: Logger = silentLogger,
+  time: EngineTime = {},
+): Engine {
+  const { clock, scheduler } = time;
   switch (config.engine) {
     case "memory":
       return new MemoryEngine({ historyLimit: config.historyLimit });
@@ -85,6 +98,8 @@ export function createEngine(config: Config, logger: Logger = silentLogger): Eng
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,
         logger,
+        clock,
+        scheduler,
       });
     case "redis":
       return new RedisEngine({
@@ -93,6 +108,8 @@ export function createEngine(config: Config, logger: Logger = silentLogger): Eng
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,
         logger,
+        clock,
+        scheduler,
       });
     default:
       throw new RangeError(`Unsupported CHAT_ENGINE: ${config.engine}`);
@@ -161,7 +178,7 @@ function tokenCheckFor(config: Config, clock?: Clock): TokenCheck | undefined {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? silentLogger;
   const manager = new ConnectionManager({
-    engine: options.engine ?? createEngine(config, logger),
+    engine: options.engine ?? createEngine(config, logger, options),
     clock: options.clock,
     scheduler: options.scheduler,
     logger,

@@ -25,7 +25,7 @@ export async function run(config: Config, logger: Logger): Promise<void> {
     port: config.port,
     hostname: config.hostname,
     onListen: ({ hostname, port }) =>
-      logger.info("listening", { hostname, port, engine: app.manager.engine.name }),
+      logger.info("listening", { hostname, port, engine: app.manager.health().engine }),
   }, app.handler);
 
   let stopping = false;

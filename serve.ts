@@ -28,7 +28,7 @@ async function stop(): Promise<void> {
   stopping = true;
   try {
     await app[Symbol.asyncDispose]();
-    logger.info("worker_stopped", { engine: app.manager.engine.name });
+    logger.info("worker_stopped", { engine: app.manager.health().engine });
   } catch (error) {
     logger.error("shutdown_failed", { error: String(error) });
   }
@@ -41,7 +41,7 @@ for (const signal of SIGNALS) Deno.addSignalListener(signal, onSignal);
 /** What `deno serve` runs. */
 export const server: Deno.ServeDefaultExport = {
   fetch: app.handler,
-  onListen: (addr) => logger.info("listening", { ...addr, engine: app.manager.engine.name }),
+  onListen: (addr) => logger.info("listening", { ...addr, engine: app.manager.health().engine }),
 };
 
 // `deno serve` requires a default export; the project otherwise uses named ones.

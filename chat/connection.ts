@@ -44,6 +44,8 @@ export interface ConnectOptions {
   batch?: boolean;
   /** The last message id the client saw in `room`, to recover what it missed. */
   since?: number;
+  /** The epoch of `since`, from the client's last `welcome`; a different one recovers nothing. */
+  epoch?: string;
   /** The client's address, for logs and limits. */
   remoteAddr?: string;
   /** Refuses the socket with this close (say 1008 "Unauthorized"); set by the route. */

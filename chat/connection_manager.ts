@@ -25,9 +25,9 @@ import {
   type TimerHandle,
 } from "./clock.ts";
 import {
-  type Draft,
   type Engine,
-  isPrivateChannel,
+  type EngineStatus,
+  isUserChannel,
   type Presence,
   privateChannel,
   userChannel,
@@ -42,6 +42,7 @@ import {
   CloseCode,
   CloseReason,
   DEFAULT_ROOM,
+  type Draft,
   type ErrorCode,
   ErrorCode as Errors,
   type ErrorFrame,
@@ -50,7 +51,6 @@ import {
   nameKey,
   normalizeName,
   parseClientMessage,
-  type PrivateFrame,
   type RoomFrame,
   type ServerMessage,
   type StoredFrame,
@@ -152,8 +152,43 @@ interface Admission {
   attempt: number;
 }
 
-/** History to send: frames, or their JSON as the engine keeps it with the last one's id. */
-type History = RoomFrame[] | { texts: string[]; lastId: number };
+/** History to send: the frames' JSON, with the last one's id (0 when none). */
+interface History {
+  texts: string[];
+  lastId: number;
+}
+
+/**
+ * A `since` whose epoch is not the engine's: offsets of a store that lost
+ * its history recover nothing, so the recent tail goes out with
+ * `recovered: false`.
+ */
+const STALE_SINCE = -1;
+
+/**
+ * A stored payload as sent: the offset spliced in as the frame's `id`, so
+ * that the JSON built once by the publisher travels unparsed. The payload is
+ * a JSON object, so it starts with "{".
+ */
+export function stampId(offset: number, payload: string): string {
+  return payload.length > 2 ? '{"id":' + offset + "," + payload.slice(1) : `{"id":${offset}}`;
+}
+
+/** The status of the manager's engine, for health checks. */
+export interface HealthInfo {
+  /** The engine's name as in CHAT_ENGINE. */
+  engine: string;
+  /** Whether the engine can reach its store. */
+  status: EngineStatus;
+}
+
+/** Options of {@linkcode ConnectionManager.history}. */
+export interface HistoryOptions {
+  /** Only frames with an id below this. */
+  before?: number;
+  /** The newest this many frames (before `before`). */
+  limit: number;
+}
 
 /** History read for one connection's `welcome` or `joined`. */
 interface Replay {
@@ -243,8 +278,8 @@ export class ConnectionManager implements AsyncDisposable {
     this.#burst = options.rateLimitBurst ?? 20;
     this.#authenticated = options.authenticated ?? false;
     this.#maxPerAddress = options.maxConnectionsPerIp ?? 20;
-    this.#started = this.#engine.start((channel, frame, text) =>
-      this.#deliver(channel, frame, text)
+    this.#started = this.#engine.start((channel, payload, offset) =>
+      this.#deliver(channel, payload, offset)
     );
   }
 
@@ -259,8 +294,14 @@ export class ConnectionManager implements AsyncDisposable {
   }
 
   /** The engine's name and status, for health checks. */
-  get engine(): Engine {
-    return this.#engine;
+  health(): HealthInfo {
+    return { engine: this.#engine.name, status: this.#engine.status() };
+  }
+
+  /** The newest stored frames of a room (before `before`), oldest first; rejects when the store fails. */
+  async history(room: string, options: HistoryOptions): Promise<RoomFrame[]> {
+    const page = await this.#engine.history(room, options);
+    return page.publications.map((p) => JSON.parse(stampId(p.offset, p.payload)) as RoomFrame);
   }
 
   /** Open connections. */
@@ -351,12 +392,13 @@ export class ConnectionManager implements AsyncDisposable {
     if (this.#presence !== undefined) {
       conn.held = [];
       const anonymous = options.username === undefined;
-      this.#admit(conn, { name, anonymous, room, since: options.since, attempt: 0 });
+      const since = this.#since(options.since, options.epoch);
+      this.#admit(conn, { name, anonymous, room, since, attempt: 0 });
       return handle;
     }
     this.#setName(conn, name);
     this.#register(conn);
-    this.#enterRoom(conn, room, options.since, true);
+    this.#enterRoom(conn, room, this.#since(options.since, options.epoch), true);
     return handle;
   }
 
@@ -407,6 +449,12 @@ export class ConnectionManager implements AsyncDisposable {
       this.#admit(conn, admission);
     }, NAME_RECHECK_MS);
     this.#rechecks.set(conn, timer);
+  }
+
+  /** `since`, or {@linkcode STALE_SINCE} when the client's epoch is not the engine's. */
+  #since(since: number | undefined, epoch: string | undefined): number | undefined {
+    if (since === undefined || epoch === undefined || epoch === this.#engine.epoch) return since;
+    return STALE_SINCE;
   }
 
   /** Unique users in a room, in order of arrival. */
@@ -468,7 +516,40 @@ export class ConnectionManager implements AsyncDisposable {
    * Resolves with the stored frame.
    */
   announce(room: string, event: SystemEvent, message: string, user?: string): Promise<StoredFrame> {
-    return this.#engine.publish(room, this.#systemDraft(room, event, message, user));
+    return this.#publishNotice(room, this.#systemDraft(room, event, message, user));
+  }
+
+  /**
+   * Rooms with a notice waiting for its count: their publishes wait behind
+   * it, so the notice keeps its place in the room's order.
+   */
+  #noticeWaits = new Map<string, Promise<void>>();
+
+  /**
+   * Stores and fans out a system notice; its `connected_count` counts the
+   * room's users on every process when the engine has presence (never less
+   * than the local count, which the draft holds).
+   */
+  #publishNotice(room: string, draft: Draft): Promise<StoredFrame> {
+    const presence = this.#presence;
+    if (presence === undefined || draft.type !== "system") return this.#storeNotice(room, draft);
+    let stored: Promise<StoredFrame> | undefined;
+    const before = this.#noticeWaits.get(room) ?? Promise.resolve();
+    const wait: Promise<void> = before.then(() => presence.users(room)).catch(() => undefined)
+      .then((users) => {
+        const count = users === undefined ? 0 : this.#union(this.users(room), users).length;
+        if (count > draft.connected_count) draft.connected_count = count;
+        stored = this.#storeNotice(room, draft);
+        if (this.#noticeWaits.get(room) === wait) this.#noticeWaits.delete(room);
+      });
+    this.#noticeWaits.set(room, wait);
+    return wait.then(() => stored!);
+  }
+
+  /** Publishes a notice as it is; the engine takes it in call order. */
+  async #storeNotice(room: string, draft: Draft): Promise<StoredFrame> {
+    const position = await this.#engine.publish(room, JSON.stringify(draft), { history: true });
+    return { id: position!.offset, ...draft } as StoredFrame;
   }
 
   /**
@@ -732,26 +813,23 @@ export class ConnectionManager implements AsyncDisposable {
    * sends it as `welcome` or `joined`; the room's live frames wait meanwhile.
    */
   #replay(conn: Conn, room: string, since: number | undefined, welcome: boolean): void {
-    const query = since === undefined
+    // A stale `since` (another epoch) gets the recent tail, like a first visit.
+    const query = since === undefined || since === STALE_SINCE
       ? { limit: this.#historyOnJoin }
       : { after: since, limit: this.#historyLimit };
     const everywhere = this.#presence?.users(room).catch(() => undefined);
-    const read: Promise<Pick<Replay, "history" | "complete">> =
-      this.#engine.historyText !== undefined
-        ? this.#engine.historyText(room, query).then((page) => ({
-          history: { texts: page.texts, lastId: page.lastId },
-          complete: page.complete,
-        }))
-        : this.#engine.history(room, query).then((page) => ({
-          history: page.frames as RoomFrame[],
-          complete: page.complete,
-        }));
-    read.then(
-      (page) => this.#sendHistoryWith(everywhere, { conn, room, since, welcome, ...page }),
+    this.#engine.history(room, query).then(
+      (page) => {
+        const { publications: pubs, complete } = page;
+        // Stamped once per stored payload; the welcome splices them in unparsed.
+        const texts = pubs.map((p) => stampId(p.offset, p.payload));
+        const history = { texts, lastId: pubs.at(-1)?.offset ?? 0 };
+        this.#sendHistoryWith(everywhere, { conn, room, since, welcome, history, complete });
+      },
       (error) => {
         this.#log.warn("history_failed", { room, error: String(error) });
-        const failed = { history: [], complete: false };
-        this.#sendHistoryWith(everywhere, { conn, room, since, welcome, ...failed });
+        const history = { texts: [], lastId: 0 };
+        this.#sendHistoryWith(everywhere, { conn, room, since, welcome, history, complete: false });
       },
     );
   }
@@ -768,13 +846,10 @@ export class ConnectionManager implements AsyncDisposable {
     const users = everywhere === undefined
       ? this.users(room)
       : this.#union(this.users(room), everywhere);
-    const recovered = since === undefined ? true : complete;
-    const raw = Array.isArray(history) ? undefined : history;
-    const frames = raw === undefined ? history as RoomFrame[] : [];
+    const recovered = since === undefined ? true : since !== STALE_SINCE && complete;
+    const epoch = this.#engine.epoch;
     const send = (frame: WelcomeFrame | JoinedFrame) =>
-      raw === undefined
-        ? this.#send(conn, frame, true)
-        : this.#sendText(conn, spliceHistory(frame, raw.texts));
+      this.#sendText(conn, spliceHistory(frame, history.texts));
     if (welcome) {
       send({
         type: "welcome",
@@ -786,16 +861,16 @@ export class ConnectionManager implements AsyncDisposable {
           ? { interval_ms: this.#interval, timeout_ms: this.#timeout }
           : null,
         server_time: new Date(this.#clock.now()).toISOString(),
-        history: frames,
+        history: [],
         recovered,
+        epoch,
         limits: { max_message_bytes: this.#maxBytes },
       });
       conn.welcomed = true;
     } else {
-      send({ type: "joined", room, users, history: frames, recovered });
+      send({ type: "joined", room, users, history: [], recovered, epoch });
     }
-    let cursor = Math.max(since ?? 0, raw?.lastId ?? 0);
-    for (const frame of frames) if (frame.id > cursor) cursor = frame.id;
+    const cursor = Math.max(since ?? 0, history.lastId);
     const pending = conn.pendingRooms;
     pending?.delete(room);
     const queue = conn.queue ?? [];
@@ -868,26 +943,33 @@ export class ConnectionManager implements AsyncDisposable {
   /** Whether a fan-out is running. */
   #fanning = false;
   /** Deliveries that arrived during a fan-out; null when none did. */
-  #pendingDeliveries: [string, StoredFrame, string | undefined][] | null = null;
+  #pendingDeliveries: [string, string, number][] | null = null;
 
-  #deliver(channel: string, frame: StoredFrame, text?: string): void {
+  /**
+   * Receives a publication from the engine: a stored one gets its offset
+   * spliced in as the id, once per message on this process, never per
+   * recipient; an ephemeral one goes out as published.
+   */
+  #deliver(channel: string, payload: string, offset?: number): void {
+    const text = offset === undefined ? payload : stampId(offset, payload);
+    const id = offset ?? 0;
     // A fan-out may publish (a slow consumer's leave notice) and a synchronous
     // engine delivers that at once: finish the current frame first so every
     // member sees ids in order.
     if (this.#fanning) {
-      (this.#pendingDeliveries ??= []).push([channel, frame, text]);
+      (this.#pendingDeliveries ??= []).push([channel, text, id]);
       return;
     }
     this.#fanning = true;
     try {
-      this.#fanOut(channel, frame, text);
+      this.#fanOut(channel, text, id);
       // Only a re-entrant delivery allocates: the common path stays garbage-free.
       const pending = this.#pendingDeliveries;
       if (pending !== null) {
         // Entries pushed while draining are drained too, in order.
         for (let i = 0; i < pending.length; i++) {
-          const [c, f, t] = pending[i]!;
-          this.#fanOut(c, f, t);
+          const [c, t, n] = pending[i]!;
+          this.#fanOut(c, t, n);
         }
       }
     } finally {
@@ -896,28 +978,23 @@ export class ConnectionManager implements AsyncDisposable {
     }
   }
 
-  #fanOut(channel: string, frame: StoredFrame, json: string | undefined): void {
-    const text = json ?? JSON.stringify(frame);
-    const bytes = byteLength(text);
+  /** Sends one delivery to the members of a room, or to the holders of a user channel's name. */
+  #fanOut(channel: string, text: string, id: number): void {
     let delivered = 0;
-    if (isPrivateChannel(channel)) {
-      const p = frame as PrivateFrame;
-      const toKey = nameKey(p.to);
-      const fromKey = nameKey(p.username);
-      const to = this.#byName.get(toKey);
-      const from = toKey === fromKey ? undefined : this.#byName.get(fromKey);
+    let bytes = 0;
+    if (isUserChannel(channel)) {
+      const holders = this.#byName.get(channel.slice(1));
+      if (holders === undefined) return;
+      bytes = byteLength(text);
       // Not through #deliverAll: an array there would make its loop over room Sets
       // polymorphic. A copy, since dropping a slow consumer splices the original.
-      for (const holders of [to, from]) {
-        if (holders === undefined) continue;
-        for (const c of [...holders]) {
-          delivered += this.#deliverTo(c, channel, frame.id, text, bytes);
-        }
-      }
+      for (const c of [...holders]) delivered += this.#deliverTo(c, channel, id, text, bytes);
     } else {
+      // A pair channel has no members: its frames travel on user channels.
       const members = this.#rooms.get(channel);
       if (members === undefined) return;
-      delivered = this.#deliverAll(members, channel, frame.id, text, bytes);
+      bytes = byteLength(text);
+      delivered = this.#deliverAll(members, channel, id, text, bytes);
     }
     const m = this.#metrics;
     m.broadcasts++;
@@ -1153,7 +1230,7 @@ export class ConnectionManager implements AsyncDisposable {
         if (first === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${msg.to.slice(0, 64)}`);
         }
-        return this.#publish(conn, privateChannel(conn.key, first.key), {
+        return this.#publishPrivate(conn, first.key, {
           type: "private",
           room,
           username: conn.username,
@@ -1174,7 +1251,7 @@ export class ConnectionManager implements AsyncDisposable {
         return;
       case "join":
       case "resume":
-        return this.#join(conn, msg.room, msg.since, msg.type === "resume");
+        return this.#join(conn, msg.room, this.#since(msg.since, msg.epoch), msg.type === "resume");
       case "leave": {
         const room = normalizeName(msg.room);
         if (room === undefined || !conn.rooms.includes(room)) {
@@ -1213,7 +1290,7 @@ export class ConnectionManager implements AsyncDisposable {
         if (name === undefined) {
           return this.#error(conn, Errors.UserNotFound, `User not online: ${to.slice(0, 64)}`);
         }
-        this.#publish(conn, privateChannel(conn.key, nameKey(name)), {
+        this.#publishPrivate(conn, nameKey(name), {
           type: "private",
           room,
           username: conn.username,
@@ -1238,23 +1315,46 @@ export class ConnectionManager implements AsyncDisposable {
     this.#publishFailures.warn("publish_failed", { channel, error: String(error) });
   }
 
-  #publish(conn: Conn, channel: string, draft: Draft): void {
-    const started = performance.now();
-    // A synchronous engine gets no promise and no callbacks per message:
-    // that garbage lengthened the young-generation pauses seen at p99.
-    if (this.#engine.publishSync !== undefined) {
-      try {
-        this.#engine.publishSync(channel, draft);
-      } catch (error) {
-        this.#publishFailed(channel, error);
-        return this.#error(conn, Errors.Unavailable, "Message not stored; try again");
-      }
-      return this.#metrics.observeFanout((performance.now() - started) / 1000);
+  /**
+   * Stores a room message and fans it out: its JSON is built here once,
+   * without an id, and every process splices the offset in on delivery.
+   */
+  #publish(conn: Conn, room: string, draft: Draft): void {
+    const waiting = this.#noticeWaits.size === 0 ? undefined : this.#noticeWaits.get(room);
+    if (waiting !== undefined) {
+      waiting.then(() => this.#publish(conn, room, draft));
+      return;
     }
-    this.#engine.publish(channel, draft).then(
+    const started = performance.now();
+    this.#engine.publish(room, JSON.stringify(draft), { history: true }).then(
       () => this.#metrics.observeFanout((performance.now() - started) / 1000),
       (error) => {
-        this.#publishFailed(channel, error);
+        this.#publishFailed(room, error);
+        this.#error(conn, Errors.Unavailable, "Message not stored; try again");
+      },
+    );
+  }
+
+  /**
+   * Stores a private message in the history of its pair, then sends the
+   * stamped frame to the user channels of the recipient and the sender
+   * (the sender's echo is the acknowledgement).
+   */
+  #publishPrivate(conn: Conn, toKey: string, draft: Draft): void {
+    const started = performance.now();
+    const payload = JSON.stringify(draft);
+    const pair = privateChannel(conn.key, toKey);
+    this.#engine.publish(pair, payload, { history: true }).then(
+      (position) => {
+        const text = stampId(position!.offset, payload);
+        const sends = [this.#engine.publish(userChannel(toKey), text)];
+        if (toKey !== conn.key) sends.push(this.#engine.publish(userChannel(conn.key), text));
+        return Promise.all(sends);
+      },
+    ).then(
+      () => this.#metrics.observeFanout((performance.now() - started) / 1000),
+      (error) => {
+        this.#publishFailed(pair, error);
         this.#error(conn, Errors.Unavailable, "Message not stored; try again");
       },
     );
@@ -1268,7 +1368,15 @@ export class ConnectionManager implements AsyncDisposable {
     if (conn.rooms.includes(room)) {
       if (!resume && since === undefined) {
         const users = this.users(room);
-        return this.#send(conn, { type: "joined", room, users, history: [], recovered: true });
+        const epoch = this.#engine.epoch;
+        return this.#send(conn, {
+          type: "joined",
+          room,
+          users,
+          history: [],
+          recovered: true,
+          epoch,
+        });
       }
       // Resume inside a room: replay what was missed without a second join notice.
       (conn.pendingRooms ??= new Set()).add(room);
@@ -1323,7 +1431,7 @@ export class ConnectionManager implements AsyncDisposable {
       this.#presence?.join(room, name);
       const draft = this.#systemDraft(room, "rename", `${old} is now ${name}`, name);
       (draft as { old_name?: string }).old_name = old;
-      this.#engine.publish(room, draft)
+      this.#publishNotice(room, draft)
         .catch((error) => this.#log.warn("notice_failed", { room, error: String(error) }));
     }
   }

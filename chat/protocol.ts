@@ -133,6 +133,8 @@ export interface ClientJoin {
   type: "join";
   room: string;
   since?: number;
+  /** The epoch `since` belongs to, from the last `welcome` or `joined`. */
+  epoch?: string;
 }
 
 /** Leave a room. */
@@ -152,6 +154,8 @@ export interface ClientResume {
   type: "resume";
   room: string;
   since: number;
+  /** The epoch `since` belongs to, from the last `welcome` or `joined`. */
+  epoch?: string;
 }
 
 /** Every frame a client may send, after {@linkcode parseClientMessage}. */
@@ -234,6 +238,10 @@ export type RoomFrame = MessageFrame | SystemFrame;
 /** A frame kept in history: room frames and private messages. */
 export type StoredFrame = MessageFrame | SystemFrame | PrivateFrame;
 
+/** A frame before its id is known: what the manager serialises and publishes. */
+export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ? Omit<F, "id">
+  : never;
+
 /** The first frame on every chat connection. */
 export interface WelcomeFrame {
   type: "welcome";
@@ -246,8 +254,10 @@ export interface WelcomeFrame {
   server_time: string;
   /** Recent room history, oldest first, or what was missed after `since`. */
   history: RoomFrame[];
-  /** False when `since` was older than the retained history. */
+  /** False when `since` was older than the retained history, or of another epoch. */
   recovered: boolean;
+  /** The history's epoch: send it back with `since`; it changes when the server lost history. */
+  epoch: string;
   /** Limits the client should respect. */
   limits: { max_message_bytes: number };
 }
@@ -259,6 +269,8 @@ export interface JoinedFrame {
   users: string[];
   history: RoomFrame[];
   recovered: boolean;
+  /** As in {@linkcode WelcomeFrame.epoch}. */
+  epoch: string;
 }
 
 /** The answer to an in-band `leave`. */
@@ -406,7 +418,10 @@ function parseObject(fields: Fields): ParseResult {
       if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
         return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
       }
-      return ok({ type, room, since });
+      if (fields.epoch === undefined) return ok({ type, room, since });
+      const epoch = parseEpoch(fields.epoch);
+      if (epoch === undefined) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
+      return ok({ type, room, since, epoch });
     }
     case "leave": {
       const room = fields.room;
@@ -458,4 +473,12 @@ export function parseClientMessage(text: string): ParseResult {
     return fail(ErrorCode.BadMessage, "Frame must be a JSON object");
   }
   return parseObject(data as Fields);
+}
+
+/**
+ * An epoch a client sent back (`?epoch=` or a frame's `epoch`): up to 64
+ * letters, digits, `-` and `_`; undefined for anything else.
+ */
+export function parseEpoch(value: unknown): string | undefined {
+  return typeof value === "string" && /^[\w-]{1,64}$/.test(value) ? value : undefined;
 }

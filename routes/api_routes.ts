@@ -115,7 +115,7 @@ export function createApiRoutes(options: ApiRoutesOptions): Route[] {
       const count = Math.min(limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
       let frames;
       try {
-        ({ frames } = await manager.engine.history(room, { before, limit: count }));
+        frames = await manager.history(room, { before, limit: count });
       } catch {
         return jsonError(503, "History unavailable; try again");
       }

@@ -23,12 +23,12 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
   const startedAt = options.startedAt ?? Date.now();
   return [
     route(["GET"], "/healthz", () => {
-      const engine = manager.engine.status();
+      const { engine: name, status: engine } = manager.health();
       // 503 while the engine cannot store messages, so load balancers and
       // Docker's HEALTHCHECK stop sending users here; the body says why.
       return json({
         status: engine === "ok" ? "ok" : "degraded",
-        engine: { name: manager.engine.name, status: engine },
+        engine: { name, status: engine },
         connections: manager.connectionCount,
         rooms: manager.roomCount,
         uptime_s: Math.round((Date.now() - startedAt) / 1000),

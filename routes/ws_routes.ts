@@ -14,6 +14,7 @@ import {
 } from "../chat/auth/gatekeeper.ts";
 import type { Connection, ConnectionManager, ConnectOptions } from "../chat/connection_manager.ts";
 import { withDefaults } from "../chat/options.ts";
+import { parseEpoch } from "../chat/protocol.ts";
 import {
   clientAddress,
   DEFAULT_TRUST_PROXY,
@@ -200,6 +201,11 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
         return jsonError(400, `Invalid since: ${sinceParam.slice(0, 32)}`);
       }
     }
+    const epochParam = url.searchParams.get("epoch");
+    const epoch = epochParam === null || epochParam === "" ? undefined : parseEpoch(epochParam);
+    if (epochParam && epoch === undefined) {
+      return jsonError(400, `Invalid epoch: ${epochParam.slice(0, 32)}`);
+    }
     const remoteAddr = clientAddress(req, info, trustProxy);
     const offered = offeredProtocols(req.headers.get("sec-websocket-protocol"));
     const token = handshakeToken(url.searchParams.get("token"), offered);
@@ -218,6 +224,7 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
       ...target,
       remoteAddr,
       ...(since === undefined ? {} : { since }),
+      ...(epoch === undefined ? {} : { epoch }),
       ...admitted(admission),
     };
     const listener = new SocketListener(manager, socket, connect);

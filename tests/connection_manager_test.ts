@@ -5,7 +5,15 @@ import {
   type ConnectionManagerOptions,
   type ConnectOptions,
 } from "../chat/connection_manager.ts";
-import type { Draft, Engine, HistoryPage, HistoryQuery, Presence } from "../chat/engines/engine.ts";
+import type {
+  Delivery,
+  Engine,
+  HistoryPage,
+  HistoryQuery,
+  Presence,
+  PublishOptions,
+  StreamPosition,
+} from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import type { StoredFrame } from "../chat/protocol.ts";
 import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
@@ -228,9 +236,11 @@ Deno.test("a private message goes to its target and is echoed to the sender only
     ["message with to, any case", { type: "message", to: " bob ", message: "secret 3" }],
   ];
   for (const [name, frame] of variants) {
-    await t.step(name, () => {
+    await t.step(name, async () => {
       const text = (frame as { message: string }).message;
       alice.send(frame);
+      // Stored in the pair's history first, then sent on both users' channels.
+      await settle();
       for (const socket of [alice.socket, bob.socket]) {
         const p = socket.framesOf("private").at(-1);
         assert.equal(p?.message, text);
@@ -278,8 +288,9 @@ Deno.test("rename announces the new name and keeps names unique", async (t) => {
     alice.conn.receive("signed");
     assert.equal(messages(bob.socket).at(-1)?.sender, "Alicia");
   });
-  await t.step("the new name receives private messages, the old one is gone", () => {
+  await t.step("the new name receives private messages, the old one is gone", async () => {
     bob.send({ type: "private", to: "alicia", message: "new you" });
+    await settle();
     assert.equal(alice.socket.framesOf("private").at(-1)?.message, "new you");
     bob.send({ type: "private", to: "alice", message: "old you" });
     assert.equal(lastError(bob.socket)?.code, "user_not_found");
@@ -369,8 +380,9 @@ Deno.test("a private message's to is normalised like a name", async (t) => {
     ["padded", "  jos\u00E9 "],
   ];
   for (const [what, to] of spellings) {
-    await t.step(what, () => {
+    await t.step(what, async () => {
       alice.send({ type: "private", to, message: what });
+      await settle();
       const got = jose.socket.framesOf("private").at(-1);
       assert.equal(got?.message, what);
       assert.equal(got.to, "José");
@@ -722,11 +734,18 @@ class SlowHistoryEngine implements Engine {
   readonly name = "slow-history";
   readonly inner = new MemoryEngine();
   #held: (() => void)[] = [];
-  start(deliver: (channel: string, frame: StoredFrame) => void): Promise<void> {
+  get epoch(): string {
+    return this.inner.epoch;
+  }
+  start(deliver: Delivery): Promise<void> {
     return this.inner.start(deliver);
   }
-  publish(channel: string, draft: Draft): Promise<StoredFrame> {
-    return this.inner.publish(channel, draft);
+  publish(
+    channel: string,
+    payload: string,
+    options?: PublishOptions,
+  ): Promise<StreamPosition | undefined> {
+    return this.inner.publish(channel, payload, options);
   }
   history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
     // Read when released, so frames published meanwhile are in the page too.
@@ -888,16 +907,20 @@ Deno.test("a closed socket is removed from the registry and its name freed", asy
   assert.equal(messages(again.socket).length, 0);
 });
 
-/** A memory engine whose synchronous publish can be made to fail. */
+/** A memory engine whose publish can be made to fail. */
 class FlakySyncEngine extends MemoryEngine {
   failing = false;
-  override publishSync(channel: string, draft: Draft): StoredFrame {
-    if (this.failing) throw new Error("Store unavailable: test");
-    return super.publishSync(channel, draft);
+  override publish(
+    channel: string,
+    payload: string,
+    options?: PublishOptions,
+  ): Promise<StreamPosition | undefined> {
+    if (this.failing) return Promise.reject(new Error("Store unavailable: test"));
+    return super.publish(channel, payload, options);
   }
 }
 
-Deno.test("a synchronous engine's failure is an unavailable error and nothing is delivered", async () => {
+Deno.test("an engine's failure is an unavailable error and nothing is delivered", async () => {
   const engine = new FlakySyncEngine();
   await using h = harness({ engine });
   const alice = await h.open({ username: "alice" });

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { KvEngine } from "../chat/engines/kv.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
-import { message, testEngineContract, waitFor } from "./helpers/engine_contract.ts";
+import { FakeClock } from "./helpers/fakes.ts";
+import { payload, store, testEngineContract } from "./helpers/engine_contract.ts";
+import { eventually } from "./helpers/eventually.ts";
 
 /** A temporary folder for KV files, removed on dispose. */
 async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
@@ -45,34 +47,33 @@ Deno.test("kv engine specifics", async (t) => {
     const path = `${dir.path}/nested/deeper/chat.kv`;
     await using engine = new KvEngine({ path });
     await engine.start(() => {});
-    await engine.publish("room", message("room", "hello"));
+    await store(engine, "room", payload("room", "hello"));
     assert.ok((await Deno.stat(path)).isFile);
   });
 
-  await t.step("frames older than the TTL are not served", async () => {
+  await t.step("publications older than the TTL are not served (fake time)", async () => {
     await using dir = await tempDir();
-    await using engine = new KvEngine({ path: `${dir.path}/chat.kv`, historyTtlS: 60 });
+    const clock = new FakeClock(Date.now());
+    await using engine = new KvEngine({ path: `${dir.path}/chat.kv`, historyTtlS: 60, clock });
     await engine.start(() => {});
-    const old = {
-      ...message("room", "old"),
-      timestamp: new Date(Date.now() - 120_000).toISOString(),
-    };
-    await engine.publish("room", old);
-    await engine.publish("room", message("room", "new"));
+    await store(engine, "room", payload("room", "old"));
+    clock.time += 120_000;
+    await store(engine, "room", payload("room", "new"));
     const page = await engine.history("room", { after: 0, limit: 10 });
-    assert.deepEqual(page.frames.map((f) => f.id), [2]);
+    assert.deepEqual(page.publications.map((p) => p.offset), [2]);
     assert.equal(page.complete, false);
-    assert.deepEqual((await engine.history("room", { limit: 10 })).frames.map((f) => f.id), [2]);
+    const recent = await engine.history("room", { limit: 10 });
+    assert.deepEqual(recent.publications.map((p) => p.offset), [2]);
   });
 
   await t.step("a frame too large for a KV value is refused alone", async () => {
     await using dir = await tempDir();
     await using engine = new KvEngine({ path: `${dir.path}/chat.kv` });
     await engine.start(() => {});
-    const big = engine.publish("room", message("room", "x".repeat(70_000)));
-    const small = engine.publish("room", message("room", "fits"));
+    const big = engine.publish("room", payload("room", "x".repeat(70_000)), { history: true });
+    const small = store(engine, "room", payload("room", "fits"));
     await assert.rejects(big, RangeError);
-    assert.equal((await small).id, 1);
+    assert.equal((await small).offset, 1);
   });
 
   await t.step("publish after dispose rejects", async () => {
@@ -80,7 +81,7 @@ Deno.test("kv engine specifics", async (t) => {
     const engine = new KvEngine({ path: `${dir.path}/chat.kv` });
     await engine.start(() => {});
     await engine[Symbol.asyncDispose]();
-    await assert.rejects(engine.publish("room", message("room", "late")), /closed/);
+    await assert.rejects(store(engine, "room", payload("room", "late")), /closed/);
   });
 
   await t.step(
@@ -103,18 +104,6 @@ Deno.test("kv engine specifics", async (t) => {
           const holder = { username: "Alice", userId: "id-alice" };
           assert.deepEqual(await b.presence.lookup("ALICE"), holder);
           assert.deepEqual(await b.presence.lookup("Bob"), { username: "Bob", userId: null });
-          // A system frame counts the users of every engine.
-          const notice = await b.publish("r", {
-            type: "system",
-            room: "r",
-            event: "join",
-            message: "Bob joined the room",
-            username: "System",
-            sender: "System",
-            connected_count: 1,
-            timestamp: new Date().toISOString(),
-          });
-          assert.equal(notice.type === "system" && notice.connected_count, 2);
           a.presence.leave("r", "Alice");
           assert.deepEqual(await a.presence.users("r"), ["Bob"]);
           a.presence.join("r", "Alice");
@@ -151,14 +140,14 @@ Deno.test("kv engine specifics", async (t) => {
     const rooms = Array.from({ length: 25 }, (_, i) => `room ${i}`);
     for (const room of rooms) reader.subscribe(room);
     await Promise.all(rooms.map((room) => reader.history(room, { limit: 1 })));
-    for (const room of rooms) await writer.publish(room, message(room, "hi"));
-    await waitFor(() => got.length >= rooms.length, "a frame of every room");
+    for (const room of rooms) await store(writer, room, payload(room, "hi"));
+    await eventually("a publication of every room", () => got.length >= rooms.length);
     assert.deepEqual(got.sort(), [...rooms].sort());
     // An unsubscribed room is no longer delivered.
     reader.unsubscribe("room 0");
-    await writer.publish("room 0", message("room 0", "gone"));
-    await writer.publish("room 1", message("room 1", "still"));
-    await waitFor(() => got.length >= rooms.length + 1, "the frame of room 1");
+    await store(writer, "room 0", payload("room 0", "gone"));
+    await store(writer, "room 1", payload("room 1", "still"));
+    await eventually("the publication of room 1", () => got.length >= rooms.length + 1);
     assert.equal(got.filter((c) => c === "room 0").length, 1);
   });
 });

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { ConnectionManager } from "../chat/connection_manager.ts";
-import type { Draft } from "../chat/engines/engine.ts";
+import type { PublishOptions, StreamPosition } from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import { createLogger } from "../chat/logger.ts";
 import { LogThrottle } from "../chat/log_throttle.ts";
-import type { StoredFrame } from "../chat/protocol.ts";
 import { FakeClock, FakeScheduler, FakeSocket, settle } from "./helpers/fakes.ts";
 
 const INTERVAL_MS = 10_000;
@@ -60,16 +59,20 @@ Deno.test("LogThrottle writes the first line at once and then one line per inter
 
 /** A memory engine that cannot store anything, as Redis during an outage. */
 class FailingEngine extends MemoryEngine {
+  #sync: boolean;
   constructor(options: { sync: boolean }) {
     super();
-    // Without publishSync the manager takes the promise path, as with kv and redis.
-    if (!options.sync) Object.defineProperty(this, "publishSync", { value: undefined });
+    this.#sync = options.sync;
   }
-  override publish(_channel: string, _draft: Draft): Promise<StoredFrame> {
-    return Promise.reject(new Error("Redis is unreachable"));
-  }
-  override publishSync(_channel: string, _draft: Draft): StoredFrame {
-    throw new Error("Redis is unreachable");
+  override publish(
+    _channel: string,
+    _payload: string,
+    _options?: PublishOptions,
+  ): Promise<StreamPosition | undefined> {
+    const error = new Error("Redis is unreachable");
+    // Rejected at once, as a memory engine would, or a moment later, as kv and redis do.
+    if (this.#sync) return Promise.reject(error);
+    return new Promise((_, reject) => setTimeout(() => reject(error), 0));
   }
 }
 

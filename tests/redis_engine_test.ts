@@ -1,38 +1,38 @@
 import assert from "node:assert/strict";
 import { ConnectionManager } from "../chat/connection_manager.ts";
-import { type Draft, privateChannel, userChannel } from "../chat/engines/engine.ts";
+import { userChannel } from "../chat/engines/engine.ts";
 import { RedisEngine, type RedisEngineOptions } from "../chat/engines/redis.ts";
 import { RedisClient } from "../chat/engines/redis_client.ts";
 import { createLogger } from "../chat/logger.ts";
-import type { StoredFrame } from "../chat/protocol.ts";
 import {
-  message,
-  privateMessage as whisper,
+  payload,
+  range,
+  type Started,
+  startRecorded,
+  store,
   testEngineContract,
 } from "./helpers/engine_contract.ts";
 import { eventually } from "./helpers/eventually.ts";
-import { FakeSocket } from "./helpers/fakes.ts";
+import { FakeClock, FakeSocket } from "./helpers/fakes.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
 
 const ignore = ignoreRedisTests();
 const FAST_RECONNECT = { minDelayMs: 10, maxDelayMs: 200 };
 
-/** An engine that records every delivery. */
-interface Recorded extends AsyncDisposable {
+/** A redis engine that records every delivery. */
+interface Recorded extends Started, AsyncDisposable {
   engine: RedisEngine;
-  got: { channel: string; frame: StoredFrame }[];
-  /** Ids delivered on one channel, in delivery order. */
+  /** Offsets delivered on one channel, in delivery order. */
   ids(channel: string): number[];
 }
 
 async function open(url: string, options: RedisEngineOptions = {}): Promise<Recorded> {
   const engine = new RedisEngine({ url, reconnect: FAST_RECONNECT, ...options });
-  const got: Recorded["got"] = [];
-  await engine.start((channel, frame) => got.push({ channel, frame }));
+  const started = await startRecorded(engine);
   return {
+    ...started,
     engine,
-    got,
-    ids: (channel) => got.filter((d) => d.channel === channel).map((d) => d.frame.id),
+    ids: (channel) => started.offsets(channel).filter((o) => o !== undefined),
     [Symbol.asyncDispose]: () => engine[Symbol.asyncDispose](),
   };
 }
@@ -40,12 +40,9 @@ async function open(url: string, options: RedisEngineOptions = {}): Promise<Reco
 /** Subscribes and waits until a probe published afterwards arrives, so the subscription is live. */
 async function subscribed(r: Recorded, channel: string, probe: Recorded = r): Promise<void> {
   r.engine.subscribe(channel);
-  const frame = await probe.engine.publish(channel, message(channel, "probe"));
-  await eventually(`probe on ${channel}`, () => r.ids(channel).includes(frame.id));
+  const { offset } = await store(probe.engine, channel, payload(channel, "probe"));
+  await eventually(`probe on ${channel}`, () => r.ids(channel).includes(offset));
 }
-
-const range = (from: number, to: number) =>
-  Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** A TCP relay to Redis that a test can cut, as a network partition or a crash would. */
 class Relay implements AsyncDisposable {
@@ -141,7 +138,7 @@ Deno.test({ name: "redis engine storage details", ignore }, async (t) => {
     await subscribed(r, "gone");
     r.engine.unsubscribe("gone");
     const count = r.ids("gone").length;
-    await r.engine.publish("gone", message("gone", "unheard"));
+    await store(r.engine, "gone", payload("gone", "unheard"));
     await subscribed(r, "marker");
     assert.equal(r.ids("gone").length, count);
   });
@@ -149,14 +146,14 @@ Deno.test({ name: "redis engine storage details", ignore }, async (t) => {
   await t.step("history serves HISTORY_LIMIT frames while the stream keeps more", async () => {
     await using small = await open(redis.url, { historyLimit: 100, keyPrefix: "small:" });
     await Promise.all(
-      range(1, 400).map((i) => small.engine.publish("trim", message("trim", `t${i}`))),
+      range(1, 400).map((i) => store(small.engine, "trim", payload("trim", `t${i}`))),
     );
     const page = await small.engine.history("trim", { after: 1, limit: 1000 });
     assert.equal(page.complete, false);
-    assert.deepEqual(page.frames.map((f) => f.id), range(301, 400));
+    assert.deepEqual(page.publications.map((p) => p.offset), range(301, 400));
     const recent = await small.engine.history("trim", { after: 390, limit: 1000 });
     assert.equal(recent.complete, true);
-    assert.deepEqual(recent.frames.map((f) => f.id), range(391, 400));
+    assert.deepEqual(recent.publications.map((p) => p.offset), range(391, 400));
     await using admin = new RedisClient({ url: redis.url, reconnect: false });
     await admin.connect();
     const kept = await admin.command(["XLEN", "small:stream:trim"]) as number;
@@ -164,27 +161,25 @@ Deno.test({ name: "redis engine storage details", ignore }, async (t) => {
   });
 
   await t.step("ids go on after the stream when the counter was lost", async () => {
-    for (let i = 0; i < 3; i++) await r.engine.publish("lost", message("lost", `l${i}`));
+    for (let i = 0; i < 3; i++) await store(r.engine, "lost", payload("lost", `l${i}`));
     await using admin = new RedisClient({ url: redis.url, reconnect: false });
     await admin.connect();
     await admin.command(["DEL", "chat:seq:lost"]);
-    const next = await r.engine.publish("lost", message("lost", "after"));
-    assert.equal(next.id, 4);
-    assert.equal((await r.engine.publish("lost", message("lost", "then"))).id, 5);
+    const next = await store(r.engine, "lost", payload("lost", "after"));
+    assert.equal(next.offset, 4);
+    assert.equal((await store(r.engine, "lost", payload("lost", "then"))).offset, 5);
   });
 
-  await t.step("history leaves out frames older than the history TTL", async () => {
-    await using ttl = await open(redis.url, { historyTtlS: 60, keyPrefix: "ttl:" });
-    const old = {
-      ...message("ttl", "old"),
-      timestamp: new Date(Date.now() - 120_000).toISOString(),
-    };
-    await ttl.engine.publish("ttl", old as Draft);
-    await ttl.engine.publish("ttl", message("ttl", "new"));
+  await t.step("history leaves out publications older than the TTL (fake time)", async () => {
+    const clock = new FakeClock(Date.now());
+    await using ttl = await open(redis.url, { historyTtlS: 60, keyPrefix: "ttl:", clock });
+    await store(ttl.engine, "ttl", payload("ttl", "old"));
+    clock.time += 120_000;
+    await store(ttl.engine, "ttl", payload("ttl", "new"));
     const newest = await ttl.engine.history("ttl", { limit: 10 });
-    assert.deepEqual(newest.frames.map((f) => f.id), [2]);
+    assert.deepEqual(newest.publications.map((p) => p.offset), [2]);
     const after = await ttl.engine.history("ttl", { after: 0, limit: 10 });
-    assert.deepEqual(after, { frames: newest.frames, complete: false });
+    assert.deepEqual(after, { ...newest, complete: false });
     assert.equal((await ttl.engine.history("ttl", { after: 1, limit: 10 })).complete, true);
   });
 });
@@ -202,19 +197,24 @@ Deno.test({ name: "redis engine shares channels between processes", ignore }, as
     await subscribed(c, "shared", a);
     const base = c.ids("shared").at(-1)!;
     await Promise.all([
-      ...range(1, 50).map((i) => a.engine.publish("shared", message("shared", `a${i}`))),
-      ...range(1, 50).map((i) => b.engine.publish("shared", message("shared", `b${i}`))),
+      ...range(1, 50).map((i) => store(a.engine, "shared", payload("shared", `a${i}`))),
+      ...range(1, 50).map((i) => store(b.engine, "shared", payload("shared", `b${i}`))),
     ]);
     await eventually("100 deliveries", () => c.ids("shared").length === 101);
     assert.deepEqual(c.ids("shared"), range(base, base + 100));
   });
 
-  await t.step("a frame published on one engine reaches the other's user channel", async () => {
+  await t.step("an ephemeral publish on one engine reaches the other's user channel", async () => {
     await subscribed(b, userChannel("bob"), a);
-    const pair = privateChannel("alice", "bob");
-    const sent = await a.engine.publish(pair, whisper("Alice", "bob", "across"));
-    await eventually("the whisper at b", () => b.ids(pair).includes(sent.id));
-    assert.deepEqual(a.ids(pair), [], "a has no subscriber for either user");
+    const text = '{"id":3,"type":"private"}';
+    await a.engine.publish(userChannel("bob"), text);
+    await eventually("the whisper at b", () => b.got.some((d) => d.payload === text));
+    assert.deepEqual(b.got.at(-1), {
+      channel: userChannel("bob"),
+      payload: text,
+      offset: undefined,
+    });
+    assert.ok(!a.got.some((d) => d.payload === text), "a did not subscribe to bob");
   });
 
   await t.step("a dropped pub/sub connection catches up exactly once, in order", async () => {
@@ -225,7 +225,7 @@ Deno.test({ name: "redis engine shares channels between processes", ignore }, as
     const publishing = Promise.all(
       range(1, 60).map(async (i) => {
         if (i === 20) await admin.command(["CLIENT", "KILL", "TYPE", "pubsub"]);
-        return await b.engine.publish("outage", message("outage", `o${i}`, "Bob"));
+        return await store(b.engine, "outage", payload("outage", `o${i}`, "Bob"));
       }),
     );
     await publishing;
@@ -235,7 +235,7 @@ Deno.test({ name: "redis engine shares channels between processes", ignore }, as
     );
     await eventually("60 deliveries", () => a.ids("outage").length === 61);
     assert.deepEqual(a.ids("outage"), range(base, base + 60));
-    await b.engine.publish("outage", message("outage", "live again", "Bob"));
+    await store(b.engine, "outage", payload("outage", "live again", "Bob"));
     await eventually("live again", () => a.ids("outage").length === 62);
   });
 });
@@ -251,20 +251,27 @@ Deno.test(
     await t.step("publish rejects and status is degraded while Redis is down", async () => {
       await redis.kill9();
       await eventually("degraded", () => a.engine.status() === "degraded");
-      await assert.rejects(a.engine.publish("room", message("room", "lost")), Error);
+      await assert.rejects(store(a.engine, "room", payload("room", "lost")), Error);
       await assert.rejects(a.engine.history("room", { limit: 10 }), Error);
       await assert.rejects(a.engine.presence.users("room"), Error);
     });
 
-    await t.step("a restart without persistence restarts ids and deliveries go on", async () => {
+    await t.step("a restart without persistence restarts ids and the epoch", async () => {
+      const before = a.engine.epoch;
+      assert.equal(b.engine.epoch, before);
       await redis.restart();
       await eventually("ok", () => a.engine.status() === "ok" && b.engine.status() === "ok");
-      const fresh = await b.engine.publish("room", message("room", "after", "Bob"));
-      assert.equal(fresh.id, 1, "an empty Redis starts over");
+      const text = payload("room", "after", "Bob");
+      const fresh = await store(b.engine, "room", text);
+      assert.equal(fresh.offset, 1, "an empty Redis starts over");
+      await eventually("the new publication at a", () => a.got.some((d) => d.payload === text));
+      // Both noticed the loss (b when it caught up, or by publishing under the new epoch).
       await eventually(
-        "the new frame at a",
-        () => a.got.some((d) => d.frame.type === "message" && d.frame.message === "after"),
+        "a new epoch on both",
+        () => a.engine.epoch !== before && b.engine.epoch !== before,
       );
+      assert.equal(a.engine.epoch, b.engine.epoch);
+      assert.equal(fresh.epoch, b.engine.epoch);
     });
   },
 );
@@ -289,21 +296,6 @@ Deno.test({ name: "redis engine presence is shared and expires", ignore }, async
     assert.deepEqual(await b.engine.presence.lookup("\uFF21LICE"), alice);
     assert.deepEqual(await a.engine.presence.lookup("bob"), { username: "Bob", userId: null });
     assert.equal(await b.engine.presence.lookup("carol"), undefined);
-  });
-
-  await t.step("a system frame counts the users of every process", async () => {
-    const frame = await b.engine.publish("lobby", {
-      type: "system",
-      room: "lobby",
-      event: "join",
-      message: "Bob joined the room",
-      username: "System",
-      sender: "System",
-      user: "Bob",
-      connected_count: 1,
-      timestamp: new Date().toISOString(),
-    });
-    assert.equal(frame.type === "system" && frame.connected_count, 2);
   });
 
   await t.step("leave and disconnect remove the user at once", async () => {
@@ -370,6 +362,44 @@ Deno.test({ name: "connection manager on the redis engine", ignore }, async (t) 
     assert.equal(socket.closeCode(), 4003);
     const kick = socket.framesOf("system").find((f) => f.event === "kick");
     assert.equal(kick?.message, "Mallory was kicked: spam");
+  });
+
+  await t.step("a notice counts the users of every process", async () => {
+    await using other = await open(redis.url);
+    other.engine.presence.join("count", "Zed");
+    await eventually(
+      "Zed present",
+      async () => (await other.engine.presence.users("count")).length === 1,
+    );
+    const socket = new FakeSocket();
+    const conn = manager.connect(socket, { username: "Counter", room: "count" });
+    await eventually("the join notice", () => socket.framesOf("system").length === 1);
+    assert.equal(socket.framesOf("system")[0]!.connected_count, 2);
+    conn.closed(1000);
+  });
+
+  await t.step("a private message reaches the recipient on another process", async () => {
+    await using other = new ConnectionManager({
+      engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
+    });
+    await other.ready();
+    const ann = new FakeSocket();
+    const annConn = manager.connect(ann, { username: "Ann", room: "dm" });
+    const ben = new FakeSocket();
+    const benConn = other.connect(ben, { username: "Ben", room: "dm" });
+    await eventually(
+      "both welcomed",
+      () => ann.framesOf("welcome").length + ben.framesOf("welcome").length === 2,
+    );
+    annConn.receive(JSON.stringify({ type: "private", to: "ben", message: "psst $& \u2028" }));
+    await eventually("Ben's copy", () => ben.framesOf("private").length === 1);
+    await eventually("Ann's echo", () => ann.framesOf("private").length === 1);
+    const got = ben.framesOf("private")[0]!;
+    assert.deepEqual(got, ann.framesOf("private")[0]);
+    assert.equal(got.id, 1);
+    assert.equal(got.message, "psst $& \u2028");
+    annConn.closed(1000);
+    benConn.closed(1000);
   });
 
   await t.step("frames sent before admission are handled after it", async () => {

@@ -1,97 +1,116 @@
 /**
- * The storage and fan-out contract every engine (memory, kv, redis) keeps.
+ * The contract every engine (memory, kv, redis) keeps, split as Centrifuge
+ * splits it: a {@linkcode Broker} that carries opaque payloads between
+ * processes, a {@linkcode History} that stores them per channel, and an
+ * optional {@linkcode Presence}.
  *
- * An engine assigns ids, stores frames and delivers every committed frame to
- * every process that subscribed to its channel, exactly once and in id order
- * per channel. It knows nothing of sockets: the ConnectionManager turns
- * deliveries into sends.
+ * A payload is text the engine never parses: the manager builds a frame's
+ * JSON once, without its id, and splices the offset the engine assigns into
+ * it. Engines know nothing of frame types, names or counts.
  *
- * A channel is a room name, or {@linkcode privateChannel} for a pair of users.
+ * A channel is a room name, {@linkcode privateChannel} for the history of a
+ * pair of users, or {@linkcode userChannel} for deliveries to one user.
  *
  * @module
  */
 
-import type { StoredFrame } from "../protocol.ts";
+/** What an engine carries and stores: a frame's JSON text, never parsed by the engine. */
+export type Payload = string;
 
-/** A frame before the engine gives it an id. */
-export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ? Omit<F, "id">
-  : never;
+/** A place in a channel's stream: its offset and the epoch of the store that gave it. */
+export interface StreamPosition {
+  /** The offset of the publication; offsets of a channel are 1, 2, 3, … without gaps. */
+  offset: number;
+  /** Changes whenever the store lost its history: offsets of another epoch mean nothing. */
+  epoch: string;
+}
+
+/** Options of {@linkcode Broker.publish}. */
+export interface PublishOptions {
+  /**
+   * Store the payload in the channel's history and give it the next offset.
+   * Without, the publish is ephemeral: delivered to the processes
+   * subscribed now, with no offset, and not stored. Default false.
+   */
+  history?: boolean;
+}
 
 /**
- * Receives every committed frame of the channels this process subscribed to;
- * `text`, the frame's JSON, when the engine already has it, so that a frame
- * is serialised once.
+ * Receives every publication of the channels this process subscribed to:
+ * stored ones exactly once in offset order with their `offset`, ephemeral
+ * ones without.
  */
-export type Delivery = (channel: string, frame: StoredFrame, text?: string) => void;
+export type Delivery = (channel: string, payload: Payload, offset?: number) => void;
 
-/** A query for stored frames of one channel. */
+/** Carries payloads to every process subscribed to a channel. */
+export interface Broker {
+  /** Sets the function that receives publications; call before publishing. */
+  start(deliver: Delivery): Promise<void>;
+  /**
+   * Publishes a payload to a channel. With `history`, stores it first and
+   * resolves with its position once it is durable for this engine and, when
+   * this process subscribed to the channel, handed to the delivery
+   * function. Rejects when the store is unavailable; then nothing was
+   * delivered. Without `history`, resolves with undefined.
+   */
+  publish(
+    channel: string,
+    payload: Payload,
+    options?: PublishOptions,
+  ): Promise<StreamPosition | undefined>;
+  /** Starts delivering the channel's publications to this process. */
+  subscribe(channel: string): void;
+  /** Stops delivering the channel's publications to this process. */
+  unsubscribe(channel: string): void;
+}
+
+/** A query for stored publications of one channel. */
 export interface HistoryQuery {
-  /** Only frames with an id greater than this. */
+  /** Only offsets greater than this. */
   after?: number;
-  /** Only frames with an id less than this. */
+  /** Only offsets less than this. */
   before?: number;
   /**
-   * How many frames at most. With `after`, the oldest ones after it;
+   * How many publications at most. With `after`, the oldest ones after it;
    * otherwise the newest ones (before `before`).
    */
   limit: number;
 }
 
-/** Stored frames, oldest first. */
+/** One stored publication. */
+export interface Publication {
+  offset: number;
+  payload: Payload;
+}
+
+/** A page of a channel's stream, oldest first. */
 export interface HistoryPage {
-  frames: StoredFrame[];
+  publications: Publication[];
+  /** The top of the stream: the last offset given out (0 when none) and the epoch. */
+  position: StreamPosition;
   /**
    * With `after`: true when nothing between `after` and the first returned
-   * frame was dropped by retention (no gap). Otherwise always true.
+   * publication was dropped by retention, and `after` is not beyond the top
+   * (an offset of a previous life of the store). Otherwise always true.
    */
   complete: boolean;
 }
 
-/** Stored frames as the JSON text the engine keeps, oldest first. */
-export interface TextPage {
-  /** Each frame's JSON. */
-  texts: string[];
-  /** The id of the last frame in `texts`; 0 when there is none. */
-  lastId: number;
-  /** As in {@linkcode HistoryPage}. */
-  complete: boolean;
+/** Reads the stored publications of a channel, in pages. */
+export interface History {
+  /** Reads a page of a channel's stream. */
+  history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
 }
 
 /** Whether the engine can reach its backing store. */
 export type EngineStatus = "ok" | "degraded";
 
-/** The contract of a storage and fan-out engine. */
-export interface Engine extends AsyncDisposable {
+/** A storage and fan-out engine. */
+export interface Engine extends Broker, History, AsyncDisposable {
   /** The engine's name as in CHAT_ENGINE. */
   readonly name: string;
-  /** Sets the function that receives committed frames; call before publishing. */
-  start(deliver: Delivery): Promise<void>;
-  /**
-   * Assigns the next id of the channel, commits the frame and delivers it.
-   * Resolves with the stored frame once it is durable for this engine.
-   * Rejects when the store is unavailable; then nothing was delivered.
-   */
-  publish(channel: string, draft: Draft): Promise<StoredFrame>;
-  /**
-   * The same as {@linkcode Engine.publish} for an engine that commits at
-   * once: returns the stored frame, or throws when the store is unavailable.
-   * Takes ownership of `draft` and may return it, with its id set, as the
-   * stored frame. Optional: the manager uses it when present, since a
-   * promise and its callbacks per message lengthen GC pauses at the tail.
-   */
-  publishSync?(channel: string, draft: Draft): StoredFrame;
-  /** Reads stored frames of a channel. */
-  history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
-  /**
-   * The same frames as {@linkcode Engine.history}, as their JSON, for an
-   * engine that keeps it: a `welcome` then splices them in without parsing
-   * and serialising each frame again. Optional.
-   */
-  historyText?(channel: string, query: HistoryQuery): Promise<TextPage>;
-  /** Starts delivering the channel's frames to this process. */
-  subscribe(channel: string): void;
-  /** Stops delivering the channel's frames to this process. */
-  unsubscribe(channel: string): void;
+  /** The current epoch; valid once {@linkcode Broker.start} resolved. */
+  readonly epoch: string;
   /** Whether the backing store is reachable. */
   status(): EngineStatus;
   /**
@@ -113,9 +132,7 @@ export interface Holder {
  * The optional cross-process presence part of an engine. The recording
  * methods never throw and return at once: the engine sends them in call
  * order, keeps its own members alive with a TTL it refreshes, and restores
- * them after its store comes back. An engine with presence also replaces
- * the `connected_count` of every `system` frame it publishes with the count
- * of the room's users on every process (never less than the given one).
+ * them after its store comes back.
  */
 export interface Presence {
   /** Records that a user of this process entered a room (the user's first tab there). */
@@ -138,22 +155,24 @@ export interface Presence {
   lookup(username: string): Promise<Holder | undefined>;
 }
 
-/** The channel of private messages between two users, the same both ways. */
+/** The channel whose history keeps the private messages of two users, the same both ways. */
 export function privateChannel(a: string, b: string): string {
   // Names cannot contain "@" or "|", so the channel cannot collide with a room.
   return a < b ? `@${a}|${b}` : `@${b}|${a}`;
 }
 
-/**
- * The channel a process subscribes to for the private messages of a user
- * (the name's nameKey). Engines deliver a pair channel's frame to the
- * subscribers of the user channels of its `username` and its `to`.
- */
+/** The channel a process subscribes to for the deliveries to one user (the name's nameKey). */
 export function userChannel(key: string): string {
+  // "~" never starts a room or pair name.
   return `~${key}`;
 }
 
-/** Whether a channel is a private pair channel. */
-export function isPrivateChannel(channel: string): boolean {
-  return channel.startsWith("@");
+/** Whether a channel is a user channel. */
+export function isUserChannel(channel: string): boolean {
+  return channel.startsWith("~");
+}
+
+/** A random epoch for a store whose history starts now. */
+export function newEpoch(): string {
+  return crypto.randomUUID().slice(0, 8);
 }

@@ -12,6 +12,13 @@
  * @module
  */
 
+import {
+  type Clock,
+  type Scheduler,
+  systemClock,
+  systemScheduler,
+  type TimerHandle,
+} from "../clock.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import type { Logger } from "../logger.ts";
 import { nameKey } from "../names.ts";
@@ -32,6 +39,10 @@ export interface KvPresenceOptions {
    * entries of a crashed previous run then hold no names. Default false.
    */
   processOnly?: boolean;
+  /** Stamps and checks expiries. Default: the system clock. */
+  clock?: Clock;
+  /** Runs the refresh. Default: the global timers. */
+  scheduler?: Scheduler;
 }
 
 interface Stamp {
@@ -63,7 +74,9 @@ export class KvPresence implements Presence, AsyncDisposable {
   #members = new Map<string, { key: Deno.KvKey; name: string; userId: string | null }>();
   #queue: Change[] = [];
   #flushing: Promise<void> | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: TimerHandle | undefined;
+  #clock: Clock;
+  #scheduler: Scheduler;
   #closed = false;
 
   /** Records changes at once; writes them once {@linkcode open} gives the database. */
@@ -72,6 +85,8 @@ export class KvPresence implements Presence, AsyncDisposable {
     if (!(this.#ttlMs > 0)) throw new RangeError(`Invalid presence TTL: ${options.ttlS}`);
     this.#log = options.logger;
     this.#onFailure = options.onFailure ?? (() => {});
+    this.#clock = options.clock ?? systemClock;
+    this.#scheduler = options.scheduler ?? systemScheduler;
     this.#scope = options.processOnly ? `pid ${Deno.pid}/` : "";
     this.#instance = this.#scope + crypto.randomUUID();
   }
@@ -80,7 +95,8 @@ export class KvPresence implements Presence, AsyncDisposable {
   open(kv: Deno.Kv): void {
     if (this.#closed || this.#kv !== undefined) return;
     this.#kv = kv;
-    this.#timer = setInterval(() => this.#refresh(), Math.max(100, this.#ttlMs / 3));
+    const every = Math.max(100, this.#ttlMs / 3);
+    this.#timer = this.#scheduler.setInterval(() => this.#refresh(), every);
     this.#flush();
   }
 
@@ -109,7 +125,7 @@ export class KvPresence implements Presence, AsyncDisposable {
     const kv = this.#open();
     await this.#settled();
     const names = new Map<string, string>();
-    const now = Date.now();
+    const now = this.#clock.now();
     const entries = kv.list<Stamp>({ prefix: [ROOT, "r", room] }, { limit: MAX_READ });
     for await (const entry of entries) {
       const user = entry.key[3] as string;
@@ -123,7 +139,7 @@ export class KvPresence implements Presence, AsyncDisposable {
   async lookup(username: string): Promise<Holder | undefined> {
     const kv = this.#open();
     await this.#settled();
-    const now = Date.now();
+    const now = this.#clock.now();
     const prefix = [ROOT, "u", nameKey(username)];
     for await (const entry of kv.list<Stamp>({ prefix }, { limit: 100 })) {
       const { name, userId } = entry.value;
@@ -136,7 +152,7 @@ export class KvPresence implements Presence, AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#timer);
+    if (this.#timer !== undefined) this.#scheduler.clearInterval(this.#timer);
     await this.#settled();
     const kv = this.#kv;
     const keys = [...this.#members.values()].map((m) => m.key);
@@ -208,7 +224,7 @@ export class KvPresence implements Presence, AsyncDisposable {
     // Runs to the end even when closing: a leave not written would hold the name until the TTL.
     while (this.#queue.length > 0) {
       const changes = this.#queue.splice(0, MAX_MUTATIONS);
-      const expires = Date.now() + this.#ttlMs;
+      const expires = this.#clock.now() + this.#ttlMs;
       const op = kv.atomic();
       for (const { key, name, userId } of changes) {
         if (name === null) op.delete(key);
