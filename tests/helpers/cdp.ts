@@ -6,6 +6,8 @@
  * @module
  */
 
+import { eventually } from "./eventually.ts";
+
 /** A JSON object as sent and received over CDP. */
 export type CdpParams = Record<string, unknown>;
 
@@ -534,47 +536,30 @@ export class Page implements AsyncDisposable {
   }
 
   /**
-   * Polls until the JavaScript expression is truthy; rejects with the
-   * expression in the message on timeout. Exceptions count as not yet.
+   * Polls until the JavaScript expression is truthy, with
+   * {@linkcode eventually}; rejects with the expression (and the last
+   * exception) in the message on timeout. Exceptions count as not yet.
    */
   async waitFor(expression: string, options: WaitForOptions = {}): Promise<void> {
     const { timeoutMs = 5000, intervalMs = 50 } = options;
-    let done = false;
     let lastError: unknown;
-    let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
-    let sleepTimer: ReturnType<typeof setTimeout> | undefined;
-    let wake: (() => void) | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      deadlineTimer = setTimeout(() => {
-        // The first line is enough; the rest is a stack trace into the evaluated snippet.
-        const reason = lastError instanceof Error
-          ? ` (last error: ${lastError.message.split("\n")[0]})`
-          : "";
-        reject(new Error(`Timed out after ${timeoutMs} ms waiting for: ${expression}${reason}`));
-      }, timeoutMs);
-    });
-    const poll = async () => {
-      while (!done) {
-        try {
-          // The newline keeps a trailing line comment from swallowing the parenthesis.
-          if (await this.evaluate<boolean>(`Boolean(${expression}\n)`)) return;
-        } catch (error) {
-          lastError = error;
-        }
-        if (done) return;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          sleepTimer = setTimeout(resolve, intervalMs);
-        });
+    const holds = async () => {
+      try {
+        // The newline keeps a trailing line comment from swallowing the parenthesis.
+        return await this.evaluate<boolean>(`Boolean(${expression}\n)`);
+      } catch (error) {
+        lastError = error;
+        return false;
       }
     };
     try {
-      await Promise.race([poll(), deadline]);
-    } finally {
-      done = true;
-      clearTimeout(deadlineTimer);
-      clearTimeout(sleepTimer);
-      wake?.();
+      await eventually(expression, holds, { timeoutMs, intervalMs });
+    } catch (error) {
+      // The first line is enough; the rest is a stack trace into the evaluated snippet.
+      const reason = lastError instanceof Error
+        ? ` (last error: ${lastError.message.split("\n")[0]})`
+        : "";
+      throw new Error(`${(error as Error).message}${reason}`);
     }
   }
 
