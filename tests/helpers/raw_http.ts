@@ -35,7 +35,9 @@ export interface RawRequestOptions {
 
 /** A response head: the status line's code and the headers. */
 export interface RawHead {
+  /** The code of the status line, say 101 or 429. */
   status: number;
+  /** The header lines, as received. */
   headers: Headers;
 }
 
@@ -47,8 +49,11 @@ export interface RawResponse extends RawHead {
 
 /** One WebSocket frame as read by {@linkcode RawClient}. */
 export interface RawFrame {
+  /** Whether this is the last frame of its message. */
   fin: boolean;
+  /** 0x1 text, 0x2 binary, 0x8 close, 0x9 ping, 0xA pong, 0x0 continuation. */
   opcode: number;
+  /** The unmasked payload. */
   payload: Uint8Array;
 }
 
