@@ -1,14 +1,20 @@
 /**
  * Server configuration from environment variables, validated at start.
  *
+ * Each module exports its defaults next to the code that uses them, and
+ * {@linkcode DEFAULT_CONFIG} reads them, so a default is written once. This
+ * module therefore sits above every module it configures: `main.ts`,
+ * `serve.ts` and `app.ts` import it, no module of `chat/` or `routes/` does.
+ *
  * @module
  */
 
-/** Log levels, least severe first. */
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-
-/** A log level. */
-export type LogLevel = typeof LOG_LEVELS[number];
+import { DEFAULT_HEALTH_ROUTES } from "../routes/health_routes.ts";
+import { DEFAULT_TRUST_PROXY } from "../routes/http.ts";
+import { DEFAULT_WS_ROUTES } from "../routes/ws_routes.ts";
+import { DEFAULT_GATEKEEPER } from "./auth/gatekeeper.ts";
+import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
+import { DEFAULT_LOGGER, LOG_LEVELS, type LogLevel } from "./logger.ts";
 
 /** Storage and fan-out engines. */
 export const ENGINES = ["memory", "kv", "redis"] as const;
@@ -18,38 +24,56 @@ export type EngineName = typeof ENGINES[number];
 
 /** The validated configuration; see README for each variable. */
 export interface Config {
+  /** PORT: the TCP port; 0 picks a free one. */
   port: number;
+  /** HOST: the address to listen on. */
   hostname: string;
+  /** HEARTBEAT_INTERVAL_MS: how often heartbeat sockets are pinged. */
   heartbeatIntervalMs: number;
+  /** HEARTBEAT_TIMEOUT_MS: silence after which a heartbeat socket is closed. */
   heartbeatTimeoutMs: number;
   /** Seconds without a protocol-level pong before Deno closes a socket. */
   idleTimeoutS: number;
+  /** MAX_CONNECTIONS: open sockets at most; more are refused. */
   maxConnections: number;
+  /** MAX_MESSAGE_BYTES: the largest text frame in UTF-8 bytes. */
   maxMessageBytes: number;
+  /** MAX_BUFFERED_BYTES: unsent bytes after which a slow consumer is closed. */
   maxBufferedBytes: number;
   /**
    * Empty: the same scheme, host and port only; otherwise only these
    * origins; `["*"]`: any http(s) origin. `Origin: null` never passes.
    */
   allowedOrigins: string[];
+  /** LOG_LEVEL: the least severe level written. */
   logLevel: LogLevel;
+  /** CHAT_ENGINE: where messages are stored and fanned out. */
   engine: EngineName;
   /** Path of the Deno KV file; empty for the platform default (Deno Deploy). */
   kvPath: string;
+  /** HISTORY_LIMIT: messages kept per room. */
   historyLimit: number;
   /** Seconds a stored message lives; 0 keeps it until pushed out by the limit. */
   historyTtlS: number;
+  /** HISTORY_ON_JOIN: messages of history sent on joining a room. */
   historyOnJoin: number;
+  /** REDIS_URL: the Redis server of the redis engine. */
   redisUrl: string;
   /** Seconds a process's presence entries in Redis live without a refresh. */
   presenceTtlS: number;
   /** Empty: authentication off. */
   authSecret: string;
+  /** RATE_LIMIT_PER_S: frames a connection may send per second. */
   rateLimitPerS: number;
+  /** RATE_LIMIT_BURST: frames a connection may send in a burst. */
   rateLimitBurst: number;
+  /** MAX_CONNECTIONS_PER_IP: open sockets per client address at most. */
   maxConnectionsPerIp: number;
+  /** TRUST_PROXY: whether X-Forwarded-For and X-Forwarded-Proto/Host are believed. */
   trustProxy: boolean;
+  /** MAX_ROOMS_PER_CONNECTION: rooms one socket may be in at once. */
   maxRoomsPerConnection: number;
+  /** HANDSHAKES_PER_IP_PER_MIN: upgrades, and as many /api requests, per address per minute. */
   handshakesPerIpPerMin: number;
   /** The longest lifetime a token may claim (`exp - iat`, or `exp - now` without `iat`), in seconds. */
   maxTokenLifetimeS: number;
@@ -59,38 +83,51 @@ export interface Config {
   adminToken: string;
 }
 
-/** The defaults of every setting. */
-export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
-  port: 8000,
-  hostname: "0.0.0.0",
+/**
+ * The settings of the ConnectionManager and the engines. Their modules still
+ * write these defaults too: once they export theirs (issue 17, a later step),
+ * each line here becomes a read of the module's constant, as in
+ * {@linkcode DEFAULT_CONFIG}.
+ */
+const MANAGER_AND_ENGINE_DEFAULTS = {
   heartbeatIntervalMs: 10_000,
   heartbeatTimeoutMs: 30_000,
-  idleTimeoutS: 60,
   maxConnections: 10_000,
   maxMessageBytes: 16_384,
   maxBufferedBytes: 1_048_576,
-  allowedOrigins: [],
-  logLevel: "info",
-  engine: "kv",
-  kvPath: "./data/chat.kv",
   historyLimit: 1000,
   historyTtlS: 0,
   historyOnJoin: 50,
   redisUrl: "redis://127.0.0.1:6379",
   presenceTtlS: 30,
-  authSecret: "",
   rateLimitPerS: 10,
   rateLimitBurst: 20,
   maxConnectionsPerIp: 20,
-  trustProxy: false,
   maxRoomsPerConnection: 10,
-  handshakesPerIpPerMin: 120,
-  maxTokenLifetimeS: 30 * 86_400,
-  metricsToken: "",
+} as const;
+
+/** The defaults of every setting. */
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  // The server's own: no module below has these.
+  port: 8000,
+  hostname: "0.0.0.0",
+  engine: "kv",
+  kvPath: "./data/chat.kv",
+  authSecret: "",
   adminToken: "",
+  // The modules' own, read where they are written.
+  idleTimeoutS: DEFAULT_WS_ROUTES.idleTimeoutS,
+  allowedOrigins: [...DEFAULT_WS_ROUTES.allowedOrigins],
+  trustProxy: DEFAULT_TRUST_PROXY,
+  logLevel: DEFAULT_LOGGER.level,
+  handshakesPerIpPerMin: DEFAULT_GATEKEEPER.requestsPerIpPerMin,
+  maxTokenLifetimeS: DEFAULT_TOKEN_CHECK.maxLifetimeS,
+  metricsToken: DEFAULT_HEALTH_ROUTES.metricsToken,
+  ...MANAGER_AND_ENGINE_DEFAULTS,
 });
 
-type Env = Record<string, string | undefined>;
+/** The environment variables, as `Deno.env.toObject()` returns them. */
+export type Env = Record<string, string | undefined>;
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];

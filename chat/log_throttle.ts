@@ -9,9 +9,7 @@
 
 import { type Clock, systemClock } from "./clock.ts";
 import type { LogFields, Logger } from "./logger.ts";
-
-/** Default for {@linkcode LogThrottleOptions.intervalMs}. */
-export const DEFAULT_LOG_INTERVAL_MS = 10_000;
+import { withDefaults } from "./options.ts";
 
 /** Options of {@linkcode LogThrottle}. */
 export interface LogThrottleOptions {
@@ -19,9 +17,15 @@ export interface LogThrottleOptions {
   logger: Logger;
   /** Measures the interval. Default: the system clock. */
   clock?: Clock;
-  /** Milliseconds between two lines of one event. Default 10000. */
+  /** Milliseconds between two lines of one event. */
   intervalMs?: number;
 }
+
+/** The defaults of {@linkcode LogThrottleOptions}. */
+export const DEFAULT_LOG_THROTTLE: Readonly<{ clock: Clock; intervalMs: number }> = Object.freeze({
+  clock: systemClock,
+  intervalMs: 10_000,
+});
 
 interface EventState {
   /** When the last line of this event was written. */
@@ -54,12 +58,12 @@ export class LogThrottle {
 
   /** Throws a RangeError for a negative or non-finite interval. */
   constructor(options: LogThrottleOptions) {
-    const intervalMs = options.intervalMs ?? DEFAULT_LOG_INTERVAL_MS;
+    const { logger, clock, intervalMs } = withDefaults(DEFAULT_LOG_THROTTLE, options);
     if (!(Number.isFinite(intervalMs) && intervalMs >= 0)) {
       throw new RangeError(`Invalid log interval: ${intervalMs}`);
     }
-    this.#logger = options.logger;
-    this.#clock = options.clock ?? systemClock;
+    this.#logger = logger;
+    this.#clock = clock;
     this.#intervalMs = intervalMs;
   }
 

@@ -4,7 +4,13 @@
  * @module
  */
 
-import type { LogLevel } from "./config.ts";
+import { withDefaults } from "./options.ts";
+
+/** Log levels, least severe first. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/** A log level. */
+export type LogLevel = typeof LOG_LEVELS[number];
 
 /** Fields of a log line. */
 export type LogFields = Record<string, unknown>;
@@ -25,13 +31,23 @@ const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** Options of {@linkcode createLogger}. */
 export interface LoggerOptions {
-  /** The least severe level written. Default `"info"`. */
+  /** The least severe level written; LOG_LEVEL reads its default here. */
   level?: LogLevel;
   /** Where lines go. Default: stderr. */
   write?: (line: string) => void;
 }
 
 const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/** The defaults of {@linkcode LoggerOptions}. */
+export const DEFAULT_LOGGER: Readonly<Required<LoggerOptions>> = Object.freeze({
+  level: "info",
+  write: writeStderr,
+});
 
 // `token` and `access_token` query values, up to the next parameter or the end of the URL; a
 // backslash or quote ends the match too, since the line is JSON by then.
@@ -48,14 +64,10 @@ export function redactTokens(line: string): string {
   return line.replace(TOKEN_QUERY, "$1[redacted]").replace(JWT_SHAPE, "[redacted]");
 }
 
-function writeStderr(line: string): void {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
-}
-
 /** Creates a logger that writes lines at or above `level`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const min = RANK[options.level ?? "info"];
-  const write = options.write ?? writeStderr;
+  const { level: least, write } = withDefaults(DEFAULT_LOGGER, options);
+  const min = RANK[least];
   const log = (level: LogLevel) => (event: string, fields?: LogFields) => {
     if (RANK[level] < min) return;
     write(

@@ -60,8 +60,12 @@ export interface KeyedRateLimiterOptions {
 }
 
 /** The defaults of {@linkcode KeyedRateLimiterOptions}. */
-export const DEFAULT_KEYED_RATE_LIMITER: Readonly<{ maxKeys: number }> = Object.freeze({
+export const DEFAULT_KEYED_RATE_LIMITER: Readonly<{
+  maxKeys: number;
+  clock: Clock;
+}> = Object.freeze({
   maxKeys: 100_000,
+  clock: systemClock,
 });
 
 /**
@@ -86,7 +90,7 @@ export class KeyedRateLimiter {
 
   /** Throws a RangeError for a rate, burst or key limit out of range. */
   constructor(options: KeyedRateLimiterOptions) {
-    const { ratePerS, burst, maxKeys } = withDefaults(DEFAULT_KEYED_RATE_LIMITER, options);
+    const { ratePerS, burst, maxKeys, clock } = withDefaults(DEFAULT_KEYED_RATE_LIMITER, options);
     if (!(Number.isFinite(ratePerS) && ratePerS > 0)) {
       throw new RangeError(`Invalid rate: ${ratePerS}`);
     }
@@ -97,7 +101,7 @@ export class KeyedRateLimiter {
     this.#perMs = ratePerS / 1000;
     this.#burst = burst;
     this.#maxKeys = maxKeys;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = clock;
     this.#refillMs = burst / this.#perMs;
     this.#prunedAt = this.#clock.now();
   }

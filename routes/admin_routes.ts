@@ -10,11 +10,13 @@ import { type Clock, systemClock } from "../chat/clock.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { LogThrottle } from "../chat/log_throttle.ts";
 import type { Logger } from "../chat/logger.ts";
+import { withDefaults } from "../chat/options.ts";
 import { normalizeName } from "../chat/protocol.ts";
 import { KeyedRateLimiter } from "../chat/rate_limit.ts";
 import {
   bearerToken,
   clientAddress,
+  DEFAULT_TRUST_PROXY,
   json,
   jsonError,
   type Route,
@@ -25,28 +27,39 @@ import {
 
 /** Options of {@linkcode createAdminRoutes}. */
 export interface AdminRoutesOptions {
+  /** The chat layer the routes serve. */
   manager: ConnectionManager;
   /** The admin token; empty turns the API off (every admin path is 404). */
   token: string;
+  /** Where the audit lines go, one per action. */
   logger: Logger;
+  /** Longest announcement in UTF-8 bytes: the manager's MAX_MESSAGE_BYTES. */
+  maxMessageBytes: number;
   /** Measures ban expiry; must be the manager's clock. Default: the system clock. */
   clock?: Clock;
-  /** Longest announcement in UTF-8 bytes. Default 16384. */
-  maxMessageBytes?: number;
-  /** Take the client address from `X-Forwarded-For`, as the other routes do. Default false. */
+  /** Take the client address from `X-Forwarded-For`, as the other routes do. */
   trustProxy?: boolean;
   /**
    * Failed requests (missing or wrong token) an address may make per minute;
    * past them every request from it, even with the right token, gets 429
-   * until the budget refills. Default 10.
+   * until the budget refills.
    */
   failuresPerMin?: number;
 }
 
+/** The defaults of {@linkcode AdminRoutesOptions}. */
+export const DEFAULT_ADMIN_ROUTES: Readonly<{
+  clock: Clock;
+  trustProxy: boolean;
+  failuresPerMin: number;
+}> = Object.freeze({
+  clock: systemClock,
+  trustProxy: DEFAULT_TRUST_PROXY,
+  failuresPerMin: 10,
+});
+
 /** Longest accepted request body in bytes. */
 export const MAX_ADMIN_BODY_BYTES = 65_536;
-/** Default of {@linkcode AdminRoutesOptions.failuresPerMin}. */
-export const DEFAULT_ADMIN_FAILURES_PER_MIN = 10;
 /** Addresses whose failures are remembered at most; the least recently seen go first. */
 const MAX_TRACKED_ADDRESSES = 10_000;
 /** Longest `reason` in characters. */
@@ -184,6 +197,9 @@ async function fingerprintOf(token: string): Promise<string> {
 
 type AdminHandler = (req: Request, ctx: RouteContext) => Promise<AdminResult>;
 
+/** The options of the admin routes with every default filled in. */
+type AdminSettings = AdminRoutesOptions & typeof DEFAULT_ADMIN_ROUTES;
+
 /** Checks a request's token; returns the refusal, or undefined to go on. */
 type TokenGate = (req: Request, ctx: RouteContext, action: string) => Response | undefined;
 
@@ -193,10 +209,8 @@ type TokenGate = (req: Request, ctx: RouteContext, action: string) => Response |
  * token. An address with an empty bucket gets 429 for every request, so a
  * guesser gets 10 tries a minute instead of about 1,200 a second.
  */
-function createTokenGate(options: AdminRoutesOptions & { clock: Clock }): TokenGate {
-  const { token, logger, clock } = options;
-  const trustProxy = options.trustProxy ?? false;
-  const perMin = options.failuresPerMin ?? DEFAULT_ADMIN_FAILURES_PER_MIN;
+function createTokenGate(settings: AdminSettings): TokenGate {
+  const { token, logger, clock, trustProxy, failuresPerMin: perMin } = settings;
   const failures = new KeyedRateLimiter({
     ratePerS: perMin / 60,
     burst: perMin,
@@ -236,13 +250,12 @@ interface AdminResult {
  * every admin path is 404.
  */
 export function createAdminRoutes(options: AdminRoutesOptions): Route[] {
-  const { manager, token, logger } = options;
+  const settings = withDefaults(DEFAULT_ADMIN_ROUTES, options);
+  const { manager, token, logger, clock, maxMessageBytes } = settings;
   if (token === "") return [];
-  const clock = options.clock ?? systemClock;
-  const maxMessageBytes = options.maxMessageBytes ?? 16_384;
   // Logs name the token by a digest prefix: enough to tell tokens apart after a rotation.
   const fingerprint = fingerprintOf(token);
-  const gate = createTokenGate({ ...options, clock });
+  const gate = createTokenGate(settings);
 
   const admin =
     (action: string, handler: AdminHandler) =>

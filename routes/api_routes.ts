@@ -28,6 +28,7 @@ import {
 
 /** Options of {@linkcode createApiRoutes}. */
 export interface ApiRoutesOptions {
+  /** The chat layer the routes serve. */
   manager: ConnectionManager;
   /**
    * The request rate per address and, with AUTH_SECRET, the token, from

@@ -6,20 +6,28 @@
  */
 
 import type { ConnectionManager } from "../chat/connection_manager.ts";
+import { withDefaults } from "../chat/options.ts";
 import { bearerToken, json, type Route, route, text, timingSafeEqual } from "./http.ts";
 
 /** Options of {@linkcode createHealthRoutes}. */
 export interface HealthRoutesOptions {
+  /** The chat layer the routes serve. */
   manager: ConnectionManager;
-  /** When set, /metrics needs `Authorization: Bearer <token>`. Default: public. */
+  /** When not empty, /metrics needs `Authorization: Bearer <token>`. */
   metricsToken?: string;
   /** Milliseconds since the epoch when the server started. Default: now. */
   startedAt?: number;
 }
 
+/** The defaults of {@linkcode HealthRoutesOptions}; METRICS_TOKEN reads its default here. */
+export const DEFAULT_HEALTH_ROUTES: Readonly<{ metricsToken: string }> = Object.freeze({
+  // Public: Prometheus scrapes without credentials unless the operator sets one.
+  metricsToken: "",
+});
+
 /** Routes for `/healthz` and `/metrics`. */
 export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
-  const { manager } = options;
+  const { manager, metricsToken } = withDefaults(DEFAULT_HEALTH_ROUTES, options);
   const startedAt = options.startedAt ?? Date.now();
   return [
     route(["GET"], "/healthz", () => {
@@ -35,8 +43,7 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
       }, { status: engine === "ok" ? 200 : 503 });
     }),
     route(["GET"], "/metrics", (req) => {
-      const token = options.metricsToken ?? "";
-      if (token !== "" && !timingSafeEqual(bearerToken(req), token)) {
+      if (metricsToken !== "" && !timingSafeEqual(bearerToken(req), metricsToken)) {
         return text("Unauthorized", 401, { "www-authenticate": "Bearer" });
       }
       const body = manager.metrics.render({

@@ -24,6 +24,7 @@ export interface Route {
   pattern: URLPattern;
   /** Allowed methods; HEAD is allowed wherever GET is. */
   methods: readonly string[];
+  /** Answers a matched request. */
   handler: RouteHandler;
 }
 

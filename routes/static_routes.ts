@@ -6,6 +6,7 @@
  * @module
  */
 
+import { withDefaults } from "../chat/options.ts";
 import { type Route, route, text } from "./http.ts";
 
 /** Options of {@linkcode createStaticRoutes}. */
@@ -13,6 +14,11 @@ export interface StaticRoutesOptions {
   /** The folder served. Default: `static/` beside `routes/`. */
   root?: URL;
 }
+
+/** The defaults of {@linkcode StaticRoutesOptions}. */
+export const DEFAULT_STATIC_ROUTES: Readonly<Required<StaticRoutesOptions>> = Object.freeze({
+  root: new URL("../static/", import.meta.url),
+});
 
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8",
@@ -56,7 +62,7 @@ const SAFE_PATH = /^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*\/)*[A-Za-z0-9_-][A-Za-z0-9_.
 
 /** Routes for `/`, `/chat` and `/static/*`. */
 export function createStaticRoutes(options: StaticRoutesOptions = {}): Route[] {
-  const root = options.root ?? new URL("../static/", import.meta.url);
+  const { root } = withDefaults(DEFAULT_STATIC_ROUTES, options);
   // Files that exist only: the cache is as large as static/. A cached miss
   // would let any client grow it with made-up paths (about 12 MB per 50,000),
   // and would hide a file created after its first request.

@@ -27,6 +27,7 @@ import {
 
 /** Options of {@linkcode createWsRoutes}. */
 export interface WsRoutesOptions {
+  /** The chat layer the routes serve. */
   manager: ConnectionManager;
   /**
    * The handshake rate per address and the token, from `createGatekeeper`;

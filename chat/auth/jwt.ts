@@ -21,6 +21,7 @@ export interface TokenClaims {
   nbf?: number;
   /** Issued at, seconds since the epoch. */
   iat?: number;
+  /** Any other claim, kept as it came. */
   [key: string]: unknown;
 }
 
@@ -28,17 +29,19 @@ export interface TokenClaims {
 export interface JwtVerifierOptions {
   /**
    * How far `exp`, `nbf` and `iat` may be off from the local clock, in
-   * seconds.
-   *
-   * @default {30}
+   * seconds. Default: {@linkcode DEFAULT_JWT_VERIFIER}.
    */
   clockSkewSeconds?: number;
 }
 
+/** The defaults of {@linkcode JwtVerifierOptions}. */
+export const DEFAULT_JWT_VERIFIER: Readonly<Required<JwtVerifierOptions>> = Object.freeze({
+  clockSkewSeconds: 30,
+});
+
 /** Longer tokens are rejected before any decoding work is done. */
 export const MAX_TOKEN_LENGTH = 4096;
 
-const DEFAULT_CLOCK_SKEW_SECONDS = 30;
 const HMAC_PARAMS = { name: "HMAC", hash: "SHA-256" } as const;
 const encoder = new TextEncoder();
 // fatal: invalid UTF-8 must fail rather than decode to U+FFFD and parse.
@@ -62,7 +65,8 @@ export class JwtVerifier {
   /** Throws a TypeError for an empty secret, a RangeError for a bad skew. */
   constructor(secret: string, options: JwtVerifierOptions = {}) {
     this.#secret = secretBytes(secret);
-    const skew = options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
+    // One option, and this module imports nothing from the project: no withDefaults.
+    const skew = options.clockSkewSeconds ?? DEFAULT_JWT_VERIFIER.clockSkewSeconds;
     if (!Number.isFinite(skew) || skew < 0) {
       throw new RangeError(`Invalid clock skew: ${skew}`);
     }

@@ -11,12 +11,14 @@
  */
 
 import { type Clock, systemClock } from "../clock.ts";
-import { DEFAULT_CONFIG } from "../config.ts";
-import { JwtVerifier, type TokenClaims } from "./jwt.ts";
+import { withDefaults } from "../options.ts";
+import { DEFAULT_JWT_VERIFIER, JwtVerifier, type TokenClaims } from "./jwt.ts";
 
 /** Who a verified token says the client is. */
 export interface Identity {
+  /** The token's `sub`. */
   userId: string;
+  /** The token's `name`, or the `sub` when that is blank. */
   username: string;
 }
 
@@ -30,21 +32,32 @@ export type TokenCheck = (token: string) => Promise<Identity>;
 export interface TokenCheckOptions {
   /** The HS256 secret (AUTH_SECRET); must not be empty. */
   secret: string;
-  /** Whether a token without `exp` is refused. Default true. */
+  /** Whether a token without `exp` is refused. */
   requireExpiry?: boolean;
-  /** Leeway for `exp`, `nbf` and `iat`, in seconds. Default 30. */
+  /** Leeway for `exp`, `nbf` and `iat`, in seconds. */
   clockSkewS?: number;
   /**
    * The longest lifetime a token may claim, in seconds: `exp - iat`, or
-   * `exp - now` (plus the skew) without `iat`. Default MAX_TOKEN_LIFETIME_S's
-   * default, 30 days.
+   * `exp - now` (plus the skew) without `iat`; MAX_TOKEN_LIFETIME_S reads
+   * its default here.
    */
   maxLifetimeS?: number;
   /** Default: the system clock. */
   clock?: Clock;
 }
 
-const DEFAULT_CLOCK_SKEW_S = 30;
+/** The defaults of {@linkcode TokenCheckOptions}. */
+export const DEFAULT_TOKEN_CHECK: Readonly<{
+  requireExpiry: boolean;
+  clockSkewS: number;
+  maxLifetimeS: number;
+  clock: Clock;
+}> = Object.freeze({
+  requireExpiry: true,
+  clockSkewS: DEFAULT_JWT_VERIFIER.clockSkewSeconds,
+  maxLifetimeS: 30 * 86_400,
+  clock: systemClock,
+});
 
 /**
  * Builds the token check.
@@ -53,11 +66,11 @@ const DEFAULT_CLOCK_SKEW_S = 30;
  * @throws {RangeError} for a clock skew or lifetime cap out of range.
  */
 export function createTokenCheck(options: TokenCheckOptions): TokenCheck {
-  const clock = options.clock ?? systemClock;
-  const skewS = options.clockSkewS ?? DEFAULT_CLOCK_SKEW_S;
-  const verifier = new JwtVerifier(options.secret, { clockSkewSeconds: skewS });
-  const requireExpiry = options.requireExpiry ?? true;
-  const maxLifetimeS = options.maxLifetimeS ?? DEFAULT_CONFIG.maxTokenLifetimeS;
+  const { secret, clock, clockSkewS: skewS, requireExpiry, maxLifetimeS } = withDefaults(
+    DEFAULT_TOKEN_CHECK,
+    options,
+  );
+  const verifier = new JwtVerifier(secret, { clockSkewSeconds: skewS });
   if (!(Number.isFinite(maxLifetimeS) && maxLifetimeS > 0)) {
     throw new RangeError(`Invalid token lifetime cap: ${maxLifetimeS}`);
   }
