@@ -111,6 +111,8 @@ const state = {
   /** Per room: ids shown and the highest one, to resume with `?since=`. */
   /** @type {Map<string, { ids: Set<number>, last: number }>} */
   seen: new Map(),
+  /** The epoch of the ids in `seen`: sent back with `since`; a new one means they restarted. */
+  epoch: "",
 };
 
 // ---------------------------------------------------------------------------
@@ -340,6 +342,16 @@ function showRoomFrame(frame, live) {
   }
 }
 
+/**
+ * Adopts the server's epoch; a different one means its ids restarted (a
+ * server restart with memory storage): the ids seen so far mean nothing.
+ */
+function adoptEpoch(epoch) {
+  if (typeof epoch !== "string" || epoch === "") return;
+  if (state.epoch !== "" && epoch !== state.epoch) state.seen.clear();
+  state.epoch = epoch;
+}
+
 function showHistory(room, history, recovered, resumed) {
   if (resumed && !recovered) {
     // Ids may have restarted (a server restart with memory storage): forget the old ones.
@@ -424,7 +436,10 @@ function socketUrl(resume) {
     path = `/ws/chat/${encodeURIComponent(state.username)}/heartbeat`;
   }
   const last = state.seen.get(state.room)?.last ?? 0;
-  if (resume && last > 0) params.set("since", String(last));
+  if (resume && last > 0) {
+    params.set("since", String(last));
+    if (state.epoch !== "") params.set("epoch", state.epoch);
+  }
   return `${scheme}//${location.host}${path}?${params}`;
 }
 
@@ -531,6 +546,7 @@ function onWelcome(frame, resumed) {
   }
   setRoomInUrl(state.room);
   setUsers(Array.isArray(frame.users) ? frame.users : []);
+  adoptEpoch(frame.epoch);
   showHistory(frame.room, frame.history ?? [], frame.recovered !== false, resumed);
   startHeartbeat();
   connectedStatus();
@@ -540,7 +556,9 @@ function onWelcome(frame, resumed) {
 function onJoined(frame) {
   if (frame.room !== state.pendingRoom) {
     // A resume of the current room: just the missed frames.
-    if (frame.room === state.room) showHistory(frame.room, frame.history ?? [], true, false);
+    if (frame.room !== state.room) return;
+    adoptEpoch(frame.epoch);
+    showHistory(frame.room, frame.history ?? [], frame.recovered !== false, true);
     return;
   }
   const old = state.room;
@@ -548,6 +566,7 @@ function onJoined(frame) {
   send({ type: "leave", room: old });
   state.room = frame.room;
   state.seen.delete(frame.room);
+  adoptEpoch(frame.epoch);
   setPrivateTarget("");
   clearMessages();
   setRoomInUrl(state.room);

@@ -421,6 +421,31 @@ Deno.test({
       });
 
       await t.step(
+        "after a restart, a post made before a user is back is shown (ids restarted)",
+        async () => {
+          // Carol has seen ids the new process gives out again; the epoch tells her page.
+          const port = running.port;
+          await stopServer(running);
+          await carol.waitFor(statusIs("reconnecting"));
+          running = await startServer(port);
+          {
+            const url = `ws://127.0.0.1:${port}/ws/chat/Poster?room=lobby`;
+            await using poster = await TestClient.connect(url);
+            await poster.next("welcome");
+            poster.sendJson({ type: "message", message: "Said while Carol was away" });
+            await poster.next((f) => f.message === "Said while Carol was away");
+          }
+          // Carol first: the welcome carries the recent tail (HISTORY_ON_JOIN frames).
+          for (const page of [carol, alice, bob]) {
+            await page.evaluate(`dispatchEvent(new Event("online"))`);
+            await page.waitFor(statusIs("connected"), { timeoutMs: 15_000 });
+          }
+          await carol.waitFor(hasChat("Said while Carol was away"));
+          assertNoDuplicates(await chatTexts(carol));
+        },
+      );
+
+      await t.step(
         "network back or tab shown: the page reconnects at once, not at its backoff",
         async () => {
           await using online = await openPage(browser, viewport);

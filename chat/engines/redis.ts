@@ -1,14 +1,10 @@
 /**
  * The redis engine: channels, history and presence shared by every server
- * process that points at one Redis.
+ * process that points at one Redis. Storage and the epoch: see
+ * redis_history.ts; presence: redis_presence.ts.
  *
- * - Storage: one stream per channel, entry id `<offset>-0`, with the
- *   payload and the time it was stored, trimmed with `MAXLEN ~`; a counter
- *   per channel makes offsets strictly increasing across processes.
  * - A stored publish is one Lua script (INCR, XADD, PUBLISH): the payload is
- *   stored before anyone can see it. The promise resolves after that and,
- *   when this process subscribed to the channel, after it was handed on
- *   here. An ephemeral publish is a plain PUBLISH.
+ *   stored before anyone can see it. An ephemeral publish is a plain PUBLISH.
  * - Fan-out: pub/sub, one channel per engine channel. Stored publications
  *   reach this process only through pub/sub or a catch-up read of the
  *   stream, never straight from `publish`, so one cursor per channel gives
@@ -16,9 +12,6 @@
  *   are handed on as they arrive and are lost while pub/sub is down.
  * - After the pub/sub connection comes back, every channel is read from its
  *   stream after the last delivered entry, then live again.
- * - The epoch key tells this store apart from one that lost its data (a
- *   restart without persistence): then it is replaced, and offsets restart.
- * - Presence: see redis_presence.ts.
  *
  * Not for Redis Cluster: the engine's keys are not hash-tagged.
  *
@@ -51,15 +44,14 @@ import {
   RedisSubscriber,
 } from "./redis_client.ts";
 import { RedisPresence } from "./redis_presence.ts";
+import { RedisHistory } from "./redis_history.ts";
+import { Waiters } from "./redis_waiters.ts";
 import {
   compareIds,
   type Entry,
   entryNumber,
-  loadScript,
   parseEntries,
   parseMessage,
-  runScript,
-  script,
 } from "./redis_scripts.ts";
 
 /** Options of {@linkcode RedisEngine}. */
@@ -114,48 +106,6 @@ const MAX_BUFFER = 10_000;
 const MIN_RETAINED = 100;
 const RETRY_MS = 500;
 
-const PUBLISH_SCRIPT = script(`
-local id = redis.call('INCR', KEYS[1])
-local ttl = tonumber(ARGV[3])
-local entry = id .. '-0'
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], entry, 'p', ARGV[1], 't', ARGV[5])
-if type(added) == 'table' and added.err then
-  -- The counter fell behind its stream (deleted or evicted): go on after the top entry.
-  local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-  if not top then return redis.error_reply(added.err) end
-  id = tonumber(string.match(top[1], '^(%d+)')) + 1
-  redis.call('SET', KEYS[1], id)
-  entry = id .. '-0'
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], entry, 'p', ARGV[1], 't', ARGV[5])
-end
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('PUBLISH', ARGV[4], entry .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[1])
-redis.call('SETNX', KEYS[3], ARGV[7])
-return {id, redis.call('GET', KEYS[3])}
-`);
-
-// Serves only the newest `window` ids although the stream keeps more for catch-ups.
-const HISTORY_SCRIPT = script(`
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local floor = head - tonumber(ARGV[4])
-if floor < 0 then floor = 0 end
-local after = tonumber(ARGV[1])
-local last = ARGV[2]
-local limit = tonumber(ARGV[3])
-local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-local range = {}
-if limit > 0 then
-  if after >= 0 then
-    if floor > after then after = floor end
-    range = redis.call('XRANGE', KEYS[2], '(' .. after .. '-0', last, 'COUNT', limit)
-  else
-    range = redis.call('XREVRANGE', KEYS[2], last, '(' .. floor .. '-0', 'COUNT', limit)
-  end
-end
-redis.call('SETNX', KEYS[3], ARGV[5])
-return {head, oldest and oldest[1] or false, range, redis.call('GET', KEYS[3])}
-`);
-
 /**
  * Stores payloads in Redis streams and fans them out with Redis pub/sub, so
  * any number of server processes share channels, history and presence.
@@ -175,20 +125,14 @@ export class RedisEngine implements Engine {
   #log: Logger;
   #clock: Clock;
   #scheduler: Scheduler;
-  #prefix: string;
   #pubsubPrefix: string;
-  #historyLimit: number;
-  #retained: number;
-  #ttlMs: number;
-  #presenceTtlMs: number;
+  #streams: RedisHistory;
   #deliver: Delivery | undefined;
   #subs = new Map<string, Sub>();
-  /** Publishes waiting until their publication was handed on here, by channel. */
-  #waiters = new Map<string, { id: number; resolve: () => void }[]>();
+  #waiters = new Waiters();
+  #refreshMs: number;
   /** Tells this process's data apart from a store that lost it (restart without persistence). */
   #epoch = "";
-  /** The epoch set when the key is found missing (Redis lost its data). */
-  #candidate = newEpoch();
   #resets = 0;
   #refreshTimer: TimerHandle | undefined;
   #retryTimer: TimerHandle | undefined;
@@ -204,13 +148,12 @@ export class RedisEngine implements Engine {
     this.#log = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = options.scheduler ?? systemScheduler;
-    this.#prefix = options.keyPrefix ?? "chat:";
-    this.#pubsubPrefix = `${this.#prefix}ch:`;
-    this.#historyLimit = options.historyLimit ?? 1000;
-    this.#retained = Math.max(this.#historyLimit, MIN_RETAINED);
-    this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
-    this.#presenceTtlMs = (options.presenceTtlS ?? 30) * 1000;
-    if (!(this.#presenceTtlMs > 0)) {
+    const prefix = options.keyPrefix ?? "chat:";
+    this.#pubsubPrefix = `${prefix}ch:`;
+    const historyLimit = options.historyLimit ?? 1000;
+    const presenceTtlMs = (options.presenceTtlS ?? 30) * 1000;
+    this.#refreshMs = Math.max(100, Math.floor(presenceTtlMs / 3));
+    if (!(presenceTtlMs > 0)) {
       throw new RangeError(`Invalid presence TTL: ${options.presenceTtlS}`);
     }
     const common = {
@@ -231,10 +174,18 @@ export class RedisEngine implements Engine {
     });
     this.presence = new RedisPresence({
       client: this.#client,
-      prefix: this.#prefix,
-      ttlMs: this.#presenceTtlMs,
+      prefix,
+      ttlMs: presenceTtlMs,
       logger: this.#log,
     });
+    this.#streams = new RedisHistory({
+      client: this.#client,
+      prefix,
+      historyLimit,
+      retained: Math.max(historyLimit, MIN_RETAINED),
+      ttlMs: (options.historyTtlS ?? 0) * 1000,
+      clock: this.#clock,
+    }, newEpoch());
   }
 
   /** The epoch key's value; a new one after Redis lost its data. */
@@ -248,13 +199,12 @@ export class RedisEngine implements Engine {
    */
   async start(deliver: Delivery): Promise<void> {
     this.#deliver = deliver;
-    await loadScript(PUBLISH_SCRIPT);
-    await loadScript(HISTORY_SCRIPT);
+    await this.#streams.load();
     await this.presence.load();
     await this.#client.connect();
     try {
       await this.#subscriber.connect();
-      this.#epoch = await this.#readEpoch();
+      this.#epoch = await this.#streams.readEpoch();
     } catch (error) {
       await this.#client.close();
       await this.#subscriber.close();
@@ -262,8 +212,8 @@ export class RedisEngine implements Engine {
     }
     this.#started = true;
     for (const sub of this.#subs.values()) this.#sync(sub);
-    const every = Math.max(100, Math.floor(this.#presenceTtlMs / 3));
-    this.#refreshTimer = this.#scheduler.setInterval(() => this.presence.refresh(), every);
+    const refresh = () => this.presence.refresh();
+    this.#refreshTimer = this.#scheduler.setInterval(refresh, this.#refreshMs);
   }
 
   /**
@@ -286,86 +236,30 @@ export class RedisEngine implements Engine {
       ]);
       return undefined;
     }
-    const keys = [this.#seqKey(channel), this.#streamKey(channel), this.#epochKey()];
-    const args = [
-      payload,
-      this.#retained,
-      this.#ttlMs,
-      this.#pubsubPrefix + channel,
-      this.#clock.now(),
+    const { offset: id, epoch } = await this.#streams.store(
       channel,
-      this.#candidate,
-    ];
-    const reply = await runScript(this.#client, PUBLISH_SCRIPT, keys, args);
-    const [id, epoch] = Array.isArray(reply) ? reply : [];
+      payload,
+      this.#pubsubPrefix + channel,
+    );
     // A store that lost its data gives out offsets of a new epoch.
-    if (typeof epoch === "string" && epoch !== this.#epoch) this.#reset(epoch);
-    if (typeof id !== "number") {
-      throw new TypeError(`Unexpected Redis reply: ${JSON.stringify(id)}`);
-    }
+    if (epoch !== undefined && epoch !== this.#epoch) this.#reset(epoch);
     const sub = this.#subs.get(channel);
     const awaited = sub !== undefined && (sub.cursor === null || entryNumber(sub.cursor) < id);
-    if (this.status() === "ok" && awaited) {
-      const { promise, resolve } = Promise.withResolvers<void>();
-      let list = this.#waiters.get(channel);
-      if (list === undefined) this.#waiters.set(channel, list = []);
-      // Replies come in id order, so this is almost always an append.
-      let at = list.length;
-      while (at > 0 && list[at - 1]!.id > id) at--;
-      list.splice(at, 0, { id, resolve });
-      await promise;
-    }
+    if (this.status() === "ok" && awaited) await this.#waiters.wait(channel, id);
     return { offset: id, epoch: this.#epoch };
-  }
-
-  /** Resolves the waiting publishes of a channel up to `id`, or all of them. */
-  #release(channel: string, id = Infinity): void {
-    const list = this.#waiters.get(channel);
-    if (list === undefined) return;
-    let n = 0;
-    while (n < list.length && list[n]!.id <= id) list[n++]!.resolve();
-    if (n === list.length) this.#waiters.delete(channel);
-    else if (n > 0) list.splice(0, n);
-  }
-
-  #releaseAll(): void {
-    for (const channel of [...this.#waiters.keys()]) this.#release(channel);
   }
 
   /** Reads a page of stored payloads of a channel, oldest first. */
   async history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
-    const after = query.after === undefined ? -1 : Math.max(0, Math.floor(query.after));
-    let limit = Math.max(0, Math.floor(query.limit));
-    // Ids start at 1, so nothing comes before 1 (and "(0-0" is no valid bound).
-    if (query.before !== undefined && query.before <= Math.max(1, after + 1)) limit = 0;
-    const end = query.before === undefined || limit === 0 ? "+" : `(${query.before}-0`;
-    const reply = await runScript(
-      this.#client,
-      HISTORY_SCRIPT,
-      [this.#seqKey(channel), this.#streamKey(channel), this.#epochKey()],
-      [after, end, limit, this.#historyLimit, this.#candidate],
-    );
-    // A frame the page holds is handed on before the page, not after it: a channel
-    // still catching up (just subscribed) would otherwise deliver the page's newest
-    // frames, such as a joining user's own notice, once the page was sent, twice.
+    const read = await this.#streams.read(channel, query);
+    // A publication the page holds is handed on before the page, not after it: a
+    // channel still catching up (just subscribed) would otherwise deliver the page's
+    // newest ones, such as a joining user's own notice, once the page was sent, twice.
     const sub = this.#subs.get(channel);
     if (sub?.syncing) await sub.loop;
-    const [head, oldest, range, epoch] = Array.isArray(reply) ? reply : [];
-    if (typeof epoch === "string" && epoch !== this.#epoch) this.#reset(epoch);
-    const entries = parseEntries(range, channel);
-    if (after < 0) entries.reverse();
-    const oldestTime = this.#ttlMs > 0 ? this.#clock.now() - this.#ttlMs : -Infinity;
-    const fresh = entries.filter((entry) => !(entry.time < oldestTime));
-    const expired = fresh.length < entries.length;
-    const publications = fresh.map((e) => ({ offset: entryNumber(e.id), payload: e.payload }));
-    const last = typeof head === "number" ? head : 0;
-    const position = { offset: last, epoch: this.#epoch };
-    if (after < 0) return { publications, position, complete: true };
-    const floor = Math.max(0, last - this.#historyLimit);
-    const first = typeof oldest === "string" ? Math.max(entryNumber(oldest), floor + 1) : last + 1;
-    // An `after` beyond the head comes from a store that lost its data.
-    const complete = after <= last && first <= after + 1 && !expired;
-    return { publications, position, complete };
+    if (read.epoch !== undefined && read.epoch !== this.#epoch) this.#reset(read.epoch);
+    const position = { offset: read.top, epoch: this.#epoch };
+    return { publications: read.publications, position, complete: read.complete };
   }
 
   /** Starts delivering the channel (a room or a user channel) to this process. */
@@ -373,7 +267,7 @@ export class RedisEngine implements Engine {
     if (this.#disposed || this.#subs.has(channel)) return;
     const sub: Sub = {
       channel,
-      stream: this.#streamKey(channel),
+      stream: this.#streams.streamKey(channel),
       pubsub: this.#pubsubPrefix + channel,
       cursor: null,
       subscribed: false,
@@ -400,7 +294,7 @@ export class RedisEngine implements Engine {
         this.#log.debug("redis_unsubscribe_failed", { channel, error: String(error) })
       );
     }
-    this.#release(channel);
+    this.#waiters.release(channel);
   }
 
   /** "ok" while both Redis connections are up. */
@@ -423,31 +317,9 @@ export class RedisEngine implements Engine {
       await this.#client.pipeline([...commands, ["PING"]]).catch(() => undefined);
     }
     this.#subs.clear();
-    this.#releaseAll();
+    this.#waiters.releaseAll();
     this.#deliver = undefined;
     await Promise.all([this.#client.close(), this.#subscriber.close()]);
-  }
-
-  // -------------------------------------------------------------------------
-  // Keys
-
-  #seqKey(channel: string): string {
-    return `${this.#prefix}seq:${channel}`;
-  }
-
-  #streamKey(channel: string): string {
-    return `${this.#prefix}stream:${channel}`;
-  }
-
-  #epochKey(): string {
-    return `${this.#prefix}epoch`;
-  }
-
-  async #readEpoch(): Promise<string> {
-    const key = this.#epochKey();
-    const [, epoch] = await this.#client.pipeline([["SETNX", key, newEpoch()], ["GET", key]]);
-    if (typeof epoch !== "string") throw new TypeError(`Unexpected Redis reply: ${epoch}`);
-    return epoch;
   }
 
   // -------------------------------------------------------------------------
@@ -480,7 +352,7 @@ export class RedisEngine implements Engine {
     sub.cursor = entry.id;
     const offset = entryNumber(entry.id);
     this.#hand(entry.channel, entry.payload, offset);
-    if (this.#waiters.size > 0) this.#release(entry.channel, offset);
+    if (this.#waiters.size > 0) this.#waiters.release(entry.channel, offset);
   }
 
   #hand(channel: string, payload: string, offset?: number): void {
@@ -551,8 +423,8 @@ export class RedisEngine implements Engine {
       const commands: (string | number)[][] = [
         ["XRANGE", sub.stream, `(${cursor}`, "+", "COUNT", BATCH],
       ];
-      const epochKey = this.#epochKey();
-      if (!checked) commands.push(["SETNX", epochKey, this.#candidate], ["GET", epochKey]);
+      const epochKey = this.#streams.epochKey();
+      if (!checked) commands.push(["SETNX", epochKey, this.#streams.candidate], ["GET", epochKey]);
       const replies = await this.#client.pipeline(commands);
       if (!this.#current(sub)) return;
       if (!checked) {
@@ -581,7 +453,7 @@ export class RedisEngine implements Engine {
     this.#resets++;
     for (const sub of this.#subs.values()) if (sub.cursor !== null) sub.cursor = "0-0";
     this.presence.refresh();
-    this.#candidate = newEpoch();
+    this.#streams.candidate = newEpoch();
     // Publications of the new epoch may have been skipped as already seen.
     for (const sub of this.#subs.values()) this.#sync(sub);
   }
@@ -600,7 +472,7 @@ export class RedisEngine implements Engine {
     if (status === "disconnected") {
       this.#log.warn("redis_disconnected", { connection: "subscriber" });
       // Their frames come with the catch-up; waiting for it could take long.
-      this.#releaseAll();
+      this.#waiters.releaseAll();
       // Pub/sub drops what is published while away; the streams have it.
       for (const sub of this.#subs.values()) {
         sub.syncing = true;
@@ -616,7 +488,7 @@ export class RedisEngine implements Engine {
     if (this.#disposed || !this.#started) return;
     if (status === "disconnected") {
       this.#log.warn("redis_disconnected", { connection: "commands" });
-      this.#releaseAll();
+      this.#waiters.releaseAll();
       return;
     }
     this.#log.info("redis_connected", { connection: "commands" });
