@@ -54,7 +54,7 @@ Deno.test("after a restart on the memory engine a returning user gets the new po
     assert.ok(seen >= 3);
   }
   // The same address, a new process's worth of state.
-  await using second = await serve(port);
+  await using _second = await serve(port);
   {
     const { client: bob, welcome } = await join(port, "bob");
     await using _ = bob;
