@@ -172,67 +172,79 @@ function acceptSocket(
   }
 }
 
+/** The options of the WebSocket routes with every default filled in. */
+type WsSettings = WsRoutesOptions & typeof DEFAULT_WS_ROUTES;
+
+/**
+ * The recovery point of a handshake, `?since=` (a message id) and `?epoch=`
+ * (the stream's, from the client's last `welcome`), or a 400 for either
+ * when malformed.
+ */
+function recoveryPoint(url: URL): Pick<ConnectOptions, "since" | "epoch"> | Response {
+  const sinceParam = url.searchParams.get("since");
+  let since: number | undefined;
+  if (sinceParam !== null && sinceParam !== "") {
+    since = Number(sinceParam);
+    if (!/^\d+$/.test(sinceParam) || !Number.isSafeInteger(since)) {
+      return jsonError(400, `Invalid since: ${sinceParam.slice(0, 32)}`);
+    }
+  }
+  const epochParam = url.searchParams.get("epoch");
+  const epoch = epochParam === null || epochParam === "" ? undefined : parseEpoch(epochParam);
+  if (epochParam && epoch === undefined) {
+    return jsonError(400, `Invalid epoch: ${epochParam.slice(0, 32)}`);
+  }
+  return { ...(since === undefined ? {} : { since }), ...(epoch === undefined ? {} : { epoch }) };
+}
+
+/**
+ * Checks a handshake (its headers, Origin, recovery point, then the
+ * gatekeeper), upgrades it and hands the socket to the manager for `target`.
+ */
+async function upgradeWith(
+  settings: WsSettings,
+  req: Request,
+  url: URL,
+  info: Deno.ServeHandlerInfo,
+  target: Target,
+): Promise<Response> {
+  const { manager, gatekeeper, allowedOrigins, idleTimeoutS, trustProxy } = settings;
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return text("Expected a WebSocket upgrade request", 400);
+  }
+  const problem = handshakeProblem(req);
+  if (problem !== undefined) return text(problem, 400);
+  if (!originAllowed(req, allowedOrigins, { trustProxy })) {
+    manager.metrics.refused(403);
+    return text("Origin not allowed", 403);
+  }
+  const recovery = recoveryPoint(url);
+  if (recovery instanceof Response) return recovery;
+  const remoteAddr = clientAddress(req, info, trustProxy);
+  const offered = offeredProtocols(req.headers.get("sec-websocket-protocol"));
+  const token = handshakeToken(url.searchParams.get("token"), offered);
+  const admission = await gatekeeper({ remoteAddr, token });
+  if (admission.kind === "throttled") {
+    manager.metrics.refused(429);
+    return text("Too many handshakes", 429, { "retry-after": String(admission.retryAfterS) });
+  }
+  // A browser fails the handshake unless one of its offered protocols comes back.
+  const protocol = selectProtocol(offered);
+  const accepted = acceptSocket(req, { protocol, idleTimeout: idleTimeoutS });
+  if (accepted instanceof Response) return accepted;
+  const { socket, response } = accepted;
+  socket.binaryType = "arraybuffer";
+  const connect: ConnectOptions = { ...target, remoteAddr, ...recovery, ...admitted(admission) };
+  const listener = new SocketListener(manager, socket, connect);
+  for (const type of SOCKET_EVENTS) socket.addEventListener(type, listener);
+  return response;
+}
+
 /** Routes for `/ws`, `/ws/chat`, `/ws/chat/:username`, its `/heartbeat` and `/ws/rooms/:room`. */
 export function createWsRoutes(options: WsRoutesOptions): Route[] {
-  const { manager, gatekeeper, allowedOrigins, idleTimeoutS, trustProxy } = withDefaults(
-    DEFAULT_WS_ROUTES,
-    options,
-  );
-
-  const upgrade = async (
-    req: Request,
-    url: URL,
-    info: Deno.ServeHandlerInfo,
-    target: Target,
-  ): Promise<Response> => {
-    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return text("Expected a WebSocket upgrade request", 400);
-    }
-    const problem = handshakeProblem(req);
-    if (problem !== undefined) return text(problem, 400);
-    if (!originAllowed(req, allowedOrigins, { trustProxy })) {
-      manager.metrics.refused(403);
-      return text("Origin not allowed", 403);
-    }
-    const sinceParam = url.searchParams.get("since");
-    let since: number | undefined;
-    if (sinceParam !== null && sinceParam !== "") {
-      since = Number(sinceParam);
-      if (!/^\d+$/.test(sinceParam) || !Number.isSafeInteger(since)) {
-        return jsonError(400, `Invalid since: ${sinceParam.slice(0, 32)}`);
-      }
-    }
-    const epochParam = url.searchParams.get("epoch");
-    const epoch = epochParam === null || epochParam === "" ? undefined : parseEpoch(epochParam);
-    if (epochParam && epoch === undefined) {
-      return jsonError(400, `Invalid epoch: ${epochParam.slice(0, 32)}`);
-    }
-    const remoteAddr = clientAddress(req, info, trustProxy);
-    const offered = offeredProtocols(req.headers.get("sec-websocket-protocol"));
-    const token = handshakeToken(url.searchParams.get("token"), offered);
-    const admission = await gatekeeper({ remoteAddr, token });
-    if (admission.kind === "throttled") {
-      manager.metrics.refused(429);
-      return text("Too many handshakes", 429, { "retry-after": String(admission.retryAfterS) });
-    }
-    // A browser fails the handshake unless one of its offered protocols comes back.
-    const protocol = selectProtocol(offered);
-    const accepted = acceptSocket(req, { protocol, idleTimeout: idleTimeoutS });
-    if (accepted instanceof Response) return accepted;
-    const { socket, response } = accepted;
-    socket.binaryType = "arraybuffer";
-    const connect: ConnectOptions = {
-      ...target,
-      remoteAddr,
-      ...(since === undefined ? {} : { since }),
-      ...(epoch === undefined ? {} : { epoch }),
-      ...admitted(admission),
-    };
-    const listener = new SocketListener(manager, socket, connect);
-    for (const type of SOCKET_EVENTS) socket.addEventListener(type, listener);
-    return response;
-  };
-
+  const settings = withDefaults(DEFAULT_WS_ROUTES, options);
+  const upgrade = (req: Request, url: URL, info: Deno.ServeHandlerInfo, target: Target) =>
+    upgradeWith(settings, req, url, info, target);
   const room = (url: URL) => url.searchParams.get("room") ?? undefined;
   const flag = (url: URL, name: string) => ["1", "true"].includes(url.searchParams.get(name) ?? "");
   const heartbeat = (url: URL) => flag(url, "heartbeat");
