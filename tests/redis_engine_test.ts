@@ -364,44 +364,6 @@ Deno.test({ name: "connection manager on the redis engine", ignore }, async (t) 
     assert.equal(kick?.message, "Mallory was kicked: spam");
   });
 
-  await t.step("a notice counts the users of every process", async () => {
-    await using other = await open(redis.url);
-    other.engine.presence.join("count", "Zed");
-    await eventually(
-      "Zed present",
-      async () => (await other.engine.presence.users("count")).length === 1,
-    );
-    const socket = new FakeSocket();
-    const conn = manager.connect(socket, { username: "Counter", room: "count" });
-    await eventually("the join notice", () => socket.framesOf("system").length === 1);
-    assert.equal(socket.framesOf("system")[0]!.connected_count, 2);
-    conn.closed(1000);
-  });
-
-  await t.step("a private message reaches the recipient on another process", async () => {
-    await using other = new ConnectionManager({
-      engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
-    });
-    await other.ready();
-    const ann = new FakeSocket();
-    const annConn = manager.connect(ann, { username: "Ann", room: "dm" });
-    const ben = new FakeSocket();
-    const benConn = other.connect(ben, { username: "Ben", room: "dm" });
-    await eventually(
-      "both welcomed",
-      () => ann.framesOf("welcome").length + ben.framesOf("welcome").length === 2,
-    );
-    annConn.receive(JSON.stringify({ type: "private", to: "ben", message: "psst $& \u2028" }));
-    await eventually("Ben's copy", () => ben.framesOf("private").length === 1);
-    await eventually("Ann's echo", () => ann.framesOf("private").length === 1);
-    const got = ben.framesOf("private")[0]!;
-    assert.deepEqual(got, ann.framesOf("private")[0]);
-    assert.equal(got.id, 1);
-    assert.equal(got.message, "psst $& \u2028");
-    annConn.closed(1000);
-    benConn.closed(1000);
-  });
-
   await t.step("frames sent before admission are handled after it", async () => {
     const socket = new FakeSocket();
     const conn = manager.connect(socket, { username: "Eager", room: "lobby" });
@@ -412,3 +374,53 @@ Deno.test({ name: "connection manager on the redis engine", ignore }, async (t) 
     conn.closed(1000);
   });
 });
+
+Deno.test(
+  { name: "connection managers on one redis count and whisper across", ignore },
+  async (t) => {
+    await using redis = await startRedis();
+    const manager = new ConnectionManager({
+      engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
+    });
+    await using _ = manager;
+    await manager.ready();
+
+    await t.step("a notice counts the users of every process", async () => {
+      await using other = await open(redis.url);
+      other.engine.presence.join("count", "Zed");
+      await eventually(
+        "Zed present",
+        async () => (await other.engine.presence.users("count")).length === 1,
+      );
+      const socket = new FakeSocket();
+      const conn = manager.connect(socket, { username: "Counter", room: "count" });
+      await eventually("the join notice", () => socket.framesOf("system").length === 1);
+      assert.equal(socket.framesOf("system")[0]!.connected_count, 2);
+      conn.closed(1000);
+    });
+
+    await t.step("a private message reaches the recipient on another process", async () => {
+      await using other = new ConnectionManager({
+        engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
+      });
+      await other.ready();
+      const ann = new FakeSocket();
+      const annConn = manager.connect(ann, { username: "Ann", room: "dm" });
+      const ben = new FakeSocket();
+      const benConn = other.connect(ben, { username: "Ben", room: "dm" });
+      await eventually(
+        "both welcomed",
+        () => ann.framesOf("welcome").length + ben.framesOf("welcome").length === 2,
+      );
+      annConn.receive(JSON.stringify({ type: "private", to: "ben", message: "psst $& \u2028" }));
+      await eventually("Ben's copy", () => ben.framesOf("private").length === 1);
+      await eventually("Ann's echo", () => ann.framesOf("private").length === 1);
+      const got = ben.framesOf("private")[0]!;
+      assert.deepEqual(got, ann.framesOf("private")[0]);
+      assert.equal(got.id, 1);
+      assert.equal(got.message, "psst $& \u2028");
+      annConn.closed(1000);
+      benConn.closed(1000);
+    });
+  },
+);

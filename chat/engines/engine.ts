@@ -79,7 +79,9 @@ export interface HistoryQuery {
 
 /** One stored publication. */
 export interface Publication {
+  /** Its place in the channel's stream. */
   offset: number;
+  /** As published. */
   payload: Payload;
 }
 

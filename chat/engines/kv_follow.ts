@@ -37,7 +37,9 @@ export function msgKey(stream: string, seq: number): Key {
 
 /** A head key's value and versionstamp (null when the key does not exist). */
 export interface Head {
+  /** The last sequence number; 0 for none. */
   id: number;
+  /** Null when the key does not exist. */
   versionstamp: string | null;
 }
 
@@ -51,7 +53,9 @@ export function headOf(entry: Deno.KvEntryMaybe<unknown>): Head {
 
 /** A stored entry of a channel stream: the payload and when it was stored. */
 export interface Stored {
+  /** The payload. */
   p: string;
+  /** When it was stored, in ms on the engine's clock. */
   t: number;
 }
 
@@ -63,8 +67,11 @@ interface Passing {
 
 /** One entry of a followed stream, as handed on. */
 export interface Entry {
+  /** Its place in the followed stream. */
   seq: number;
+  /** The engine channel it was published to. */
   channel: string;
+  /** As published. */
   payload: string;
   /** The offset of a stored publication; undefined for an ephemeral one. */
   offset?: number;

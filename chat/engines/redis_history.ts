@@ -58,6 +58,7 @@ return {head, oldest and oldest[1] or false, range, redis.call('GET', KEYS[3])}
 
 /** Options of {@linkcode RedisHistory}. */
 export interface RedisHistoryOptions {
+  /** The engine's command connection. */
   client: RedisClient;
   /** Prefix of every key and pub/sub channel. */
   prefix: string;
@@ -67,21 +68,27 @@ export interface RedisHistoryOptions {
   retained: number;
   /** Milliseconds a publication is served; 0 for no limit. */
   ttlMs: number;
+  /** Stamps publications for the TTL. */
   clock: Clock;
 }
 
 /** A stored publish's offset and the store's epoch. */
 export interface Stored {
+  /** The offset the payload got. */
   offset: number;
+  /** The epoch key's value; undefined in an unexpected reply. */
   epoch: string | undefined;
 }
 
 /** A page as read, with the store's epoch. */
 export interface Read {
+  /** Oldest first. */
   publications: Publication[];
   /** The last offset given out. */
   top: number;
+  /** As in HistoryPage. */
   complete: boolean;
+  /** The epoch key's value; undefined in an unexpected reply. */
   epoch: string | undefined;
 }
 

@@ -35,11 +35,13 @@ const BATCH = 500;
 
 /** Options of {@linkcode RedisPresence}. */
 export interface RedisPresenceOptions {
+  /** The engine's command connection. */
   client: RedisClient;
   /** Prefix of every key. */
   prefix: string;
   /** Milliseconds a member lives without a refresh. */
   ttlMs: number;
+  /** Told about failed writes, at debug level. */
   logger: Logger;
 }
 

@@ -8,7 +8,9 @@ import { type RedisClient, RedisError, type RedisReply } from "./redis_client.ts
 
 /** A Lua script and its SHA-1 once known. */
 export interface Script {
+  /** The Lua source. */
   source: string;
+  /** Its SHA-1 in hex, once computed. */
   sha: string | undefined;
 }
 
@@ -43,8 +45,11 @@ export async function runScript(
 
 /** One stream entry or pub/sub message: its entry id ("" when ephemeral), channel and payload. */
 export interface Entry {
+  /** The stream entry id; empty for an ephemeral message. */
   id: string;
+  /** The engine channel. */
   channel: string;
+  /** As published. */
   payload: string;
   /** When it was stored, in ms on the publisher's clock; NaN when unknown. */
   time: number;

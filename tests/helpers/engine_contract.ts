@@ -119,9 +119,12 @@ export function testEngineContract(subject: ContractSubject): void {
         });
       };
       await publishing(step);
+      await passing(step);
       await reading(step);
+      await retention(step);
       await throughManager(step);
       await across(step, subject);
+      await restarts(step, subject);
     },
   });
 }
@@ -172,7 +175,9 @@ async function publishing(step: Step): Promise<void> {
     const position = await store(r.engine, "room", payload("room", "ack"));
     assert.deepEqual(r.offsets("room"), [position.offset]);
   });
+}
 
+async function passing(step: Step): Promise<void> {
   await step("an ephemeral publish is delivered, takes no offset and is not stored", async (s) => {
     const r = await startRecorded(s.engine({ historyLimit: 1000 }));
     await using _ = r.engine;
@@ -252,7 +257,9 @@ async function reading(step: Step): Promise<void> {
       assert.deepEqual([fresh.publications, fresh.complete], [[], true]);
     },
   );
+}
 
+async function retention(step: Step): Promise<void> {
   await step("a gap past retention is incomplete and serves the retained tail", async (s) => {
     const { engine } = await startRecorded(s.engine({ historyLimit: 5 }));
     await using _ = engine;
@@ -365,7 +372,9 @@ async function across(step: Step, subject: ContractSubject): Promise<void> {
     },
     !subject.shared,
   );
+}
 
+async function restarts(step: Step, subject: ContractSubject): Promise<void> {
   await step(
     "a new engine on the store keeps the history, the offsets and the epoch",
     async (s) => {
