@@ -174,6 +174,49 @@ function tokenCheckFor(config: Config, clock?: Clock): TokenCheck | undefined {
   });
 }
 
+/** The routes of every edge, in the order they are matched. */
+function createRoutes(
+  config: Config,
+  manager: ConnectionManager,
+  options: { clock?: Clock; logger: Logger },
+): Route[] {
+  const { clock, logger } = options;
+  // The WebSocket routes and the API check alike, each with its own count per address.
+  const admission = {
+    tokenCheck: tokenCheckFor(config, clock),
+    requestsPerIpPerMin: config.handshakesPerIpPerMin,
+    clock,
+    logger,
+  };
+  return [
+    ...createStaticRoutes(),
+    ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
+    ...createApiRoutes({
+      manager,
+      gatekeeper: createGatekeeper({
+        ...admission,
+        events: { throttled: "api_rate_limited", unauthorized: "api_unauthorized" },
+      }),
+      trustProxy: config.trustProxy,
+    }),
+    ...createAdminRoutes({
+      manager,
+      token: config.adminToken,
+      logger,
+      clock,
+      maxMessageBytes: config.maxMessageBytes,
+      trustProxy: config.trustProxy,
+    }),
+    ...createWsRoutes({
+      manager,
+      allowedOrigins: config.allowedOrigins,
+      idleTimeoutS: config.idleTimeoutS,
+      trustProxy: config.trustProxy,
+      gatekeeper: createGatekeeper(admission),
+    }),
+  ];
+}
+
 /** Builds the application from a validated configuration. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const logger = options.logger ?? silentLogger;
@@ -196,40 +239,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxConnectionsPerIp: config.maxConnectionsPerIp,
   });
   await manager.ready();
-  // The WebSocket routes and the API check alike, each with its own count per address.
-  const admission = {
-    tokenCheck: tokenCheckFor(config, options.clock),
-    requestsPerIpPerMin: config.handshakesPerIpPerMin,
-    clock: options.clock,
-    logger,
-  };
-  const routes: Route[] = [
-    ...createStaticRoutes(),
-    ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
-    ...createApiRoutes({
-      manager,
-      gatekeeper: createGatekeeper({
-        ...admission,
-        events: { throttled: "api_rate_limited", unauthorized: "api_unauthorized" },
-      }),
-      trustProxy: config.trustProxy,
-    }),
-    ...createAdminRoutes({
-      manager,
-      token: config.adminToken,
-      logger,
-      clock: options.clock,
-      maxMessageBytes: config.maxMessageBytes,
-      trustProxy: config.trustProxy,
-    }),
-    ...createWsRoutes({
-      manager,
-      allowedOrigins: config.allowedOrigins,
-      idleTimeoutS: config.idleTimeoutS,
-      trustProxy: config.trustProxy,
-      gatekeeper: createGatekeeper(admission),
-    }),
-  ];
+  const routes = createRoutes(config, manager, { clock: options.clock, logger });
   return {
     handler: answerFailures(createRouter(routes), logger),
     manager,

@@ -248,6 +248,16 @@ export function loadConfig(env: Env): Config {
     metricsToken: env.METRICS_TOKEN ?? d.metricsToken,
     adminToken: env.ADMIN_TOKEN ?? d.adminToken,
   };
+  return consistent(config);
+}
+
+/**
+ * Checks the settings that depend on each other; returns `config` with
+ * HISTORY_ON_JOIN capped at HISTORY_LIMIT.
+ *
+ * @throws {RangeError} for a heartbeat timeout below its interval.
+ */
+function consistent(config: Config): Config {
   if (config.heartbeatTimeoutMs < config.heartbeatIntervalMs) {
     throw new RangeError(
       `Invalid HEARTBEAT_TIMEOUT_MS (not below HEARTBEAT_INTERVAL_MS ${config.heartbeatIntervalMs}): ${config.heartbeatTimeoutMs}`,

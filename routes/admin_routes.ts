@@ -22,6 +22,7 @@ import {
   type Route,
   route,
   type RouteContext,
+  type RouteHandler,
   timingSafeEqual,
 } from "./http.ts";
 
@@ -245,161 +246,164 @@ interface AdminResult {
   details?: Record<string, unknown>;
 }
 
+/** A 404 result naming what was not found. */
+function notFound(action: string, target: string, what: string): AdminResult {
+  return { status: 404, body: { error: `Unknown ${what}: ${target}` }, action, target };
+}
+
+/**
+ * Wraps an action's handler: the token gate first, then one `admin` log line
+ * with the token's fingerprint for every result, refusals (a RangeError with
+ * a status) answered as `{error, field}`.
+ */
+function audited(
+  settings: AdminSettings,
+  gate: TokenGate,
+): (action: string, handler: AdminHandler) => RouteHandler {
+  const { logger } = settings;
+  // Logs name the token by a digest prefix: enough to tell tokens apart after a rotation.
+  const fingerprint = fingerprintOf(settings.token);
+  return (action, handler) => async (req, ctx) => {
+    const refused = gate(req, ctx, action);
+    if (refused !== undefined) return refused;
+    let result: AdminResult;
+    try {
+      result = await handler(req, ctx);
+    } catch (error) {
+      const refused = refusalOf(error);
+      if (refused === undefined) throw error;
+      const message = (error as RangeError).message;
+      logger.info("admin", {
+        action,
+        status: refused.status,
+        error: message,
+        token_fingerprint: await fingerprint,
+      });
+      return json({ error: message, field: refused.field }, { status: refused.status });
+    }
+    logger.info("admin", {
+      action: result.action,
+      target: result.target,
+      status: result.status,
+      ...result.details,
+      token_fingerprint: await fingerprint,
+    });
+    return json(result.body, { status: result.status });
+  };
+}
+
+/** `POST /api/admin/announce`: a system message to one room or to every room. */
+function announce({ manager, maxMessageBytes }: AdminSettings): AdminHandler {
+  return async (req) => {
+    const body = await readBody(req);
+    const message = announcement(body, maxMessageBytes);
+    const room = optionalRoom(body);
+    const known = manager.rooms().map((r) => r.room);
+    if (room !== undefined && !known.includes(room)) return notFound("announce", room, "room");
+    const rooms = room === undefined ? known : [room];
+    const frames = await Promise.all(rooms.map((r) => manager.announce(r, "announce", message)));
+    return {
+      status: 200,
+      body: { rooms, ids: frames.map((f) => f.id) },
+      action: "announce",
+      target: room ?? "*",
+      details: { rooms: rooms.length },
+    };
+  };
+}
+
+/** `POST /api/admin/rooms/:room/close`: closes every connection in a room. */
+function closeRoom({ manager }: AdminSettings): AdminHandler {
+  return async (req, { params }) => {
+    const room = pathName(params.room, "room");
+    const reason = optionalReason(await readBody(req));
+    const count = await manager.closeRoom(room, reason ?? "This room was closed by an operator");
+    if (count === 0) return notFound("close_room", room, "room");
+    return {
+      status: 200,
+      body: { room, connections: count },
+      action: "close_room",
+      target: room,
+      details: { connections: count, reason },
+    };
+  };
+}
+
+/** `POST /api/admin/users/:username/kick`: closes a user's connections. */
+function kick({ manager }: AdminSettings): AdminHandler {
+  return async (req, { params }) => {
+    const username = pathName(params.username, "username");
+    const reason = optionalReason(await readBody(req));
+    const count = await manager.kick(username, { reason });
+    if (count === 0) return notFound("kick", username, "user");
+    return {
+      status: 200,
+      body: { username, connections: count },
+      action: "kick",
+      target: username,
+      details: { connections: count, reason },
+    };
+  };
+}
+
+/** `POST /api/admin/users/:username/ban`: bans an online user's name for a while and kicks it. */
+function ban({ manager, clock }: AdminSettings): AdminHandler {
+  return async (req, { params }) => {
+    const username = pathName(params.username, "username");
+    const body = await readBody(req);
+    const reason = optionalReason(body);
+    const minutes = banMinutes(body);
+    if (!manager.isOnline(username)) return notFound("ban", username, "user");
+    const untilMs = clock.now() + Math.round(minutes * 60_000);
+    manager.ban(username, { untilMs, reason });
+    const count = await manager.kick(username, { reason, banned: true });
+    const until = new Date(untilMs).toISOString();
+    return {
+      status: 200,
+      body: { username, connections: count, until },
+      action: "ban",
+      target: username,
+      details: { connections: count, until, reason },
+    };
+  };
+}
+
+/** `GET /api/admin/connections`: every open connection, as an operator sees it. */
+function connections({ manager }: AdminSettings): AdminHandler {
+  return () => {
+    const connections = manager.connections().map((c) => ({
+      id: c.id,
+      username: c.username,
+      user_id: c.userId,
+      rooms: c.rooms,
+      remote_addr: c.remoteAddr,
+      connected_since: c.connectedSince,
+      frames_in: c.framesIn,
+      frames_out: c.framesOut,
+    }));
+    return Promise.resolve({
+      status: 200,
+      body: { count: connections.length, connections },
+      action: "connections",
+      target: null,
+      details: { count: connections.length },
+    });
+  };
+}
+
 /**
  * Routes for `/api/admin/*`. Returns no routes when `token` is empty, so
  * every admin path is 404.
  */
 export function createAdminRoutes(options: AdminRoutesOptions): Route[] {
   const settings = withDefaults(DEFAULT_ADMIN_ROUTES, options);
-  const { manager, token, logger, clock, maxMessageBytes } = settings;
-  if (token === "") return [];
-  // Logs name the token by a digest prefix: enough to tell tokens apart after a rotation.
-  const fingerprint = fingerprintOf(token);
-  const gate = createTokenGate(settings);
-
-  const admin =
-    (action: string, handler: AdminHandler) =>
-    async (req: Request, ctx: RouteContext): Promise<Response> => {
-      const refused = gate(req, ctx, action);
-      if (refused !== undefined) return refused;
-      let result: AdminResult;
-      try {
-        result = await handler(req, ctx);
-      } catch (error) {
-        const refused = refusalOf(error);
-        if (refused === undefined) throw error;
-        const message = (error as RangeError).message;
-        logger.info("admin", {
-          action,
-          status: refused.status,
-          error: message,
-          token_fingerprint: await fingerprint,
-        });
-        return json({ error: message, field: refused.field }, { status: refused.status });
-      }
-      logger.info("admin", {
-        action: result.action,
-        target: result.target,
-        status: result.status,
-        ...result.details,
-        token_fingerprint: await fingerprint,
-      });
-      return json(result.body, { status: result.status });
-    };
-
-  const notFound = (action: string, target: string, what: string): AdminResult => ({
-    status: 404,
-    body: { error: `Unknown ${what}: ${target}` },
-    action,
-    target,
-  });
-
+  if (settings.token === "") return [];
+  const admin = audited(settings, createTokenGate(settings));
   return [
-    route(
-      ["POST"],
-      "/api/admin/announce",
-      admin("announce", async (req) => {
-        const body = await readBody(req);
-        const message = announcement(body, maxMessageBytes);
-        const room = optionalRoom(body);
-        const known = manager.rooms().map((r) => r.room);
-        if (room !== undefined && !known.includes(room)) {
-          return notFound("announce", room, "room");
-        }
-        const rooms = room === undefined ? known : [room];
-        const frames = await Promise.all(
-          rooms.map((r) => manager.announce(r, "announce", message)),
-        );
-        return {
-          status: 200,
-          body: { rooms, ids: frames.map((f) => f.id) },
-          action: "announce",
-          target: room ?? "*",
-          details: { rooms: rooms.length },
-        };
-      }),
-    ),
-    route(
-      ["POST"],
-      "/api/admin/rooms/:room/close",
-      admin("close_room", async (req, { params }) => {
-        const room = pathName(params.room, "room");
-        const reason = optionalReason(await readBody(req));
-        const count = await manager.closeRoom(
-          room,
-          reason ?? "This room was closed by an operator",
-        );
-        if (count === 0) return notFound("close_room", room, "room");
-        return {
-          status: 200,
-          body: { room, connections: count },
-          action: "close_room",
-          target: room,
-          details: { connections: count, reason },
-        };
-      }),
-    ),
-    route(
-      ["POST"],
-      "/api/admin/users/:username/kick",
-      admin("kick", async (req, { params }) => {
-        const username = pathName(params.username, "username");
-        const reason = optionalReason(await readBody(req));
-        const count = await manager.kick(username, { reason });
-        if (count === 0) return notFound("kick", username, "user");
-        return {
-          status: 200,
-          body: { username, connections: count },
-          action: "kick",
-          target: username,
-          details: { connections: count, reason },
-        };
-      }),
-    ),
-    route(
-      ["POST"],
-      "/api/admin/users/:username/ban",
-      admin("ban", async (req, { params }) => {
-        const username = pathName(params.username, "username");
-        const body = await readBody(req);
-        const reason = optionalReason(body);
-        const minutes = banMinutes(body);
-        if (!manager.isOnline(username)) return notFound("ban", username, "user");
-        const untilMs = clock.now() + Math.round(minutes * 60_000);
-        manager.ban(username, { untilMs, reason });
-        const count = await manager.kick(username, { reason, banned: true });
-        const until = new Date(untilMs).toISOString();
-        return {
-          status: 200,
-          body: { username, connections: count, until },
-          action: "ban",
-          target: username,
-          details: { connections: count, until, reason },
-        };
-      }),
-    ),
-    route(
-      ["GET"],
-      "/api/admin/connections",
-      admin("connections", () => {
-        const connections = manager.connections().map((c) => ({
-          id: c.id,
-          username: c.username,
-          user_id: c.userId,
-          rooms: c.rooms,
-          remote_addr: c.remoteAddr,
-          connected_since: c.connectedSince,
-          frames_in: c.framesIn,
-          frames_out: c.framesOut,
-        }));
-        return Promise.resolve({
-          status: 200,
-          body: { count: connections.length, connections },
-          action: "connections",
-          target: null,
-          details: { count: connections.length },
-        });
-      }),
-    ),
+    route(["POST"], "/api/admin/announce", admin("announce", announce(settings))),
+    route(["POST"], "/api/admin/rooms/:room/close", admin("close_room", closeRoom(settings))),
+    route(["POST"], "/api/admin/users/:username/kick", admin("kick", kick(settings))),
+    route(["POST"], "/api/admin/users/:username/ban", admin("ban", ban(settings))),
+    route(["GET"], "/api/admin/connections", admin("connections", connections(settings))),
   ];
 }
