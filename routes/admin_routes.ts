@@ -312,20 +312,35 @@ function announce({ manager, maxMessageBytes }: AdminSettings): AdminHandler {
   };
 }
 
+/**
+ * The result of an action that closed `count` connections of a room or a
+ * user: the body names the target (`room` or `username`); 404 when none.
+ */
+function closed(done: {
+  action: string;
+  what: "room" | "user";
+  target: string;
+  count: number;
+  reason: string | undefined;
+}): AdminResult {
+  const { action, what, target, count, reason } = done;
+  if (count === 0) return notFound(action, target, what);
+  return {
+    status: 200,
+    body: { [what === "room" ? "room" : "username"]: target, connections: count },
+    action,
+    target,
+    details: { connections: count, reason },
+  };
+}
+
 /** `POST /api/admin/rooms/:room/close`: closes every connection in a room. */
 function closeRoom({ manager }: AdminSettings): AdminHandler {
   return async (req, { params }) => {
     const room = pathName(params.room, "room");
     const reason = optionalReason(await readBody(req));
     const count = await manager.closeRoom(room, reason ?? "This room was closed by an operator");
-    if (count === 0) return notFound("close_room", room, "room");
-    return {
-      status: 200,
-      body: { room, connections: count },
-      action: "close_room",
-      target: room,
-      details: { connections: count, reason },
-    };
+    return closed({ action: "close_room", what: "room", target: room, count, reason });
   };
 }
 
@@ -335,14 +350,7 @@ function kick({ manager }: AdminSettings): AdminHandler {
     const username = pathName(params.username, "username");
     const reason = optionalReason(await readBody(req));
     const count = await manager.kick(username, { reason });
-    if (count === 0) return notFound("kick", username, "user");
-    return {
-      status: 200,
-      body: { username, connections: count },
-      action: "kick",
-      target: username,
-      details: { connections: count, reason },
-    };
+    return closed({ action: "kick", what: "user", target: username, count, reason });
   };
 }
 
