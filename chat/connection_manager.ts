@@ -167,11 +167,17 @@ const STALE_SINCE = -1;
 
 /**
  * A stored payload as sent: the offset spliced in as the frame's `id`, so
- * that the JSON built once by the publisher travels unparsed. The payload is
- * a JSON object, so it starts with "{".
+ * that the JSON built once by the publisher travels unparsed. Every frame
+ * the manager publishes starts with its `"type"`, whose value has no comma:
+ * the id goes right after it, where clients that match on the leading
+ * `{"type":"message"` still find it.
  */
 export function stampId(offset: number, payload: string): string {
-  return payload.length > 2 ? '{"id":' + offset + "," + payload.slice(1) : `{"id":${offset}}`;
+  const at = payload.indexOf(",");
+  if (at < 0) {
+    return payload.length > 2 ? payload.slice(0, -1) + ',"id":' + offset + "}" : `{"id":${offset}}`;
+  }
+  return payload.slice(0, at + 1) + '"id":' + offset + "," + payload.slice(at + 1);
 }
 
 /** The status of the manager's engine, for health checks. */
@@ -548,8 +554,9 @@ export class ConnectionManager implements AsyncDisposable {
 
   /** Publishes a notice as it is; the engine takes it in call order. */
   async #storeNotice(room: string, draft: Draft): Promise<StoredFrame> {
-    const position = await this.#engine.publish(room, JSON.stringify(draft), { history: true });
-    return { id: position!.offset, ...draft } as StoredFrame;
+    const payload = JSON.stringify(draft);
+    const position = await this.#engine.publish(room, payload, { history: true });
+    return JSON.parse(stampId(position!.offset, payload)) as StoredFrame;
   }
 
   /**

@@ -10,7 +10,7 @@
  *   channel are grouped into one atomic commit, which also deletes the
  *   publications that fall out of the retained window.
  * - Ephemeral publishes of every channel go to one short-lived stream,
- *   `["chat", "~ev", ...]`, which every process with a subscription follows
+ *   `["chat", "\0ev", ...]`, which every process with a subscription follows
  *   and filters by its channels: one ordered stream gives exactly once
  *   without a watch per channel. User channels (`~key`) are followed only
  *   there: they carry ephemeral publishes.

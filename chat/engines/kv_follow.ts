@@ -15,8 +15,11 @@ import type { Scheduler, TimerHandle } from "../clock.ts";
 
 /** The root of every key of the kv engine. */
 export const ROOT = "chat";
-/** The stream of ephemeral publications of every channel; "~" never starts a room or pair. */
-export const EPHEMERAL = "~ev";
+/**
+ * The stream of ephemeral publications of every channel. A NUL can be in no
+ * room or user name, so no channel (a user channel is "~" + a name) is this.
+ */
+export const EPHEMERAL = "\u0000ev";
 
 type Key = Deno.KvKey;
 
