@@ -30,6 +30,7 @@ import {
   isUserChannel,
   type Presence,
   privateChannel,
+  type PublishOptions,
   userChannel,
 } from "./engines/engine.ts";
 import { MemoryEngine } from "./engines/memory.ts";
@@ -164,6 +165,9 @@ interface History {
  * `recovered: false`.
  */
 const STALE_SINCE = -1;
+
+/** The options of every stored publish: one object, not one per message. */
+const STORED: PublishOptions = Object.freeze({ history: true });
 
 /**
  * A stored payload as sent: the offset spliced in as the frame's `id`, so
@@ -555,7 +559,7 @@ export class ConnectionManager implements AsyncDisposable {
   /** Publishes a notice as it is; the engine takes it in call order. */
   async #storeNotice(room: string, draft: Draft): Promise<StoredFrame> {
     const payload = JSON.stringify(draft);
-    const position = await this.#engine.publish(room, payload, { history: true });
+    const position = await this.#engine.publish(room, payload, STORED);
     return JSON.parse(stampId(position!.offset, payload)) as StoredFrame;
   }
 
@@ -1333,7 +1337,7 @@ export class ConnectionManager implements AsyncDisposable {
       return;
     }
     const started = performance.now();
-    this.#engine.publish(room, JSON.stringify(draft), { history: true }).then(
+    this.#engine.publish(room, JSON.stringify(draft), STORED).then(
       () => this.#metrics.observeFanout((performance.now() - started) / 1000),
       (error) => {
         this.#publishFailed(room, error);
@@ -1351,7 +1355,7 @@ export class ConnectionManager implements AsyncDisposable {
     const started = performance.now();
     const payload = JSON.stringify(draft);
     const pair = privateChannel(conn.key, toKey);
-    this.#engine.publish(pair, payload, { history: true }).then(
+    this.#engine.publish(pair, payload, STORED).then(
       (position) => {
         const text = stampId(position!.offset, payload);
         const sends = [this.#engine.publish(userChannel(toKey), text)];
