@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  encodeCommand,
-  parseRedisUrl,
-  RedisClient,
-  type RedisClientOptions,
-  RedisError,
-  type RedisReply,
-  type RedisStatus,
-  RedisSubscriber,
-  RespParser,
-} from "../chat/engines/redis_client.ts";
+import { RedisClient, RedisSubscriber } from "../chat/engines/redis_client.ts";
+import type { RedisClientOptions, RedisStatus } from "../chat/engines/redis_link.ts";
+import { RedisError } from "../chat/engines/redis_resp.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { ignoreRedisTests, startRedis } from "./helpers/redis_server.ts";
 
@@ -82,155 +74,84 @@ async function connectedClient(options: RedisClientOptions): Promise<RedisClient
   return client;
 }
 
-function parseAll(chunks: Uint8Array[]): RedisReply[] {
-  const replies: RedisReply[] = [];
-  const parser = new RespParser((reply) => replies.push(reply));
-  for (const chunk of chunks) parser.feed(chunk);
-  return replies;
+/** Steps of "client runs commands against redis-server": values of every kind and size. */
+async function valueSteps(t: Deno.TestContext, client: RedisClient): Promise<void> {
+  await t.step("SET, GET and INCR", async () => {
+    assert.equal(await client.command(["SET", "greeting", "hello"]), "OK");
+    assert.equal(await client.command(["GET", "greeting"]), "hello");
+    assert.equal(await client.command(["GET", "missing"]), null);
+    assert.equal(await client.command(["INCR", "counter"]), 1);
+    assert.equal(await client.command(["INCRBY", "counter", 41]), 42);
+  });
+
+  await t.step("unicode and binary values keep their byte length", async () => {
+    const unicode = "h\u00e9llo \u{1F44B} \u4E16\u754C";
+    await client.command(["SET", "unicode", unicode]);
+    assert.equal(await client.command(["STRLEN", "unicode"]), encoder.encode(unicode).length);
+    assert.equal(await client.command(["GET", "unicode"]), unicode);
+
+    const binary = Uint8Array.of(0, 13, 10, 36, 51, 13, 10, 42, 0);
+    await client.command(["SET", "binary", binary]);
+    assert.equal(await client.command(["STRLEN", "binary"]), binary.length);
+    assert.equal(await client.command(["GET", "binary"]), new TextDecoder().decode(binary));
+  });
+
+  await t.step("a large value arrives across many reads", async () => {
+    const big = "\u00e9".repeat(300_000); // 600 KB on the wire
+    await client.command(["SET", "big", big]);
+    assert.equal(await client.command(["GET", "big"]), big);
+  });
+
+  await t.step("1000 concurrent commands are answered in order", async () => {
+    const replies = await Promise.all(
+      Array.from(
+        { length: 1000 },
+        (_, i) => client.command(i % 2 === 0 ? ["ECHO", `m${i}`] : ["INCR", "seq"]),
+      ),
+    );
+    assert.deepEqual(
+      replies,
+      Array.from({ length: 1000 }, (_, i) => i % 2 === 0 ? `m${i}` : (i + 1) / 2),
+    );
+  });
 }
 
-Deno.test("parseRedisUrl reads host, port, credentials, db and TLS", async (t) => {
-  await t.step("defaults", () => {
-    assert.deepEqual(parseRedisUrl("redis://localhost"), {
-      hostname: "localhost",
-      port: 6379,
-      tls: false,
-      db: 0,
-    });
+/** Steps of "client runs commands against redis-server": pipelines and error replies. */
+async function replySteps(t: Deno.TestContext, client: RedisClient): Promise<void> {
+  await t.step("pipeline returns replies in order", async () => {
+    const replies = await client.pipeline([
+      ["DEL", "list"],
+      ["RPUSH", "list", "a", "b", "c"],
+      ["LRANGE", "list", 0, -1],
+      ["LLEN", "list"],
+    ]);
+    assert.deepEqual(replies, [0, 3, ["a", "b", "c"], 3]);
+    assert.deepEqual(await client.pipeline([]), []);
   });
-  await t.step("full URL with percent-encoded password", () => {
-    assert.deepEqual(parseRedisUrl("rediss://alice:p%40ss@cache.example:6380/3"), {
-      hostname: "cache.example",
-      port: 6380,
-      tls: true,
-      username: "alice",
-      password: "p@ss",
-      db: 3,
-    });
-  });
-  await t.step("password without user name", () => {
-    const options = parseRedisUrl("redis://:secret@127.0.0.1:7000/");
-    assert.equal(options.password, "secret");
-    assert.equal(options.username, undefined);
-    assert.equal(options.db, 0);
-  });
-  await t.step("IPv6 host", () => {
-    assert.equal(parseRedisUrl("redis://[::1]:6379").hostname, "[::1]");
-  });
-  await t.step("bad URLs throw TypeError with the password masked", () => {
-    for (
-      const url of [
-        "http://localhost:6379",
-        "redis://",
-        "redis://host:notaport",
-        "redis://host:70000",
-        "redis://host/abc",
-        "redis://host/1?x=y",
-        "not a url",
-      ]
-    ) {
-      assert.throws(() => parseRedisUrl(url), new TypeError(`Invalid Redis URL: ${url}`));
-    }
-    assert.throws(
-      () => parseRedisUrl("redis://bob:hunter2@host:nope/0"),
+
+  await t.step("an error reply rejects without breaking the connection", async () => {
+    await client.command(["SET", "text", "abc"]);
+    const [before, failing, after] = [
+      client.command(["PING"]),
+      client.command(["INCR", "text"]),
+      client.command(["GET", "text"]),
+    ];
+    await assert.rejects(
+      failing,
       (error: unknown) =>
-        error instanceof TypeError &&
-        error.message === "Invalid Redis URL: redis://bob:***@host:nope/0",
+        error instanceof RedisError && error.code === "ERR" &&
+        error.message.includes("not an integer"),
     );
-  });
-  await t.step("client options reject an invalid port", () => {
-    assert.throws(() => new RedisClient({ port: 0 }), new RangeError("Invalid port: 0"));
-  });
-});
-
-Deno.test("RespParser handles any split of the byte stream", async (t) => {
-  const wire = encoder.encode(
-    "+OK\r\n" +
-      "-ERR bad thing\r\n" +
-      ":-42\r\n" +
-      "$-1\r\n" +
-      "*-1\r\n" +
-      "$0\r\n\r\n" +
-      "*0\r\n" +
-      "$9\r\nh\u00e9\r\n\u{1F44B}\r\n" + // 9 bytes: h, 2-byte é, CRLF, 4-byte emoji
-      "*3\r\n:1\r\n*2\r\n$1\r\na\r\n-WRONGTYPE nested\r\n$3\r\nend\r\n",
-  );
-  const expected: RedisReply[] = [
-    "OK",
-    new RedisError("ERR bad thing"),
-    -42,
-    null,
-    null,
-    "",
-    [],
-    "h\u00e9\r\n\u{1F44B}",
-    [1, ["a", new RedisError("WRONGTYPE nested")], "end"],
-  ];
-
-  await t.step("all replies in one read", () => {
-    assert.deepEqual(parseAll([wire]), expected);
-  });
-  await t.step("one byte per read", () => {
-    const chunks = Array.from(wire, (byte) => Uint8Array.of(byte));
-    assert.deepEqual(parseAll(chunks), expected);
-  });
-  await t.step("every two-way split", () => {
-    for (let i = 1; i < wire.length; i++) {
-      assert.deepEqual(parseAll([wire.subarray(0, i), wire.subarray(i)]), expected);
-    }
-  });
-  await t.step("bulk string larger than the initial buffer", () => {
-    const big = "x".repeat(100_000);
-    const bytes = encoder.encode(`$${big.length}\r\n${big}\r\n+after\r\n`);
-    const chunks: Uint8Array[] = [];
-    for (let i = 0; i < bytes.length; i += 4096) chunks.push(bytes.subarray(i, i + 4096));
-    assert.deepEqual(parseAll(chunks), [big, "after"]);
-  });
-  await t.step("RESP3 types", () => {
-    const resp3 = encoder.encode(
-      "_\r\n#t\r\n#f\r\n,3.5\r\n,-inf\r\n(12345678901234567890\r\n" +
-        "=8\r\ntxt:abcd\r\n%1\r\n+k\r\n:2\r\n~2\r\n+a\r\n+b\r\n" +
-        "|1\r\n+ttl\r\n:9\r\n+value\r\n>2\r\n+message\r\n+x\r\n!7\r\nERR boo\r\n",
+    assert.equal(await before, "PONG");
+    assert.equal(await after, "abc");
+    await assert.rejects(client.command(["NOSUCHCOMMAND"]), RedisError);
+    await assert.rejects(
+      client.pipeline([["PING"], ["INCR", "text"], ["PING"]]),
+      RedisError,
     );
-    assert.deepEqual(parseAll([resp3]), [
-      null,
-      1,
-      0,
-      3.5,
-      -Infinity,
-      "12345678901234567890",
-      "abcd",
-      ["k", 2],
-      ["a", "b"],
-      "value",
-      ["message", "x"],
-      new RedisError("ERR boo"),
-    ]);
+    assert.equal(await client.command(["PING"]), "PONG");
   });
-  await t.step("malformed input throws", () => {
-    assert.throws(() => parseAll([encoder.encode("?what\r\n")]), /Redis protocol error/);
-    assert.throws(() => parseAll([encoder.encode(":12a\r\n")]), /Redis protocol error/);
-  });
-});
-
-Deno.test("encodeCommand counts bulk lengths in bytes", async (t) => {
-  await t.step("strings, numbers and bytes", () => {
-    const encoded = encodeCommand(["SET", "k\u00e9", 12, Uint8Array.of(0, 13, 10)]);
-    const expected = new Uint8Array([
-      ...encoder.encode("*4\r\n$3\r\nSET\r\n$3\r\nk\u00e9\r\n$2\r\n12\r\n$3\r\n"),
-      0,
-      13,
-      10,
-      13,
-      10,
-    ]);
-    assert.deepEqual(encoded, expected);
-  });
-  await t.step("invalid arguments", () => {
-    assert.throws(() => encodeCommand([]), TypeError);
-    assert.throws(() => encodeCommand(["INCRBY", "k", NaN]), RangeError);
-  });
-});
+}
 
 Deno.test({
   name: "client runs commands against redis-server",
@@ -240,78 +161,8 @@ Deno.test({
     await using client = await connectedClient({ url: server.url });
     assert.equal(client.connected, true);
 
-    await t.step("SET, GET and INCR", async () => {
-      assert.equal(await client.command(["SET", "greeting", "hello"]), "OK");
-      assert.equal(await client.command(["GET", "greeting"]), "hello");
-      assert.equal(await client.command(["GET", "missing"]), null);
-      assert.equal(await client.command(["INCR", "counter"]), 1);
-      assert.equal(await client.command(["INCRBY", "counter", 41]), 42);
-    });
-
-    await t.step("unicode and binary values keep their byte length", async () => {
-      const unicode = "h\u00e9llo \u{1F44B} \u4E16\u754C";
-      await client.command(["SET", "unicode", unicode]);
-      assert.equal(await client.command(["STRLEN", "unicode"]), encoder.encode(unicode).length);
-      assert.equal(await client.command(["GET", "unicode"]), unicode);
-
-      const binary = Uint8Array.of(0, 13, 10, 36, 51, 13, 10, 42, 0);
-      await client.command(["SET", "binary", binary]);
-      assert.equal(await client.command(["STRLEN", "binary"]), binary.length);
-      assert.equal(await client.command(["GET", "binary"]), new TextDecoder().decode(binary));
-    });
-
-    await t.step("a large value arrives across many reads", async () => {
-      const big = "\u00e9".repeat(300_000); // 600 KB on the wire
-      await client.command(["SET", "big", big]);
-      assert.equal(await client.command(["GET", "big"]), big);
-    });
-
-    await t.step("1000 concurrent commands are answered in order", async () => {
-      const replies = await Promise.all(
-        Array.from(
-          { length: 1000 },
-          (_, i) => client.command(i % 2 === 0 ? ["ECHO", `m${i}`] : ["INCR", "seq"]),
-        ),
-      );
-      assert.deepEqual(
-        replies,
-        Array.from({ length: 1000 }, (_, i) => i % 2 === 0 ? `m${i}` : (i + 1) / 2),
-      );
-    });
-
-    await t.step("pipeline returns replies in order", async () => {
-      const replies = await client.pipeline([
-        ["DEL", "list"],
-        ["RPUSH", "list", "a", "b", "c"],
-        ["LRANGE", "list", 0, -1],
-        ["LLEN", "list"],
-      ]);
-      assert.deepEqual(replies, [0, 3, ["a", "b", "c"], 3]);
-      assert.deepEqual(await client.pipeline([]), []);
-    });
-
-    await t.step("an error reply rejects without breaking the connection", async () => {
-      await client.command(["SET", "text", "abc"]);
-      const [before, failing, after] = [
-        client.command(["PING"]),
-        client.command(["INCR", "text"]),
-        client.command(["GET", "text"]),
-      ];
-      await assert.rejects(
-        failing,
-        (error: unknown) =>
-          error instanceof RedisError && error.code === "ERR" &&
-          error.message.includes("not an integer"),
-      );
-      assert.equal(await before, "PONG");
-      assert.equal(await after, "abc");
-      await assert.rejects(client.command(["NOSUCHCOMMAND"]), RedisError);
-      await assert.rejects(
-        client.pipeline([["PING"], ["INCR", "text"], ["PING"]]),
-        RedisError,
-      );
-      assert.equal(await client.command(["PING"]), "PONG");
-    });
+    await valueSteps(t, client);
+    await replySteps(t, client);
 
     await t.step("subscribe commands are refused on a command client", async () => {
       await assert.rejects(client.command(["subscribe", "x"]), TypeError);
@@ -397,6 +248,26 @@ Deno.test({
   },
 });
 
+/** Restarts a password-protected server under a client that selected db 2. */
+async function authAndSelectAfterRestart(): Promise<void> {
+  const authed = await startRedis({ password: "pw" });
+  try {
+    const log = statusLog();
+    await using c = await connectedClient({
+      url: `${authed.url}/2`,
+      reconnect: FAST_RECONNECT,
+      onStatus: log.onStatus,
+    });
+    await authed.restart();
+    await log.waitFor("connected", 2);
+    await c.command(["SET", "k", "v"]);
+    await using check = await connectedClient({ url: `${authed.url}/2` });
+    assert.equal(await check.command(["GET", "k"]), "v");
+  } finally {
+    await authed[Symbol.asyncDispose]();
+  }
+}
+
 Deno.test({
   name: "client rejects pending commands when the server dies and then reconnects",
   ignore,
@@ -443,24 +314,7 @@ Deno.test({
       assert.equal(await client.command(["PING"]), "PONG");
     });
 
-    await t.step("AUTH and SELECT are sent again on reconnect", async () => {
-      const authed = await startRedis({ password: "pw" });
-      try {
-        const log = statusLog();
-        await using c = await connectedClient({
-          url: `${authed.url}/2`,
-          reconnect: FAST_RECONNECT,
-          onStatus: log.onStatus,
-        });
-        await authed.restart();
-        await log.waitFor("connected", 2);
-        await c.command(["SET", "k", "v"]);
-        await using check = await connectedClient({ url: `${authed.url}/2` });
-        assert.equal(await check.command(["GET", "k"]), "v");
-      } finally {
-        await authed[Symbol.asyncDispose]();
-      }
-    });
+    await t.step("AUTH and SELECT are sent again on reconnect", authAndSelectAfterRestart);
   },
 });
 

@@ -37,12 +37,8 @@ import {
   type PublishOptions,
   type StreamPosition,
 } from "./engine.ts";
-import {
-  type ReconnectOptions,
-  RedisClient,
-  type RedisStatus,
-  RedisSubscriber,
-} from "./redis_client.ts";
+import { RedisClient, RedisSubscriber } from "./redis_client.ts";
+import type { ReconnectOptions, RedisStatus } from "./redis_link.ts";
 import { RedisPresence } from "./redis_presence.ts";
 import { RedisHistory } from "./redis_history.ts";
 import { Waiters } from "./redis_waiters.ts";

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { type RedisClient, RedisError, type RedisReply } from "./redis_client.ts";
+import type { RedisClient } from "./redis_client.ts";
+import { RedisError, type RedisReply } from "./redis_resp.ts";
 
 /** A Lua script and its SHA-1 once known. */
 export interface Script {
