@@ -15,7 +15,6 @@ import type {
   StreamPosition,
 } from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
-import type { StoredFrame } from "../chat/protocol.ts";
 import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
 
 interface Client {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { stampId } from "../chat/connection_manager.ts";
 import { KvEngine } from "../chat/engines/kv.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import { FakeClock } from "./helpers/fakes.ts";
@@ -150,4 +151,13 @@ Deno.test("kv engine specifics", async (t) => {
     await eventually("the publication of room 1", () => got.length >= rooms.length + 1);
     assert.equal(got.filter((c) => c === "room 0").length, 1);
   });
+});
+
+Deno.test("stampId splices the id right after the frame's type, once, byte for byte", () => {
+  const payload = JSON.stringify({ type: "message", room: "r", message: 'a,b $& "id":1 \u2028' });
+  const stamped = stampId(42, payload);
+  assert.ok(stamped.startsWith('{"type":"message","id":42,"room":"r",'));
+  assert.deepEqual(JSON.parse(stamped), { id: 42, ...JSON.parse(payload) });
+  assert.equal(stampId(7, '{"type":"x"}'), '{"type":"x","id":7}');
+  assert.equal(stampId(7, "{}"), '{"id":7}');
 });
