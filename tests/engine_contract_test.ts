@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { stampId } from "../chat/connection_manager.ts";
 import { KvEngine } from "../chat/engines/kv.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
-import { FakeClock } from "./helpers/fakes.ts";
+import { FakeClock, FakeScheduler } from "./helpers/fakes.ts";
 import { payload, store, testEngineContract } from "./helpers/engine_contract.ts";
 import { eventually } from "./helpers/eventually.ts";
 
@@ -160,4 +160,31 @@ Deno.test("stampId splices the id right after the frame's type, once, byte for b
   assert.deepEqual(JSON.parse(stamped), { id: 42, ...JSON.parse(payload) });
   assert.equal(stampId(7, '{"type":"x"}'), '{"type":"x","id":7}');
   assert.equal(stampId(7, "{}"), '{"id":7}');
+});
+
+Deno.test("kv presence: refreshed members stay past the TTL, silent ones drop out (fake time)", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/chat.kv`;
+  const clock = new FakeClock(Date.now());
+  const scheduler = new FakeScheduler(clock);
+  // Only `live` refreshes on the scheduler; `silent` has one that never runs, as a hung process.
+  await using live = new KvEngine({ path, presenceTtlS: 30, clock, scheduler });
+  await using silent = new KvEngine({
+    path,
+    presenceTtlS: 30,
+    clock,
+    scheduler: new FakeScheduler(new FakeClock()),
+  });
+  await live.start(() => {});
+  await silent.start(() => {});
+  live.presence.join("r", "Alice");
+  silent.presence.join("r", "Bob");
+  await silent.presence.users("r");
+  assert.deepEqual((await live.presence.users("r")).sort(), ["Alice", "Bob"]);
+  // Three refresh periods of 10 s each, letting each refresh's write land.
+  for (let i = 0; i < 4; i++) {
+    scheduler.advance(10_000);
+    await live.presence.users("r");
+  }
+  assert.deepEqual(await live.presence.users("r"), ["Alice"]);
 });
