@@ -60,9 +60,10 @@ export function configFromEnv(): Config {
  * Turns on Deno's vectored WebSocket writes (`DENO_USE_WRITEV=1`) unless the
  * environment already sets the variable. Without them every socket keeps a
  * write buffer as large as the largest frame it was ever sent (a `welcome`
- * with history: a few kB per idle connection); with them frames over 1 kB go
- * out with `writev` from their own memory. Call before serving: Deno reads
- * the variable once, at the first connection.
+ * with history), for as long as it stays open, idle or not; with them frames
+ * over 1 kB go out with `writev` from their own memory. Call before serving:
+ * Deno reads the variable once, at the first connection. The RSS per idle
+ * connection of `deno task bench --only=idle` guards it.
  */
 export function preferVectoredWrites(): void {
   try {

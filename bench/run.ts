@@ -141,7 +141,7 @@ function targets(sections: Section[]): string[] {
   const pooled = (label: string, id: string, ok: (v: number) => boolean) => {
     const pairs = pairsOf(id);
     const n = Math.min(pairs?.ours.length ?? 0, pairs?.baseline.length ?? 0);
-    // Runs saved before the histograms were kept have none.
+    // A saved run without latency histograms gets no pooled line.
     if (pairs === undefined || n === 0 || pairs.ours[0]!.latency === undefined) return;
     const ratio = (indices: readonly number[]) =>
       pooledQuantile(indices.map((i) => pairs.ours[i]!.latency), 0.99) /

@@ -208,7 +208,7 @@ type TokenGate = (req: Request, ctx: RouteContext, action: string) => Response |
  * The token check with a budget of failures per address: a token bucket of
  * `failuresPerMin` refilled over a minute, spent by each missing or wrong
  * token. An address with an empty bucket gets 429 for every request, so a
- * guesser gets 10 tries a minute instead of about 1,200 a second.
+ * guesser gets `failuresPerMin` tries a minute however fast it asks.
  */
 function createTokenGate(settings: AdminSettings): TokenGate {
   const { token, logger, clock, trustProxy, failuresPerMin: perMin } = settings;

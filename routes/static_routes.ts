@@ -64,8 +64,8 @@ const SAFE_PATH = /^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*\/)*[A-Za-z0-9_-][A-Za-z0-9_.
 export function createStaticRoutes(options: StaticRoutesOptions = {}): Route[] {
   const { root } = withDefaults(DEFAULT_STATIC_ROUTES, options);
   // Files that exist only: the cache is as large as static/. A cached miss
-  // would let any client grow it with made-up paths (about 12 MB per 50,000),
-  // and would hide a file created after its first request.
+  // would let any client grow it without bound with made-up paths, and would
+  // hide a file created after its first request.
   const cache = new Map<string, Asset>();
 
   const load = async (path: string): Promise<Asset | undefined> => {
