@@ -1,13 +1,16 @@
 /**
- * One socket as the chat layer sees it: the socket-facing types routes use
- * ({@linkcode ChatSocket}, {@linkcode ConnectOptions}, {@linkcode Connection},
- * {@linkcode ConnectionInfo}) and the per-connection state the
- * ConnectionManager keeps, which is internal to the chat layer.
+ * One socket as routes see the chat layer. The vocabulary of the manager:
+ * - {@linkcode ChatSocket}: the socket, as the manager sees it (a WebSocket
+ *   in production, a fake in tests);
+ * - {@linkcode Connection}: the handle a route holds for one socket;
+ * - `Client` (client.ts): the manager's state of one connection, internal
+ *   to the chat layer.
  *
  * @module
  */
 
-import type { TokenBucket } from "./rate_limit.ts";
+/** One frame as a socket delivers it: text, or binary in one of its forms. */
+export type RawFrame = string | ArrayBuffer | Blob | Uint8Array;
 
 /** The narrow view of a WebSocket the manager needs. */
 export interface ChatSocket {
@@ -57,7 +60,7 @@ export interface Connection {
   /** The connection id. */
   readonly id: string;
   /** Hands over one frame from the socket. */
-  receive(data: string | ArrayBuffer | Blob | Uint8Array): void;
+  receive(data: RawFrame): void;
   /** Tells the manager the socket closed. */
   closed(code: number): void;
 }
@@ -72,114 +75,4 @@ export interface ConnectionInfo {
   connectedSince: string;
   framesIn: number;
   framesOut: number;
-}
-
-/** A frame held back for one connection. Internal to the chat layer. */
-export interface Queued {
-  /** The room or private channel; empty for a reply to this connection alone. */
-  channel: string;
-  /** The stored frame's id, to skip frames the history already holds; 0 for a reply. */
-  id: number;
-  /** The serialised frame. */
-  text: string;
-}
-
-/**
- * The manager's state of one socket: name, rooms, limits and queues.
- * Internal to the chat layer; routes only see {@linkcode Connection}.
- */
-export class Conn implements TokenBucket {
-  readonly id = crypto.randomUUID();
-  username = "";
-  /** Lower-cased username: names are unique regardless of case. */
-  key = "";
-  // A short array replaced on join and leave rather than a Set: most
-  // connections are in one room, and a Set costs more on every idle socket.
-  /** First joined room first; the default target of messages. */
-  rooms: readonly string[] = [];
-  lastSeen: number;
-  lastPing: number;
-  framesIn = 0;
-  framesOut = 0;
-  /**
-   * An upper bound of `socket.bufferedAmount`: its last read value plus the
-   * bytes sent since. Reading the socket is an op call per send; the bound
-   * is exact enough to read it only when it could be over the limit.
-   */
-  bufferedBound = 0;
-  /** The frame rate limit's bucket: tokens left (see `takeToken` in rate_limit.ts). */
-  tokens: number;
-  /** When `tokens` was last brought up to date. */
-  tokensAt: number;
-  strikes = 0;
-  closing = false;
-  /** Whether `welcome` went out; until then every frame queues. */
-  welcomed = false;
-  /**
-   * Frames held back while history is being sent: null when live. Rooms in
-   * `pendingRooms` queue here; before `welcome` everything queues here.
-   */
-  queue: Queued[] | null = [];
-  // Null rather than an empty Set while no history is in flight: a Set costs
-  // a couple of hundred bytes on every idle connection.
-  /** Rooms whose history is being sent; null when none. */
-  pendingRooms: Set<string> | null = null;
-  /**
-   * Batching connections: frames made in this turn of the event loop, sent
-   * as one text frame by the manager's flush; null when not batching.
-   */
-  out: string[] | null = null;
-  /** UTF-8 bytes in `out`, newlines included. */
-  outBytes = 0;
-  /** Frames received while the name is checked on other processes; null once admitted. */
-  held: (string | ArrayBuffer | Blob | Uint8Array)[] | null = null;
-  /** A connection opened at `connectedAt` with a full bucket of `burst` tokens. */
-  constructor(
-    readonly socket: ChatSocket,
-    readonly echo: boolean,
-    readonly heartbeat: boolean,
-    readonly userId: string | null,
-    readonly remoteAddr: string,
-    readonly connectedAt: number,
-    burst: number,
-  ) {
-    this.lastSeen = connectedAt;
-    this.lastPing = connectedAt;
-    this.tokens = burst;
-    this.tokensAt = connectedAt;
-  }
-}
-
-/** The manager's entry points for handles; one object per manager. Internal to the chat layer. */
-export interface Inlet {
-  /** Hands over one frame from the connection's socket. */
-  receive(conn: Conn, data: string | ArrayBuffer | Blob | Uint8Array): void;
-  /** Tells the manager the connection's socket closed. */
-  closed(conn: Conn, code: number): void;
-}
-
-// Methods on a prototype rather than two closures per connection: a few
-// hundred bytes less for every idle socket.
-/**
- * The {@linkcode Connection} the manager hands to a route, forwarding to its
- * {@linkcode Inlet}. Internal to the chat layer.
- */
-export class Handle implements Connection {
-  readonly id: string;
-  #conn: Conn;
-  #inlet: Inlet;
-  /** Binds a connection's state to the manager that owns it. */
-  constructor(conn: Conn, inlet: Inlet) {
-    this.id = conn.id;
-    this.#conn = conn;
-    this.#inlet = inlet;
-  }
-  /** Hands over one frame from the socket. */
-  receive(data: string | ArrayBuffer | Blob | Uint8Array): void {
-    this.#inlet.receive(this.#conn, data);
-  }
-  /** Tells the manager the socket closed. */
-  closed(code: number): void {
-    this.#inlet.closed(this.#conn, code);
-  }
 }

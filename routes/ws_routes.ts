@@ -72,11 +72,12 @@ const SOCKET_EVENTS = ["open", "message", "close", "error"] as const;
 // One object with handleEvent per socket rather than four closures (and the
 // wrappers Deno builds for on* handlers): less memory for every idle socket.
 // The JS heap per connection of `deno task bench --only=idle` guards it.
-class SocketListener {
+/** Forwards a WebSocket's events to its {@linkcode Connection}, opened on "open". */
+class SocketEvents {
   #manager: ConnectionManager;
   #socket: WebSocket;
   #connect: ConnectOptions | null;
-  #conn: Connection | null = null;
+  #connection: Connection | null = null;
 
   constructor(manager: ConnectionManager, socket: WebSocket, connect: ConnectOptions) {
     this.#manager = manager;
@@ -87,17 +88,17 @@ class SocketListener {
   handleEvent(event: Event): void {
     switch (event.type) {
       case "message":
-        this.#conn?.receive((event as MessageEvent).data);
+        this.#connection?.receive((event as MessageEvent).data);
         return;
       case "open":
         if (this.#connect === null) return;
-        this.#conn = this.#manager.connect(this.#socket, this.#connect);
+        this.#connection = this.#manager.connect(this.#socket, this.#connect);
         this.#connect = null;
         return;
       case "close": {
         // Deno reports 0 when it dropped the peer for a protocol error (say bad UTF-8).
         const code = (event as CloseEvent).code;
-        this.#conn?.closed(code === 0 ? 1006 : code);
+        this.#connection?.closed(code === 0 ? 1006 : code);
         return;
       }
       case "error":
@@ -236,8 +237,8 @@ async function upgradeWith(
   const { socket, response } = accepted;
   socket.binaryType = "arraybuffer";
   const connect: ConnectOptions = { ...target, remoteAddr, ...recovery, ...admitted(admission) };
-  const listener = new SocketListener(manager, socket, connect);
-  for (const type of SOCKET_EVENTS) socket.addEventListener(type, listener);
+  const events = new SocketEvents(manager, socket, connect);
+  for (const type of SOCKET_EVENTS) socket.addEventListener(type, events);
   return response;
 }
 

@@ -1,0 +1,357 @@
+/**
+ * Commands: what a client's frame does. {@linkcode Commands.receive} checks
+ * a frame (size, rate, JSON) and {@linkcode COMMANDS}, a table keyed by
+ * `ClientMessage["type"]`, routes it to one small handler per type: adding
+ * a command is adding a row.
+ *
+ * @module
+ */
+
+import type { BanList } from "./ban_list.ts";
+import type { Client } from "./client.ts";
+import type { Clock } from "./clock.ts";
+import type { RawFrame } from "./connection.ts";
+import type { Presence } from "./engines/engine.ts";
+import type { Logger } from "./logger.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Outbox } from "./outbox.ts";
+import {
+  type ClientJoin,
+  type ClientMessage,
+  type ClientResume,
+  CloseCode,
+  CloseReason,
+  DEFAULT_ROOM,
+  ErrorCode,
+  isReservedName,
+  nameKey,
+  normalizeName,
+  parseClientMessage,
+} from "./protocol.ts";
+import type { Publisher } from "./publisher.ts";
+import { takeToken } from "./rate_limit.ts";
+import type { Registry } from "./registry.ts";
+import type { Replay } from "./replay.ts";
+
+/** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
+export const DEFAULT_COMMANDS: Readonly<{
+  maxMessageBytes: number;
+  rateLimitPerS: number;
+  rateLimitBurst: number;
+  maxRoomsPerConnection: number;
+  authenticated: boolean;
+}> = Object.freeze({
+  /** Largest text frame in UTF-8 bytes; larger ones close with 1009. */
+  maxMessageBytes: 16_384,
+  /** Sustained frames per second per connection. */
+  rateLimitPerS: 10,
+  /** Frames a connection may send in a burst. */
+  rateLimitBurst: 20,
+  /** Rooms one connection may be in. */
+  maxRoomsPerConnection: 10,
+  /** Whether names come from verified tokens (then rename is refused). */
+  authenticated: false,
+});
+
+/** What command handling needs from the manager. */
+export interface CommandsOptions {
+  registry: Registry;
+  outbox: Outbox;
+  publisher: Publisher;
+  replay: Replay;
+  bans: BanList;
+  presence: Presence | undefined;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+  maxMessageBytes: number;
+  rateLimitPerS: number;
+  rateLimitBurst: number;
+  maxRoomsPerConnection: number;
+  authenticated: boolean;
+  /** Takes a client out of a room, with a leave notice when `notify`. */
+  leave: (client: Client, room: string, notify: boolean) => void;
+  /** Ends a client now (registry, rooms, notices), closing its socket with this code. */
+  drop: (client: Client, code: number, reason: string) => void;
+}
+
+/** One command: the client's frame of that type, received at `now`. */
+type Handler<T extends ClientMessage["type"]> = (
+  commands: Commands,
+  client: Client,
+  msg: Extract<ClientMessage, { type: T }>,
+  now: number,
+) => void;
+
+const encoder = new TextEncoder();
+
+/** Checks and handles the frames clients send. */
+export class Commands {
+  /** The manager's parts and settings, for the handlers. */
+  readonly o: CommandsOptions;
+  #ratePerMs: number;
+  #isoMs = NaN;
+  #iso = "";
+
+  /** Commands over the options' parts. */
+  constructor(options: CommandsOptions) {
+    this.o = options;
+    this.#ratePerMs = options.rateLimitPerS / 1000;
+  }
+
+  /** Checks one frame from a client's socket and handles it. */
+  receive(client: Client, data: RawFrame): void {
+    if (client.closing) return;
+    const o = this.o;
+    if (client.held !== null) {
+      if (client.held.length >= o.rateLimitBurst) {
+        return o.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
+      }
+      client.held.push(data);
+      return;
+    }
+    const now = o.clock.now();
+    client.lastSeen = now;
+    client.framesIn++;
+    o.metrics.framesIn++;
+    if (typeof data !== "string") return this.#binary(client, data, now);
+    const bytes = this.#size(client, data);
+    if (bytes < 0 || !this.#allow(client, now)) return;
+    if (client.echo) return o.outbox.sendText(client, `Echo: ${data}`);
+    const parsed = parseClientMessage(data);
+    if (!parsed.ok) return o.outbox.sendError(client, parsed.code, parsed.message);
+    const handler = COMMANDS[parsed.value.type] as Handler<ClientMessage["type"]>;
+    handler(this, client, parsed.value, now);
+  }
+
+  /** Counts a text frame's UTF-8 bytes in; -1 once the client is dropped for its size. */
+  #size(client: Client, data: string): number {
+    const max = this.o.maxMessageBytes;
+    // A UTF-16 unit is 1 to 3 UTF-8 bytes, so encode only when in doubt.
+    let bytes = data.length;
+    if (bytes * 3 > max) {
+      bytes = data.length > max ? data.length : encoder.encode(data).length;
+    }
+    this.o.metrics.bytesIn += bytes;
+    if (bytes <= max) return bytes;
+    this.#tooBig(client, bytes);
+    return -1;
+  }
+
+  #binary(client: Client, data: Exclude<RawFrame, string>, now: number): void {
+    const size = data instanceof Blob ? data.size : data.byteLength;
+    this.o.metrics.bytesIn += size;
+    if (size > this.o.maxMessageBytes) return this.#tooBig(client, size);
+    if (!this.#allow(client, now)) return;
+    this.error(client, ErrorCode.BinaryNotSupported, "Binary frames are not supported");
+  }
+
+  #tooBig(client: Client, bytes: number): void {
+    this.o.log.info("frame_too_big", { conn: client.id, bytes });
+    this.o.drop(client, CloseCode.MessageTooBig, CloseReason.MessageTooBig);
+  }
+
+  /** The token bucket: true when the frame may pass. */
+  #allow(client: Client, now: number): boolean {
+    const burst = this.o.rateLimitBurst;
+    if (takeToken(client, now, this.#ratePerMs, burst) === 0) {
+      client.strikes = 0;
+      return true;
+    }
+    this.o.metrics.rateLimited++;
+    // A client that keeps sending while empty is flooding, not bursting.
+    if (++client.strikes > burst) {
+      this.o.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
+    } else {
+      this.error(client, ErrorCode.RateLimited, "Too many frames; slow down");
+    }
+    return false;
+  }
+
+  /** Sends the client an `error` frame. */
+  error(client: Client, code: ErrorCode, message: string): void {
+    this.o.outbox.sendError(client, code, message);
+  }
+
+  /** `new Date(ms).toISOString()`, formatted once per millisecond: busy rooms send many per ms. */
+  isoTime(ms: number): string {
+    if (ms !== this.#isoMs) {
+      this.#iso = new Date(ms).toISOString();
+      this.#isoMs = ms;
+    }
+    return this.#iso;
+  }
+}
+
+/** The client's first room: the default target of messages. */
+function defaultRoom(client: Client): string | undefined {
+  return client.rooms[0];
+}
+
+/** A room the client is in, or undefined after telling it it is not in one. */
+function memberRoom(c: Commands, client: Client, room: string | undefined, raw?: string) {
+  if (room !== undefined && client.rooms.includes(room)) return room;
+  const shown = raw?.slice(0, 64) ?? room ?? "(none)";
+  c.error(client, ErrorCode.NotInRoom, `Not in room: ${shown}`);
+  return undefined;
+}
+
+const message: Handler<"message"> = (c, client, msg, now) => {
+  const room = memberRoom(c, client, msg.room ?? defaultRoom(client));
+  if (room === undefined) return;
+  c.o.publisher.publish(client, room, {
+    type: "message",
+    room,
+    username: client.username,
+    sender: client.username,
+    message: msg.message,
+    timestamp: c.isoTime(now),
+  });
+};
+
+const privateMessage: Handler<"private"> = (c, client, msg, now) => {
+  // The same rules as a name, so any spelling that connects as José reaches José.
+  const to = normalizeName(msg.to);
+  const first = to === undefined ? undefined : c.o.registry.byName.get(nameKey(to))?.[0];
+  const room = msg.room ?? defaultRoom(client) ?? DEFAULT_ROOM;
+  const send = (name: string) =>
+    c.o.publisher.publishPrivate(client, nameKey(name), {
+      type: "private",
+      room,
+      username: client.username,
+      sender: client.username,
+      to: name,
+      message: msg.message,
+      timestamp: c.isoTime(now),
+    });
+  if (first !== undefined) return send(first.username);
+  const notFound = (shown: string) =>
+    c.error(client, ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
+  if (to === undefined || c.o.presence === undefined) return notFound(msg.to);
+  // Not here, but maybe on another process.
+  c.o.presence.lookup(to).then(
+    (holder) => {
+      if (client.closing) return;
+      if (holder === undefined) return notFound(to);
+      send(holder.username);
+    },
+    () => {
+      if (!client.closing) c.error(client, ErrorCode.Unavailable, "Message not stored; try again");
+    },
+  );
+};
+
+const rename: Handler<"rename"> = (c, client, msg) => {
+  const name = renameCheck(c, client, msg.name);
+  if (name === undefined || name === client.username) return;
+  if (!c.o.registry.nameFreeFor(name, client)) {
+    return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
+  }
+  if (c.o.presence === undefined) return applyRename(c, client, name);
+  // Best-effort across processes: two may grant one name at the same time.
+  c.o.presence.lookup(name).catch(() => undefined).then((holder) => {
+    if (client.closing || name === client.username) return;
+    if (
+      (holder !== undefined && nameKey(holder.username) !== client.key) ||
+      !c.o.registry.nameFreeFor(name, client)
+    ) {
+      return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
+    }
+    applyRename(c, client, name);
+  });
+};
+
+/** The requested name when a rename to it may go on; undefined after an error. */
+function renameCheck(c: Commands, client: Client, raw: string): string | undefined {
+  if (c.o.authenticated) {
+    c.error(client, ErrorCode.NotAllowed, "Names come from the token; rename is off");
+    return undefined;
+  }
+  const name = normalizeName(raw);
+  if (name === undefined || isReservedName(name)) {
+    c.error(client, ErrorCode.InvalidName, `Invalid username: ${raw.slice(0, 64)}`);
+    return undefined;
+  }
+  // A ban is checked on connect; without this a banned name comes back by a rename.
+  if (c.o.bans.isBanned(name, { userId: client.userId, now: c.o.clock.now() })) {
+    c.error(client, ErrorCode.Banned, `Username is banned: ${name}`);
+    return undefined;
+  }
+  return name;
+}
+
+function applyRename(c: Commands, client: Client, name: string): void {
+  const old = client.username;
+  c.o.registry.setName(client, name);
+  c.o.log.info("rename", { conn: client.id, from: old, to: name });
+  for (const room of client.rooms) {
+    c.o.presence?.leave(room, old);
+    c.o.presence?.join(room, name);
+    const draft = c.o.publisher.systemDraft(room, "rename", `${old} is now ${name}`, name);
+    (draft as { old_name?: string }).old_name = old;
+    c.o.publisher.publishNotice(room, draft).catch((e) => c.o.publisher.noticeFailed(room, e));
+  }
+}
+
+const heartbeat: Handler<"heartbeat"> = (c, client, _msg, now) =>
+  c.o.outbox.send(client, { type: "heartbeat_ack", server_time: new Date(now).toISOString() });
+
+/** Join a room, or (in a room already) recover what was missed after `since`. */
+function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void {
+  const since = c.o.replay.since(msg.since, msg.epoch);
+  const room = normalizeName(msg.room);
+  if (room === undefined) {
+    return c.error(client, ErrorCode.InvalidRoom, `Invalid room name: ${msg.room.slice(0, 64)}`);
+  }
+  if (client.rooms.includes(room)) {
+    if (msg.type === "resume" || since !== undefined) {
+      // Replay what was missed without a second join notice.
+      return c.o.replay.replay(client, room, since, false);
+    }
+    const users = c.o.registry.users(room);
+    const epoch = c.o.replay.epoch;
+    return c.o.outbox.send(client, {
+      type: "joined",
+      room,
+      users,
+      history: [],
+      recovered: true,
+      epoch,
+    });
+  }
+  const max = c.o.maxRoomsPerConnection;
+  if (client.rooms.length >= max) {
+    return c.error(client, ErrorCode.TooManyRooms, `Too many rooms: ${max}`);
+  }
+  c.o.replay.enter(client, room, since, false);
+}
+
+const leave: Handler<"leave"> = (c, client, msg) => {
+  const room = memberRoom(c, client, normalizeName(msg.room), msg.room);
+  if (room === undefined) return;
+  c.o.leave(client, room, true);
+  c.o.outbox.send(client, { type: "left", room });
+};
+
+const users: Handler<"users"> = (c, client, msg) => {
+  const wanted = msg.room === undefined ? defaultRoom(client) : normalizeName(msg.room);
+  const room = memberRoom(c, client, wanted, msg.room);
+  if (room === undefined) return;
+  const send = (users: string[]) =>
+    c.o.outbox.send(client, { type: "users", room, users, connected_count: users.length });
+  if (c.o.presence === undefined) return send(c.o.registry.users(room));
+  c.o.registry.allUsers(room).then(send);
+};
+
+/** Every command a client may send, by its `type`. */
+export const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
+  message,
+  private: privateMessage,
+  rename,
+  heartbeat,
+  pong: () => {},
+  join,
+  resume: join,
+  leave,
+  users,
+});

@@ -1,0 +1,178 @@
+/**
+ * The publisher: every frame a client or an operator sends into a room or
+ * to a user goes to the engine here, serialised once, without an id; the
+ * engine gives stored frames their offset and every process splices it in
+ * as the `id` on delivery (see {@linkcode stampId}).
+ *
+ * @module
+ */
+
+import type { Client } from "./client.ts";
+import type { Clock } from "./clock.ts";
+import {
+  type Engine,
+  type Presence,
+  privateChannel,
+  type PublishOptions,
+  userChannel,
+} from "./engines/engine.ts";
+import type { Logger } from "./logger.ts";
+import { LogThrottle } from "./log_throttle.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Outbox } from "./outbox.ts";
+import {
+  type Draft,
+  ErrorCode,
+  type StoredFrame,
+  SYSTEM_SENDER,
+  type SystemEvent,
+} from "./protocol.ts";
+import type { Registry } from "./registry.ts";
+
+/** The options of every stored publish: one object, not one per message. */
+const STORED: PublishOptions = Object.freeze({ history: true });
+
+/**
+ * A stored payload as sent: the offset spliced in as the frame's `id`, so
+ * that the JSON built once by the publisher travels unparsed. Every frame
+ * the manager publishes starts with its `"type"`, whose value has no comma:
+ * the id goes right after it, where clients that match on the leading
+ * `{"type":"message"` still find it.
+ */
+export function stampId(offset: number, payload: string): string {
+  const at = payload.indexOf(",");
+  if (at < 0) {
+    return payload.length > 2 ? payload.slice(0, -1) + ',"id":' + offset + "}" : `{"id":${offset}}`;
+  }
+  return payload.slice(0, at + 1) + '"id":' + offset + "," + payload.slice(at + 1);
+}
+
+/** What the publisher needs from the manager. */
+export interface PublisherOptions {
+  engine: Engine;
+  registry: Registry;
+  outbox: Outbox;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/** Publishes room messages, private messages and system notices. */
+export class Publisher {
+  #o: PublisherOptions;
+  #engine: Engine;
+  #presence: Presence | undefined;
+  /**
+   * Rooms with a notice waiting for its count: their publishes wait behind
+   * it, so the notice keeps its place in the room's order.
+   */
+  #noticeWaits = new Map<string, Promise<void>>();
+  /** Created on the first failure, so a manager that never fails pays nothing. */
+  #failures: LogThrottle | undefined;
+
+  /** A publisher to the options' engine. */
+  constructor(options: PublisherOptions) {
+    this.#o = options;
+    this.#engine = options.engine;
+    this.#presence = options.engine.presence;
+  }
+
+  /** Stores a client's room message and fans it out; a failure is the client's `error`. */
+  publish(client: Client, room: string, draft: Draft): void {
+    const waiting = this.#noticeWaits.size === 0 ? undefined : this.#noticeWaits.get(room);
+    if (waiting !== undefined) {
+      waiting.then(() => this.publish(client, room, draft));
+      return;
+    }
+    const started = performance.now();
+    this.#engine.publish(room, JSON.stringify(draft), STORED).then(
+      () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),
+      (error) => this.#failed(client, room, error),
+    );
+  }
+
+  /**
+   * Stores a private message in the history of its pair, then sends the
+   * stamped frame to the user channels of the recipient and the sender
+   * (the sender's echo is the acknowledgement).
+   */
+  publishPrivate(client: Client, toKey: string, draft: Draft): void {
+    const started = performance.now();
+    const payload = JSON.stringify(draft);
+    const pair = privateChannel(client.key, toKey);
+    this.#engine.publish(pair, payload, STORED).then((position) => {
+      const text = stampId(position!.offset, payload);
+      const sends = [this.#engine.publish(userChannel(toKey), text)];
+      if (toKey !== client.key) sends.push(this.#engine.publish(userChannel(client.key), text));
+      return Promise.all(sends);
+    }).then(
+      () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),
+      (error) => this.#failed(client, pair, error),
+    );
+  }
+
+  /** Logs a failed publish (during an outage one line per interval) and tells the client. */
+  #failed(client: Client, channel: string, error: unknown): void {
+    this.#failures ??= new LogThrottle({ logger: this.#o.log, clock: this.#o.clock });
+    this.#failures.warn("publish_failed", { channel, error: String(error) });
+    this.#o.outbox.sendError(client, ErrorCode.Unavailable, "Message not stored; try again");
+  }
+
+  /** Publishes a system notice to a room (stored like any room frame); resolves with it. */
+  announce(room: string, event: SystemEvent, message: string, user?: string): Promise<StoredFrame> {
+    return this.publishNotice(room, this.systemDraft(room, event, message, user));
+  }
+
+  /** {@linkcode announce}, logging a failure instead of returning it. */
+  notify(room: string, event: SystemEvent, message: string, user?: string): void {
+    this.announce(room, event, message, user).catch((error) => this.noticeFailed(room, error));
+  }
+
+  /** Logs a notice that could not be published. */
+  noticeFailed(room: string, error: unknown): void {
+    this.#o.log.warn("notice_failed", { room, error: String(error) });
+  }
+
+  /** A system notice's draft, counting the room's local users. */
+  systemDraft(room: string, event: SystemEvent, message: string, user?: string): Draft {
+    return {
+      type: "system",
+      room,
+      event,
+      message,
+      username: SYSTEM_SENDER,
+      sender: SYSTEM_SENDER,
+      ...(user === undefined ? {} : { user }),
+      connected_count: this.#o.registry.users(room).length,
+      timestamp: new Date(this.#o.clock.now()).toISOString(),
+    };
+  }
+
+  /**
+   * Stores and fans out a system notice; its `connected_count` counts the
+   * room's users on every process when the engine has presence (never less
+   * than the local count, which the draft holds).
+   */
+  publishNotice(room: string, draft: Draft): Promise<StoredFrame> {
+    const presence = this.#presence;
+    if (presence === undefined || draft.type !== "system") return this.#storeNotice(room, draft);
+    let stored: Promise<StoredFrame> | undefined;
+    const before = this.#noticeWaits.get(room) ?? Promise.resolve();
+    const wait: Promise<void> = before.then(() => presence.users(room)).catch(() => undefined)
+      .then((users) => {
+        const count = users === undefined ? 0 : this.#o.registry.usersWith(room, users).length;
+        if (count > draft.connected_count) draft.connected_count = count;
+        stored = this.#storeNotice(room, draft);
+        if (this.#noticeWaits.get(room) === wait) this.#noticeWaits.delete(room);
+      });
+    this.#noticeWaits.set(room, wait);
+    return wait.then(() => stored!);
+  }
+
+  /** Publishes a notice as it is; the engine takes it in call order. */
+  async #storeNotice(room: string, draft: Draft): Promise<StoredFrame> {
+    const payload = JSON.stringify(draft);
+    const position = await this.#engine.publish(room, payload, STORED);
+    return JSON.parse(stampId(position!.offset, payload)) as StoredFrame;
+  }
+}
