@@ -14,6 +14,9 @@ import { DEFAULT_TRUST_PROXY } from "../routes/http.ts";
 import { DEFAULT_WS_ROUTES } from "../routes/ws_routes.ts";
 import { DEFAULT_GATEKEEPER } from "./auth/gatekeeper.ts";
 import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
+import { DEFAULT_CONNECTION_MANAGER } from "./connection_manager.ts";
+import { DEFAULT_ENGINE } from "./engines/engine.ts";
+import { DEFAULT_REDIS_ENGINE } from "./engines/redis.ts";
 import { DEFAULT_LOGGER, LOG_LEVELS, type LogLevel } from "./logger.ts";
 
 /** Storage and fan-out engines. */
@@ -83,29 +86,6 @@ export interface Config {
   adminToken: string;
 }
 
-/**
- * The settings of the ConnectionManager and the engines. Their modules still
- * write these defaults too: once they export theirs (issue 17, a later step),
- * each line here becomes a read of the module's constant, as in
- * {@linkcode DEFAULT_CONFIG}.
- */
-const MANAGER_AND_ENGINE_DEFAULTS = {
-  heartbeatIntervalMs: 10_000,
-  heartbeatTimeoutMs: 30_000,
-  maxConnections: 10_000,
-  maxMessageBytes: 16_384,
-  maxBufferedBytes: 1_048_576,
-  historyLimit: 1000,
-  historyTtlS: 0,
-  historyOnJoin: 50,
-  redisUrl: "redis://127.0.0.1:6379",
-  presenceTtlS: 30,
-  rateLimitPerS: 10,
-  rateLimitBurst: 20,
-  maxConnectionsPerIp: 20,
-  maxRoomsPerConnection: 10,
-} as const;
-
 /** The defaults of every setting. */
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   // The server's own: no module below has these.
@@ -123,7 +103,20 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   handshakesPerIpPerMin: DEFAULT_GATEKEEPER.requestsPerIpPerMin,
   maxTokenLifetimeS: DEFAULT_TOKEN_CHECK.maxLifetimeS,
   metricsToken: DEFAULT_HEALTH_ROUTES.metricsToken,
-  ...MANAGER_AND_ENGINE_DEFAULTS,
+  heartbeatIntervalMs: DEFAULT_CONNECTION_MANAGER.heartbeatIntervalMs,
+  heartbeatTimeoutMs: DEFAULT_CONNECTION_MANAGER.heartbeatTimeoutMs,
+  maxConnections: DEFAULT_CONNECTION_MANAGER.maxConnections,
+  maxMessageBytes: DEFAULT_CONNECTION_MANAGER.maxMessageBytes,
+  maxBufferedBytes: DEFAULT_CONNECTION_MANAGER.maxBufferedBytes,
+  historyLimit: DEFAULT_CONNECTION_MANAGER.historyLimit,
+  historyOnJoin: DEFAULT_CONNECTION_MANAGER.historyOnJoin,
+  rateLimitPerS: DEFAULT_CONNECTION_MANAGER.rateLimitPerS,
+  rateLimitBurst: DEFAULT_CONNECTION_MANAGER.rateLimitBurst,
+  maxConnectionsPerIp: DEFAULT_CONNECTION_MANAGER.maxConnectionsPerIp,
+  maxRoomsPerConnection: DEFAULT_CONNECTION_MANAGER.maxRoomsPerConnection,
+  historyTtlS: DEFAULT_ENGINE.historyTtlS,
+  presenceTtlS: DEFAULT_ENGINE.presenceTtlS,
+  redisUrl: DEFAULT_REDIS_ENGINE.url,
 });
 
 /** The environment variables, as `Deno.env.toObject()` returns them. */

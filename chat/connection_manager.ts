@@ -29,7 +29,7 @@ import type {
   RawFrame,
 } from "./connection.ts";
 import type { Engine, EngineStatus } from "./engines/engine.ts";
-import { DEFAULT_HISTORY_LIMIT, MemoryEngine } from "./engines/memory.ts";
+import { DEFAULT_MEMORY_ENGINE, MemoryEngine } from "./engines/memory.ts";
 import { Fanout } from "./fanout.ts";
 import { DEFAULT_HEARTBEAT, Heartbeat } from "./heartbeat.ts";
 import { type Logger, silentLogger } from "./logger.ts";
@@ -74,7 +74,7 @@ export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   ...DEFAULT_COMMANDS,
   maxBufferedBytes: DEFAULT_OUTBOX.maxBufferedBytes,
   ...DEFAULT_REPLAY,
-  historyLimit: DEFAULT_HISTORY_LIMIT,
+  historyLimit: DEFAULT_MEMORY_ENGINE.historyLimit,
 });
 
 /** Options of {@linkcode ConnectionManager}; defaults in {@linkcode DEFAULT_CONNECTION_MANAGER}. */

@@ -107,6 +107,24 @@ export interface History {
 /** Whether the engine can reach its backing store. */
 export type EngineStatus = "ok" | "degraded";
 
+/**
+ * The defaults every engine shares: how much history a channel keeps and
+ * for how long, and how long a process's presence lives without a refresh.
+ * Each engine spreads these into its own `DEFAULT_*` object.
+ */
+export const DEFAULT_ENGINE: Readonly<{
+  historyLimit: number;
+  historyTtlS: number;
+  presenceTtlS: number;
+}> = Object.freeze({
+  /** Publications served from history per channel. */
+  historyLimit: 1000,
+  /** Seconds a publication is served from history; 0 for no limit. */
+  historyTtlS: 0,
+  /** Seconds a process's presence entries live without a refresh. */
+  presenceTtlS: 30,
+});
+
 /** A storage and fan-out engine. */
 export interface Engine extends Broker, History, AsyncDisposable {
   /** The engine's name as in CHAT_ENGINE. */

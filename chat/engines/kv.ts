@@ -28,8 +28,10 @@
 
 import { type Clock, type Scheduler, systemClock, systemScheduler } from "../clock.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { withDefaults } from "../options.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import {
+  DEFAULT_ENGINE,
   type Delivery,
   type Engine,
   type EngineStatus,
@@ -63,11 +65,11 @@ export interface KvEngineOptions {
    * platform default of `Deno.openKv()` (the database of a Deno Deploy app).
    */
   path?: string;
-  /** Publications served from history per channel. Default 1000. */
+  /** Publications served from history per channel. Default: {@linkcode DEFAULT_ENGINE}. */
   historyLimit?: number;
-  /** Seconds a publication is served from history; 0 for no limit. Default 0. */
+  /** Seconds a publication is served from history; 0 for no limit. Default: {@linkcode DEFAULT_ENGINE}. */
   historyTtlS?: number;
-  /** Seconds this process's presence entries live without a refresh. Default 30. */
+  /** Seconds this process's presence entries live without a refresh. Default: {@linkcode DEFAULT_ENGINE}. */
   presenceTtlS?: number;
   /** Default: silent. */
   logger?: Logger;
@@ -76,6 +78,14 @@ export interface KvEngineOptions {
   /** Runs every timer of the engine. Default: the global timers. */
   scheduler?: Scheduler;
 }
+
+/** The defaults of {@linkcode KvEngineOptions}. */
+export const DEFAULT_KV_ENGINE: Readonly<{
+  path: string;
+  historyLimit: number;
+  historyTtlS: number;
+  presenceTtlS: number;
+}> = Object.freeze({ path: "", ...DEFAULT_ENGINE });
 
 /** A publish waiting for its commit. */
 interface Pending {
@@ -143,9 +153,10 @@ export class KvEngine implements Engine {
 
   /** Creates an engine; the KV database opens in {@linkcode start}. */
   constructor(options: KvEngineOptions = {}) {
-    this.#path = options.path ?? "";
-    this.#limit = options.historyLimit ?? 1000;
-    this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
+    const o = withDefaults(DEFAULT_KV_ENGINE, options);
+    this.#path = o.path;
+    this.#limit = o.historyLimit;
+    this.#ttlMs = o.historyTtlS * 1000;
     this.#log = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     if (!(this.#limit >= 0) || !(this.#ttlMs >= 0)) {
@@ -154,7 +165,7 @@ export class KvEngine implements Engine {
     this.#retained = Math.max(this.#limit, MIN_RETAINED);
     const scheduler = options.scheduler ?? systemScheduler;
     this.presence = new KvPresence({
-      ttlS: options.presenceTtlS,
+      ttlS: o.presenceTtlS,
       logger: this.#log,
       // Only Deno Deploy instances share a database across processes.
       processOnly: this.#path !== "",

@@ -27,8 +27,8 @@ import { isLocked, lockPause } from "./kv_lock.ts";
 
 /** Options of {@linkcode KvPresence}. */
 export interface KvPresenceOptions {
-  /** Seconds an entry lives without a refresh. Default 30. */
-  ttlS?: number;
+  /** Seconds an entry lives without a refresh. */
+  ttlS: number;
   /** Told about failed writes and reads. */
   logger: Logger;
   /** Called with true after a failed write and false after a successful one. */
@@ -81,7 +81,7 @@ export class KvPresence implements Presence, AsyncDisposable {
 
   /** Records changes at once; writes them once {@linkcode open} gives the database. */
   constructor(options: KvPresenceOptions) {
-    this.#ttlMs = (options.ttlS ?? 30) * 1000;
+    this.#ttlMs = options.ttlS * 1000;
     if (!(this.#ttlMs > 0)) throw new RangeError(`Invalid presence TTL: ${options.ttlS}`);
     this.#log = options.logger;
     this.#onFailure = options.onFailure ?? (() => {});

@@ -17,17 +17,20 @@ import type {
   PublishOptions,
   StreamPosition,
 } from "./engine.ts";
-import { newEpoch } from "./engine.ts";
+import { DEFAULT_ENGINE, newEpoch } from "./engine.ts";
+import { withDefaults } from "../options.ts";
 import { FrameLog } from "./frame_log.ts";
 
 /** Options of {@linkcode MemoryEngine}. */
 export interface MemoryEngineOptions {
-  /** Payloads kept per channel. Default 1000. */
+  /** Payloads kept per channel. Default: {@linkcode DEFAULT_ENGINE}. */
   historyLimit?: number;
 }
 
-/** The default of {@linkcode MemoryEngineOptions.historyLimit}. */
-export const DEFAULT_HISTORY_LIMIT = 1000;
+/** The defaults of {@linkcode MemoryEngineOptions}. */
+export const DEFAULT_MEMORY_ENGINE: Readonly<{ historyLimit: number }> = Object.freeze({
+  historyLimit: DEFAULT_ENGINE.historyLimit,
+});
 
 /** Stores payloads in process memory; delivers within this process only. */
 export class MemoryEngine implements Engine {
@@ -40,7 +43,7 @@ export class MemoryEngine implements Engine {
 
   /** Creates an engine that keeps `historyLimit` payloads per channel. */
   constructor(options: MemoryEngineOptions = {}) {
-    this.#limit = options.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+    this.#limit = withDefaults(DEFAULT_MEMORY_ENGINE, options).historyLimit;
   }
 
   /** A new one at every start: nothing survives a restart. */

@@ -26,8 +26,10 @@ import {
   type TimerHandle,
 } from "../clock.ts";
 import { type Logger, silentLogger } from "../logger.ts";
+import { withDefaults } from "../options.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import {
+  DEFAULT_ENGINE,
   type Delivery,
   type Engine,
   type EngineStatus,
@@ -40,6 +42,7 @@ import {
 import { RedisClient, RedisSubscriber } from "./redis_client.ts";
 import type { ReconnectOptions, RedisStatus } from "./redis_link.ts";
 import { RedisPresence } from "./redis_presence.ts";
+import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./redis_url.ts";
 import { RedisHistory } from "./redis_history.ts";
 import { Waiters } from "./redis_waiters.ts";
 import {
@@ -52,19 +55,19 @@ import {
 
 /** Options of {@linkcode RedisEngine}. */
 export interface RedisEngineOptions {
-  /** `redis://[user:pass@]host:port/db` or `rediss://`. Default `redis://127.0.0.1:6379`. */
+  /** `redis://[user:pass@]host:port/db` or `rediss://`. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
   url?: string;
   /** Extra PEM root certificates for `rediss://`. Default: the system roots. */
   caCerts?: string[];
-  /** Publications kept per channel (approximately, `MAXLEN ~`). Default 1000. */
+  /** Publications kept per channel (approximately, `MAXLEN ~`). Default: {@linkcode DEFAULT_ENGINE}. */
   historyLimit?: number;
-  /** Seconds a publication is served from history; 0 for no limit. Default 0. */
+  /** Seconds a publication is served from history; 0 for no limit. Default: {@linkcode DEFAULT_ENGINE}. */
   historyTtlS?: number;
-  /** Seconds this process's presence entries live without a refresh. Default 30. */
+  /** Seconds this process's presence entries live without a refresh. Default: {@linkcode DEFAULT_ENGINE}. */
   presenceTtlS?: number;
-  /** Prefix of every key and pub/sub channel. Default `chat:`. */
+  /** Prefix of every key and pub/sub channel. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
   keyPrefix?: string;
-  /** Reconnect backoff of both connections. Default 100 ms doubling up to 2000 ms. */
+  /** Reconnect backoff of both connections, doubling. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
   reconnect?: ReconnectOptions;
   /** Default: silent. */
   logger?: Logger;
@@ -73,6 +76,21 @@ export interface RedisEngineOptions {
   /** Runs the presence refresh and the retries. Default: the global timers. */
   scheduler?: Scheduler;
 }
+
+/** The defaults of {@linkcode RedisEngineOptions}. */
+export const DEFAULT_REDIS_ENGINE: Readonly<{
+  url: string;
+  historyLimit: number;
+  historyTtlS: number;
+  presenceTtlS: number;
+  keyPrefix: string;
+  reconnect: Readonly<ReconnectOptions>;
+}> = Object.freeze({
+  url: `redis://${DEFAULT_HOSTNAME}:${DEFAULT_PORT}`,
+  ...DEFAULT_ENGINE,
+  keyPrefix: "chat:",
+  reconnect: Object.freeze({ minDelayMs: 100, maxDelayMs: 2000 }),
+});
 
 /** A channel this process subscribed to (a room or a user channel). */
 interface Sub {
@@ -144,18 +162,19 @@ export class RedisEngine implements Engine {
     this.#log = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = options.scheduler ?? systemScheduler;
-    const prefix = options.keyPrefix ?? "chat:";
+    const o = withDefaults(DEFAULT_REDIS_ENGINE, options);
+    const prefix = o.keyPrefix;
     this.#pubsubPrefix = `${prefix}ch:`;
-    const historyLimit = options.historyLimit ?? 1000;
-    const presenceTtlMs = (options.presenceTtlS ?? 30) * 1000;
+    const historyLimit = o.historyLimit;
+    const presenceTtlMs = o.presenceTtlS * 1000;
     this.#refreshMs = Math.max(100, Math.floor(presenceTtlMs / 3));
     if (!(presenceTtlMs > 0)) {
       throw new RangeError(`Invalid presence TTL: ${options.presenceTtlS}`);
     }
     const common = {
-      url: options.url ?? "redis://127.0.0.1:6379",
+      url: o.url,
       caCerts: options.caCerts,
-      reconnect: options.reconnect ?? { minDelayMs: 100, maxDelayMs: 2000 },
+      reconnect: o.reconnect,
       // Failed reconnect attempts are routine during an outage.
       onError: (error: Error) => this.#log.debug("redis_error", { error: error.message }),
     };
@@ -179,7 +198,7 @@ export class RedisEngine implements Engine {
       prefix,
       historyLimit,
       retained: Math.max(historyLimit, MIN_RETAINED),
-      ttlMs: (options.historyTtlS ?? 0) * 1000,
+      ttlMs: o.historyTtlS * 1000,
       clock: this.#clock,
     }, newEpoch());
   }

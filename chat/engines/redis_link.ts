@@ -9,7 +9,12 @@
 
 import { RespConnection } from "./redis_connection.ts";
 import type { RedisReply } from "./redis_resp.ts";
-import { DEFAULT_PORT, parseRedisUrl, type RedisUrlOptions } from "./redis_url.ts";
+import {
+  DEFAULT_HOSTNAME,
+  DEFAULT_PORT,
+  parseRedisUrl,
+  type RedisUrlOptions,
+} from "./redis_url.ts";
 
 /** Connection state reported through {@linkcode RedisClientOptions.onStatus}. */
 export type RedisStatus = "connected" | "disconnected";
@@ -26,7 +31,7 @@ export interface ReconnectOptions {
 export interface RedisClientOptions {
   /** `redis://` or `rediss://` URL; the explicit fields below override its parts. */
   url?: string;
-  /** Server host name or IP address. @default {"127.0.0.1"} */
+  /** Server host name or IP address. Default {@linkcode DEFAULT_HOSTNAME}. */
   hostname?: string;
   /** Server port. @default {6379} */
   port?: number;
@@ -120,7 +125,7 @@ export function resolveOptions(options: RedisClientOptions): ResolvedOptions {
     }
     reconnect = { minDelayMs, maxDelayMs };
   }
-  const hostname = options.hostname ?? fromUrl.hostname ?? "127.0.0.1";
+  const hostname = options.hostname ?? fromUrl.hostname ?? DEFAULT_HOSTNAME;
   if (hostname === "") throw new TypeError(`Invalid hostname: ${hostname}`);
   return {
     hostname,

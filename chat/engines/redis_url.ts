@@ -23,6 +23,9 @@ export interface RedisUrlOptions {
 /** Default Redis port. */
 export const DEFAULT_PORT = 6379;
 
+/** Default Redis host. */
+export const DEFAULT_HOSTNAME = "127.0.0.1";
+
 /**
  * Parses `redis://[user:pass@]host[:port][/db]` and `rediss://` (TLS) URLs.
  *
