@@ -104,7 +104,8 @@ const state = {
   /** @type {{ interval_ms: number, timeout_ms: number } | null} */
   heartbeat: null,
   lastFrameAt: 0,
-  maxMessageBytes: 16_384,
+  /** The server's limit, from `welcome.limits`; none before it, since nothing is sent before it. */
+  maxMessageBytes: Infinity,
   /** @type {string[]} */
   users: [],
   privateTo: "",
@@ -857,7 +858,7 @@ ui.message.addEventListener("keydown", (event) => {
 });
 
 ui.message.addEventListener("input", () => {
-  // Encoding on every key is cheap next to the limit (16 KB by default).
+  // Encode only once the text could be near the limit: a UTF-16 unit is at most 3 bytes.
   if (ui.message.value.length * 3 > state.maxMessageBytes || ui.composerError.textContent) {
     checkSize();
   }
