@@ -42,15 +42,25 @@ const ANONYMOUS_TRIES = 5;
 
 /** What admission needs from the manager. */
 export interface AdmissionOptions {
+  /** Who is where. */
   registry: Registry;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** Sends history. */
   replay: Replay;
+  /** Checked whenever a name is taken. */
   bans: BanList;
+  /** The engine's presence; undefined when it serves one process. */
   presence: Presence | undefined;
+  /** Runs the timers. */
   scheduler: Scheduler;
+  /** Where events are logged. */
   log: Logger;
+  /** The counters to update. */
   metrics: Metrics;
+  /** See {@linkcode DEFAULT_ADMISSION}. */
   maxConnections: number;
+  /** See {@linkcode DEFAULT_ADMISSION}. */
   maxConnectionsPerIp: number;
   /** Counts an admitted client in (registry, heartbeat, metrics, log). */
   register: (client: Client) => void;

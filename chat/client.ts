@@ -1,8 +1,8 @@
 /**
  * The manager's state of one connection: {@linkcode Client}. Its fields are
  * grouped by the part of the manager that owns them (the registry, the
- * outbox, replay, admission, command handling, the heartbeat); every part
- * reads the others' fields but writes only its own.
+ * outbox, replay, admission, command handling, the heartbeat): the owner
+ * decides what a field means and when it is reset.
  *
  * The state is one object of plain fields, not one object per part: an idle
  * connection should cost as little as possible (the `idle` benchmark
@@ -62,11 +62,17 @@ export class Client implements Connection, TokenBucket {
   readonly id: string = crypto.randomUUID();
   /** The socket; only the outbox writes to it or closes it. */
   readonly socket: ChatSocket;
+  /** Whether the socket is in echo mode (`/ws`). */
   readonly echo: boolean;
+  /** Whether the application heartbeat runs for it. */
   readonly heartbeat: boolean;
+  /** The verified user id (a token's `sub`), or null. */
   readonly userId: string | null;
+  /** The client's address; empty when unknown. */
   readonly remoteAddr: string;
+  /** When the socket opened, on the manager's clock. */
   readonly connectedAt: number;
+  /** The name; empty for an echo socket. */
   username = "";
   /** The name's `nameKey`: names are unique regardless of case. */
   key = "";
@@ -78,6 +84,7 @@ export class Client implements Connection, TokenBucket {
   closing = false;
 
   // ---- Outbox (outbox.ts): what goes out on the socket.
+  /** Frames written to the socket. */
   framesOut = 0;
   /**
    * An upper bound of `socket.bufferedAmount`: its last read value plus the
@@ -108,6 +115,7 @@ export class Client implements Connection, TokenBucket {
   held: RawFrame[] | null = null;
 
   // ---- Commands (commands.ts): the frame rate limit and counts.
+  /** Frames received from the socket. */
   framesIn = 0;
   /** The frame rate limit's bucket: tokens left (see `takeToken` in rate_limit.ts). */
   tokens: number;

@@ -55,19 +55,33 @@ export const DEFAULT_COMMANDS: Readonly<{
 
 /** What command handling needs from the manager. */
 export interface CommandsOptions {
+  /** Who is where. */
   registry: Registry;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** Publishes to the engine. */
   publisher: Publisher;
+  /** Sends history. */
   replay: Replay;
+  /** Checked whenever a name is taken. */
   bans: BanList;
+  /** The engine's presence; undefined when it serves one process. */
   presence: Presence | undefined;
+  /** The manager's clock. */
   clock: Clock;
+  /** Where events are logged. */
   log: Logger;
+  /** The counters to update. */
   metrics: Metrics;
+  /** See {@linkcode DEFAULT_COMMANDS}. */
   maxMessageBytes: number;
+  /** See {@linkcode DEFAULT_COMMANDS}. */
   rateLimitPerS: number;
+  /** See {@linkcode DEFAULT_COMMANDS}. */
   rateLimitBurst: number;
+  /** See {@linkcode DEFAULT_COMMANDS}. */
   maxRoomsPerConnection: number;
+  /** See {@linkcode DEFAULT_COMMANDS}. */
   authenticated: boolean;
   /** Takes a client out of a room, with a leave notice when `notify`. */
   leave: (client: Client, room: string, notify: boolean) => void;

@@ -67,12 +67,20 @@ export interface Connection {
 
 /** What an operator sees of one connection. */
 export interface ConnectionInfo {
+  /** The connection id. */
   id: string;
+  /** The name; empty for an echo socket. */
   username: string;
+  /** The verified user id (a token's `sub`), or null. */
   userId: string | null;
+  /** Rooms, first joined first. */
   rooms: string[];
+  /** The client's address; empty when unknown. */
   remoteAddr: string;
+  /** When it connected, ISO 8601. */
   connectedSince: string;
+  /** Frames received from the socket. */
   framesIn: number;
+  /** Frames written to the socket. */
   framesOut: number;
 }

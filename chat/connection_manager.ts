@@ -186,7 +186,6 @@ export class ConnectionManager implements AsyncDisposable {
       log,
       metrics,
     });
-    const welcome = s;
     const replay = this.#replay = new Replay({
       ...s,
       engine,
@@ -195,7 +194,7 @@ export class ConnectionManager implements AsyncDisposable {
       publisher,
       clock,
       log,
-      welcome,
+      welcome: s,
     });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });

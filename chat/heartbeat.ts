@@ -26,12 +26,19 @@ export const DEFAULT_HEARTBEAT: Readonly<
 
 /** What the heartbeat needs from the manager. */
 export interface HeartbeatOptions {
+  /** The manager's clock. */
   clock: Clock;
+  /** Runs the timers. */
   scheduler: Scheduler;
+  /** Where events are logged. */
   log: Logger;
+  /** The counters to update. */
   metrics: Metrics;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** See {@linkcode DEFAULT_HEARTBEAT}. */
   heartbeatIntervalMs: number;
+  /** See {@linkcode DEFAULT_HEARTBEAT}. */
   heartbeatTimeoutMs: number;
   /** Ends a silent client. */
   drop: (client: Client, code: number, reason: string) => void;

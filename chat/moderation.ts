@@ -31,9 +31,13 @@ export interface KickOptions {
 
 /** What moderation needs from the manager. */
 export interface ModerationOptions {
+  /** Who is where. */
   registry: Registry;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** Publishes to the engine. */
   publisher: Publisher;
+  /** Where events are logged. */
   log: Logger;
   /** Ends a client now (registry, rooms, notices), closing its socket with this code. */
   drop: (client: Client, code: number, reason: string) => void;

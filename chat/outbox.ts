@@ -30,10 +30,15 @@ export const DEFAULT_OUTBOX: Readonly<{ maxBufferedBytes: number; maxBatchBytes:
 
 /** What the outbox needs from the manager. */
 export interface OutboxOptions {
+  /** Runs the timers. */
   scheduler: Scheduler;
+  /** Where events are logged. */
   log: Logger;
+  /** The counters to update. */
   metrics: Metrics;
+  /** See {@linkcode DEFAULT_OUTBOX}. */
   maxBufferedBytes: number;
+  /** See {@linkcode DEFAULT_OUTBOX}. */
   maxBatchBytes: number;
   /** Ends a client whose send buffer passed the limit (registry, rooms, notices). */
   dropSlow: (client: Client) => void;

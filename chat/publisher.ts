@@ -49,11 +49,17 @@ export function stampId(offset: number, payload: string): string {
 
 /** What the publisher needs from the manager. */
 export interface PublisherOptions {
+  /** The manager's engine. */
   engine: Engine;
+  /** Who is where. */
   registry: Registry;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** The manager's clock. */
   clock: Clock;
+  /** Where events are logged. */
   log: Logger;
+  /** The counters to update. */
   metrics: Metrics;
 }
 

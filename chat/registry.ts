@@ -15,8 +15,11 @@ import { nameKey } from "./protocol.ts";
 
 /** A room and its local members. */
 export interface RoomInfo {
+  /** The room. */
   room: string;
+  /** Its unique users, in order of arrival. */
   users: string[];
+  /** How many they are. */
   connected_count: number;
 }
 

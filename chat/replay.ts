@@ -24,12 +24,19 @@ export const DEFAULT_REPLAY: Readonly<{ historyOnJoin: number }> = Object.freeze
 
 /** What replay needs from the manager. */
 export interface ReplayOptions {
+  /** The manager's engine. */
   engine: Engine;
+  /** Who is where. */
   registry: Registry;
+  /** Writes to and closes sockets. */
   outbox: Outbox;
+  /** Publishes to the engine. */
   publisher: Publisher;
+  /** The manager's clock. */
   clock: Clock;
+  /** Where events are logged. */
   log: Logger;
+  /** See {@linkcode DEFAULT_REPLAY}. */
   historyOnJoin: number;
   /** Messages replayed at most on recovery. */
   historyLimit: number;
