@@ -102,21 +102,21 @@ const encoder = new TextEncoder();
 /** Checks and handles the frames clients send. */
 export class Commands {
   /** The manager's parts and settings, for the handlers. */
-  readonly o: CommandsOptions;
+  readonly parts: CommandsOptions;
   #ratePerMs: number;
   #isoMs = NaN;
   #iso = "";
 
   /** Commands over the options' parts. */
   constructor(options: CommandsOptions) {
-    this.o = options;
+    this.parts = options;
     this.#ratePerMs = options.rateLimitPerS / 1000;
   }
 
   /** Checks one frame from a client's socket and handles it. */
   receive(client: Client, data: RawFrame): void {
     if (client.closing) return;
-    const o = this.o;
+    const o = this.parts;
     if (client.held !== null) {
       if (client.held.length >= o.rateLimitBurst) {
         return o.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
@@ -140,13 +140,13 @@ export class Commands {
 
   /** Counts a text frame's UTF-8 bytes in; -1 once the client is dropped for its size. */
   #size(client: Client, data: string): number {
-    const max = this.o.maxMessageBytes;
+    const max = this.parts.maxMessageBytes;
     // A UTF-16 unit is 1 to 3 UTF-8 bytes, so encode only when in doubt.
     let bytes = data.length;
     if (bytes * 3 > max) {
       bytes = data.length > max ? data.length : encoder.encode(data).length;
     }
-    this.o.metrics.bytesIn += bytes;
+    this.parts.metrics.bytesIn += bytes;
     if (bytes <= max) return bytes;
     this.#tooBig(client, bytes);
     return -1;
@@ -154,28 +154,28 @@ export class Commands {
 
   #binary(client: Client, data: Exclude<RawFrame, string>, now: number): void {
     const size = data instanceof Blob ? data.size : data.byteLength;
-    this.o.metrics.bytesIn += size;
-    if (size > this.o.maxMessageBytes) return this.#tooBig(client, size);
+    this.parts.metrics.bytesIn += size;
+    if (size > this.parts.maxMessageBytes) return this.#tooBig(client, size);
     if (!this.#allow(client, now)) return;
     this.error(client, ErrorCode.BinaryNotSupported, "Binary frames are not supported");
   }
 
   #tooBig(client: Client, bytes: number): void {
-    this.o.log.info("frame_too_big", { conn: client.id, bytes });
-    this.o.drop(client, CloseCode.MessageTooBig, CloseReason.MessageTooBig);
+    this.parts.log.info("frame_too_big", { conn: client.id, bytes });
+    this.parts.drop(client, CloseCode.MessageTooBig, CloseReason.MessageTooBig);
   }
 
   /** The token bucket: true when the frame may pass. */
   #allow(client: Client, now: number): boolean {
-    const burst = this.o.rateLimitBurst;
+    const burst = this.parts.rateLimitBurst;
     if (takeToken(client, now, this.#ratePerMs, burst) === 0) {
       client.strikes = 0;
       return true;
     }
-    this.o.metrics.rateLimited++;
+    this.parts.metrics.rateLimited++;
     // A client that keeps sending while empty is flooding, not bursting.
     if (++client.strikes > burst) {
-      this.o.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
+      this.parts.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
     } else {
       this.error(client, ErrorCode.RateLimited, "Too many frames; slow down");
     }
@@ -184,7 +184,7 @@ export class Commands {
 
   /** Sends the client an `error` frame. */
   error(client: Client, code: ErrorCode, message: string): void {
-    this.o.outbox.sendError(client, code, message);
+    this.parts.outbox.sendError(client, code, message);
   }
 
   /** `new Date(ms).toISOString()`, formatted once per millisecond: busy rooms send many per ms. */
@@ -213,7 +213,7 @@ function memberRoom(c: Commands, client: Client, room: string | undefined, raw?:
 const message: Handler<"message"> = (c, client, msg, now) => {
   const room = memberRoom(c, client, msg.room ?? defaultRoom(client));
   if (room === undefined) return;
-  c.o.publisher.publish(client, room, {
+  c.parts.publisher.publish(client, room, {
     type: "message",
     room,
     username: client.username,
@@ -226,10 +226,10 @@ const message: Handler<"message"> = (c, client, msg, now) => {
 const privateMessage: Handler<"private"> = (c, client, msg, now) => {
   // The same rules as a name, so any spelling that connects as José reaches José.
   const to = normalizeName(msg.to);
-  const first = to === undefined ? undefined : c.o.registry.byName.get(nameKey(to))?.[0];
+  const first = to === undefined ? undefined : c.parts.registry.byName.get(nameKey(to))?.[0];
   const room = msg.room ?? defaultRoom(client) ?? DEFAULT_ROOM;
   const send = (name: string) =>
-    c.o.publisher.publishPrivate(client, nameKey(name), {
+    c.parts.publisher.publishPrivate(client, nameKey(name), {
       type: "private",
       room,
       username: client.username,
@@ -241,9 +241,9 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
   if (first !== undefined) return send(first.username);
   const notFound = (shown: string) =>
     c.error(client, ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
-  if (to === undefined || c.o.presence === undefined) return notFound(msg.to);
+  if (to === undefined || c.parts.presence === undefined) return notFound(msg.to);
   // Not here, but maybe on another process.
-  c.o.presence.lookup(to).then(
+  c.parts.presence.lookup(to).then(
     (holder) => {
       if (client.closing) return;
       if (holder === undefined) return notFound(to);
@@ -258,16 +258,16 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
 const rename: Handler<"rename"> = (c, client, msg) => {
   const name = renameCheck(c, client, msg.name);
   if (name === undefined || name === client.username) return;
-  if (!c.o.registry.nameFreeFor(name, client)) {
+  if (!c.parts.registry.nameFreeFor(name, client)) {
     return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
   }
-  if (c.o.presence === undefined) return applyRename(c, client, name);
+  if (c.parts.presence === undefined) return applyRename(c, client, name);
   // Best-effort across processes: two may grant one name at the same time.
-  c.o.presence.lookup(name).catch(() => undefined).then((holder) => {
+  c.parts.presence.lookup(name).catch(() => undefined).then((holder) => {
     if (client.closing || name === client.username) return;
     if (
       (holder !== undefined && nameKey(holder.username) !== client.key) ||
-      !c.o.registry.nameFreeFor(name, client)
+      !c.parts.registry.nameFreeFor(name, client)
     ) {
       return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
     }
@@ -277,7 +277,7 @@ const rename: Handler<"rename"> = (c, client, msg) => {
 
 /** The requested name when a rename to it may go on; undefined after an error. */
 function renameCheck(c: Commands, client: Client, raw: string): string | undefined {
-  if (c.o.authenticated) {
+  if (c.parts.authenticated) {
     c.error(client, ErrorCode.NotAllowed, "Names come from the token; rename is off");
     return undefined;
   }
@@ -287,7 +287,7 @@ function renameCheck(c: Commands, client: Client, raw: string): string | undefin
     return undefined;
   }
   // A ban is checked on connect; without this a banned name comes back by a rename.
-  if (c.o.bans.isBanned(name, { userId: client.userId, now: c.o.clock.now() })) {
+  if (c.parts.bans.isBanned(name, { userId: client.userId, now: c.parts.clock.now() })) {
     c.error(client, ErrorCode.Banned, `Username is banned: ${name}`);
     return undefined;
   }
@@ -296,23 +296,25 @@ function renameCheck(c: Commands, client: Client, raw: string): string | undefin
 
 function applyRename(c: Commands, client: Client, name: string): void {
   const old = client.username;
-  c.o.registry.setName(client, name);
-  c.o.log.info("rename", { conn: client.id, from: old, to: name });
+  c.parts.registry.setName(client, name);
+  c.parts.log.info("rename", { conn: client.id, from: old, to: name });
   for (const room of client.rooms) {
-    c.o.presence?.leave(room, old);
-    c.o.presence?.join(room, name);
-    const draft = c.o.publisher.systemDraft(room, "rename", `${old} is now ${name}`, name);
+    c.parts.presence?.leave(room, old);
+    c.parts.presence?.join(room, name);
+    const draft = c.parts.publisher.systemDraft(room, "rename", `${old} is now ${name}`, name);
     (draft as { old_name?: string }).old_name = old;
-    c.o.publisher.publishNotice(room, draft).catch((e) => c.o.publisher.noticeFailed(room, e));
+    c.parts.publisher.publishNotice(room, draft).catch((e) =>
+      c.parts.publisher.noticeFailed(room, e)
+    );
   }
 }
 
 const heartbeat: Handler<"heartbeat"> = (c, client, _msg, now) =>
-  c.o.outbox.send(client, { type: "heartbeat_ack", server_time: new Date(now).toISOString() });
+  c.parts.outbox.send(client, { type: "heartbeat_ack", server_time: new Date(now).toISOString() });
 
 /** Join a room, or (in a room already) recover what was missed after `since`. */
 function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void {
-  const since = c.o.replay.since(msg.since, msg.epoch);
+  const since = c.parts.replay.since(msg.since, msg.epoch);
   const room = normalizeName(msg.room);
   if (room === undefined) {
     return c.error(client, ErrorCode.InvalidRoom, `Invalid room name: ${msg.room.slice(0, 64)}`);
@@ -320,11 +322,11 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
   if (client.rooms.includes(room)) {
     if (msg.type === "resume" || since !== undefined) {
       // Replay what was missed without a second join notice.
-      return c.o.replay.replay(client, room, since, false);
+      return c.parts.replay.replay(client, room, since, false);
     }
-    const users = c.o.registry.users(room);
-    const epoch = c.o.replay.epoch;
-    return c.o.outbox.send(client, {
+    const users = c.parts.registry.users(room);
+    const epoch = c.parts.replay.epoch;
+    return c.parts.outbox.send(client, {
       type: "joined",
       room,
       users,
@@ -333,18 +335,18 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
       epoch,
     });
   }
-  const max = c.o.maxRoomsPerConnection;
+  const max = c.parts.maxRoomsPerConnection;
   if (client.rooms.length >= max) {
     return c.error(client, ErrorCode.TooManyRooms, `Too many rooms: ${max}`);
   }
-  c.o.replay.enter(client, room, since, false);
+  c.parts.replay.enter(client, room, since, false);
 }
 
 const leave: Handler<"leave"> = (c, client, msg) => {
   const room = memberRoom(c, client, normalizeName(msg.room), msg.room);
   if (room === undefined) return;
-  c.o.leave(client, room, true);
-  c.o.outbox.send(client, { type: "left", room });
+  c.parts.leave(client, room, true);
+  c.parts.outbox.send(client, { type: "left", room });
 };
 
 const users: Handler<"users"> = (c, client, msg) => {
@@ -352,9 +354,9 @@ const users: Handler<"users"> = (c, client, msg) => {
   const room = memberRoom(c, client, wanted, msg.room);
   if (room === undefined) return;
   const send = (users: string[]) =>
-    c.o.outbox.send(client, { type: "users", room, users, connected_count: users.length });
-  if (c.o.presence === undefined) return send(c.o.registry.users(room));
-  c.o.registry.allUsers(room).then(send);
+    c.parts.outbox.send(client, { type: "users", room, users, connected_count: users.length });
+  if (c.parts.presence === undefined) return send(c.parts.registry.users(room));
+  c.parts.registry.allUsers(room).then(send);
 };
 
 /** Every command a client may send, by its `type`. */
