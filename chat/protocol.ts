@@ -367,77 +367,80 @@ function plainMessage(text: string): ParseResult {
   return typeof message === "string" ? ok({ type: "message", message }) : message;
 }
 
+/** A chat message, or a private one when it names a target. */
+function parseChat(fields: Fields, type: "message" | "private"): ParseResult {
+  const text = chatText(fields.message);
+  if (typeof text !== "string") return text;
+  const room = optionalString(fields, "room");
+  if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+  // Seed 03 names the target `target_user`; `to` is the short form.
+  // Not `??`: a mistyped `to` (null) must be refused, not fall through.
+  const short = optionalString(fields, "to");
+  const to = short === undefined ? optionalString(fields, "target_user") : short;
+  if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+  if (to !== undefined) {
+    const msg: ClientPrivateMessage = { type: "private", to, message: text };
+    return ok(room === undefined ? msg : { ...msg, room });
+  }
+  if (type === "private") return fail(ErrorCode.BadMessage, "Field to must be a string");
+  return ok(room === undefined ? { type, message: text } : { type, message: text, room });
+}
+
+function requiredString(fields: Fields, key: string): string | ParseResult {
+  const value = fields[key];
+  return typeof value === "string"
+    ? value
+    : fail(ErrorCode.BadMessage, `Field ${key} must be a string`);
+}
+
+/** `join` (with an optional recovery point) or `resume` (with a required one). */
+function parseRecovery(fields: Fields, type: "join" | "resume"): ParseResult {
+  const room = requiredString(fields, "room");
+  if (typeof room !== "string") return room;
+  const since = fields.since;
+  if (since === undefined && type === "join") return ok({ type, room });
+  if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+    return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
+  }
+  if (fields.epoch === undefined) return ok({ type, room, since });
+  const epoch = parseEpoch(fields.epoch);
+  if (epoch === undefined) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
+  return ok({ type, room, since, epoch });
+}
+
+/** One parser per client frame type: routing is data. */
+const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseResult>> = {
+  message: (fields) => parseChat(fields, "message"),
+  private: (fields) => parseChat(fields, "private"),
+  rename: (fields) => {
+    const name = requiredString(fields, "name");
+    return typeof name === "string" ? ok({ type: "rename", name }) : name;
+  },
+  heartbeat: () => ok({ type: "heartbeat" }),
+  pong: () => ok({ type: "pong" }),
+  join: (fields) => parseRecovery(fields, "join"),
+  resume: (fields) => parseRecovery(fields, "resume"),
+  leave: (fields) => {
+    const room = requiredString(fields, "room");
+    return typeof room === "string" ? ok({ type: "leave", room }) : room;
+  },
+  users: (fields) => {
+    const room = optionalString(fields, "room");
+    if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+    return ok(room === undefined ? { type: "users" } : { type: "users", room });
+  },
+};
+
 function parseObject(fields: Fields): ParseResult {
   const type = fields.type;
   if (typeof type !== "string") {
     return fail(ErrorCode.BadMessage, "Field type must be a string");
   }
-  switch (type) {
-    case "message":
-    case "private": {
-      const text = chatText(fields.message);
-      if (typeof text !== "string") return text;
-      const room = optionalString(fields, "room");
-      if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
-      // Seed 03 names the target `target_user`; `to` is the short form.
-      // Not `??`: a mistyped `to` (null) must be refused, not fall through.
-      const short = optionalString(fields, "to");
-      const to = short === undefined ? optionalString(fields, "target_user") : short;
-      if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
-      if (to !== undefined) {
-        return ok(
-          room === undefined ? { type: "private", to, message: text } : {
-            type: "private",
-            to,
-            message: text,
-            room,
-          },
-        );
-      }
-      if (type === "private") return fail(ErrorCode.BadMessage, "Field to must be a string");
-      return ok(room === undefined ? { type, message: text } : { type, message: text, room });
-    }
-    case "rename": {
-      const name = fields.name;
-      if (typeof name !== "string") {
-        return fail(ErrorCode.BadMessage, "Field name must be a string");
-      }
-      return ok({ type, name });
-    }
-    case "heartbeat":
-    case "pong":
-      return ok({ type });
-    case "join":
-    case "resume": {
-      const room = fields.room;
-      if (typeof room !== "string") {
-        return fail(ErrorCode.BadMessage, "Field room must be a string");
-      }
-      const since = fields.since;
-      if (since === undefined && type === "join") return ok({ type, room });
-      if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
-        return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
-      }
-      if (fields.epoch === undefined) return ok({ type, room, since });
-      const epoch = parseEpoch(fields.epoch);
-      if (epoch === undefined) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
-      return ok({ type, room, since, epoch });
-    }
-    case "leave": {
-      const room = fields.room;
-      if (typeof room !== "string") {
-        return fail(ErrorCode.BadMessage, "Field room must be a string");
-      }
-      return ok({ type, room });
-    }
-    case "users": {
-      const room = optionalString(fields, "room");
-      if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
-      return ok(room === undefined ? { type } : { type, room });
-    }
-    default:
-      return fail(ErrorCode.UnknownType, `Unknown message type: ${type.slice(0, 64)}`);
+  const parse = Object.hasOwn(PARSERS, type) ? PARSERS[type as ClientMessage["type"]] : undefined;
+  if (parse === undefined) {
+    return fail(ErrorCode.UnknownType, `Unknown message type: ${type.slice(0, 64)}`);
   }
+  return parse(fields);
 }
 
 /**
