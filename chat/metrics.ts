@@ -95,64 +95,79 @@ export class Metrics {
   /** Renders every metric in the Prometheus text exposition format. */
   render(gauges: Gauges): string {
     const lines: string[] = [];
-    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+    for (const [name, type, help, samples] of this.#families(gauges)) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
-    };
+    }
+    lines.push(...this.#fanoutLines());
+    return lines.join("\n") + "\n";
+  }
+
+  /** Every counter and gauge as data: name, type, help and its samples. */
+  #families(gauges: Gauges): [string, string, string, [string, number][]][] {
+    const one = (value: number): [string, number][] => [["", value]];
     const labelled = (label: string, map: Map<string | number, number>): [string, number][] =>
       [...map].map(([key, value]) => [`{${label}="${key}"}`, value]);
-    metric("chat_connections", "gauge", "Open WebSocket connections.", [["", gauges.connections]]);
-    metric("chat_rooms", "gauge", "Rooms with at least one local member.", [["", gauges.rooms]]);
-    metric("chat_connections_total", "counter", "Connections accepted.", [[
-      "",
-      this.connectionsTotal,
-    ]]);
-    metric("chat_frames_in_total", "counter", "Frames received.", [["", this.framesIn]]);
-    metric("chat_frames_out_total", "counter", "Frames sent.", [["", this.framesOut]]);
-    metric("chat_bytes_in_total", "counter", "Bytes received.", [["", this.bytesIn]]);
-    metric("chat_bytes_out_total", "counter", "Bytes sent.", [["", this.bytesOut]]);
-    metric("chat_messages_broadcast_total", "counter", "Messages fanned out.", [[
-      "",
-      this.broadcasts,
-    ]]);
-    metric("chat_deliveries_total", "counter", "Copies of messages handed to sockets.", [[
-      "",
-      this.deliveries,
-    ]]);
-    metric(
-      "chat_errors_total",
-      "counter",
-      "Error frames sent, by code.",
-      labelled("code", this.errors),
-    );
-    metric(
-      "chat_closes_total",
-      "counter",
-      "Connections closed, by close code.",
-      labelled("code", this.closes),
-    );
-    metric(
-      "chat_handshakes_refused_total",
-      "counter",
-      "Handshakes refused before the upgrade, by HTTP status.",
-      labelled("status", this.handshakesRefused),
-    );
-    metric("chat_rate_limited_total", "counter", "Frames dropped by the rate limit.", [[
-      "",
-      this.rateLimited,
-    ]]);
-    metric("chat_slow_consumer_closes_total", "counter", "Slow consumers closed.", [[
-      "",
-      this.slowConsumerCloses,
-    ]]);
-    metric("chat_heartbeat_timeouts_total", "counter", "Heartbeat timeouts.", [[
-      "",
-      this.heartbeatTimeouts,
-    ]]);
-    lines.push(
+    return [
+      ["chat_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
+      ["chat_rooms", "gauge", "Rooms with at least one local member.", one(gauges.rooms)],
+      ["chat_connections_total", "counter", "Connections accepted.", one(this.connectionsTotal)],
+      ["chat_frames_in_total", "counter", "Frames received.", one(this.framesIn)],
+      ["chat_frames_out_total", "counter", "Frames sent.", one(this.framesOut)],
+      ["chat_bytes_in_total", "counter", "Bytes received.", one(this.bytesIn)],
+      ["chat_bytes_out_total", "counter", "Bytes sent.", one(this.bytesOut)],
+      ["chat_messages_broadcast_total", "counter", "Messages fanned out.", one(this.broadcasts)],
+      [
+        "chat_deliveries_total",
+        "counter",
+        "Copies of messages handed to sockets.",
+        one(this.deliveries),
+      ],
+      [
+        "chat_errors_total",
+        "counter",
+        "Error frames sent, by code.",
+        labelled("code", this.errors),
+      ],
+      [
+        "chat_closes_total",
+        "counter",
+        "Connections closed, by close code.",
+        labelled("code", this.closes),
+      ],
+      [
+        "chat_handshakes_refused_total",
+        "counter",
+        "Handshakes refused before the upgrade, by HTTP status.",
+        labelled("status", this.handshakesRefused),
+      ],
+      [
+        "chat_rate_limited_total",
+        "counter",
+        "Frames dropped by the rate limit.",
+        one(this.rateLimited),
+      ],
+      [
+        "chat_slow_consumer_closes_total",
+        "counter",
+        "Slow consumers closed.",
+        one(this.slowConsumerCloses),
+      ],
+      [
+        "chat_heartbeat_timeouts_total",
+        "counter",
+        "Heartbeat timeouts.",
+        one(this.heartbeatTimeouts),
+      ],
+    ];
+  }
+
+  /** The fan-out histogram: cumulative buckets, sum and count. */
+  #fanoutLines(): string[] {
+    const lines = [
       "# HELP chat_fanout_seconds Time from receiving a message to handing it to the last recipient.",
       "# TYPE chat_fanout_seconds histogram",
-    );
+    ];
     let cumulative = 0;
     FANOUT_BUCKETS.forEach((le, i) => {
       cumulative += this.#buckets[i]!;
@@ -163,7 +178,7 @@ export class Metrics {
       `chat_fanout_seconds_sum ${this.#fanoutSum}`,
       `chat_fanout_seconds_count ${this.#fanoutCount}`,
     );
-    return lines.join("\n") + "\n";
+    return lines;
   }
 }
 
