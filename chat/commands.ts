@@ -203,7 +203,12 @@ function defaultRoom(client: Client): string | undefined {
 }
 
 /** A room the client is in, or undefined after telling it it is not in one. */
-function memberRoom(c: Commands, client: Client, room: string | undefined, raw?: string) {
+function memberRoom(
+  c: Commands,
+  client: Client,
+  room: string | undefined,
+  raw?: string,
+): string | undefined {
   if (room !== undefined && client.rooms.includes(room)) return room;
   const shown = raw?.slice(0, 64) ?? room ?? "(none)";
   c.error(client, ErrorCode.NotInRoom, `Not in room: ${shown}`);

@@ -135,14 +135,12 @@ export interface HistoryOptions {
 export class ConnectionManager implements AsyncDisposable {
   #engine: Engine;
   #clock: Clock;
-  #scheduler: Scheduler;
   #log: Logger;
   #metrics: Metrics;
   #burst: number;
   #registry: Registry;
   #outbox: Outbox;
   #publisher: Publisher;
-  #replay: Replay;
   #heartbeat: Heartbeat;
   #moderation: Moderation;
   #admission: Admission;
@@ -163,7 +161,7 @@ export class ConnectionManager implements AsyncDisposable {
     const engine = this.#engine;
     const presence = engine.presence;
     const clock = this.#clock = options.clock ?? systemClock;
-    const scheduler = this.#scheduler = options.scheduler ?? systemScheduler;
+    const scheduler = options.scheduler ?? systemScheduler;
     const log = this.#log = options.logger ?? silentLogger;
     const metrics = this.#metrics = options.metrics ?? new Metrics();
     this.#burst = s.rateLimitBurst;
@@ -178,24 +176,9 @@ export class ConnectionManager implements AsyncDisposable {
       maxBatchBytes: DEFAULT_OUTBOX.maxBatchBytes,
       dropSlow: (c) => this.#drop(c, CloseCode.SlowConsumer, CloseReason.SlowConsumer),
     });
-    const publisher = this.#publisher = new Publisher({
-      engine,
-      registry,
-      outbox,
-      clock,
-      log,
-      metrics,
-    });
-    const replay = this.#replay = new Replay({
-      ...s,
-      engine,
-      registry,
-      outbox,
-      publisher,
-      clock,
-      log,
-      welcome: s,
-    });
+    const parts = { engine, registry, outbox, clock, log, metrics };
+    const publisher = this.#publisher = new Publisher(parts);
+    const replay = new Replay({ ...s, ...parts, publisher, welcome: s });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });
     const bans = this.#moderation.bans;
