@@ -16,7 +16,7 @@ import { DEFAULT_GATEKEEPER } from "./auth/gatekeeper.ts";
 import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
 import { DEFAULT_CONNECTION_MANAGER } from "./connection_manager.ts";
 import { DEFAULT_ENGINE } from "./engines/engine.ts";
-import { DEFAULT_REDIS_ENGINE } from "./engines/redis.ts";
+import { DEFAULT_REDIS_ENGINE } from "./engines/redis_options.ts";
 import { DEFAULT_LOGGER, LOG_LEVELS, type LogLevel } from "./logger.ts";
 
 /** Storage and fan-out engines. */

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ConnectionManager } from "../chat/connection_manager.ts";
 import { userChannel } from "../chat/engines/engine.ts";
-import { RedisEngine, type RedisEngineOptions } from "../chat/engines/redis.ts";
+import { RedisEngine } from "../chat/engines/redis.ts";
+import type { RedisEngineOptions } from "../chat/engines/redis_options.ts";
 import { RedisClient } from "../chat/engines/redis_client.ts";
 import { createLogger } from "../chat/logger.ts";
 import {

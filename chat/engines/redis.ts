@@ -29,7 +29,6 @@ import { type Logger, silentLogger } from "../logger.ts";
 import { withDefaults } from "../options.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import {
-  DEFAULT_ENGINE,
   type Delivery,
   type Engine,
   type EngineStatus,
@@ -40,9 +39,9 @@ import {
   type StreamPosition,
 } from "./engine.ts";
 import { RedisClient, RedisSubscriber } from "./redis_client.ts";
-import type { ReconnectOptions, RedisStatus } from "./redis_link.ts";
+import type { RedisStatus } from "./redis_link.ts";
 import { RedisPresence } from "./redis_presence.ts";
-import { DEFAULT_HOSTNAME, DEFAULT_PORT } from "./redis_url.ts";
+import { DEFAULT_REDIS_ENGINE, type RedisEngineOptions } from "./redis_options.ts";
 import { RedisHistory } from "./redis_history.ts";
 import { Waiters } from "./redis_waiters.ts";
 import {
@@ -52,45 +51,6 @@ import {
   parseEntries,
   parseMessage,
 } from "./redis_scripts.ts";
-
-/** Options of {@linkcode RedisEngine}. */
-export interface RedisEngineOptions {
-  /** `redis://[user:pass@]host:port/db` or `rediss://`. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
-  url?: string;
-  /** Extra PEM root certificates for `rediss://`. Default: the system roots. */
-  caCerts?: string[];
-  /** Publications kept per channel (approximately, `MAXLEN ~`). Default: {@linkcode DEFAULT_ENGINE}. */
-  historyLimit?: number;
-  /** Seconds a publication is served from history; 0 for no limit. Default: {@linkcode DEFAULT_ENGINE}. */
-  historyTtlS?: number;
-  /** Seconds this process's presence entries live without a refresh. Default: {@linkcode DEFAULT_ENGINE}. */
-  presenceTtlS?: number;
-  /** Prefix of every key and pub/sub channel. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
-  keyPrefix?: string;
-  /** Reconnect backoff of both connections, doubling. Default: {@linkcode DEFAULT_REDIS_ENGINE}. */
-  reconnect?: ReconnectOptions;
-  /** Default: silent. */
-  logger?: Logger;
-  /** Stamps publications for the history TTL. Default: the system clock. */
-  clock?: Clock;
-  /** Runs the presence refresh and the retries. Default: the global timers. */
-  scheduler?: Scheduler;
-}
-
-/** The defaults of {@linkcode RedisEngineOptions}. */
-export const DEFAULT_REDIS_ENGINE: Readonly<{
-  url: string;
-  historyLimit: number;
-  historyTtlS: number;
-  presenceTtlS: number;
-  keyPrefix: string;
-  reconnect: Readonly<ReconnectOptions>;
-}> = Object.freeze({
-  url: `redis://${DEFAULT_HOSTNAME}:${DEFAULT_PORT}`,
-  ...DEFAULT_ENGINE,
-  keyPrefix: "chat:",
-  reconnect: Object.freeze({ minDelayMs: 100, maxDelayMs: 2000 }),
-});
 
 /** A channel this process subscribed to (a room or a user channel). */
 interface Sub {
