@@ -90,7 +90,7 @@ export interface CommandsOptions {
 }
 
 /** One command: the client's frame of that type, received at `now`. */
-type Handler<T extends ClientMessage["type"]> = (
+export type Handler<T extends ClientMessage["type"]> = (
   commands: Commands,
   client: Client,
   msg: Extract<ClientMessage, { type: T }>,

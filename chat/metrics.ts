@@ -28,7 +28,9 @@ export function closeCodeLabel(code: number): number | "other" {
 
 /** Live values read when rendering. */
 export interface Gauges {
+  /** Open WebSocket connections (`chat_connections`). */
   connections: number;
+  /** Rooms with at least one local member (`chat_rooms`). */
   rooms: number;
 }
 

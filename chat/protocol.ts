@@ -99,39 +99,53 @@ export const DEFAULT_ROOM = "lobby";
 
 /** A chat message to a room (the connection's first room when omitted). */
 export interface ClientChatMessage {
+  /** Always `message`. */
   type: "message";
+  /** The text to send; not empty after trimming. */
   message: string;
+  /** A room the connection is in; its first room when omitted. */
   room?: string;
 }
 
 /** A private message to one user, echoed to the sender as acknowledgement. */
 export interface ClientPrivateMessage {
+  /** Always `private` (also parsed from a `message` naming `to` or `target_user`). */
   type: "private";
+  /** The target's username; a `target_user` field is read as this. */
   to: string;
+  /** The text to send; not empty after trimming. */
   message: string;
+  /** The room it is sent from, shown in the delivered frame; the first room when omitted. */
   room?: string;
 }
 
 /** A request to change the connection's username. */
 export interface ClientRename {
+  /** Always `rename`. */
   type: "rename";
+  /** The new username, under the same rules as a name in the URL. */
   name: string;
 }
 
 /** The application heartbeat; answered with `heartbeat_ack`. */
 export interface ClientHeartbeat {
+  /** Always `heartbeat`. */
   type: "heartbeat";
 }
 
 /** The answer to a server `ping`. */
 export interface ClientPong {
+  /** Always `pong`. */
   type: "pong";
 }
 
 /** Join another room on the same socket; `since` recovers missed messages. */
 export interface ClientJoin {
+  /** Always `join`. */
   type: "join";
+  /** The room to join. */
   room: string;
+  /** The last message id seen in the room: what came after it is recovered. */
   since?: number;
   /** The epoch `since` belongs to, from the last `welcome` or `joined`. */
   epoch?: string;
@@ -139,20 +153,27 @@ export interface ClientJoin {
 
 /** Leave a room. */
 export interface ClientLeave {
+  /** Always `leave`. */
   type: "leave";
+  /** A room the connection is in. */
   room: string;
 }
 
 /** Ask for the online users of a room (the first room when omitted). */
 export interface ClientUsers {
+  /** Always `users`. */
   type: "users";
+  /** A room the connection is in; its first room when omitted. */
   room?: string;
 }
 
 /** Ask for every message of a room after `since`, then live ones. */
 export interface ClientResume {
+  /** Always `resume`. */
   type: "resume";
+  /** A room the connection is in. */
   room: string;
+  /** The last message id seen in the room: what came after it is sent. */
   since: number;
   /** The epoch `since` belongs to, from the last `welcome` or `joined`. */
   epoch?: string;
@@ -175,20 +196,25 @@ export type ClientMessage =
 
 /** The heartbeat settings announced in `welcome`. */
 export interface HeartbeatInfo {
+  /** Milliseconds between the server's `ping` frames. */
   interval_ms: number;
+  /** Milliseconds without a frame from the client before it is closed with 4000. */
   timeout_ms: number;
 }
 
 /** A chat message as stored and delivered. */
 export interface MessageFrame {
+  /** Always `message`. */
   type: "message";
   /** Increases strictly within the room. */
   id: number;
+  /** The room the message was sent to. */
   room: string;
   /** The author's unique username. */
   username: string;
   /** The author's display name. */
   sender: string;
+  /** The text as the author sent it. */
   message: string;
   /** Server time, ISO 8601. */
   timestamp: string;
@@ -196,16 +222,21 @@ export interface MessageFrame {
 
 /** A private message as delivered to its target and echoed to its sender. */
 export interface PrivateFrame {
+  /** Always `private`. */
   type: "private";
   /** Increases strictly within the pair of users. */
   id: number;
   /** The room the sender addressed it from. */
   room: string;
+  /** The author's unique username. */
   username: string;
+  /** The author's display name. */
   sender: string;
   /** The target's username. */
   to: string;
+  /** The text as the author sent it. */
   message: string;
+  /** Server time, ISO 8601. */
   timestamp: string;
 }
 
@@ -214,10 +245,15 @@ export type SystemEvent = "join" | "leave" | "rename" | "announce" | "close" | "
 
 /** A notice from the server to a room. */
 export interface SystemFrame {
+  /** Always `system`. */
   type: "system";
+  /** Increases strictly within the room. */
   id: number;
+  /** The room the notice is for. */
   room: string;
+  /** What the notice is about. */
   event: SystemEvent;
+  /** The notice as text, for example `bob joined the room`. */
   message: string;
   /** Always {@linkcode SYSTEM_SENDER}. */
   username: string;
@@ -229,6 +265,7 @@ export interface SystemFrame {
   old_name?: string;
   /** Members of the room when the notice was made. */
   connected_count: number;
+  /** Server time, ISO 8601. */
   timestamp: string;
 }
 
@@ -244,13 +281,19 @@ export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ?
 
 /** The first frame on every chat connection. */
 export interface WelcomeFrame {
+  /** Always `welcome`. */
   type: "welcome";
   /** The connection id. */
   id: string;
+  /** The connection's username, as the server named or normalised it. */
   username: string;
+  /** The room the connection joined: its first room. */
   room: string;
+  /** The online users of the room. */
   users: string[];
+  /** The heartbeat settings; null without the application heartbeat. */
   heartbeat: HeartbeatInfo | null;
+  /** Server time, ISO 8601. */
   server_time: string;
   /** Recent room history, oldest first, or what was missed after `since`. */
   history: RoomFrame[];
@@ -264,10 +307,15 @@ export interface WelcomeFrame {
 
 /** The answer to an in-band `join` or `resume`. */
 export interface JoinedFrame {
+  /** Always `joined`. */
   type: "joined";
+  /** The room joined or resumed. */
   room: string;
+  /** The online users of the room. */
   users: string[];
+  /** As in {@linkcode WelcomeFrame.history}. */
   history: RoomFrame[];
+  /** As in {@linkcode WelcomeFrame.recovered}. */
   recovered: boolean;
   /** As in {@linkcode WelcomeFrame.epoch}. */
   epoch: string;
@@ -275,34 +323,47 @@ export interface JoinedFrame {
 
 /** The answer to an in-band `leave`. */
 export interface LeftFrame {
+  /** Always `left`. */
   type: "left";
+  /** The room left. */
   room: string;
 }
 
 /** The online users of a room. */
 export interface UsersFrame {
+  /** Always `users`. */
   type: "users";
+  /** The room asked about. */
   room: string;
+  /** The online users of the room. */
   users: string[];
+  /** The number of `users`. */
   connected_count: number;
 }
 
 /** The server's application ping on the heartbeat route. */
 export interface PingFrame {
+  /** Always `ping`; answer with `pong`. */
   type: "ping";
+  /** Server time, ISO 8601. */
   server_time: string;
 }
 
 /** The answer to a client `heartbeat`. */
 export interface HeartbeatAckFrame {
+  /** Always `heartbeat_ack`. */
   type: "heartbeat_ack";
+  /** Server time, ISO 8601. */
   server_time: string;
 }
 
 /** A refused frame; the connection stays open unless a close follows. */
 export interface ErrorFrame {
+  /** Always `error`. */
   type: "error";
+  /** A stable code from {@linkcode ErrorCode}. */
   code: ErrorCode;
+  /** A human-readable explanation, for example `User not online: carol`. */
   message: string;
 }
 

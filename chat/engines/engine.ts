@@ -87,6 +87,7 @@ export interface Publication {
 
 /** A page of a channel's stream, oldest first. */
 export interface HistoryPage {
+  /** The publications of the page, oldest first. */
   publications: Publication[];
   /** The top of the stream: the last offset given out (0 when none) and the epoch. */
   position: StreamPosition;

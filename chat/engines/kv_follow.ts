@@ -21,20 +21,18 @@ export const ROOT = "chat";
  */
 export const EPHEMERAL = "\u0000ev";
 
-type Key = Deno.KvKey;
-
 /** The head key of a stream. */
-export function headKey(stream: string): Key {
+export function headKey(stream: string): Deno.KvKey {
   return [ROOT, stream, "head"];
 }
 
 /** The prefix of a stream's entries. */
-export function msgPrefix(stream: string): Key {
+export function msgPrefix(stream: string): Deno.KvKey {
   return [ROOT, stream, "msg"];
 }
 
 /** The key of one entry. */
-export function msgKey(stream: string, seq: number): Key {
+export function msgKey(stream: string, seq: number): Deno.KvKey {
   return [ROOT, stream, "msg", seq];
 }
 
