@@ -112,6 +112,30 @@ interface Client {
   kick(): void;
 }
 
+/** One client's state, shared by its handlers. */
+interface ClientState {
+  ws: WebSocket;
+  /** The client's global index: its messages start with it. */
+  index: number;
+  /** How its own messages start in a frame: `"message":"<index>|`. */
+  own: string;
+  /** Closed loop: own messages sent and not yet echoed. */
+  inflight: number;
+  ready: boolean;
+  /** Resolves `open`; once, at open or at the welcome frame. */
+  markReady(): void;
+}
+
+/** Calls `receive` with each line of a batched frame (our server's `?batch=1`). */
+function eachLine(data: string, receive: (line: string) => void): void {
+  let start = 0;
+  for (let end = data.indexOf("\n"); end >= 0; end = data.indexOf("\n", start)) {
+    receive(data.slice(start, end));
+    start = end + 1;
+  }
+  receive(start === 0 ? data : data.slice(start));
+}
+
 class Load {
   readonly config: LoadConfig;
   histogram = new LatencyHistogram();
@@ -145,80 +169,90 @@ class Load {
     const { promise, resolve, reject } = Promise.withResolvers<Client>();
     const ws = new WebSocket(clientUrl(this.config, name, room));
     const waitWelcome = this.config.ready === "welcome";
-    const own = `${MESSAGE_KEY}${index}|`;
-    let ready = false;
-    let inflight = 0;
     const timer = setTimeout(
       () => reject(new Error(`Client not ready: ${name}`)),
       CONNECT_TIMEOUT_MS,
     );
-    const client: Client = {
+    const state: ClientState = {
       ws,
-      kick: () => {
-        while (inflight < this.#window) send();
+      index,
+      own: `${MESSAGE_KEY}${index}|`,
+      inflight: 0,
+      ready: false,
+      markReady: () => {
+        state.ready = true;
+        clearTimeout(timer);
+        this.#greet(state);
+        resolve(client);
       },
     };
-    const markReady = () => {
-      ready = true;
-      clearTimeout(timer);
-      const greet = this.config.greetBytes ?? 0;
-      if (this.config.mode === "idle" && greet > 0) {
-        ws.send(`{"type":"message","message":"${payload(index, greet)}"}`);
-      }
-      resolve(client);
-    };
-    const send = () => {
-      inflight++;
-      if (this.measuring) this.sent++;
-      ws.send(`{"type":"message","message":"${payload(index, this.#bytes)}"}`);
-    };
+    const client: Client = { ws, kick: () => this.#fill(state) };
     ws.onopen = () => {
-      if (!waitWelcome) markReady();
+      if (!waitWelcome) state.markReady();
     };
-    const receive = (data: string) => {
-      if (data.startsWith(MESSAGE_PREFIX)) {
-        if (this.measuring) {
-          this.deliveries++;
-          this.deliveryChars += data.length;
-        }
-        if (this.#paced) {
-          if (this.measuring) this.#recordLatency(data, data.indexOf(MESSAGE_KEY));
-          return;
-        }
-        const at = data.indexOf(own);
-        // Closed loop: only its own echo moves a client's window.
-        if (at < 0) return;
-        if (this.measuring) this.#recordLatency(data, at);
-        inflight--;
-        if (this.running) { while (inflight < this.#window) send(); }
-        return;
-      }
-      if (data.startsWith('{"type":"ping"')) {
-        if (this.measuring) this.pings++;
-        if (this.config.pong) ws.send('{"type":"pong"}');
-      } else if (data.startsWith('{"type":"welcome"')) {
-        if (!ready) markReady();
-      } else if (data.startsWith('{"type":"error"')) {
-        this.errors++;
-      }
-    };
+    const receive = (data: string) => this.#receive(state, data);
     ws.onmessage = this.config.batched === true
-      ? (event) => {
-        const data = event.data as string;
-        let start = 0;
-        for (let end = data.indexOf("\n"); end >= 0; end = data.indexOf("\n", start)) {
-          receive(data.slice(start, end));
-          start = end + 1;
-        }
-        receive(start === 0 ? data : data.slice(start));
-      }
+      ? (event) => eachLine(event.data as string, receive)
       : (event) => receive(event.data as string);
     ws.onerror = () => {};
     ws.onclose = (event) => {
       clearTimeout(timer);
-      if (!ready) reject(new Error(`Client closed before ready: ${name}: ${event.code}`));
+      if (!state.ready) reject(new Error(`Client closed before ready: ${name}: ${event.code}`));
     };
     return promise;
+  }
+
+  /** Idle: the one message a client sends once ready, when configured. */
+  #greet(state: ClientState): void {
+    const greet = this.config.greetBytes ?? 0;
+    if (this.config.mode === "idle" && greet > 0) {
+      state.ws.send(`{"type":"message","message":"${payload(state.index, greet)}"}`);
+    }
+  }
+
+  /** Closed loop: sends until the client's window of own messages in flight is full. */
+  #fill(state: ClientState): void {
+    while (state.inflight < this.#window) this.#send(state);
+  }
+
+  #send(state: ClientState): void {
+    state.inflight++;
+    if (this.measuring) this.sent++;
+    state.ws.send(`{"type":"message","message":"${payload(state.index, this.#bytes)}"}`);
+  }
+
+  /** Handles one server message (one line of a batched frame). */
+  #receive(state: ClientState, data: string): void {
+    if (data.startsWith(MESSAGE_PREFIX)) {
+      this.#receiveMessage(state, data);
+      return;
+    }
+    if (data.startsWith('{"type":"ping"')) {
+      if (this.measuring) this.pings++;
+      if (this.config.pong) state.ws.send('{"type":"pong"}');
+    } else if (data.startsWith('{"type":"welcome"')) {
+      if (!state.ready) state.markReady();
+    } else if (data.startsWith('{"type":"error"')) {
+      this.errors++;
+    }
+  }
+
+  /** Counts a delivered room message and, in closed loop, refills on its own echo. */
+  #receiveMessage(state: ClientState, data: string): void {
+    if (this.measuring) {
+      this.deliveries++;
+      this.deliveryChars += data.length;
+    }
+    if (this.#paced) {
+      if (this.measuring) this.#recordLatency(data, data.indexOf(MESSAGE_KEY));
+      return;
+    }
+    const at = data.indexOf(state.own);
+    // Closed loop: only its own echo moves a client's window.
+    if (at < 0) return;
+    if (this.measuring) this.#recordLatency(data, at);
+    state.inflight--;
+    if (this.running) this.#fill(state);
   }
 
   #recordLatency(data: string, at: number): void {

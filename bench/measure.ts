@@ -9,7 +9,6 @@ import type { LoadConfig, LoadResult } from "./load.ts";
 import {
   allCpuSeconds,
   canPin,
-  cpuSeconds,
   type LoadProcess,
   otherCpuSeconds,
   type ServerKind,
@@ -17,6 +16,7 @@ import {
   startLoad,
   startServer,
 } from "./processes.ts";
+import { type CpuUsed, cpuUsed, readCpu } from "./window_cpu.ts";
 import { type HistogramJson, LatencyHistogram } from "./stats.ts";
 
 /** The load of one measurement, without the server address. */
@@ -185,26 +185,17 @@ async function measureWindow(
   memory: MemoryReadings,
   end: "pause" | "stop",
 ): Promise<Measurement> {
-  const loadCpu = () => Promise.all(loads.map((l) => cpuSeconds(l.pid).catch(() => NaN)));
   const othersStart = await allCpuSeconds();
   const helpers = options.helperPids ?? [];
-  const helperCpu = async () => {
-    let total = 0;
-    for (const pid of helpers) total += await cpuSeconds(pid).catch(() => 0);
-    return total;
-  };
-  const loadStart = await loadCpu();
-  const helperStart = await helperCpu();
-  const cpuStart = await server.cpuSeconds();
+  const sources = { server, loads, helpers };
+  const cpuStart = await readCpu(sources);
   const wallStart = performance.now();
   await Promise.all(loads.map((l) => l.send("measure")));
   await options.window?.opened();
   await sleep(options.seconds * 1000);
   await options.window?.closing();
   // Read before `stop`: the load processes exit once they report.
-  const loadEnd = await loadCpu();
-  const helperS = await helperCpu() - helperStart;
-  const cpuS = await server.cpuSeconds() - cpuStart + helperS;
+  const cpuEnd = await readCpu(sources);
   const wallS = (performance.now() - wallStart) / 1000;
   const othersEnd = await allCpuSeconds();
   const otherS = otherCpuSeconds(othersStart, othersEnd, [
@@ -214,10 +205,21 @@ async function measureWindow(
     ...loads.map((l) => l.pid),
   ]);
   await Promise.all(loads.map((l) => l.send(end)));
-  let loadCpuS = 0;
-  for (let i = 0; i < loads.length; i++) loadCpuS += loadEnd[i]! - loadStart[i]!;
   const { hwmKb } = await server.memory();
   const results: LoadResult[] = await Promise.all(loads.map((l) => l.nextResult()));
+  return summarize({
+    kind: server.kind,
+    results,
+    wallS,
+    otherS,
+    peakRssKb: hwmKb,
+    memory,
+    ...cpuUsed(cpuStart, cpuEnd),
+  });
+}
+
+/** The counts of the load processes' results of one window, added up. */
+function totals(results: readonly LoadResult[]) {
   const histogram = new LatencyHistogram();
   let deliveries = 0, chars = 0, sent = 0, cycles = 0, errors = 0, pings = 0, seconds = 0;
   for (const r of results) {
@@ -230,8 +232,27 @@ async function measureWindow(
     pings += r.pings;
     seconds = Math.max(seconds, r.seconds);
   }
+  return { histogram, deliveries, chars, sent, cycles, errors, pings, seconds };
+}
+
+/** What {@linkcode summarize} turns into a measurement. */
+interface WindowReadings extends CpuUsed {
+  kind: ServerKind;
+  results: readonly LoadResult[];
+  /** The window's wall seconds, as the runner timed it. */
+  wallS: number;
+  /** Other processes' CPU seconds in the window. */
+  otherS: number;
+  peakRssKb: number;
+  memory: MemoryReadings;
+}
+
+/** One window's measurement from its readings. */
+function summarize(readings: WindowReadings): Measurement {
+  const { kind, results, wallS, cpuS, helperS, loadCpuS, otherS, peakRssKb, memory } = readings;
+  const { histogram, deliveries, chars, sent, cycles, errors, pings, seconds } = totals(results);
   return {
-    kind: server.kind,
+    kind,
     seconds: wallS,
     deliveriesPerS: deliveries / seconds,
     bytesPerDelivery: deliveries > 0 ? chars / deliveries : NaN,
@@ -249,7 +270,7 @@ async function measureWindow(
     loadCpuShare: loadCpuS / wallS,
     otherCpuShare: otherS / wallS,
     deliveriesPerCpuS: cpuS > 0 ? deliveries / cpuS : NaN,
-    peakRssKb: hwmKb,
+    peakRssKb,
     errors,
     pings,
     ...memory,
@@ -349,6 +370,66 @@ interface Side {
   memory: MemoryReadings;
 }
 
+/** Starts one side's server and its clients, pushed onto `sides` at once so that it is disposed. */
+async function startSide(
+  sides: Side[],
+  { options, pin }: { options: MeasureOptions; pin: boolean },
+): Promise<void> {
+  const server = await startServerFor(options, pin);
+  const side: Side = { server, loads: [], options, memory: undefined! };
+  sides.push(side);
+  const before = await memoryBefore(server, options.gc);
+  side.loads = startLoads(server, options, pin);
+  side.memory = await connect(server, side.loads, options, before);
+}
+
+/** Warms each side up once (the JIT, the socket buffers), the other idle, then lets both quiet down. */
+async function warmUp(sides: readonly Side[]): Promise<void> {
+  for (const { loads, options: o } of sides) {
+    await Promise.all(loads.map((l) => l.send("run")));
+    await sleep(o.warmupMs ?? 500);
+    await Promise.all(loads.map((l) => l.send("pause")));
+    await Promise.all(loads.map((l) => l.nextResult()));
+  }
+  for (const side of sides) await quiet(side.server);
+}
+
+/** Runs one side's traffic for one measured window and pauses it again. */
+async function sideWindow(side: Side, rampMs: number): Promise<Measurement> {
+  await Promise.all(side.loads.map((l) => l.send("run")));
+  await sleep(rampMs);
+  const m = await measureWindow(side.server, side.loads, side.options, side.memory, "pause");
+  // The other side's window must not pay for this one's backlog; the
+  // idle side's processes count as other processes' CPU, so it shows.
+  await quiet(side.server);
+  return m;
+}
+
+/**
+ * Measures pair `i` (negative: a warmup pair, not kept), measuring it again
+ * while `options.redo` asks, and returns it; undefined for a warmup pair.
+ */
+async function measurePair(
+  options: AlternateOptions,
+  { sides: [ours, baseline], i }: { sides: readonly [Side, Side]; i: number },
+): Promise<{ ours: Measurement; baseline: Measurement } | undefined> {
+  const warmup = options.warmupPairs ?? 1;
+  for (let attempt = 0;; attempt++) {
+    const order = (i + warmup) % 2 === 0 ? [ours, baseline] : [baseline, ours];
+    const measured = new Map<Side, Measurement>();
+    for (const side of order) {
+      const m = await sideWindow(side, options.rampMs ?? 200);
+      measured.set(side, m);
+      if (i >= 0) options.onWindow?.(m, i);
+    }
+    if (i < 0) return undefined;
+    const o = measured.get(ours)!;
+    const b = measured.get(baseline)!;
+    if (options.redo?.(o, b, attempt) === true) continue;
+    return { ours: o, baseline: b };
+  }
+}
+
 /**
  * Starts both servers at once, each with its own clients, and measures
  * them in turns: the load of one side pauses (its clients stay connected)
@@ -364,51 +445,15 @@ export async function measureAlternating(
   const sides: Side[] = [];
   try {
     for (const kind of ["ours", "baseline"] as const) {
-      const o = { ...options.build(kind), kind };
-      const server = await startServerFor(o, pin);
-      const side: Side = { server, loads: [], options: o, memory: undefined! };
-      sides.push(side);
-      const before = await memoryBefore(server, o.gc);
-      side.loads = startLoads(server, o, pin);
-      side.memory = await connect(server, side.loads, o, before);
+      await startSide(sides, { options: { ...options.build(kind), kind }, pin });
     }
-    // Warm each side up once (the JIT, the socket buffers), the other idle.
-    for (const { loads, options: o } of sides) {
-      await Promise.all(loads.map((l) => l.send("run")));
-      await sleep(o.warmupMs ?? 500);
-      await Promise.all(loads.map((l) => l.send("pause")));
-      await Promise.all(loads.map((l) => l.nextResult()));
-    }
-    for (const side of sides) await quiet(side.server);
-    const window = async (side: Side) => {
-      await Promise.all(side.loads.map((l) => l.send("run")));
-      await sleep(options.rampMs ?? 200);
-      const m = await measureWindow(side.server, side.loads, side.options, side.memory, "pause");
-      // The other side's window must not pay for this one's backlog; the
-      // idle side's processes count as other processes' CPU, so it shows.
-      await quiet(side.server);
-      return m;
-    };
+    await warmUp(sides);
     const result = { ours: [] as Measurement[], baseline: [] as Measurement[] };
-    const [ours, baseline] = sides as [Side, Side];
-    const warmup = options.warmupPairs ?? 1;
-    for (let i = -warmup; i < options.pairs; i++) {
-      for (let attempt = 0;; attempt++) {
-        const order = (i + warmup) % 2 === 0 ? [ours, baseline] : [baseline, ours];
-        const measured = new Map<Side, Measurement>();
-        for (const side of order) {
-          const m = await window(side);
-          measured.set(side, m);
-          if (i >= 0) options.onWindow?.(m, i);
-        }
-        if (i < 0) break;
-        const o = measured.get(ours)!;
-        const b = measured.get(baseline)!;
-        if (options.redo?.(o, b, attempt) === true) continue;
-        result.ours.push(o);
-        result.baseline.push(b);
-        break;
-      }
+    for (let i = -(options.warmupPairs ?? 1); i < options.pairs; i++) {
+      const pair = await measurePair(options, { sides: sides as [Side, Side], i });
+      if (pair === undefined) continue;
+      result.ours.push(pair.ours);
+      result.baseline.push(pair.baseline);
     }
     return result;
   } finally {

@@ -10,6 +10,7 @@ import { findOnPath } from "../tools/find_on_path.ts";
 import { connectInspector } from "./inspector.ts";
 import type { LoadConfig, LoadResult } from "./load.ts";
 import { lines } from "./lines.ts";
+import { readLog, stopper, waitListening } from "./server_start.ts";
 
 /** Which server to start. */
 export type ServerKind = "ours" | "baseline";
@@ -72,8 +73,6 @@ export const BENCH_ENV: Readonly<Record<string, string>> = Object.freeze({
 });
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const START_TIMEOUT_MS = 30_000;
-const LOG_LINES = 50;
 
 let clockTicks: number | undefined;
 let tasksetPath: string | null | undefined;
@@ -202,8 +201,8 @@ export function startTaskV8Flags(): string {
   return /--v8-flags=(\S+)/.exec(start)?.[1] ?? "";
 }
 
-/** Starts a server on a free port and resolves once it listens. */
-export async function startServer(options: ServerOptions): Promise<ServerProcess> {
+/** The `deno` arguments that run the server `options` describe, and its inspector's port. */
+function serverArgs(options: ServerOptions): { deno: string[]; inspectPort: number | undefined } {
   const deno = ["run", "--allow-all", "--unstable-kv"];
   const v8Flags = options.v8Flags ?? (options.kind === "ours" ? startTaskV8Flags() : "");
   if (v8Flags !== "") deno.push(`--v8-flags=${v8Flags}`);
@@ -213,6 +212,12 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   const inspectPort = options.inspect ? freePort() : undefined;
   if (inspectPort !== undefined) deno.push(`--inspect=127.0.0.1:${inspectPort}`);
   deno.push(options.kind === "ours" ? "main.ts" : "bench/baseline_server.ts");
+  return { deno, inspectPort };
+}
+
+/** Starts a server on a free port and resolves once it listens. */
+export async function startServer(options: ServerOptions): Promise<ServerProcess> {
+  const { deno, inspectPort } = serverArgs(options);
   const { cmd, args } = command(options.cpus, deno);
   // At LOG_LEVEL=warn our server does not log `listening`: probe a chosen port too.
   const chosen = freePort();
@@ -224,84 +229,11 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const log: string[] = [];
-  const { promise: listening, resolve, reject } = Promise.withResolvers<number>();
-  const drained = (async () => {
-    for await (const line of lines(child.stderr)) {
-      log.push(line);
-      if (log.length > LOG_LINES) log.shift();
-      if (!line.includes('"listening"')) continue;
-      try {
-        const port = (JSON.parse(line) as { port?: unknown }).port;
-        if (typeof port === "number") resolve(port);
-      } catch {
-        // Not a log line of ours.
-      }
-    }
-    reject(new Error(`Server exited before listening: ${options.kind}\n${log.join("\n")}`));
-  })();
-  const timer = setTimeout(
-    () => reject(new Error(`Server did not listen in time: ${options.kind}`)),
-    START_TIMEOUT_MS,
-  );
-  let probing = true;
-  const probe = (async () => {
-    while (probing) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      try {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: chosen });
-        conn.close();
-        resolve(chosen);
-        return;
-      } catch {
-        // Not listening yet.
-      }
-    }
-  })();
-  let port: number;
-  try {
-    port = await listening;
-  } catch (error) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await child.status;
-    await drained;
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    probing = false;
-    await probe;
-  }
+  const listening = Promise.withResolvers<number>();
+  const { log, drained } = readLog(child.stderr, { kind: options.kind, listening });
+  const port = await waitListening({ kind: options.kind, child, chosen, listening, drained });
   const pid = child.pid;
-  let stopped: Promise<void> | undefined;
-  const stop = (graceful = false): Promise<void> => {
-    stopped ??= (async () => {
-      try {
-        child.kill(graceful ? "SIGTERM" : "SIGKILL");
-      } catch {
-        // Already exited.
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // Exited meanwhile.
-          }
-          resolve();
-        }, 10_000);
-      });
-      await Promise.race([child.status.then(() => {}), late]);
-      clearTimeout(timer);
-      await child.status;
-      await drained;
-    })();
-    return stopped;
-  };
+  const stop = stopper(child, drained);
   return {
     kind: options.kind,
     pid,
@@ -341,6 +273,90 @@ export interface LoadProcess extends AsyncDisposable {
   nextResult(): Promise<LoadResult>;
 }
 
+/**
+ * What a load process prints, in order: `ready` once, then one result per
+ * `pause` and the `stop`.
+ */
+class LoadEvents {
+  readonly ready = Promise.withResolvers<{ connectMs: number }>();
+  // Results in the order printed; a result is resolved before or after it is asked for.
+  #results: PromiseWithResolvers<LoadResult>[] = [];
+  #printed = 0;
+  #taken = 0;
+  #failure: Error | undefined;
+
+  constructor() {
+    this.ready.promise.catch(() => {});
+  }
+
+  #slot(i: number): PromiseWithResolvers<LoadResult> {
+    while (this.#results.length <= i) {
+      const r = Promise.withResolvers<LoadResult>();
+      // Observed through nextResult(); keep a failure nobody asked for from being unhandled.
+      r.promise.catch(() => {});
+      this.#results.push(r);
+    }
+    return this.#results[i]!;
+  }
+
+  /** The next result not yet taken. */
+  next(): Promise<LoadResult> {
+    const i = this.#taken++;
+    return this.#failure !== undefined && i >= this.#printed
+      ? Promise.reject(this.#failure)
+      : this.#slot(i).promise;
+  }
+
+  /** Handles one line of the process's stdout; lines that are not JSON are skipped. */
+  line(line: string): void {
+    let event: { event?: string; message?: string; connectMs?: number };
+    try {
+      event = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (event.event === "ready") this.ready.resolve({ connectMs: event.connectMs ?? NaN });
+    else if (event.event === "result") this.#slot(this.#printed++).resolve(event as LoadResult);
+    else if (event.event === "error") {
+      this.#failure ??= new Error(`Load generator failed: ${event.message}`);
+      this.ready.reject(this.#failure);
+    }
+  }
+
+  /** The process's stdout ended. */
+  ended(): void {
+    this.#failure ??= new Error("Load generator exited without a result");
+    this.ready.reject(this.#failure);
+    // Nothing prints after exit: every result asked for and not printed fails.
+    for (let i = this.#printed; i < this.#results.length; i++) {
+      this.#results[i]!.reject(this.#failure);
+    }
+  }
+}
+
+/** Writes commands, one per line, to a load process's stdin; `stop` closes it. */
+function commandWriter(stdin: WritableStream<Uint8Array>): {
+  send(command: string): Promise<void>;
+  close(): Promise<void>;
+} {
+  const writer = stdin.getWriter();
+  const encoder = new TextEncoder();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await writer.close().catch(() => {});
+  };
+  return {
+    close,
+    async send(command) {
+      if (closed) return;
+      await writer.write(encoder.encode(command + "\n"));
+      if (command === "stop") await close();
+    },
+  };
+}
+
 /** Starts one load generator process with its configuration. */
 export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): LoadProcess {
   const { cmd, args } = command(options.cpus, [
@@ -356,64 +372,19 @@ export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): 
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const writer = child.stdin.getWriter();
-  const encoder = new TextEncoder();
-  const ready = Promise.withResolvers<{ connectMs: number }>();
-  // Results in the order printed; a result is resolved before or after it is asked for.
-  const results: PromiseWithResolvers<LoadResult>[] = [];
-  let printed = 0;
-  let taken = 0;
-  let failure: Error | undefined;
-  const slot = (i: number) => {
-    while (results.length <= i) {
-      const r = Promise.withResolvers<LoadResult>();
-      // Observed through nextResult(); keep a failure nobody asked for from being unhandled.
-      r.promise.catch(() => {});
-      results.push(r);
-    }
-    return results[i]!;
-  };
-  ready.promise.catch(() => {});
+  const stdin = commandWriter(child.stdin);
+  const events = new LoadEvents();
   const read = (async () => {
-    for await (const line of lines(child.stdout)) {
-      let event: { event?: string; message?: string; connectMs?: number };
-      try {
-        event = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (event.event === "ready") ready.resolve({ connectMs: event.connectMs ?? NaN });
-      else if (event.event === "result") slot(printed++).resolve(event as LoadResult);
-      else if (event.event === "error") {
-        failure ??= new Error(`Load generator failed: ${event.message}`);
-        ready.reject(failure);
-      }
-    }
-    failure ??= new Error("Load generator exited without a result");
-    ready.reject(failure);
-    // Nothing prints after exit: every result asked for and not printed fails.
-    for (let i = printed; i < results.length; i++) results[i]!.reject(failure);
+    for await (const line of lines(child.stdout)) events.line(line);
+    events.ended();
   })();
-  let closed = false;
-  const closeStdin = async () => {
-    if (closed) return;
-    closed = true;
-    await writer.close().catch(() => {});
-  };
   return {
     pid: child.pid,
-    ready: ready.promise,
-    nextResult: () => {
-      const i = taken++;
-      return failure !== undefined && i >= printed ? Promise.reject(failure) : slot(i).promise;
-    },
-    async send(command) {
-      if (closed) return;
-      await writer.write(encoder.encode(command + "\n"));
-      if (command === "stop") await closeStdin();
-    },
+    ready: events.ready.promise,
+    nextResult: () => events.next(),
+    send: (command) => stdin.send(command),
     async [Symbol.asyncDispose]() {
-      await closeStdin();
+      await stdin.close();
       try {
         child.kill("SIGKILL");
       } catch {

@@ -7,7 +7,7 @@
  */
 
 import type { Measurement } from "./measure.ts";
-import { summarize, type Summary } from "./stats.ts";
+import { median, summarize, type Summary } from "./stats.ts";
 
 /** The repeats of one scenario, ours and the baseline in back-to-back pairs. */
 export interface Pairs {
@@ -183,3 +183,32 @@ export const CHURN_ROWS: readonly Row[] = [
     ratio: false,
   },
 ];
+
+/** A ratio cell: the median of the pairs' ratios ours / baseline, and their range. */
+function ratioCell(p: Pairs, value: (m: Measurement) => number): string {
+  const rs = p.ours.map((m, i) => value(m) / value(p.baseline[i]!));
+  const f = fixed(2);
+  return rs.length < 2
+    ? f(median(rs))
+    : `${f(median(rs))} (${f(Math.min(...rs))}–${f(Math.max(...rs))})`;
+}
+
+/** The engines table: a row per engine measured (keyed by engine). */
+export function enginesTable(found: Record<string, Pairs>): string[] {
+  const table = [
+    "| engine | deliveries/s (ours) | ours / baseline deliveries/s | ours / baseline per server CPU s | server CPU (cores), of it redis-server | p99 ms (ours / baseline) |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const [engine, p] of Object.entries(found)) {
+    const ratio = (value: (m: Measurement) => number) => ratioCell(p, value);
+    const mid = (value: (m: Measurement) => number) => median(p.ours.map(value));
+    table.push(
+      `| ${engine} | ${count(mid((m) => m.deliveriesPerS))} | ${ratio((m) => m.deliveriesPerS)} | ${
+        ratio((m) => m.deliveriesPerCpuS)
+      } | ${fixed(2)(mid((m) => m.cpuShare))}, ${fixed(2)(mid((m) => m.helperCpuShare))} | ${
+        fixed(1)(mid((m) => m.p99Ms))
+      } / ${fixed(1)(median(p.baseline.map((m) => m.p99Ms)))} |`,
+    );
+  }
+  return table;
+}

@@ -18,7 +18,7 @@
 
 import type { Measurement } from "./measure.ts";
 import { canPin, startTaskV8Flags } from "./processes.ts";
-import { pairRatios } from "./report.ts";
+import { pairRatios, type Pairs } from "./report.ts";
 import { runSuite, type Section, type SuiteOptions } from "./scenarios.ts";
 import { median, medianInterval, pairBootstrap, pooledQuantile } from "./stats.ts";
 
@@ -119,78 +119,117 @@ function verdictLine(
   return `- ${label}: ${value.toFixed(3)} (${range}) ${verdict}`;
 }
 
-function targets(sections: Section[]): string[] {
+/** A target: the label of its line and the test its ratio (ours / baseline) must pass. */
+interface Target {
+  label: string;
+  ok: (v: number) => boolean;
+}
+
+/** The pairs of the section `id`, when it ran. */
+function pairsOf(sections: readonly Section[], id: string): Pairs | undefined {
+  return sections.find((s) => s.id === id)?.pairs;
+}
+
+/** Each pair's ratio ours / baseline of `value`; undefined without pairs. */
+function ratiosOf(
+  pairs: Pairs | undefined,
+  value: (m: Measurement) => number,
+): number[] | undefined {
+  return pairs === undefined ? undefined : pairRatios(pairs, value);
+}
+
+/** The target's line on the median of the pairs' ratios; none without a finite median. */
+function medianLine(target: Target, values: number[] | undefined): string[] {
+  if (values === undefined) return [];
+  const value = median(values);
+  if (!Number.isFinite(value)) return [];
+  const interval = values.length < 2 ? undefined : { ...medianInterval(values), kind: "interval" };
+  return [verdictLine(target.label, value, interval, target.ok)];
+}
+
+/**
+ * The target's line on the p99 of every delivery of every window of a side:
+ * the quantity the target names, and steadier than one window's p99, which
+ * a single stall of the VM can move. The pairs are resampled whole for its
+ * interval.
+ */
+function pooledLine(target: Target, pairs: Pairs | undefined): string[] {
+  const n = Math.min(pairs?.ours.length ?? 0, pairs?.baseline.length ?? 0);
+  // A saved run without latency histograms gets no pooled line.
+  if (pairs === undefined || n === 0 || pairs.ours[0]!.latency === undefined) return [];
+  const ratio = (indices: readonly number[]) =>
+    pooledQuantile(indices.map((i) => pairs.ours[i]!.latency), 0.99) /
+    pooledQuantile(indices.map((i) => pairs.baseline[i]!.latency), 0.99);
+  const value = ratio(Array.from({ length: n }, (_, i) => i));
+  if (!Number.isFinite(value)) return [];
+  const interval = n < 3 ? undefined : { ...pairBootstrap(n, ratio), kind: "bootstrap interval" };
+  return [verdictLine(target.label, value, interval, target.ok)];
+}
+
+/** Closed-loop throughput and throughput per CPU second at 16, 64 and 256 clients. */
+function throughputTargets(sections: readonly Section[]): string[] {
   const lines: string[] = [];
-  const pairsOf = (id: string) => sections.find((s) => s.id === id)?.pairs;
-  const ratios = (id: string, value: (m: Measurement) => number) => {
-    const pairs = pairsOf(id);
-    return pairs === undefined ? undefined : pairRatios(pairs, value);
-  };
-  const check = (label: string, values: number[] | undefined, ok: (v: number) => boolean) => {
-    if (values === undefined) return;
-    const value = median(values);
-    if (!Number.isFinite(value)) return;
-    const interval = values.length < 2
-      ? undefined
-      : { ...medianInterval(values), kind: "interval" };
-    lines.push(verdictLine(label, value, interval, ok));
-  };
-  // The p99 of every delivery of every window of a side: the quantity the
-  // target names, and steadier than one window's p99, which a single stall
-  // of the VM can move. The pairs are resampled whole for its interval.
-  const pooled = (label: string, id: string, ok: (v: number) => boolean) => {
-    const pairs = pairsOf(id);
-    const n = Math.min(pairs?.ours.length ?? 0, pairs?.baseline.length ?? 0);
-    // A saved run without latency histograms gets no pooled line.
-    if (pairs === undefined || n === 0 || pairs.ours[0]!.latency === undefined) return;
-    const ratio = (indices: readonly number[]) =>
-      pooledQuantile(indices.map((i) => pairs.ours[i]!.latency), 0.99) /
-      pooledQuantile(indices.map((i) => pairs.baseline[i]!.latency), 0.99);
-    const value = ratio(Array.from({ length: n }, (_, i) => i));
-    if (!Number.isFinite(value)) return;
-    const interval = n < 3 ? undefined : { ...pairBootstrap(n, ratio), kind: "bootstrap interval" };
-    lines.push(verdictLine(label, value, interval, ok));
-  };
   for (const n of [16, 64, 256]) {
-    check(
-      `deliveries/s ours / baseline, ${n} clients (target ≥ 0.95)`,
-      ratios(`room${n}`, (m) => m.deliveriesPerS),
-      (v) => v >= 0.95,
-    );
-    check(
-      `deliveries per CPU s ours / baseline, ${n} clients`,
-      ratios(`room${n}`, (m) => m.deliveriesPerCpuS),
-      (v) => v >= 0.95,
-    );
-  }
-  for (const n of [16, 64, 256]) {
-    pooled(
-      `paced p99 ours / baseline, ${n} clients, all windows pooled (target ≤ 1.2)`,
-      `paced${n}`,
-      (v) => v <= 1.2,
-    );
-    check(
-      `paced p99 ours / baseline, ${n} clients, median of the pairs' ratios of one window's p99`,
-      ratios(`paced${n}`, (m) => m.p99Ms),
-      (v) => v <= 1.2,
-    );
-  }
-  const idle = sections.find((s) => s.id === "idle");
-  if (idle?.pairs !== undefined) {
-    const afterGc = (m: Measurement) => m.rssLoadedGcKb - m.rssBeforeKb;
-    check(
-      "idle RSS per connection after a full GC, ours / baseline (target ≤ 1.2)",
-      ratios("idle", afterGc),
-      (v) => v <= 1.2,
-    );
-    const beforeGc = (m: Measurement) => m.rssLoadedKb - m.rssBeforeKb;
-    check(
-      "idle RSS per connection before GC, ours / baseline",
-      ratios("idle", beforeGc),
-      (v) => v <= 1.2,
+    const pairs = pairsOf(sections, `room${n}`);
+    lines.push(
+      ...medianLine(
+        {
+          label: `deliveries/s ours / baseline, ${n} clients (target ≥ 0.95)`,
+          ok: (v) => v >= 0.95,
+        },
+        ratiosOf(pairs, (m) => m.deliveriesPerS),
+      ),
+      ...medianLine(
+        { label: `deliveries per CPU s ours / baseline, ${n} clients`, ok: (v) => v >= 0.95 },
+        ratiosOf(pairs, (m) => m.deliveriesPerCpuS),
+      ),
     );
   }
   return lines;
+}
+
+/** Paced p99, pooled and per window, at 16, 64 and 256 clients. */
+function pacedTargets(sections: readonly Section[]): string[] {
+  const lines: string[] = [];
+  for (const n of [16, 64, 256]) {
+    const pairs = pairsOf(sections, `paced${n}`);
+    const ok = (v: number) => v <= 1.2;
+    lines.push(
+      ...pooledLine({
+        label: `paced p99 ours / baseline, ${n} clients, all windows pooled (target ≤ 1.2)`,
+        ok,
+      }, pairs),
+      ...medianLine({
+        label:
+          `paced p99 ours / baseline, ${n} clients, median of the pairs' ratios of one window's p99`,
+        ok,
+      }, ratiosOf(pairs, (m) => m.p99Ms)),
+    );
+  }
+  return lines;
+}
+
+/** Idle RSS per connection, after a full GC and before it. */
+function idleTargets(sections: readonly Section[]): string[] {
+  const pairs = pairsOf(sections, "idle");
+  const ok = (v: number) => v <= 1.2;
+  const afterGc = (m: Measurement) => m.rssLoadedGcKb - m.rssBeforeKb;
+  const beforeGc = (m: Measurement) => m.rssLoadedKb - m.rssBeforeKb;
+  return [
+    ...medianLine({
+      label: "idle RSS per connection after a full GC, ours / baseline (target ≤ 1.2)",
+      ok,
+    }, ratiosOf(pairs, afterGc)),
+    ...medianLine(
+      { label: "idle RSS per connection before GC, ours / baseline", ok },
+      ratiosOf(pairs, beforeGc),
+    ),
+  ];
+}
+
+/** The target lines of a run's sections, each only when its scenario ran. */
+function targets(sections: Section[]): string[] {
+  return [...throughputTargets(sections), ...pacedTargets(sections), ...idleTargets(sections)];
 }
 
 function v8FlagsNote(flags: string): string {

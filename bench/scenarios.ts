@@ -15,6 +15,7 @@ import {
   CHURN_ROWS,
   comparisonTable,
   count,
+  enginesTable,
   fixed,
   idleRows,
   PACED_ROWS,
@@ -22,7 +23,7 @@ import {
   THROUGHPUT_ROWS,
 } from "./report.ts";
 import { median } from "./stats.ts";
-import { measureSweep } from "./sweep_bench.ts";
+import { measureSweep, type SweepResult } from "./sweep_bench.ts";
 
 /** How much to measure. */
 export interface SuiteOptions {
@@ -252,18 +253,18 @@ async function paced(options: SuiteOptions, sections: Section[]): Promise<void> 
   }
 }
 
-/** Idle connections on the heartbeat route, and the sweep in process. */
-async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
-  if (!wanted(options, "idle")) return;
+/** The heartbeat interval of the idle scenario: every second, so a short window holds several rounds. */
+const IDLE_HEARTBEAT_MS = 1000;
+
+/** Pairs of our server on the heartbeat route and the baseline, their clients idle. */
+function idlePairs(options: SuiteOptions): Promise<Pairs> {
   const n = options.idleConnections;
-  const intervalMs = 1000;
-  options.log(`${n} idle connections (heartbeat every ${intervalMs} ms)`);
-  const result = await pairs(options, "idle", options.slowRepeats, (kind) => ({
+  return pairs(options, "idle", options.slowRepeats, (kind) => ({
     kind,
     route: "heartbeat",
     gc: true,
     // Pings every second, so a short window holds several heartbeat rounds.
-    env: { HEARTBEAT_INTERVAL_MS: String(intervalMs), HEARTBEAT_TIMEOUT_MS: "60000" },
+    env: { HEARTBEAT_INTERVAL_MS: String(IDLE_HEARTBEAT_MS), HEARTBEAT_TIMEOUT_MS: "60000" },
     load: {
       mode: "idle",
       clients: n,
@@ -275,8 +276,15 @@ async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
     warmupMs: 0,
     settleMs: 1000,
   }));
-  // Sockets that carried a few frames keep larger native buffers: a baseline
-  // whose clients each send one message shows how much of the gap that is.
+}
+
+/**
+ * The baseline whose clients each send one message: sockets that carried a
+ * few frames keep larger native buffers, and this shows how much of the gap
+ * that is.
+ */
+async function idleBaselineWithTraffic(options: SuiteOptions): Promise<Measurement[]> {
+  const n = options.idleConnections;
   const traffic: Measurement[] = [];
   for (let r = 0; r < options.slowRepeats; r++) {
     const m = await measure({
@@ -297,14 +305,22 @@ async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
     options.log(`  idle baseline with one message per client ${describe(m)}`);
     traffic.push(m);
   }
-  const trafficPerConn = median(traffic.map((m) => (m.rssLoadedGcKb - m.rssBeforeKb) / n));
-  const sweep = await measureSweep({ connections: n });
-  const oursMs = median(result.ours.map((m) => m.cpuShare * 1000));
-  const baseMs = median(result.baseline.map((m) => m.cpuShare * 1000));
-  const perRound = (oursMs - baseMs) * intervalMs / 1000;
-  const markdown = [
-    comparisonTable(result, idleRows(n)),
-    "",
+  return traffic;
+}
+
+/** What the idle section's notes under its table say. */
+interface IdleNotes {
+  n: number;
+  /** kB per connection after a full GC of the baseline whose clients sent a message. */
+  trafficPerConn: number;
+  /** Server CPU ms of one heartbeat round. */
+  perRound: number;
+  sweep: SweepResult;
+}
+
+/** The idle section's notes: the baseline with traffic, and the heartbeat's cost. */
+function idleNotes({ n, trafficPerConn, perRound, sweep }: IdleNotes): string[] {
+  return [
     `For reference, the baseline whose clients each sent one 256-byte message (so each socket ` +
     `carried about ten frames, like ours with its welcome and join notices) keeps ` +
     `${fixed(1)(trafficPerConn)} kB per connection after a full GC.`,
@@ -315,6 +331,25 @@ async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
     `The sweep itself, in process with sockets that drop their frames: ` +
     `${fixed(0)(sweep.idleSweepUs)} µs per tick with nothing due, ` +
     `${fixed(0)(sweep.pingSweepUs)} µs per tick that pings all ${n}. One interval timer in all.`,
+  ];
+}
+
+/** Idle connections on the heartbeat route, and the sweep in process. */
+async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
+  if (!wanted(options, "idle")) return;
+  const n = options.idleConnections;
+  options.log(`${n} idle connections (heartbeat every ${IDLE_HEARTBEAT_MS} ms)`);
+  const result = await idlePairs(options);
+  const traffic = await idleBaselineWithTraffic(options);
+  const trafficPerConn = median(traffic.map((m) => (m.rssLoadedGcKb - m.rssBeforeKb) / n));
+  const sweep = await measureSweep({ connections: n });
+  const oursMs = median(result.ours.map((m) => m.cpuShare * 1000));
+  const baseMs = median(result.baseline.map((m) => m.cpuShare * 1000));
+  const perRound = (oursMs - baseMs) * IDLE_HEARTBEAT_MS / 1000;
+  const markdown = [
+    comparisonTable(result, idleRows(n)),
+    "",
+    ...idleNotes({ n, trafficPerConn, perRound, sweep }),
   ].join("\n");
   sections.push({
     id: "idle",
@@ -354,6 +389,58 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/**
+ * Lets redis-server serve with our server: its URL goes in `run.env`, its
+ * pid in `run.helperPids`, pinned to the server's CPU.
+ */
+async function serveWithRedis(
+  server: { url: string; port: number },
+  run: { env: Record<string, string>; helperPids: number[]; pin: boolean },
+): Promise<void> {
+  run.env.REDIS_URL = server.url;
+  // redis-server works for our server: same CPU, and its CPU counts as the server's.
+  const pid = await findProcess(["redis-server", String(server.port)]);
+  if (pid !== undefined) {
+    run.helperPids.push(pid);
+    if (run.pin) await pin(pid, "0");
+  }
+}
+
+/** Measures one engine's pairs, or the table row saying why it failed. */
+async function measureEngine(
+  options: SuiteOptions,
+  engine: "kv" | "redis",
+): Promise<{ pairs: Pairs } | { row: string }> {
+  const id = `engine-${engine}`;
+  const dir = await Deno.makeTempDir({ prefix: "chat_bench_" });
+  let redis: AsyncDisposable | undefined;
+  try {
+    const env: Record<string, string> = { CHAT_ENGINE: engine };
+    if (engine === "kv") env.KV_PATH = `${dir}/chat.kv`;
+    const helperPids: number[] = [];
+    if (engine === "redis") {
+      const server = await startRedis();
+      redis = server;
+      await serveWithRedis(server, { env, helperPids, pin: options.pin });
+    }
+    const measured = await pairs(options, id, options.slowRepeats, (kind) => ({
+      kind,
+      env,
+      helperPids: kind === "ours" ? helperPids : [],
+      load: { mode: "closed", clients: 64, window: 4, bytes: 64 },
+      seconds: options.seconds,
+      warmupMs: options.warmupS * 1000,
+    }));
+    return { pairs: measured };
+  } catch (error) {
+    options.log(`  ${id}: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
+    return { row: `| ${engine} | failed: ${String(error).split("\n")[0]?.slice(0, 80)} | | |` };
+  } finally {
+    await redis?.[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /** Each engine besides memory, once its module exists, at 64 clients. */
 async function engines(options: SuiteOptions, sections: Section[]): Promise<void> {
   const rows: string[] = [];
@@ -361,72 +448,21 @@ async function engines(options: SuiteOptions, sections: Section[]): Promise<void
   const memory = sections.find((s) => s.id === "room64")?.pairs;
   if (memory !== undefined) found.memory = memory;
   for (const engine of ["kv", "redis"] as const) {
-    const id = `engine-${engine}`;
-    if (!wanted(options, id)) continue;
+    if (!wanted(options, `engine-${engine}`)) continue;
     if (!await exists(`../chat/engines/${engine}.ts`)) {
       rows.push(`| ${engine} | not present | | |`);
       continue;
     }
     options.log(`Engine ${engine}, one room, 64 clients, closed loop`);
-    const dir = await Deno.makeTempDir({ prefix: "chat_bench_" });
-    let redis: AsyncDisposable | undefined;
-    try {
-      const env: Record<string, string> = { CHAT_ENGINE: engine };
-      if (engine === "kv") env.KV_PATH = `${dir}/chat.kv`;
-      const helperPids: number[] = [];
-      if (engine === "redis") {
-        const server = await startRedis();
-        redis = server;
-        env.REDIS_URL = server.url;
-        // redis-server works for our server: same CPU, and its CPU counts as the server's.
-        const pid = await findProcess(["redis-server", String(server.port)]);
-        if (pid !== undefined) {
-          helperPids.push(pid);
-          if (options.pin) await pin(pid, "0");
-        }
-      }
-      found[engine] = await pairs(options, id, options.slowRepeats, (kind) => ({
-        kind,
-        env,
-        helperPids: kind === "ours" ? helperPids : [],
-        load: { mode: "closed", clients: 64, window: 4, bytes: 64 },
-        seconds: options.seconds,
-        warmupMs: options.warmupS * 1000,
-      }));
-    } catch (error) {
-      options.log(`  ${id}: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
-      rows.push(`| ${engine} | failed: ${String(error).split("\n")[0]?.slice(0, 80)} | | |`);
-    } finally {
-      await redis?.[Symbol.asyncDispose]();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
+    const measured = await measureEngine(options, engine);
+    if ("row" in measured) rows.push(measured.row);
+    else found[engine] = measured.pairs;
   }
   if (Object.keys(found).length === 0 && rows.length === 0) return;
-  const table = [
-    "| engine | deliveries/s (ours) | ours / baseline deliveries/s | ours / baseline per server CPU s | server CPU (cores), of it redis-server | p99 ms (ours / baseline) |",
-    "|---|---|---|---|---|---|",
-  ];
-  for (const [engine, p] of Object.entries(found)) {
-    const ratio = (value: (m: Measurement) => number) => {
-      const rs = p.ours.map((m, i) => value(m) / value(p.baseline[i]!));
-      const f = fixed(2);
-      return rs.length < 2
-        ? f(median(rs))
-        : `${f(median(rs))} (${f(Math.min(...rs))}–${f(Math.max(...rs))})`;
-    };
-    const mid = (value: (m: Measurement) => number) => median(p.ours.map(value));
-    table.push(
-      `| ${engine} | ${count(mid((m) => m.deliveriesPerS))} | ${ratio((m) => m.deliveriesPerS)} | ${
-        ratio((m) => m.deliveriesPerCpuS)
-      } | ${fixed(2)(mid((m) => m.cpuShare))}, ${fixed(2)(mid((m) => m.helperCpuShare))} | ${
-        fixed(1)(mid((m) => m.p99Ms))
-      } / ${fixed(1)(median(p.baseline.map((m) => m.p99Ms)))} |`,
-    );
-  }
   sections.push({
     id: "engines",
     title: "Engines, one room, 64 clients, closed loop",
-    markdown: [...table, ...rows].join("\n"),
+    markdown: [...enginesTable(found), ...rows].join("\n"),
     extra: found,
   });
 }
