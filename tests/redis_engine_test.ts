@@ -425,3 +425,58 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  {
+    name: "private messages sent while the recipient's pub/sub link is down arrive once, in order",
+    ignore,
+  },
+  async () => {
+    await using redis = await startRedis();
+    const sender = new ConnectionManager({
+      engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
+    });
+    await using _sender = sender;
+    // The recipient's process reconnects slowly, so the messages surely fall in its outage.
+    const slow = new RedisEngine({
+      url: redis.url,
+      reconnect: { minDelayMs: 400, maxDelayMs: 400 },
+    });
+    const recipient = new ConnectionManager({ engine: slow });
+    await using _recipient = recipient;
+    await Promise.all([sender.ready(), recipient.ready()]);
+    const ann = new FakeSocket();
+    const annConn = sender.connect(ann, { username: "Ann", room: "dm" });
+    const ben = new FakeSocket();
+    const benConn = recipient.connect(ben, { username: "Ben", room: "dm" });
+    await eventually(
+      "both welcomed",
+      () => ann.framesOf("welcome").length + ben.framesOf("welcome").length === 2,
+    );
+    // The user channels are live: a first message arrives.
+    annConn.receive(JSON.stringify({ type: "private", to: "ben", message: "m0" }));
+    await eventually("m0 at Ben", () => ben.framesOf("private").length === 1);
+
+    await using admin = new RedisClient({ url: redis.url, reconnect: false });
+    await admin.connect();
+    await admin.command(["CLIENT", "KILL", "TYPE", "pubsub"]);
+    await eventually("the recipient's link is down", () => slow.status() === "degraded");
+    for (let i = 1; i <= 5; i++) {
+      annConn.receive(JSON.stringify({ type: "private", to: "ben", message: `m${i}` }));
+    }
+    await eventually("the link is back", () => slow.status() === "ok");
+    await eventually("m1..m5 at Ben", () => ben.framesOf("private").length >= 6, {
+      timeoutMs: 5000,
+    });
+    // The sender's process lost its link too: its echoes are caught up as well.
+    await eventually("Ann's echoes", () => ann.framesOf("private").length >= 6);
+    // Nothing arrives twice.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const got = ben.framesOf("private");
+    assert.deepEqual(got.map((f) => f.message), ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert.deepEqual(got.map((f) => f.id), [1, 2, 3, 4, 5, 6], "the pair's ids, in order");
+    assert.deepEqual(got, ann.framesOf("private"), "the same frames as Ann's echoes");
+    annConn.closed(1000);
+    benConn.closed(1000);
+  },
+);
