@@ -1,9 +1,10 @@
 /**
  * Fan-out: the engine delivers each publication of a subscribed channel
  * once per process; here it goes to every local recipient, the members of
- * a room or the holders of a user channel's name. A stored one gets its
- * offset spliced in as the id once per message on this process, never per
- * recipient. This is the message hot path: the `room16`, `room64` and
+ * a room or the holders of a user channel's name. A stored room frame gets
+ * its offset spliced in as the id once per message on this process, never
+ * per recipient; a user channel's frame arrives stamped with its pair's id
+ * and passes through unchanged. This is the message hot path: the `room16`, `room64` and
  * `paced64` benchmark scenarios guard it, with and without `--no-batch`.
  *
  * @module
@@ -37,7 +38,10 @@ export class Fanout {
 
   /** The engine's delivery callback: one publication of a subscribed channel. */
   deliver(channel: string, payload: string, offset?: number): void {
-    const text = offset === undefined ? payload : stampId(offset, payload);
+    // A user channel's payload is already stamped with its pair's id: its own offset stays out.
+    const text = offset === undefined || isUserChannel(channel)
+      ? payload
+      : stampId(offset, payload);
     const id = offset ?? 0;
     // A fan-out may publish (a slow consumer's leave notice) and a synchronous
     // engine delivers that at once: finish the current frame first so every

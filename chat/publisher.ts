@@ -98,9 +98,13 @@ export class Publisher {
   }
 
   /**
-   * Stores a private message in the history of its pair, then sends the
-   * stamped frame to the user channels of the recipient and the sender
-   * (the sender's echo is the acknowledgement).
+   * Stores a private message in the history of its pair, then stores the
+   * stamped frame in the user channels of the recipient and the sender
+   * (the sender's echo is the acknowledgement). Stored, not ephemeral: each
+   * engine's catch-up (a redis reconnect, the kv follower) then delivers
+   * every user channel exactly once in its offset order. Two messages of one
+   * pair from two processes at once may reach the user channels in the other
+   * order than their pair ids; from one process they keep it.
    */
   publishPrivate(client: Client, toKey: string, draft: Draft): void {
     const started = performance.now();
@@ -108,8 +112,10 @@ export class Publisher {
     const pair = privateChannel(client.key, toKey);
     this.#engine.publish(pair, payload, STORED).then((position) => {
       const text = stampId(position!.offset, payload);
-      const sends = [this.#engine.publish(userChannel(toKey), text)];
-      if (toKey !== client.key) sends.push(this.#engine.publish(userChannel(client.key), text));
+      const sends = [this.#engine.publish(userChannel(toKey), text, STORED)];
+      if (toKey !== client.key) {
+        sends.push(this.#engine.publish(userChannel(client.key), text, STORED));
+      }
       return Promise.all(sends);
     }).then(
       () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),

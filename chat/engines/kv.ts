@@ -12,8 +12,9 @@
  * - Ephemeral publishes of every channel go to one short-lived stream,
  *   `["chat", "\0ev", ...]`, which every process with a subscription follows
  *   and filters by its channels: one ordered stream gives exactly once
- *   without a watch per channel. User channels (`~key`) are followed only
- *   there: they carry ephemeral publishes.
+ *   without a watch per channel. User channels (`~key`) carry stored
+ *   private deliveries and are followed like rooms: one watched head key
+ *   per connected user of this process (ten per watch).
  * - Fan-out: see kv_follow.ts.
  * - The epoch, `["chat", "epoch"]`, is created when absent: a new or wiped
  *   database starts a new one.
@@ -37,7 +38,6 @@ import {
   type EngineStatus,
   type HistoryPage,
   type HistoryQuery,
-  isUserChannel,
   newEpoch,
   type Publication,
   type PublishOptions,
@@ -313,11 +313,11 @@ export class KvEngine implements Engine {
     return publications;
   }
 
-  /** Follows the channel's stream (not for a user channel) and the ephemeral stream. */
+  /** Follows the channel's stream (a room or a user channel) and the ephemeral stream. */
   subscribe(channel: string): void {
     if (this.#closed || this.#channels.has(channel)) return;
     this.#channels.add(channel);
-    if (!isUserChannel(channel)) this.#follower.follow(channel);
+    this.#follower.follow(channel);
     this.#follower.follow(EPHEMERAL);
   }
 

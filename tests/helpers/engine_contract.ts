@@ -372,6 +372,34 @@ async function across(step: Step, subject: ContractSubject): Promise<void> {
     },
     !subject.shared,
   );
+
+  await step(
+    "stored publishes to a user channel from two engines reach its subscriber once each, in offset order",
+    async (s) => {
+      // Private deliveries are stored on user channels: the engine that
+      // holds the user follows them like a room, whoever publishes.
+      const a = await startRecorded(s.engine({ historyLimit: 1000 }));
+      await using _a = a.engine;
+      const b = await startRecorded(s.engine({ historyLimit: 1000 }));
+      await using _b = b.engine;
+      const bob = userChannel("bob");
+      b.engine.subscribe(bob);
+      await b.engine.history(bob, { limit: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const texts = range(1, 30).map((i) => `{"id":${i},"type":"private"}`);
+      const positions = await Promise.all(
+        texts.map((text, i) => store((i % 2 === 0 ? a : b).engine, bob, text)),
+      );
+      assert.deepEqual(positions.map((p) => p.offset).sort((x, y) => x - y), range(1, 30));
+      await eventually("30 deliveries to bob", () => b.offsets(bob).length >= 30);
+      assert.deepEqual(b.offsets(bob), range(1, 30));
+      for (const d of b.got.filter((g) => g.channel === bob)) {
+        assert.equal(d.payload, texts[positions.findIndex((p) => p.offset === d.offset)]);
+      }
+      assert.equal(a.offsets(bob).length, 0, "a did not subscribe to bob");
+    },
+    !subject.shared,
+  );
 }
 
 async function restarts(step: Step, subject: ContractSubject): Promise<void> {
