@@ -10,7 +10,7 @@
  */
 
 import { DEFAULT_HEALTH_ROUTES } from "../routes/health_routes.ts";
-import { DEFAULT_TRUST_PROXY } from "../routes/http.ts";
+import { DEFAULT_TRUST_PROXY, httpOrigin } from "../routes/http.ts";
 import { DEFAULT_WS_ROUTES } from "../routes/ws_routes.ts";
 import { DEFAULT_GATEKEEPER } from "./auth/gatekeeper.ts";
 import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
@@ -152,16 +152,6 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
   if (["1", "true", "yes", "on"].includes(raw)) return true;
   if (["0", "false", "no", "off"].includes(raw)) return false;
   throw new RangeError(`Invalid ${name} (true or false): ${env[name]}`);
-}
-
-/** One ALLOWED_ORIGINS entry in the form browsers send, or undefined when it is no http(s) origin. */
-function httpOrigin(entry: string): string | undefined {
-  if (!URL.canParse(entry)) return undefined;
-  const url = new URL(entry);
-  // `localhost:3000` parses with the scheme `localhost:` and the origin
-  // "null", which would then let in sandboxed frames and file:// pages.
-  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
-  return url.origin;
 }
 
 function origins(env: Env): string[] {

@@ -90,8 +90,12 @@ export function originAllowed(
   return origin === ownOrigin(req, options.trustProxy ?? DEFAULT_TRUST_PROXY);
 }
 
-/** The serialised origin of an http(s) URL, or undefined for anything else. */
-function httpOrigin(value: string): string | undefined {
+/**
+ * The serialised origin of an http(s) URL, or undefined for anything else:
+ * `localhost:3000` parses with the scheme `localhost:` and the origin
+ * "null", which would let in sandboxed frames and file:// pages.
+ */
+export function httpOrigin(value: string): string | undefined {
   if (!URL.canParse(value)) return undefined;
   const url = new URL(value);
   if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
