@@ -69,33 +69,34 @@ export class LogThrottle {
 
   /** A warn line, throttled per event. */
   warn(event: string, fields?: LogFields): void {
-    if (this.#due(event)) this.#logger.warn(event, this.#fields(event, fields));
+    const count = this.#take(event);
+    if (count > 0) this.#logger.warn(event, { ...fields, count });
   }
 
   /** An error line, throttled per event. */
   error(event: string, fields?: LogFields): void {
-    if (this.#due(event)) this.#logger.error(event, this.#fields(event, fields));
+    const count = this.#take(event);
+    if (count > 0) this.#logger.error(event, { ...fields, count });
   }
 
-  /** Counts one occurrence; true when it should be written. */
-  #due(event: string): boolean {
+  /**
+   * Counts one occurrence: the number of occurrences the line to write now
+   * stands for, or 0 to stay silent.
+   */
+  #take(event: string): number {
     const now = this.#clock.now();
     const state = this.#events.get(event);
     if (state === undefined) {
       this.#events.set(event, { writtenAt: now, suppressed: 0 });
-      return true;
+      return 1;
     }
-    if (now - state.writtenAt >= this.#intervalMs) return true;
-    state.suppressed++;
-    return false;
-  }
-
-  /** The fields of a line about to be written, with its count; resets the event's state. */
-  #fields(event: string, fields: LogFields | undefined): LogFields {
-    const state = this.#events.get(event)!;
+    if (now - state.writtenAt < this.#intervalMs) {
+      state.suppressed++;
+      return 0;
+    }
     const count = state.suppressed + 1;
-    state.writtenAt = this.#clock.now();
+    state.writtenAt = now;
     state.suppressed = 0;
-    return { ...fields, count };
+    return count;
   }
 }
