@@ -22,6 +22,11 @@ export interface TokenBucket {
   tokensAt: number;
 }
 
+/** The tokens `bucket` holds at `now`, refilled at `perMs` a millisecond and not yet capped. */
+function refilled(bucket: TokenBucket, now: number, perMs: number): number {
+  return bucket.tokens + (now - bucket.tokensAt) * perMs;
+}
+
 /**
  * Refills `bucket` up to `now` at `perMs` tokens a millisecond, at most
  * `burst`, and takes one token. Returns 0 when the token was there,
@@ -29,7 +34,7 @@ export interface TokenBucket {
  * Positional numbers rather than an options object: it runs for every frame.
  */
 export function takeToken(bucket: TokenBucket, now: number, perMs: number, burst: number): number {
-  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.tokensAt) * perMs);
+  bucket.tokens = Math.min(burst, refilled(bucket, now, perMs));
   bucket.tokensAt = now;
   if (bucket.tokens >= 1) {
     bucket.tokens -= 1;
@@ -145,14 +150,14 @@ export class KeyedRateLimiter {
   peek(key: string): number {
     const bucket = this.#buckets.get(key);
     if (bucket === undefined) return 0;
-    const tokens = bucket.tokens + (this.#clock.now() - bucket.tokensAt) * this.#perMs;
+    const tokens = refilled(bucket, this.#clock.now(), this.#perMs);
     return tokens >= 1 ? 0 : waitMs(tokens, this.#perMs);
   }
 
   #prune(now: number): void {
     this.#prunedAt = now;
     for (const [key, bucket] of this.#buckets) {
-      if (bucket.tokens + (now - bucket.tokensAt) * this.#perMs >= this.#burst) {
+      if (refilled(bucket, now, this.#perMs) >= this.#burst) {
         this.#buckets.delete(key);
       }
     }
