@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "../chat/bytes.ts";
 import { type Clock, systemClock } from "../chat/clock.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { LogThrottle } from "../chat/log_throttle.ts";
@@ -101,26 +102,21 @@ function fieldError(field: string, expected: string, value: unknown): RangeError
  * whole first would buffer whatever a client sends.
  */
 async function readCapped(body: ReadableStream<Uint8Array> | null, max: number) {
+  if (body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
-  const reader = body?.getReader();
+  const reader = body.getReader();
   for (;;) {
-    const next = await reader?.read();
-    if (next === undefined || next.done) break;
-    total += next.value.length;
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
     if (total > max) {
-      await reader!.cancel().catch(() => {});
+      await reader.cancel().catch(() => {});
       throw refusal(413, null, `Body too large (at most ${max} bytes): more than ${max} bytes`);
     }
-    chunks.push(next.value);
+    chunks.push(value);
   }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }
 
 async function readBody(req: Request): Promise<Body> {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import {
   encodeCommand,
   protocolError,
@@ -78,7 +79,7 @@ export class RespConnection {
       const error = this.#error;
       return commands.map(() => Promise.reject(error));
     }
-    const data = concat(commands.map((args) => encodeCommand(args)));
+    const data = concatBytes(commands.map((args) => encodeCommand(args)));
     const promises = commands.map(() => {
       const { promise, resolve, reject } = Promise.withResolvers<RedisReply>();
       this.#queue.push({ resolve, reject, frames: 1 });
@@ -107,7 +108,7 @@ export class RespConnection {
       while (this.#writes.length > 0 && this.#error === null) {
         const chunks = this.#writes;
         this.#writes = [];
-        const data = chunks.length === 1 ? chunks[0]! : concat(chunks);
+        const data = chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
         for (let offset = 0; offset < data.length;) {
           offset += await this.#socket.write(data.subarray(offset));
         }
@@ -180,17 +181,4 @@ export class RespConnection {
     this.#writes = [];
     for (let i = head; i < pending.length; i++) pending[i]?.reject(error);
   }
-}
-
-/** Joins byte chunks into one array. */
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const out = new Uint8Array(size);
-  let pos = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, pos);
-    pos += chunk.length;
-  }
-  return out;
 }
