@@ -79,7 +79,7 @@ export interface Entry {
 }
 
 /** Decodes an entry; undefined for a value of another layout (an older version's frame). */
-export function decodeEntry(stream: string, seq: number, value: unknown): Entry | undefined {
+function decodeEntry(stream: string, seq: number, value: unknown): Entry | undefined {
   if (stream === EPHEMERAL) {
     const v = value as Passing;
     return typeof v?.c === "string" && typeof v.p === "string"
@@ -138,11 +138,6 @@ export class KvFollower {
     this.#kv = kv;
     for (const follow of this.#follows.values()) this.#begin(follow);
     this.#scheduleRewatch();
-  }
-
-  /** Whether a stream is followed. */
-  has(key: string): boolean {
-    return this.#follows.has(key);
   }
 
   /** Resolves once the starting point of a followed stream was read. */
@@ -211,7 +206,7 @@ export class KvFollower {
       return;
     }
     follow.running = true;
-    this.#options.track(this.#read(follow).finally(() => follow.running = false));
+    this.#options.track(this.#read(follow));
   }
 
   async #read(follow: Follow): Promise<void> {
@@ -241,6 +236,10 @@ export class KvFollower {
       if (this.#closed) return;
       this.#options.failed("catch_up_failed", error);
       this.#retry(() => this.#pull(follow));
+    } finally {
+      // In the same turn as the last look at `again`: a `#pull` after it
+      // starts a new read instead of setting a flag nobody reads.
+      follow.running = false;
     }
   }
 

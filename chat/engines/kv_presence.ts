@@ -31,8 +31,6 @@ export interface KvPresenceOptions {
   ttlS: number;
   /** Told about failed writes and reads. */
   logger: Logger;
-  /** Called with true after a failed write and false after a successful one. */
-  onFailure?: (failed: boolean) => void;
   /**
    * Count only the entries of this OS process. Right for a local file:
    * other processes cannot share live rooms through it anyway, and the
@@ -66,7 +64,6 @@ export class KvPresence implements Presence, AsyncDisposable {
   #log: Logger;
   /** Created on the first failed write. */
   #failures: LogThrottle | undefined;
-  #onFailure: (failed: boolean) => void;
   /** Entries of instances outside this scope are ignored; empty: none are. */
   readonly #scope: string;
   readonly #instance: string;
@@ -84,7 +81,6 @@ export class KvPresence implements Presence, AsyncDisposable {
     this.#ttlMs = options.ttlS * 1000;
     if (!(this.#ttlMs > 0)) throw new RangeError(`Invalid presence TTL: ${options.ttlS}`);
     this.#log = options.logger;
-    this.#onFailure = options.onFailure ?? (() => {});
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = options.scheduler ?? systemScheduler;
     this.#scope = options.processOnly ? `pid ${Deno.pid}/` : "";
@@ -212,9 +208,13 @@ export class KvPresence implements Presence, AsyncDisposable {
   #flush(): void {
     const kv = this.#kv;
     if (this.#flushing !== undefined || kv === undefined || this.#queue.length === 0) return;
-    // Cleared in a later microtask, so never before the assignment below.
+    // Cleared in a later microtask, so never before the assignment below. A
+    // change recorded between the write's last look at the queue and then
+    // found a flush running: flush again rather than wait for the refresh.
     const flushing: Promise<void> = this.#write(kv).finally(() => {
-      if (this.#flushing === flushing) this.#flushing = undefined;
+      if (this.#flushing !== flushing) return;
+      this.#flushing = undefined;
+      this.#flush();
     });
     this.#flushing = flushing;
   }
@@ -234,7 +234,6 @@ export class KvPresence implements Presence, AsyncDisposable {
       try {
         await op.commit();
         attempt = 0;
-        this.#onFailure(false);
       } catch (error) {
         if (isLocked(error) && attempt < 50) {
           // Written again first, so the changes keep their order.
@@ -243,9 +242,8 @@ export class KvPresence implements Presence, AsyncDisposable {
           continue;
         }
         // The next refresh writes every member again.
-        this.#onFailure(true);
         // Every refresh fails while the store is down: one line per interval.
-        this.#failures ??= new LogThrottle({ logger: this.#log });
+        this.#failures ??= new LogThrottle({ logger: this.#log, clock: this.#clock });
         this.#failures.warn("presence_failed", { engine: "kv", error: String(error) });
       }
     }
