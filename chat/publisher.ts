@@ -86,10 +86,12 @@ export class Publisher {
   /** Stores a client's room message and fans it out; a failure is the client's `error`. */
   publish(client: Client, room: string, draft: Draft): void {
     const waiting = this.#noticeWaits.size === 0 ? undefined : this.#noticeWaits.get(room);
-    if (waiting !== undefined) {
-      waiting.then(() => this.publish(client, room, draft));
-      return;
-    }
+    // Behind the notice it waited for only: a notice queued later is also later in the room.
+    if (waiting !== undefined) waiting.then(() => this.#store(client, room, draft));
+    else this.#store(client, room, draft);
+  }
+
+  #store(client: Client, room: string, draft: Draft): void {
     const started = performance.now();
     this.#engine.publish(room, JSON.stringify(draft), STORED).then(
       () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),

@@ -1048,3 +1048,42 @@ Deno.test("the echo route never batches", async () => {
   echo.conn.receive("c");
   assert.deepEqual(echo.socket.sent, ["Echo: a\nb", "Echo: c"]);
 });
+
+/** A memory engine whose presence answers `users` only when the test opens its gates. */
+class GatedPresenceEngine extends MemoryEngine {
+  readonly gates: (() => void)[] = [];
+  readonly presence: Presence = {
+    join: () => {},
+    leave: () => {},
+    connect: () => {},
+    disconnect: () => {},
+    users: () => new Promise((resolve) => this.gates.push(() => resolve([]))),
+    lookup: () => Promise.resolve(undefined),
+  };
+
+  /** Opens every gate waiting now, then lets the promises settle. */
+  async openGates(): Promise<void> {
+    for (const open of this.gates.splice(0)) open();
+    await settle();
+  }
+}
+
+Deno.test("messages keep their order behind notices still counting the room's users", async () => {
+  const engine = new GatedPresenceEngine();
+  await using h = harness({ engine });
+  const alice = await h.open({ username: "alice" });
+  for (let i = 0; i < 5 && alice.socket.framesOf("welcome").length === 0; i++) {
+    await engine.openGates();
+  }
+  assert.equal(alice.socket.framesOf("welcome").length, 1);
+  await engine.openGates();
+  h.manager.announce("lobby", "announce", "J1");
+  alice.send({ type: "message", message: "M1" });
+  h.manager.announce("lobby", "announce", "J2");
+  alice.send({ type: "message", message: "M2" });
+  for (let i = 0; i < 5; i++) await engine.openGates();
+  const page = await engine.history("lobby", { limit: 50 });
+  const said = page.publications.map((p) => JSON.parse(p.payload).message)
+    .filter((m: string) => /^[JM]\d$/.test(m));
+  assert.deepEqual(said, ["J1", "M1", "J2", "M2"]);
+});
