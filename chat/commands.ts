@@ -233,8 +233,8 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
   const to = normalizeName(msg.to);
   const first = to === undefined ? undefined : c.parts.registry.byName.get(nameKey(to))?.[0];
   const room = msg.room ?? defaultRoom(client) ?? DEFAULT_ROOM;
-  const send = (name: string) =>
-    c.parts.publisher.publishPrivate(client, nameKey(name), {
+  const send = (name: string, key: string) =>
+    c.parts.publisher.publishPrivate(client, key, {
       type: "private",
       room,
       username: client.username,
@@ -243,7 +243,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       message: msg.message,
       timestamp: c.isoTime(now),
     });
-  if (first !== undefined) return send(first.username);
+  if (first !== undefined) return send(first.username, first.key);
   const notFound = (shown: string) =>
     c.error(client, ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
   if (to === undefined || c.parts.presence === undefined) return notFound(msg.to);
@@ -252,7 +252,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
     (holder) => {
       if (client.closing) return;
       if (holder === undefined) return notFound(to);
-      send(holder.username);
+      send(holder.username, nameKey(holder.username));
     },
     () => {
       if (!client.closing) c.error(client, ErrorCode.Unavailable, "Message not stored; try again");
@@ -365,7 +365,7 @@ const users: Handler<"users"> = (c, client, msg) => {
 };
 
 /** Every command a client may send, by its `type`. */
-export const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
+const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
   message,
   private: privateMessage,
   rename,

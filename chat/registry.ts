@@ -171,7 +171,9 @@ export class Registry {
   /** The local users of a room, then those of `everywhere` not among them. */
   usersWith(room: string, everywhere: readonly string[]): string[] {
     const local = this.users(room);
-    const seen = new Set(local.map(nameKey));
+    // Each member carries its name's key already.
+    const seen = new Set<string>();
+    for (const c of this.rooms.get(room) ?? []) seen.add(c.key);
     return local.concat(everywhere.filter((name) => !seen.has(nameKey(name))));
   }
 
