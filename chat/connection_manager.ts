@@ -52,7 +52,6 @@ import { DEFAULT_REPLAY, Replay } from "./replay.ts";
 export type { ChatSocket, Connection, ConnectionInfo, ConnectOptions } from "./connection.ts";
 export type { BanOptions, KickOptions } from "./moderation.ts";
 export type { RoomInfo } from "./registry.ts";
-export { stampId } from "./publisher.ts";
 
 /** The defaults of {@linkcode ConnectionManagerOptions}: each part's own, gathered. */
 export const DEFAULT_CONNECTION_MANAGER: Readonly<{
@@ -178,7 +177,7 @@ export class ConnectionManager implements AsyncDisposable {
     });
     const parts = { engine, registry, outbox, clock, log, metrics };
     const publisher = this.#publisher = new Publisher(parts);
-    const replay = new Replay({ ...s, ...parts, publisher, welcome: s });
+    const replay = new Replay({ ...s, ...parts, publisher });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });
     const bans = this.#moderation.bans;

@@ -26,6 +26,7 @@ import {
   type StoredFrame,
   SYSTEM_SENDER,
   type SystemEvent,
+  type SystemFrame,
 } from "./protocol.ts";
 import type { Registry } from "./registry.ts";
 
@@ -148,7 +149,12 @@ export class Publisher {
   }
 
   /** A system notice's draft, counting the room's local users. */
-  systemDraft(room: string, event: SystemEvent, message: string, user?: string): Draft {
+  systemDraft(
+    room: string,
+    event: SystemEvent,
+    message: string,
+    user?: string,
+  ): Draft<SystemFrame> {
     return {
       type: "system",
       room,
@@ -167,9 +173,9 @@ export class Publisher {
    * room's users on every process when the engine has presence (never less
    * than the local count, which the draft holds).
    */
-  publishNotice(room: string, draft: Draft): Promise<StoredFrame> {
+  publishNotice(room: string, draft: Draft<SystemFrame>): Promise<StoredFrame> {
     const presence = this.#presence;
-    if (presence === undefined || draft.type !== "system") return this.#storeNotice(room, draft);
+    if (presence === undefined) return this.#storeNotice(room, draft);
     let stored: Promise<StoredFrame> | undefined;
     const before = this.#noticeWaits.get(room) ?? Promise.resolve();
     const wait: Promise<void> = before.then(() => presence.users(room)).catch(() => undefined)

@@ -40,8 +40,12 @@ export interface ReplayOptions {
   historyOnJoin: number;
   /** Messages replayed at most on recovery. */
   historyLimit: number;
-  /** What `welcome` tells the client. */
-  welcome: { heartbeatIntervalMs: number; heartbeatTimeoutMs: number; maxMessageBytes: number };
+  /** The ping cadence of the heartbeat route, told in `welcome`. */
+  heartbeatIntervalMs: number;
+  /** The silence after which a heartbeat client is closed, told in `welcome`. */
+  heartbeatTimeoutMs: number;
+  /** The largest frame a client may send, told in `welcome`. */
+  maxMessageBytes: number;
 }
 
 /**
@@ -166,7 +170,7 @@ export class Replay {
   }
 
   #welcome(client: Client, room: string, users: string[], recovered: boolean): WelcomeFrame {
-    const w = this.#o.welcome;
+    const w = this.#o;
     return {
       type: "welcome",
       id: client.id,

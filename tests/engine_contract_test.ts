@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { stampId } from "../chat/connection_manager.ts";
+import { stampId } from "../chat/publisher.ts";
 import { KvEngine } from "../chat/engines/kv.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import { FakeClock, FakeScheduler } from "./helpers/fakes.ts";

@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import type { Engine, StreamPosition } from "../../chat/engines/engine.ts";
 import { userChannel } from "../../chat/engines/engine.ts";
 import type { Draft } from "../../chat/protocol.ts";
-import { ConnectionManager, stampId } from "../../chat/connection_manager.ts";
+import { ConnectionManager } from "../../chat/connection_manager.ts";
+import { stampId } from "../../chat/publisher.ts";
 import { eventually } from "./eventually.ts";
 import { FakeSocket, type Frame } from "./fakes.ts";
 
