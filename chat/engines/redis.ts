@@ -217,7 +217,7 @@ export class RedisEngine implements Engine {
       this.#pubsubPrefix + channel,
     );
     // A store that lost its data gives out offsets of a new epoch.
-    if (epoch !== undefined && epoch !== this.#epoch) this.#reset(epoch);
+    this.#observe(epoch);
     const sub = this.#subs.get(channel);
     const awaited = sub !== undefined && (sub.cursor === null || entryNumber(sub.cursor) < id);
     if (this.status() === "ok" && awaited) await this.#waiters.wait(channel, id);
@@ -232,7 +232,7 @@ export class RedisEngine implements Engine {
     // newest ones, such as a joining user's own notice, once the page was sent, twice.
     const sub = this.#subs.get(channel);
     if (sub?.syncing) await sub.loop;
-    if (read.epoch !== undefined && read.epoch !== this.#epoch) this.#reset(read.epoch);
+    this.#observe(read.epoch);
     const position = { offset: read.top, epoch: this.#epoch };
     return { publications: read.publications, position, complete: read.complete };
   }
@@ -398,14 +398,12 @@ export class RedisEngine implements Engine {
       const commands: (string | number)[][] = [
         ["XRANGE", sub.stream, `(${cursor}`, "+", "COUNT", BATCH],
       ];
-      const epochKey = this.#streams.epochKey();
-      if (!checked) commands.push(["SETNX", epochKey, this.#streams.candidate], ["GET", epochKey]);
+      if (!checked) commands.push(...this.#streams.epochCommands());
       const replies = await this.#client.pipeline(commands);
       if (!this.#current(sub)) return;
       if (!checked) {
         checked = true;
-        const epoch = replies[2];
-        if (typeof epoch === "string" && epoch !== this.#epoch) this.#reset(epoch);
+        this.#observe(replies[2]);
       }
       // A reset meanwhile moved the cursors back: read again from there.
       if (resets !== this.#resets) continue;
@@ -422,6 +420,11 @@ export class RedisEngine implements Engine {
   }
 
   /** Redis lost its data (restarted without persistence): ids start over. */
+  /** Takes up the store's epoch when it is not this engine's: the store lost its data. */
+  #observe(epoch: unknown): void {
+    if (typeof epoch === "string" && epoch !== this.#epoch) this.#reset(epoch);
+  }
+
   #reset(epoch: string): void {
     this.#log.warn("redis_data_lost", { note: "ids restart; run Redis with appendonly yes" });
     this.#epoch = epoch;

@@ -120,10 +120,23 @@ export class RedisHistory {
     return `${this.#o.prefix}epoch`;
   }
 
+  /** The keys both scripts touch: the channel's counter, its stream and the epoch. */
+  #keys(channel: string): string[] {
+    return [`${this.#o.prefix}seq:${channel}`, this.streamKey(channel), this.epochKey()];
+  }
+
+  /**
+   * The commands that read the epoch, setting the candidate when there is
+   * none; the epoch is the second reply.
+   */
+  epochCommands(): string[][] {
+    const key = this.epochKey();
+    return [["SETNX", key, this.candidate], ["GET", key]];
+  }
+
   /** Reads the epoch, setting the candidate when there is none. */
   async readEpoch(): Promise<string> {
-    const key = this.epochKey();
-    const [, epoch] = await this.#o.client.pipeline([["SETNX", key, this.candidate], ["GET", key]]);
+    const [, epoch] = await this.#o.client.pipeline(this.epochCommands());
     if (typeof epoch !== "string") throw new TypeError(`Unexpected Redis reply: ${epoch}`);
     // The candidate marks a store that lost its data: never the epoch in use.
     if (epoch === this.candidate) this.candidate = newEpoch();
@@ -133,7 +146,7 @@ export class RedisHistory {
   /** Stores a payload and publishes it on `pubsub` as `<entry id>\n<channel>\n<payload>`. */
   async store(channel: string, payload: string, pubsub: string): Promise<Stored> {
     const o = this.#o;
-    const keys = [`${o.prefix}seq:${channel}`, this.streamKey(channel), this.epochKey()];
+    const keys = this.#keys(channel);
     const args = [payload, o.retained, o.ttlMs, pubsub, o.clock.now(), channel, this.candidate];
     const reply = await runScript(o.client, PUBLISH_SCRIPT, keys, args);
     const [offset, epoch] = Array.isArray(reply) ? reply : [];
@@ -151,7 +164,7 @@ export class RedisHistory {
     // Offsets start at 1, so nothing comes before 1 (and "(0-0" is no valid bound).
     if (query.before !== undefined && query.before <= Math.max(1, after + 1)) limit = 0;
     const end = query.before === undefined || limit === 0 ? "+" : `(${query.before}-0`;
-    const keys = [`${o.prefix}seq:${channel}`, this.streamKey(channel), this.epochKey()];
+    const keys = this.#keys(channel);
     const args = [after, end, limit, o.historyLimit, this.candidate];
     const reply = await runScript(o.client, HISTORY_SCRIPT, keys, args);
     const [head, oldest, range, epoch] = Array.isArray(reply) ? reply : [];

@@ -181,11 +181,11 @@ export class RedisPresence implements Presence {
     if (this.#disposed) return;
     let map = this.#members.get(key);
     if (map === undefined) this.#members.set(key, map = new Map());
-    const old = map.get(nameKey(username));
-    map.set(nameKey(username), member);
+    const user = nameKey(username);
+    const old = map.get(user);
+    map.set(user, member);
     if (old !== undefined && old !== member) this.#remove(key, old, old);
-    const removals = this.#removals.get(key);
-    if (removals?.delete(member) && removals.size === 0) this.#removals.delete(key);
+    this.#forget(key, member);
     if (!this.#client.connected) return;
     runScript(this.#client, TOUCH_SCRIPT, [key], [this.#ttlMs, member]).catch((error) =>
       this.#log.debug("presence_failed", { error: String(error) })
@@ -196,9 +196,10 @@ export class RedisPresence implements Presence {
   #remove(key: string, username: string, stale?: string): void {
     if (this.#disposed) return;
     const map = this.#members.get(key);
-    const member = stale ?? map?.get(nameKey(username));
+    const user = nameKey(username);
+    const member = stale ?? map?.get(user);
     if (member === undefined) return;
-    if (stale === undefined && map?.delete(nameKey(username)) && map.size === 0) {
+    if (stale === undefined && map?.delete(user) && map.size === 0) {
       this.#members.delete(key);
     }
     let removals = this.#removals.get(key);
