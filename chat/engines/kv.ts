@@ -55,7 +55,7 @@ import {
   ROOT,
   type Stored,
 } from "./kv_follow.ts";
-import { isLocked, lockPause } from "./kv_lock.ts";
+import { isLocked, lockPause, retryLocked } from "./kv_lock.ts";
 import { KvPresence } from "./kv_presence.ts";
 
 /** Options of {@linkcode KvEngine}. */
@@ -207,30 +207,19 @@ export class KvEngine implements Engine {
     await Deno.mkdir(dirname(this.#path), { recursive: true });
     // Workers of `deno serve --parallel` open the file at once and may
     // find it locked while another one sets it up.
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await Deno.openKv(this.#path);
-      } catch (error) {
-        if (!isLocked(error) || attempt >= 50) throw error;
-        await lockPause(attempt);
-      }
-    }
+    return await retryLocked(() => Deno.openKv(this.#path));
   }
 
   /** The stored epoch, created when absent (a new or wiped database). */
   async #readEpoch(kv: Deno.Kv): Promise<string> {
-    for (let attempt = 0;; attempt++) {
+    for (;;) {
       const entry = await kv.get<string>(EPOCH_KEY);
       if (typeof entry.value === "string") return entry.value;
-      try {
-        await kv.atomic().check({ key: EPOCH_KEY, versionstamp: null }).set(
-          EPOCH_KEY,
-          newEpoch(),
-        ).commit();
-      } catch (error) {
-        if (!isLocked(error) || attempt >= 50) throw error;
-        await lockPause(attempt);
-      }
+      // A failed check means another process set it: read it on the next turn.
+      await retryLocked(() =>
+        kv.atomic().check({ key: EPOCH_KEY, versionstamp: null }).set(EPOCH_KEY, newEpoch())
+          .commit()
+      );
     }
   }
 

@@ -16,3 +16,18 @@ export function lockPause(attempt: number): Promise<void> {
   const ms = Math.min(50, 1 + attempt * 2) * (0.5 + Math.random());
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Tries before a "database is locked" is given up on. */
+const LOCK_ATTEMPTS = 50;
+
+/** Runs `fn`, again after a pause each time it fails with "database is locked". */
+export async function retryLocked<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!isLocked(error) || attempt >= LOCK_ATTEMPTS) throw error;
+      await lockPause(attempt);
+    }
+  }
+}
