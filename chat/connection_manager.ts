@@ -28,7 +28,7 @@ import type {
   ConnectOptions,
   RawFrame,
 } from "./connection.ts";
-import type { Engine, EngineStatus } from "./engines/engine.ts";
+import type { Engine, EngineStats, EngineStatus } from "./engines/engine.ts";
 import { DEFAULT_MEMORY_ENGINE, MemoryEngine } from "./engines/memory.ts";
 import { Fanout } from "./fanout.ts";
 import { DEFAULT_HEARTBEAT, Heartbeat } from "./heartbeat.ts";
@@ -216,6 +216,11 @@ export class ConnectionManager implements AsyncDisposable {
   async history(room: string, options: HistoryOptions): Promise<RoomFrame[]> {
     const page = await this.#engine.history(room, options);
     return page.publications.map((p) => JSON.parse(stampId(p.offset, p.payload)) as RoomFrame);
+  }
+
+  /** The engine's stored bytes, evictions and expired channels. */
+  historyStats(): EngineStats {
+    return this.#engine.stats();
   }
 
   /** Open connections. */

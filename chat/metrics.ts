@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { EngineStats } from "./engines/engine.ts";
 import { CloseCode } from "./protocol.ts";
 
 // Seconds from receiving a message to handing it to the last local recipient.
@@ -32,6 +33,8 @@ export interface Gauges {
   connections: number;
   /** Rooms with at least one local member (`chat_rooms`). */
   rooms: number;
+  /** The engine's stored bytes, evictions and expired channels. */
+  history: EngineStats;
 }
 
 /** The server's metrics. */
@@ -56,6 +59,8 @@ export class Metrics {
   heartbeatTimeouts = 0;
   /** Connections accepted since start. */
   connectionsTotal = 0;
+  /** Times the listener stopped accepting (out of descriptors) and was started again. */
+  acceptFailures = 0;
   /** Handshakes refused before upgrade, by HTTP status. */
   readonly handshakesRefused = new Map<number, number>();
   /** Error frames sent, by code. */
@@ -114,6 +119,30 @@ export class Metrics {
       ["chat_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
       ["chat_rooms", "gauge", "Rooms with at least one local member.", one(gauges.rooms)],
       ["chat_connections_total", "counter", "Connections accepted.", one(this.connectionsTotal)],
+      [
+        "chat_accept_failures_total",
+        "counter",
+        "Times the listener failed to accept (out of descriptors) and was restarted.",
+        one(this.acceptFailures),
+      ],
+      [
+        "chat_history_stored_bytes",
+        "gauge",
+        "Bytes of stored history in the engine's store, as last seen.",
+        one(gauges.history.storedBytes),
+      ],
+      [
+        "chat_history_evictions_total",
+        "counter",
+        "Publications evicted to keep within HISTORY_MAX_BYTES.",
+        one(gauges.history.evictions),
+      ],
+      [
+        "chat_rooms_expired_total",
+        "counter",
+        "Channels deleted after ROOM_TTL_S without a message.",
+        one(gauges.history.expiredChannels),
+      ],
       ["chat_frames_in_total", "counter", "Frames received.", one(this.framesIn)],
       ["chat_frames_out_total", "counter", "Frames sent.", one(this.framesOut)],
       ["chat_bytes_in_total", "counter", "Bytes received.", one(this.bytesIn)],

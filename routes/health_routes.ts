@@ -49,6 +49,7 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
       const body = manager.metrics.render({
         connections: manager.connectionCount,
         rooms: manager.roomCount,
+        history: manager.historyStats(),
       });
       return text(body, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
     }),

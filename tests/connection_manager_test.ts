@@ -8,6 +8,7 @@ import {
 import type {
   Delivery,
   Engine,
+  EngineStats,
   HistoryPage,
   HistoryQuery,
   Presence,
@@ -754,6 +755,9 @@ class SlowHistoryEngine implements Engine {
   }
   release(): void {
     for (const fn of this.#held.splice(0)) fn();
+  }
+  stats(): EngineStats {
+    return this.inner.stats();
   }
   subscribe(channel: string): void {
     this.inner.subscribe(channel);

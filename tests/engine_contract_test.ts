@@ -22,7 +22,7 @@ testEngineContract({
   open: () => {
     // Every engine of the memory store is a store of its own.
     return Promise.resolve({
-      engine: ({ historyLimit }) => new MemoryEngine({ historyLimit }),
+      engine: (spec) => new MemoryEngine(spec),
       [Symbol.asyncDispose]: () => Promise.resolve(),
     });
   },
@@ -36,7 +36,7 @@ testEngineContract({
   open: async () => {
     const dir = await tempDir();
     return {
-      engine: ({ historyLimit }) => new KvEngine({ path: `${dir.path}/chat.kv`, historyLimit }),
+      engine: (spec) => new KvEngine({ path: `${dir.path}/chat.kv`, ...spec }),
       [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose](),
     };
   },

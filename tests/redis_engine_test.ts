@@ -124,8 +124,7 @@ testEngineContract({
   async open() {
     const redis = await startRedis();
     return {
-      engine: ({ historyLimit }) =>
-        new RedisEngine({ url: redis.url, historyLimit, reconnect: FAST_RECONNECT }),
+      engine: (spec) => new RedisEngine({ url: redis.url, ...spec, reconnect: FAST_RECONNECT }),
       [Symbol.asyncDispose]: () => redis[Symbol.asyncDispose](),
     };
   },

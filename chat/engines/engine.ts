@@ -11,6 +11,13 @@
  * A channel is a room name, {@linkcode privateChannel} for the history of a
  * pair of users, or {@linkcode userChannel} for deliveries to one user.
  *
+ * Every store is bounded (see {@linkcode DEFAULT_ENGINE}): at most
+ * `historyLimit` publications per channel, at most `historyMaxBytes` of
+ * payloads in all (the least recently active channels lose their oldest
+ * first; a channel keeps its offset counter when evicted), and a channel
+ * with no publication for `roomTtlS` is deleted whole. Evicted or deleted
+ * publications make a later `after` read incomplete, never wrong.
+ *
  * @module
  */
 
@@ -110,21 +117,58 @@ export type EngineStatus = "ok" | "degraded";
 
 /**
  * The defaults every engine shares: how much history a channel keeps and
- * for how long, and how long a process's presence lives without a refresh.
- * Each engine spreads these into its own `DEFAULT_*` object.
+ * for how long, the budget of the whole store, when an idle channel is
+ * deleted, and how long a process's presence lives without a refresh. Each
+ * engine spreads these into its own `DEFAULT_*` object.
  */
 export const DEFAULT_ENGINE: Readonly<{
   historyLimit: number;
   historyTtlS: number;
+  historyMaxBytes: number;
+  roomTtlS: number;
   presenceTtlS: number;
 }> = Object.freeze({
   /** Publications served from history per channel. */
   historyLimit: 1000,
   /** Seconds a publication is served from history; 0 for no limit. */
   historyTtlS: 0,
+  /**
+   * Bytes of stored payloads (UTF-8) in the whole store at most. Past it,
+   * the oldest publications of the least recently published-to channels
+   * are evicted first.
+   */
+  historyMaxBytes: 64 * 1024 * 1024,
+  /**
+   * Seconds after its last publication a channel is deleted with every key
+   * it has: its history and its offset counter (its next publication gets
+   * offset 1 again, so a `since` from before reads as incomplete).
+   */
+  roomTtlS: 7 * 24 * 60 * 60,
   /** Seconds a process's presence entries live without a refresh. */
   presenceTtlS: 30,
 });
+
+/**
+ * How often an engine looks for channels past `roomTtlS`: a tenth of the
+ * TTL, between one second and one minute, so a channel outlives its TTL by
+ * at most a tenth of it.
+ */
+export function sweepIntervalMs(roomTtlS: number): number {
+  return Math.min(60_000, Math.max(1000, roomTtlS * 100));
+}
+
+/** What an engine stores and has dropped to stay within its budget. */
+export interface EngineStats {
+  /**
+   * Bytes of stored payloads (UTF-8) in the store, as this process last
+   * saw them; a shared store counts every process's publications.
+   */
+  storedBytes: number;
+  /** Publications this process evicted to keep within `historyMaxBytes`. */
+  evictions: number;
+  /** Channels this process deleted after `roomTtlS` without a publication. */
+  expiredChannels: number;
+}
 
 /** A storage and fan-out engine. */
 export interface Engine extends Broker, History, AsyncDisposable {
@@ -134,6 +178,8 @@ export interface Engine extends Broker, History, AsyncDisposable {
   readonly epoch: string;
   /** Whether the backing store is reachable. */
   status(): EngineStatus;
+  /** Stored bytes, evictions and expired channels, for /metrics; never throws. */
+  stats(): EngineStats;
   /**
    * Who is online across every process sharing the store; absent when the
    * engine serves one process only (then the manager's registry is the truth).

@@ -16,12 +16,26 @@ import type { Draft } from "../../chat/protocol.ts";
 import { ConnectionManager } from "../../chat/connection_manager.ts";
 import { stampId } from "../../chat/publisher.ts";
 import { eventually } from "./eventually.ts";
-import { FakeSocket, type Frame } from "./fakes.ts";
+import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./fakes.ts";
 
 /** A fresh, empty store on which a step opens engines. */
 export interface ContractStore extends AsyncDisposable {
   /** A new, unstarted engine on this store; every engine of a store shares its data. */
-  engine(options: { historyLimit: number }): Engine;
+  engine(options: EngineSpec): Engine;
+}
+
+/** What a contract step asks of an engine; unset fields take the engine's defaults. */
+export interface EngineSpec {
+  /** Publications kept per channel. */
+  historyLimit: number;
+  /** Bytes of payloads kept in the whole store. */
+  historyMaxBytes?: number;
+  /** Seconds after its last publication a channel is deleted. */
+  roomTtlS?: number;
+  /** The engine's clock. */
+  clock?: FakeClock;
+  /** The engine's timers; they run only when the step advances them. */
+  scheduler?: FakeScheduler;
 }
 
 /** An engine under test. */
@@ -123,6 +137,7 @@ export function testEngineContract(subject: ContractSubject): void {
       await passing(step);
       await reading(step);
       await retention(step);
+      await bounds(step);
       await throughManager(step);
       await across(step, subject);
       await restarts(step, subject);
@@ -434,4 +449,85 @@ async function restarts(step: Step, subject: ContractSubject): Promise<void> {
     assert.notEqual(engine.epoch, old);
     assert.deepEqual((await engine.history("room", { after: 0, limit: 10 })).publications, []);
   }, subject.persistent);
+}
+
+/** The UTF-8 length of a payload, as engines count stored bytes. */
+function byteLength(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
+async function bounds(step: Step): Promise<void> {
+  await step(
+    "stored bytes stay within historyMaxBytes: the least recently active channel loses its oldest",
+    async (s) => {
+      const clock = new FakeClock(Date.now());
+      const scheduler = new FakeScheduler(clock);
+      const body = (room: string, i: number) => payload(room, `m${i}`.padEnd(150, "."));
+      const size = byteLength(body("a", 1));
+      // Room for 20 of the 25 publications below.
+      const max = size * 20 + 10;
+      const engine = s.engine({ historyLimit: 1000, historyMaxBytes: max, clock, scheduler });
+      await using _ = engine;
+      await engine.start(() => {});
+      const publish = async (room: string, i: number) => {
+        clock.time += 1000;
+        await store(engine, room, body(room, i));
+      };
+      for (const i of range(1, 8)) await publish("a", i);
+      for (const i of range(1, 8)) await publish("b", i);
+      // "a" is now more recent than "b".
+      await publish("a", 9);
+      for (const i of range(1, 8)) await publish("c", i);
+      await eventually("stored bytes within the budget", () => engine.stats().storedBytes <= max);
+      assert.ok(engine.stats().evictions >= 5, `evictions: ${engine.stats().evictions}`);
+      const a = await engine.history("a", { after: 0, limit: 100 });
+      assert.deepEqual(a.publications.map((p) => p.offset), range(1, 9));
+      assert.equal(a.complete, true);
+      const c = await engine.history("c", { after: 0, limit: 100 });
+      assert.deepEqual(c.publications.map((p) => p.offset), range(1, 8));
+      const b = await engine.history("b", { after: 0, limit: 100 });
+      const kept = b.publications.map((p) => p.offset);
+      assert.ok(kept.length <= 3, `b keeps its newest at most: ${kept}`);
+      assert.deepEqual(kept, range(9 - kept.length, 8));
+      assert.equal(b.complete, false);
+      for (const p of b.publications) assert.equal(p.payload, body("b", p.offset));
+      // Eviction drops publications, not the channel's counter.
+      assert.equal(b.position.offset, 8);
+      assert.equal((await store(engine, "b", body("b", 9))).offset, 9);
+    },
+  );
+
+  await step(
+    "a channel with no publication for roomTtlS is deleted whole; an active one is kept",
+    async (s) => {
+      const clock = new FakeClock(Date.now());
+      const scheduler = new FakeScheduler(clock);
+      const engine = s.engine({ historyLimit: 1000, roomTtlS: 60, clock, scheduler });
+      await using _ = engine;
+      await engine.start(() => {});
+      for (const i of range(1, 3)) await store(engine, "old", payload("old", `o${i}`));
+      await store(engine, userChannel("old"), payload("old", "to a user"));
+      scheduler.advance(40_000);
+      for (const i of range(1, 2)) await store(engine, "kept", payload("kept", `k${i}`));
+      // "old" is 80 s past its last publication, "kept" 40 s.
+      for (let n = 0; n < 40; n++) {
+        scheduler.advance(1000);
+        await settle();
+      }
+      await eventually("the idle channels are deleted", async () => {
+        const page = await engine.history("old", { limit: 10 });
+        const user = await engine.history(userChannel("old"), { limit: 10 });
+        return page.position.offset === 0 && user.position.offset === 0;
+      });
+      assert.ok(engine.stats().expiredChannels >= 2, `expired: ${engine.stats().expiredChannels}`);
+      const kept = await engine.history("kept", { after: 0, limit: 10 });
+      assert.deepEqual(kept.publications.map((p) => p.offset), [1, 2]);
+      // A `since` from before the deletion recovers nothing and says so.
+      const stale = await engine.history("old", { after: 3, limit: 10 });
+      assert.deepEqual(stale.publications, []);
+      assert.equal(stale.complete, false);
+      // The channel starts again.
+      assert.equal((await store(engine, "old", payload("old", "again"))).offset, 1);
+    },
+  );
 }
