@@ -86,6 +86,14 @@ export class Admission {
   #o: AdmissionOptions;
   /** Clients waiting to look their name up again, with their timers. */
   #rechecks = new Map<Client, TimerHandle>();
+  /**
+   * Clients whose name is being looked up on the other processes: not in
+   * the registry yet, but counted against the caps, so concurrent
+   * handshakes cannot all pass while each waits for its lookup.
+   */
+  #pending = new Set<Client>();
+  /** {@linkcode Admission.#pending} per client address. */
+  #pendingFrom = new Map<string, number>();
 
   /** Admission into the options' registry. */
   constructor(options: AdmissionOptions) {
@@ -94,7 +102,7 @@ export class Admission {
 
   /** Whether a new connection would be refused for capacity. */
   get full(): boolean {
-    return this.#o.registry.clients.size >= this.#o.maxConnections;
+    return this.#o.registry.clients.size + this.#pending.size >= this.#o.maxConnections;
   }
 
   /** Admits a client, or refuses it with a close; a lookup elsewhere may finish later. */
@@ -118,6 +126,7 @@ export class Admission {
     if (this.#o.presence !== undefined) {
       client.held = [];
       const anonymous = options.username === undefined;
+      this.#wait(client);
       return this.#lookup(client, { name, anonymous, room, since, attempt: 0 });
     }
     this.#enter(client, name, room, since);
@@ -131,8 +140,10 @@ export class Admission {
     if (options.refuse !== undefined) return options.refuse;
     if (this.full) return { code: CloseCode.PolicyViolation, reason: CloseReason.ServerFull };
     // An empty address (a test, or a socket without one) is not counted.
-    const fromAddress = this.#o.registry.fromAddress(client.remoteAddr);
-    if (client.remoteAddr !== "" && fromAddress >= this.#o.maxConnectionsPerIp) {
+    const address = client.remoteAddr;
+    const fromAddress = this.#o.registry.fromAddress(address) +
+      (this.#pendingFrom.get(address) ?? 0);
+    if (address !== "" && fromAddress >= this.#o.maxConnectionsPerIp) {
       return { code: CloseCode.PolicyViolation, reason: CloseReason.TooManyConnections };
     }
     return undefined;
@@ -158,8 +169,25 @@ export class Admission {
     return name;
   }
 
+  /** Counts a client whose lookup is pending against the caps. */
+  #wait(client: Client): void {
+    this.#pending.add(client);
+    const address = client.remoteAddr;
+    this.#pendingFrom.set(address, (this.#pendingFrom.get(address) ?? 0) + 1);
+  }
+
+  /** Stops counting a client as pending: it was admitted, refused or closed. */
+  #done(client: Client): void {
+    if (!this.#pending.delete(client)) return;
+    const address = client.remoteAddr;
+    const n = (this.#pendingFrom.get(address) ?? 1) - 1;
+    if (n === 0) this.#pendingFrom.delete(address);
+    else this.#pendingFrom.set(address, n);
+  }
+
   /** Names the client, counts it in and sends its `welcome`. */
   #enter(client: Client, name: string, room: string, since: number | undefined): void {
+    this.#done(client);
     this.#o.registry.setName(client, name);
     this.#o.register(client);
     this.#o.replay.enter(client, room, since, true);
@@ -180,7 +208,7 @@ export class Admission {
 
   /** Admits, retries or refuses after a lookup. */
   #looked(client: Client, lookup: Lookup, free: boolean): void {
-    if (client.closing) return;
+    if (client.closing) return this.#done(client);
     if (this.#o.disposed()) {
       return this.refuse(client, CloseCode.GoingAway, CloseReason.ServerShuttingDown);
     }
@@ -216,8 +244,9 @@ export class Admission {
     this.#rechecks.set(client, timer);
   }
 
-  /** Stops a client's pending recheck (its socket closed). */
+  /** Stops a client's pending lookup and recheck (its socket closed). */
   cancel(client: Client): void {
+    this.#done(client);
     const timer = this.#rechecks.get(client);
     if (timer === undefined) return;
     this.#o.scheduler.clearTimeout(timer);
@@ -235,6 +264,7 @@ export class Admission {
 
   /** Closes a client that was never counted in. */
   refuse(client: Client, code: number, reason: string): void {
+    this.#done(client);
     client.closing = true;
     this.#o.metrics.close(code);
     this.#o.log.info("refuse", { remote: client.remoteAddr, code, reason });
