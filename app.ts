@@ -88,14 +88,19 @@ export function createEngine(
   time: EngineTime = {},
 ): Engine {
   const { clock, scheduler } = time;
+  const bounds = {
+    historyLimit: config.historyLimit,
+    historyMaxBytes: config.historyMaxBytes,
+    roomTtlS: config.roomTtlS,
+  };
   switch (config.engine) {
     case "memory":
-      return new MemoryEngine({ historyLimit: config.historyLimit });
+      return new MemoryEngine({ ...bounds, clock, scheduler });
     case "kv":
       // An empty KV_PATH opens the platform's database (Deno Deploy).
       return new KvEngine({
         path: config.kvPath,
-        historyLimit: config.historyLimit,
+        ...bounds,
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,
         logger,
@@ -105,7 +110,7 @@ export function createEngine(
     case "redis":
       return new RedisEngine({
         url: config.redisUrl,
-        historyLimit: config.historyLimit,
+        ...bounds,
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,
         logger,
@@ -238,6 +243,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     rateLimitBurst: config.rateLimitBurst,
     authenticated: config.authSecret !== "",
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    roomsPerIpPerMin: config.roomsPerIpPerMin,
+    replayMaxBytes: config.replayMaxBytes,
   });
   await manager.ready();
   const routes = createRoutes(config, manager, { clock: options.clock, logger });

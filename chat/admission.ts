@@ -19,6 +19,7 @@ import type { Outbox } from "./outbox.ts";
 import { CloseCode, CloseReason, DEFAULT_ROOM, isReservedName, normalizeName } from "./protocol.ts";
 import type { Registry } from "./registry.ts";
 import type { Replay } from "./replay.ts";
+import type { RoomQuota } from "./room_quota.ts";
 
 /** Admission's defaults, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_ADMISSION: Readonly<{ maxConnections: number; maxConnectionsPerIp: number }> =
@@ -50,6 +51,8 @@ export interface AdmissionOptions {
   replay: Replay;
   /** Checked whenever a name is taken. */
   bans: BanList;
+  /** The new rooms each address may enter. */
+  rooms: RoomQuota;
   /** The engine's presence; undefined when it serves one process. */
   presence: Presence | undefined;
   /** Runs the timers. */
@@ -118,6 +121,9 @@ export class Admission {
     if (room === undefined) {
       const reason = `Invalid room name: ${options.room}`.slice(0, 120);
       return this.refuse(client, CloseCode.PolicyViolation, reason);
+    }
+    if (!this.#o.rooms.allows(client, room)) {
+      return this.refuse(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
     }
     const name = this.#name(client, options.username);
     if (name === undefined) return;

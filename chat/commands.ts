@@ -32,6 +32,7 @@ import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
 import type { Replay } from "./replay.ts";
+import type { RoomQuota } from "./room_quota.ts";
 
 /** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_COMMANDS: Readonly<{
@@ -65,6 +66,10 @@ export interface CommandsOptions {
   replay: Replay;
   /** Checked whenever a name is taken. */
   bans: BanList;
+  /** The new rooms each address may enter. */
+  rooms: RoomQuota;
+  /** See {@linkcode RoomQuota}: told in the error when it is used up. */
+  roomsPerIpPerMin: number;
   /** The engine's presence; undefined when it serves one process. */
   presence: Presence | undefined;
   /** The manager's clock. */
@@ -343,6 +348,10 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
   const max = c.parts.maxRoomsPerConnection;
   if (client.rooms.length >= max) {
     return c.error(client, ErrorCode.TooManyRooms, `Too many rooms: ${max}`);
+  }
+  if (!c.parts.rooms.allows(client, room)) {
+    const per = c.parts.roomsPerIpPerMin;
+    return c.error(client, ErrorCode.RateLimited, `Too many new rooms from this address: ${per}`);
   }
   c.parts.replay.enter(client, room, since, false);
 }

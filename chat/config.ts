@@ -58,6 +58,14 @@ export interface Config {
   historyLimit: number;
   /** Seconds a stored message lives; 0 keeps it until pushed out by the limit. */
   historyTtlS: number;
+  /** HISTORY_MAX_BYTES: bytes of stored history in the whole store; the least recent rooms lose their oldest first. */
+  historyMaxBytes: number;
+  /** ROOM_TTL_S: seconds after its last message a room is deleted with its history. */
+  roomTtlS: number;
+  /** ROOMS_PER_IP_PER_MIN: rooms without members one address may enter per minute. */
+  roomsPerIpPerMin: number;
+  /** REPLAY_MAX_BYTES: history bytes in one welcome, joined or history frame; more follows as the socket drains. */
+  replayMaxBytes: number;
   /** HISTORY_ON_JOIN: messages of history sent on joining a room. */
   historyOnJoin: number;
   /** REDIS_URL: the Redis server of the redis engine. */
@@ -115,6 +123,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   maxConnectionsPerIp: DEFAULT_CONNECTION_MANAGER.maxConnectionsPerIp,
   maxRoomsPerConnection: DEFAULT_CONNECTION_MANAGER.maxRoomsPerConnection,
   historyTtlS: DEFAULT_ENGINE.historyTtlS,
+  historyMaxBytes: DEFAULT_ENGINE.historyMaxBytes,
+  roomTtlS: DEFAULT_ENGINE.roomTtlS,
+  roomsPerIpPerMin: DEFAULT_CONNECTION_MANAGER.roomsPerIpPerMin,
+  replayMaxBytes: DEFAULT_CONNECTION_MANAGER.replayMaxBytes,
   presenceTtlS: DEFAULT_ENGINE.presenceTtlS,
   redisUrl: DEFAULT_REDIS_ENGINE.url,
 });
@@ -194,6 +206,10 @@ export function loadConfig(env: Env): Config {
     historyLimit: integer(env, "HISTORY_LIMIT", d.historyLimit, 0, 1_000_000),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
+    historyMaxBytes: integer(env, "HISTORY_MAX_BYTES", d.historyMaxBytes, 65_536, 2 ** 40),
+    roomTtlS: integer(env, "ROOM_TTL_S", d.roomTtlS, 60, 10 * 365 * 86_400),
+    roomsPerIpPerMin: integer(env, "ROOMS_PER_IP_PER_MIN", d.roomsPerIpPerMin, 1, 1_000_000),
+    replayMaxBytes: integer(env, "REPLAY_MAX_BYTES", d.replayMaxBytes, 4096, 64 * 1024 * 1024),
     redisUrl: env.REDIS_URL?.trim() || d.redisUrl,
     presenceTtlS: integer(env, "PRESENCE_TTL_S", d.presenceTtlS, 1, 86_400),
     authSecret: env.AUTH_SECRET ?? d.authSecret,

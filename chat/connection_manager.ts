@@ -48,6 +48,7 @@ import {
 import { Publisher, stampId } from "./publisher.ts";
 import { Registry, type RoomInfo } from "./registry.ts";
 import { DEFAULT_REPLAY, Replay } from "./replay.ts";
+import { DEFAULT_ROOM_QUOTA, RoomQuota } from "./room_quota.ts";
 
 export type { ChatSocket, Connection, ConnectionInfo, ConnectOptions } from "./connection.ts";
 export type { BanOptions, KickOptions } from "./moderation.ts";
@@ -67,8 +68,11 @@ export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   rateLimitPerS: number;
   rateLimitBurst: number;
   authenticated: boolean;
+  roomsPerIpPerMin: number;
+  replayMaxBytes: number;
 }> = Object.freeze({
   ...DEFAULT_HEARTBEAT,
+  ...DEFAULT_ROOM_QUOTA,
   ...DEFAULT_ADMISSION,
   ...DEFAULT_COMMANDS,
   maxBufferedBytes: DEFAULT_OUTBOX.maxBufferedBytes,
@@ -112,6 +116,10 @@ export interface ConnectionManagerOptions {
   authenticated?: boolean;
   /** Open connections per client address; more are closed with 1008. */
   maxConnectionsPerIp?: number;
+  /** Rooms without local members one address may enter per minute; more get `rate_limited`. */
+  roomsPerIpPerMin?: number;
+  /** History bytes in one frame; a longer replay goes on as the socket drains. */
+  replayMaxBytes?: number;
 }
 
 /** The status of the manager's engine, for health checks. */
@@ -181,7 +189,8 @@ export class ConnectionManager implements AsyncDisposable {
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });
     const bans = this.#moderation.bans;
-    const common = { registry, outbox, replay, bans, presence, log, metrics };
+    const rooms = new RoomQuota({ registry, clock, roomsPerIpPerMin: s.roomsPerIpPerMin });
+    const common = { registry, outbox, replay, bans, presence, log, metrics, rooms };
     this.#admission = new Admission({
       ...s,
       ...common,

@@ -17,10 +17,16 @@ import { type Publisher, stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
 
 /** Replay's defaults, as {@linkcode ConnectionManagerOptions} names them. */
-export const DEFAULT_REPLAY: Readonly<{ historyOnJoin: number }> = Object.freeze({
-  /** Messages of history in `welcome` and `joined`. */
-  historyOnJoin: 50,
-});
+export const DEFAULT_REPLAY: Readonly<{ historyOnJoin: number; replayMaxBytes: number }> = Object
+  .freeze({
+    /** Messages of history in `welcome` and `joined`. */
+    historyOnJoin: 50,
+    /**
+     * Bytes of history in one `welcome`, `joined` or `history` frame; a
+     * longer replay goes on in further frames as the socket drains.
+     */
+    replayMaxBytes: 256 * 1024,
+  });
 
 /** What replay needs from the manager. */
 export interface ReplayOptions {

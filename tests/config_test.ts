@@ -13,6 +13,23 @@ Deno.test("loadConfig uses the documented defaults for an empty environment", ()
   assert.equal(config.maxBufferedBytes, 1_048_576);
   assert.deepEqual(config.allowedOrigins, []);
   assert.equal(config.logLevel, "info");
+  assert.equal(config.historyMaxBytes, 64 * 1024 * 1024);
+  assert.equal(config.roomTtlS, 7 * 86_400);
+  assert.equal(config.roomsPerIpPerMin, 60);
+  assert.equal(config.replayMaxBytes, 256 * 1024);
+});
+
+Deno.test("loadConfig reads the resource bounds", () => {
+  const config = loadConfig({
+    HISTORY_MAX_BYTES: "1048576",
+    ROOM_TTL_S: "3600",
+    ROOMS_PER_IP_PER_MIN: "5",
+    REPLAY_MAX_BYTES: "65536",
+  });
+  assert.equal(config.historyMaxBytes, 1_048_576);
+  assert.equal(config.roomTtlS, 3600);
+  assert.equal(config.roomsPerIpPerMin, 5);
+  assert.equal(config.replayMaxBytes, 65_536);
 });
 
 Deno.test("loadConfig treats blank values as unset", () => {
@@ -75,6 +92,10 @@ Deno.test("loadConfig refuses bad values with a RangeError naming variable and v
       "5000",
     ],
     ["unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL", "loud"],
+    ["tiny HISTORY_MAX_BYTES", { HISTORY_MAX_BYTES: "100" }, "HISTORY_MAX_BYTES", "100"],
+    ["ROOM_TTL_S under a minute", { ROOM_TTL_S: "5" }, "ROOM_TTL_S", "5"],
+    ["zero ROOMS_PER_IP_PER_MIN", { ROOMS_PER_IP_PER_MIN: "0" }, "ROOMS_PER_IP_PER_MIN", "0"],
+    ["tiny REPLAY_MAX_BYTES", { REPLAY_MAX_BYTES: "10" }, "REPLAY_MAX_BYTES", "10"],
     ["bad ALLOWED_ORIGINS", { ALLOWED_ORIGINS: "not a url" }, "ALLOWED_ORIGINS", "not a url"],
   ];
   for (const [name, env, variable, value] of cases) {

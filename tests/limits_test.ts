@@ -210,3 +210,38 @@ Deno.test("a connection joins at most MAX_ROOMS_PER_CONNECTION rooms", async () 
   await client.next(errorCode("invalid_room"));
   assert.equal(client.closeInfo, undefined);
 });
+
+Deno.test("an address enters at most ROOMS_PER_IP_PER_MIN new rooms a minute", async (t) => {
+  await using server = await startServer({
+    ...RELAXED,
+    ROOMS_PER_IP_PER_MIN: "3",
+    MAX_ROOMS_PER_CONNECTION: "100",
+  });
+  // The handshake's room is the first new room.
+  await using churner = await TestClient.connect(server.url("/ws/chat/Churner?room=r0"));
+  await churner.next(welcome);
+
+  await t.step("joins past the quota get rate_limited and create nothing", async () => {
+    for (const room of ["r1", "r2"]) {
+      churner.sendJson({ type: "join", room });
+      await churner.next((f) => f.type === "joined" && f.room === room);
+    }
+    churner.sendJson({ type: "join", room: "r3" });
+    const refused = await churner.next(errorCode("rate_limited"));
+    assert.match(String(refused.message), /new rooms.*3/);
+    assert.equal(server.app.manager.roomCount, 3);
+    assert.equal(churner.closeInfo, undefined);
+  });
+
+  await t.step("a room that has members costs nothing", async () => {
+    await using guest = await TestClient.connect(server.url("/ws/chat/Guest?room=r1"));
+    await guest.next(welcome);
+    guest.sendJson({ type: "join", room: "r2" });
+    await guest.next((f) => f.type === "joined" && f.room === "r2");
+  });
+
+  await t.step("a handshake into a new room past the quota is closed with 1008", async () => {
+    await using late = await TestClient.connect(server.url("/ws/chat/Late?room=r9"));
+    assert.deepEqual(await late.closed, { code: 1008, reason: "Rate limit exceeded" });
+  });
+});
