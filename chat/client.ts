@@ -105,6 +105,8 @@ export class Client implements Connection, TokenBucket {
   welcomed = false;
   /** Frames held back while history is sent; null when live. */
   backlog: BacklogItem[] | null = [];
+  /** UTF-8 bytes in `backlog`, bounded like the send buffer. */
+  backlogBytes = 0;
   // Null rather than an empty Set while no history is in flight: a Set costs
   // a couple of hundred bytes on every idle connection.
   /** Rooms whose history is being sent; their frames wait in `backlog`. Null when none. */

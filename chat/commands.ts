@@ -329,6 +329,10 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
   if (room === undefined) {
     return c.error(client, ErrorCode.InvalidRoom, `Invalid room name: ${msg.room.slice(0, 64)}`);
   }
+  if (client.replaying?.has(room) === true) {
+    // One replay per room at a time: each holds a page of history in memory.
+    return c.error(client, ErrorCode.RateLimited, `History is still being sent: ${room}`);
+  }
   if (client.rooms.includes(room)) {
     if (msg.type === "resume" || since !== undefined) {
       // Replay what was missed without a second join notice.
@@ -343,6 +347,7 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
       history: [],
       recovered: true,
       epoch,
+      more: false,
     });
   }
   const max = c.parts.maxRoomsPerConnection;

@@ -36,7 +36,7 @@ import { type Logger, silentLogger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { type BanOptions, type KickOptions, Moderation } from "./moderation.ts";
 import { withDefaults } from "./options.ts";
-import { DEFAULT_OUTBOX, Outbox } from "./outbox.ts";
+import { byteLength, DEFAULT_OUTBOX, Outbox } from "./outbox.ts";
 import {
   CloseCode,
   CloseReason,
@@ -151,6 +151,8 @@ export class ConnectionManager implements AsyncDisposable {
   #heartbeat: Heartbeat;
   #moderation: Moderation;
   #admission: Admission;
+  #replay: Replay;
+  #replayMaxBytes: number;
   #commands: Commands;
   #fanout: Fanout;
   /** The socket events of every client; one object per manager. */
@@ -185,7 +187,8 @@ export class ConnectionManager implements AsyncDisposable {
     });
     const parts = { engine, registry, outbox, clock, log, metrics };
     const publisher = this.#publisher = new Publisher(parts);
-    const replay = new Replay({ ...s, ...parts, publisher });
+    this.#replayMaxBytes = s.replayMaxBytes;
+    const replay = this.#replay = new Replay({ ...s, ...parts, publisher, scheduler });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });
     const bans = this.#moderation.bans;
@@ -221,10 +224,22 @@ export class ConnectionManager implements AsyncDisposable {
     return { engine: this.#engine.name, status: this.#engine.status() };
   }
 
-  /** The newest stored frames of a room (before `before`), oldest first; rejects when the store fails. */
+  /**
+   * The newest stored frames of a room (before `before`), oldest first, at
+   * most `replayMaxBytes` of them (at least one); rejects when the store fails.
+   */
   async history(room: string, options: HistoryOptions): Promise<RoomFrame[]> {
     const page = await this.#engine.history(room, options);
-    return page.publications.map((p) => JSON.parse(stampId(p.offset, p.payload)) as RoomFrame);
+    const texts: string[] = [];
+    let bytes = 0;
+    for (let i = page.publications.length - 1; i >= 0; i--) {
+      const { offset, payload } = page.publications[i]!;
+      const text = stampId(offset, payload);
+      bytes += byteLength(text) + 1;
+      if (texts.length > 0 && bytes > this.#replayMaxBytes) break;
+      texts.push(text);
+    }
+    return texts.reverse().map((text) => JSON.parse(text) as RoomFrame);
   }
 
   /** The engine's stored bytes, evictions and expired channels. */
@@ -354,6 +369,7 @@ export class ConnectionManager implements AsyncDisposable {
     this.#disposed = true;
     this.closeAll(CloseCode.GoingAway, CloseReason.ServerShuttingDown);
     this.#heartbeat.stop();
+    this.#replay.dispose();
     await this.#started.catch(() => undefined);
     await this.#engine[Symbol.asyncDispose]();
   }

@@ -108,7 +108,7 @@ export class Fanout {
   #deliverTo(c: Client, channel: string, id: number, text: string, bytes: number): number {
     // Before welcome every frame waits; afterwards only rooms sending history do.
     if (c.backlog !== null && (!c.welcomed || c.replaying?.has(channel) === true)) {
-      c.backlog.push({ channel, id, text });
+      this.#outbox.hold(c, { channel, id, text }, bytes);
       return 0;
     }
     if (c.closing || c.socket.readyState !== OPEN) return 0;

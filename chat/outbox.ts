@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { Client } from "./client.ts";
+import type { BacklogItem, Client } from "./client.ts";
 import type { Scheduler, TimerHandle } from "./clock.ts";
 import type { Logger } from "./logger.ts";
 import { type Metrics, utf8Length } from "./metrics.ts";
@@ -81,10 +81,26 @@ export class Outbox {
   send(client: Client, frame: ServerMessage, force = false): void {
     const text = JSON.stringify(frame);
     if (!force && client.backlog !== null && !client.welcomed) {
-      client.backlog.push({ channel: "", id: 0, text });
-      return;
+      return this.hold(client, { channel: "", id: 0, text }, text.length);
     }
     this.sendText(client, text);
+  }
+
+  /** Bytes given to the client's socket and not sent yet, its batch included. */
+  unsent(client: Client): number {
+    return client.socket.bufferedAmount + client.batchBytes;
+  }
+
+  /**
+   * Holds a frame back in the client's backlog while its history is sent;
+   * a backlog past the send-buffer limit drops the client as a slow consumer.
+   */
+  hold(client: Client, item: BacklogItem, bytes: number): void {
+    client.backlog!.push(item);
+    if ((client.backlogBytes += bytes) <= this.#maxBuffered || client.closing) return;
+    this.#o.metrics.slowConsumerCloses++;
+    this.#o.log.warn("slow_consumer", { conn: client.id, backlog: client.backlogBytes });
+    this.#o.dropSlow(client);
   }
 
   /** Sends an `error` frame and counts it. */

@@ -228,6 +228,11 @@ export interface WelcomeFrame {
   epoch: string;
   /** Limits the client should respect. */
   limits: { max_message_bytes: number };
+  /**
+   * True when the history goes on in `history` frames (REPLAY_MAX_BYTES
+   * per frame); live frames of the room follow the last of them.
+   */
+  more: boolean;
 }
 
 /** The answer to an in-band `join` or `resume`. */
@@ -244,6 +249,20 @@ export interface JoinedFrame {
   recovered: boolean;
   /** As in {@linkcode WelcomeFrame.epoch}. */
   epoch: string;
+  /** As in {@linkcode WelcomeFrame.more}. */
+  more: boolean;
+}
+
+/** The next page of a room's history after a `welcome` or `joined` that said `more`. */
+export interface HistoryFrame {
+  /** Always `history`. */
+  type: "history";
+  /** The room whose history this is. */
+  room: string;
+  /** The next frames of the history, oldest first, after those already sent. */
+  history: RoomFrame[];
+  /** True when another `history` frame follows. */
+  more: boolean;
 }
 
 /** The answer to an in-band `leave`. */
@@ -296,6 +315,7 @@ export interface ErrorFrame {
 export type ServerMessage =
   | WelcomeFrame
   | JoinedFrame
+  | HistoryFrame
   | LeftFrame
   | MessageFrame
   | PrivateFrame

@@ -4,15 +4,21 @@
  * room's live frames wait in the client's backlog meanwhile, so nothing is
  * lost or sent twice between the history and the live stream.
  *
+ * No frame carries more than `replayMaxBytes` of history: a longer replay
+ * goes on in `history` frames, each read from the engine and sent only once
+ * the socket has sent most of the previous one, so a client recovering a
+ * thousand large messages is neither flooded nor dropped as a slow
+ * consumer, and the server holds one page per replay, not the whole of it.
+ *
  * @module
  */
 
 import type { BacklogItem, Client } from "./client.ts";
-import type { Clock } from "./clock.ts";
-import type { Engine, Presence } from "./engines/engine.ts";
+import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
+import type { Engine, HistoryPage, Presence } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
-import type { Outbox } from "./outbox.ts";
-import type { JoinedFrame, WelcomeFrame } from "./protocol.ts";
+import { byteLength, type Outbox } from "./outbox.ts";
+import type { HistoryFrame, JoinedFrame, WelcomeFrame } from "./protocol.ts";
 import { type Publisher, stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
 
@@ -40,10 +46,14 @@ export interface ReplayOptions {
   publisher: Publisher;
   /** The manager's clock. */
   clock: Clock;
+  /** Polls a socket's send buffer between pages. */
+  scheduler: Scheduler;
   /** Where events are logged. */
   log: Logger;
   /** See {@linkcode DEFAULT_REPLAY}. */
   historyOnJoin: number;
+  /** See {@linkcode DEFAULT_REPLAY}. */
+  replayMaxBytes: number;
   /** Messages replayed at most on recovery. */
   historyLimit: number;
   /** The ping cadence of the heartbeat route, told in `welcome`. */
@@ -60,29 +70,56 @@ export interface ReplayOptions {
  * `recovered: false`.
  */
 const STALE_SINCE = -1;
+/** How often a socket's send buffer is looked at while a replay waits for it. */
+const DRAIN_POLL_MS = 25;
+/** Publications read by a recovery's first page; later pages follow their average size. */
+const FIRST_READ = 64;
 
-/** History read for one client's `welcome` or `joined`. */
-interface Replaying {
+/** One stored frame, stamped, with its UTF-8 size. */
+interface Stamped {
+  id: number;
+  text: string;
+  bytes: number;
+}
+
+/** A replay in progress: one client, one room. */
+interface Pager {
   client: Client;
   room: string;
-  /** The last id the client saw, if it said. */
+  /** The last id the client saw, if it said (or {@linkcode STALE_SINCE}). */
   since: number | undefined;
-  /** A `welcome` (the client's first frame) rather than a `joined`. */
+  /** The first frame is a `welcome` rather than a `joined`; false once it is sent. */
   welcome: boolean;
-  /** The stored frames' JSON, stamped. */
-  texts: string[];
-  /** The last frame's id; 0 when none. */
-  lastId: number;
+  /** Whether the first frame (`welcome` or `joined`) went out. */
+  started: boolean;
   /** Whether nothing between `since` and the history was lost. */
   complete: boolean;
+  /** Read and not yet sent, oldest first. */
+  buffer: Stamped[];
+  /** The offset after which the next read starts. */
+  readAfter: number;
+  /** Publications still allowed to be read. */
+  readLeft: number;
+  /** Bytes and count read so far, for the size of the next read. */
+  readBytes: number;
+  readCount: number;
+  /** The engine has nothing more (or the read failed). */
+  exhausted: boolean;
+  /** The highest id sent: live frames up to it are in the history already. */
+  sent: number;
+  /** The users of the room on every process, when the engine has presence. */
+  everywhere: Promise<string[] | undefined> | undefined;
 }
 
 /**
- * Serialises a `welcome` or `joined` frame whose `history` is empty with the
- * given frames' JSON in it. The key `"history":[]` can only be that key: quotes
- * inside strings are escaped.
+ * Serialises a frame whose `history` is empty with the given frames' JSON
+ * in it. The key `"history":[]` can only be that key: quotes inside strings
+ * are escaped.
  */
-function spliceHistory(frame: WelcomeFrame | JoinedFrame, texts: readonly string[]): string {
+function spliceHistory(
+  frame: WelcomeFrame | JoinedFrame | HistoryFrame,
+  texts: readonly string[],
+): string {
   // A function, so `$` in the texts is not a replacement pattern.
   return JSON.stringify(frame).replace('"history":[]', () => `"history":[${texts.join(",")}]`);
 }
@@ -91,11 +128,16 @@ function spliceHistory(frame: WelcomeFrame | JoinedFrame, texts: readonly string
 export class Replay {
   #o: ReplayOptions;
   #presence: Presence | undefined;
+  /** Replays waiting for a socket to drain, with their timers. */
+  #waiting = new Map<Pager, TimerHandle>();
+  /** Publications read at most at once: a page's worth of 1 KB frames. */
+  #maxRead: number;
 
   /** Replay from the options' engine. */
   constructor(options: ReplayOptions) {
     this.#o = options;
     this.#presence = options.engine.presence;
+    this.#maxRead = Math.max(16, Math.floor(options.replayMaxBytes / 1024));
   }
 
   /** The engine's epoch, which every `since` is relative to. */
@@ -122,28 +164,42 @@ export class Replay {
 
   /**
    * Reads a room's history (the recent tail, or what followed `since`) and
-   * sends it as `welcome` or `joined`; the room's live frames wait meanwhile.
+   * sends it as `welcome` or `joined`, then in `history` frames; the room's
+   * live frames wait meanwhile.
    */
   replay(client: Client, room: string, since: number | undefined, welcome: boolean): void {
     this.#hold(client, room);
-    // A stale `since` (another epoch) gets the recent tail, like a first visit.
-    const query = since === undefined || since === STALE_SINCE
-      ? { limit: this.#o.historyOnJoin }
-      : { after: since, limit: this.#o.historyLimit };
-    const everywhere = this.#presence?.users(room).catch(() => undefined);
-    const base = { client, room, since, welcome };
-    this.#o.engine.history(room, query).then(
-      ({ publications: pubs, complete }) => {
-        // Stamped once per stored payload; the welcome splices them in unparsed.
-        const texts = pubs.map((p) => stampId(p.offset, p.payload));
-        const lastId = pubs.at(-1)?.offset ?? 0;
-        this.#sendWhenKnown(everywhere, { ...base, texts, lastId, complete });
-      },
-      (error) => {
-        this.#o.log.warn("history_failed", { room, error: String(error) });
-        this.#sendWhenKnown(everywhere, { ...base, texts: [], lastId: 0, complete: false });
-      },
-    );
+    const recovery = since !== undefined && since !== STALE_SINCE;
+    const pager: Pager = {
+      client,
+      room,
+      since,
+      welcome,
+      started: false,
+      complete: true,
+      buffer: [],
+      readAfter: recovery ? since : 0,
+      readLeft: recovery ? this.#o.historyLimit : 0,
+      readBytes: 0,
+      readCount: 0,
+      exhausted: !recovery,
+      sent: since !== undefined && since > 0 ? since : 0,
+      everywhere: this.#presence?.users(room).catch(() => undefined),
+    };
+    // A first visit or a stale `since` gets the recent tail, read whole: it is HISTORY_ON_JOIN long.
+    const first = recovery
+      ? this.#read(pager)
+      : this.#o.engine.history(room, { limit: this.#o.historyOnJoin }).then(
+        (page) => this.#take(pager, page),
+        (error) => this.#failed(pager, error),
+      );
+    first.then(() => this.#run(pager));
+  }
+
+  /** Stops every replay waiting for a socket to drain (shutdown). */
+  dispose(): void {
+    for (const timer of this.#waiting.values()) this.#o.scheduler.clearTimeout(timer);
+    this.#waiting.clear();
   }
 
   /** Makes the room's live frames wait in the client's backlog. */
@@ -152,45 +208,146 @@ export class Replay {
     if (client.backlog === null) client.backlog = [];
   }
 
-  /** Sends history once the users of every process are known (at once without presence). */
-  #sendWhenKnown(everywhere: Promise<string[] | undefined> | undefined, r: Replaying): void {
-    if (everywhere === undefined) return this.#send(r);
-    everywhere.then((users) => this.#send(r, users));
+  /** Reads the next publications of a recovery, as many as a page likely holds. */
+  #read(p: Pager): Promise<void> {
+    const average = p.readCount === 0 ? 0 : p.readBytes / p.readCount;
+    const wanted = average === 0
+      ? FIRST_READ
+      : Math.floor((this.#o.replayMaxBytes - this.#buffered(p)) / average);
+    const limit = Math.max(1, Math.min(wanted, this.#maxRead, p.readLeft));
+    const query = { after: p.readAfter, limit };
+    return this.#o.engine.history(p.room, query).then((page) => {
+      if (p.readCount === 0) p.complete = page.complete;
+      this.#take(p, page);
+      p.readLeft -= page.publications.length;
+      if (page.publications.length < limit || p.readLeft <= 0) p.exhausted = true;
+    }, (error) => this.#failed(p, error));
   }
 
-  #send(r: Replaying, everywhere?: readonly string[]): void {
-    const { client, room, since } = r;
-    if (client.closing || !client.rooms.includes(room)) return;
+  /** Adds a page's publications to the buffer, stamped once each. */
+  #take(p: Pager, page: HistoryPage): void {
+    for (const { offset, payload } of page.publications) {
+      const text = stampId(offset, payload);
+      const bytes = byteLength(text);
+      p.buffer.push({ id: offset, text, bytes });
+      p.readBytes += bytes;
+      p.readCount++;
+      p.readAfter = offset;
+    }
+  }
+
+  /** A failed read ends the replay with what was read; a first read failing recovers nothing. */
+  #failed(p: Pager, error: unknown): void {
+    this.#o.log.warn("history_failed", { room: p.room, error: String(error) });
+    if (p.readCount === 0) p.complete = false;
+    p.exhausted = true;
+  }
+
+  #buffered(p: Pager): number {
+    let bytes = 0;
+    for (const s of p.buffer) bytes += s.bytes;
+    return bytes;
+  }
+
+  /** Runs the next step of a replay; a failure ends it with a log line, not a crash. */
+  #run(p: Pager): void {
+    this.#pump(p).catch((error) => {
+      this.#o.log.error("replay_failed", { room: p.room, error: String(error) });
+    });
+  }
+
+  /** Whether the replay is over: the client closed or left the room. */
+  #gone(p: Pager): boolean {
+    if (p.client.closing) return true;
+    if (p.client.rooms.includes(p.room)) return false;
+    // Left mid-replay: the room's held frames go, and a later join replays anew.
+    this.#release(p.client, p.room, Infinity);
+    return true;
+  }
+
+  /** Sends the next page once it is read and the socket drained; the last one releases the room. */
+  async #pump(p: Pager): Promise<void> {
+    const { client, room } = p;
+    if (this.#gone(p)) return;
+    while (!p.exhausted && this.#buffered(p) < this.#o.replayMaxBytes) await this.#read(p);
+    if (this.#gone(p)) return;
+    const page = this.#page(p);
+    const more = p.buffer.length > 0 || !p.exhausted;
+    if (!p.started) {
+      const users = await p.everywhere;
+      if (this.#gone(p)) return;
+      this.#start(p, page, more, users);
+    } else {
+      const frame: HistoryFrame = { type: "history", room, history: [], more };
+      this.#o.outbox.sendText(client, spliceHistory(frame, page));
+    }
+    if (!more) return this.#release(client, room, p.sent);
+    this.#whenDrained(p);
+  }
+
+  /** Takes up to `replayMaxBytes` of frames (at least one) off the buffer. */
+  #page(p: Pager): string[] {
+    const texts: string[] = [];
+    let bytes = 0;
+    while (p.buffer.length > 0) {
+      const next = p.buffer[0]!;
+      if (texts.length > 0 && bytes + next.bytes > this.#o.replayMaxBytes) break;
+      p.buffer.shift();
+      texts.push(next.text);
+      bytes += next.bytes + 1;
+      p.sent = Math.max(p.sent, next.id);
+    }
+    return texts;
+  }
+
+  /** Sends the `welcome` or `joined` with the first page. */
+  #start(p: Pager, texts: string[], more: boolean, everywhere?: readonly string[]): void {
+    const { client, room, since } = p;
+    p.started = true;
     const registry = this.#o.registry;
     const users = everywhere === undefined
       ? registry.users(room)
       : registry.usersWith(room, everywhere);
-    const recovered = since === undefined ? true : since !== STALE_SINCE && r.complete;
+    const recovered = since === undefined ? true : since !== STALE_SINCE && p.complete;
     const epoch = this.#o.engine.epoch;
-    const frame: WelcomeFrame | JoinedFrame = r.welcome
-      ? this.#welcome(client, room, users, recovered)
-      : { type: "joined", room, users, history: [], recovered, epoch };
-    this.#o.outbox.sendText(client, spliceHistory(frame, r.texts));
-    if (r.welcome) client.welcomed = true;
-    this.#release(client, room, Math.max(since ?? 0, r.lastId));
+    const frame: WelcomeFrame | JoinedFrame = p.welcome
+      ? this.#welcome(client, { room, users, recovered, more })
+      : { type: "joined", room, users, history: [], recovered, epoch, more };
+    this.#o.outbox.sendText(client, spliceHistory(frame, texts));
+    if (p.welcome) client.welcomed = true;
   }
 
-  #welcome(client: Client, room: string, users: string[], recovered: boolean): WelcomeFrame {
+  /** Sends the next page once the socket holds less than a page unsent. */
+  #whenDrained(p: Pager): void {
+    if (p.client.closing) return;
+    if (this.#o.outbox.unsent(p.client) <= this.#o.replayMaxBytes) return this.#run(p);
+    const timer = this.#o.scheduler.setTimeout(() => {
+      this.#waiting.delete(p);
+      this.#whenDrained(p);
+    }, DRAIN_POLL_MS);
+    this.#waiting.set(p, timer);
+  }
+
+  #welcome(
+    client: Client,
+    f: { room: string; users: string[]; recovered: boolean; more: boolean },
+  ): WelcomeFrame {
     const w = this.#o;
     return {
       type: "welcome",
       id: client.id,
       username: client.username,
-      room,
-      users,
+      room: f.room,
+      users: f.users,
       heartbeat: client.heartbeat
         ? { interval_ms: w.heartbeatIntervalMs, timeout_ms: w.heartbeatTimeoutMs }
         : null,
-      server_time: new Date(this.#o.clock.now()).toISOString(),
+      server_time: new Date(w.clock.now()).toISOString(),
       history: [],
-      recovered,
-      epoch: this.#o.engine.epoch,
+      recovered: f.recovered,
+      epoch: w.engine.epoch,
       limits: { max_message_bytes: w.maxMessageBytes },
+      more: f.more,
     };
   }
 
@@ -211,6 +368,7 @@ export class Replay {
     if (replaying === null || replaying.size === 0) {
       client.replaying = null;
       client.backlog = null;
+      client.backlogBytes = 0;
     } else {
       client.backlog = rest;
     }

@@ -511,6 +511,12 @@ function onFrame(data, resumed) {
       return onWelcome(frame, resumed);
     case "joined":
       return onJoined(frame);
+    case "history":
+      // The rest of a long history, after a welcome or joined that said `more`.
+      if (frame.room === state.room && Array.isArray(frame.history)) {
+        for (const stored of frame.history) showRoomFrame(stored, false);
+      }
+      return;
     case "left":
       if (frame.room === state.room && state.pendingRoom === "") {
         renderNotice(`You are no longer in #${frame.room}.`, "warning");
