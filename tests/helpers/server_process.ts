@@ -19,6 +19,8 @@ export interface SpawnOptions {
 export interface ServerProcess extends AsyncDisposable {
   /** The port from the first `listening` log line. */
   port: number;
+  /** The child's process id. */
+  pid: number;
   /** Every stderr line so far. */
   lines: string[];
   /** Resolves with the exit status. */
@@ -92,6 +94,7 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
     const port = await Promise.race([listening.promise, timeout]);
     return {
       port,
+      pid: child.pid,
       lines,
       status,
       kill,
