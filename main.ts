@@ -11,22 +11,47 @@
 
 import { type App, configFromEnv, createApp, preferVectoredWrites } from "./app.ts";
 import type { Config } from "./chat/config.ts";
+import { LogThrottle } from "./chat/log_throttle.ts";
 import { createLogger, type Logger } from "./chat/logger.ts";
+import { type ListenStage, serveForever } from "./listener.ts";
 
 export { type App, createApp } from "./app.ts";
 export { type Config, DEFAULT_CONFIG, loadConfig } from "./chat/config.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
-/** Serves the app until a signal; resolves when the server has stopped. */
+/**
+ * Counts and logs the listener's failures. Out of descriptors, the accept
+ * loop can die ten times a second: the lines are throttled, the counter
+ * (`chat_accept_failures_total`) is exact.
+ */
+function onListenerError(app: App, logger: Logger): (error: unknown, stage: ListenStage) => void {
+  const lines = new LogThrottle({ logger });
+  return (error, stage) => {
+    if (stage === "accept") {
+      app.manager.metrics.acceptFailures++;
+      lines.warn("accept_failed", { error: String(error) });
+    } else {
+      lines.warn("listen_failed", { error: String(error) });
+    }
+  };
+}
+
+/**
+ * Serves the app until a signal; resolves when the server has stopped. The
+ * listener is started again when it stops accepting (out of descriptors),
+ * see `listener.ts`.
+ */
 export async function run(config: Config, logger: Logger): Promise<void> {
   const app: App = await createApp(config, { logger });
-  const server = Deno.serve({
+  const server = await serveForever({
     port: config.port,
     hostname: config.hostname,
+    handler: app.handler,
     onListen: ({ hostname, port }) =>
       logger.info("listening", { hostname, port, engine: app.manager.health().engine }),
-  }, app.handler);
+    onError: onListenerError(app, logger),
+  });
 
   let stopping = false;
   const stop = async (signal: Deno.Signal) => {

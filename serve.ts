@@ -10,6 +10,10 @@
  * exits only once every resource is closed, so the app (its sockets, the
  * engine's watches and database) is disposed on those signals too.
  *
+ * `deno serve` owns the listener, so `listener.ts` cannot restart it: out of
+ * descriptors (EMFILE) the process exits 1 and its supervisor must restart it
+ * (docs/security.md, "File descriptors and slow requests").
+ *
  * @module
  */
 
