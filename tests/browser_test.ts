@@ -43,6 +43,8 @@ async function startServer(port = 0): Promise<RunningServer> {
     HEARTBEAT_TIMEOUT_MS: "10000",
     MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
     HISTORY_ON_JOIN: String(HISTORY_ON_JOIN),
+    // The smallest page: a reconnect's replay of the missed messages below spans several frames.
+    REPLAY_MAX_BYTES: "4096",
   });
   const app = await createApp(config);
   const server = Deno.serve({ port, hostname: "127.0.0.1", onListen() {} }, app.handler);
@@ -371,7 +373,11 @@ Deno.test({
         await bob.waitFor(statusIs("reconnecting"));
         await say(alice, "Said while Robert was away");
         await alice.waitFor(hasChat("Said while Robert was away"));
-        const missed = Array.from({ length: HISTORY_ON_JOIN + 3 }, (_, i) => `Missed ${i + 1}`);
+        // About 1.5 KB each: the replay comes as a welcome and several history frames.
+        const missed = Array.from(
+          { length: HISTORY_ON_JOIN + 3 },
+          (_, i) => `Missed ${i + 1} ${"words ".repeat(250)}`.trim(),
+        );
         {
           await using dave = await TestClient.connect(
             `ws://127.0.0.1:${running.port}/ws/chat/Dave`,
