@@ -5,6 +5,10 @@
  *
  * - A stored publish is one Lua script (INCR, XADD, PUBLISH): the payload is
  *   stored before anyone can see it. An ephemeral publish is a plain PUBLISH.
+ * - The store is bounded (redis_bounds.ts): the publish script evicts past
+ *   `historyMaxBytes`, a timer deletes channels idle for `roomTtlS`, and
+ *   every key has a Redis TTL. A deleted channel's offsets start again at
+ *   1: a message with {@linkcode RESET_ID} moves its subscribers' cursors back.
  * - Fan-out: pub/sub, one channel per engine channel. Stored publications
  *   reach this process only through pub/sub or a catch-up read of the
  *   stream, never straight from `publish`, so one cursor per channel gives
@@ -26,11 +30,11 @@ import {
   type TimerHandle,
 } from "../clock.ts";
 import { type Logger, silentLogger } from "../logger.ts";
-import { withDefaults } from "../options.ts";
 import { LogThrottle } from "../log_throttle.ts";
 import {
   type Delivery,
   type Engine,
+  type EngineStats,
   type EngineStatus,
   type HistoryPage,
   type HistoryQuery,
@@ -41,8 +45,9 @@ import {
 import { RedisClient, RedisSubscriber } from "./redis_client.ts";
 import type { RedisStatus } from "./redis_link.ts";
 import { RedisPresence } from "./redis_presence.ts";
-import { DEFAULT_REDIS_ENGINE, type RedisEngineOptions } from "./redis_options.ts";
+import { type RedisEngineOptions, redisSettings } from "./redis_options.ts";
 import { RedisHistory } from "./redis_history.ts";
+import { RedisBounds, RESET_ID } from "./redis_bounds.ts";
 import { Waiters } from "./redis_waiters.ts";
 import {
   compareIds,
@@ -101,6 +106,7 @@ export class RedisEngine implements Engine {
   #scheduler: Scheduler;
   #pubsubPrefix: string;
   #streams: RedisHistory;
+  #bounds: RedisBounds;
   #deliver: Delivery | undefined;
   #subs = new Map<string, Sub>();
   #waiters = new Waiters();
@@ -117,20 +123,18 @@ export class RedisEngine implements Engine {
    * Creates an engine; nothing is dialed until {@linkcode RedisEngine.start}.
    *
    * @throws {TypeError} for a malformed URL.
+   * @throws {RangeError} for a TTL or byte budget out of range.
    */
   constructor(options: RedisEngineOptions = {}) {
     this.#log = options.logger ?? silentLogger;
     this.#clock = options.clock ?? systemClock;
     this.#scheduler = options.scheduler ?? systemScheduler;
-    const o = withDefaults(DEFAULT_REDIS_ENGINE, options);
+    const o = redisSettings(options);
     const prefix = o.keyPrefix;
     this.#pubsubPrefix = `${prefix}ch:`;
     const historyLimit = o.historyLimit;
     const presenceTtlMs = o.presenceTtlS * 1000;
     this.#refreshMs = Math.max(100, Math.floor(presenceTtlMs / 3));
-    if (!(presenceTtlMs > 0)) {
-      throw new RangeError(`Invalid presence TTL: ${options.presenceTtlS}`);
-    }
     const common = {
       url: o.url,
       caCerts: options.caCerts,
@@ -153,12 +157,23 @@ export class RedisEngine implements Engine {
       ttlMs: presenceTtlMs,
       logger: this.#log,
     });
+    this.#bounds = new RedisBounds({
+      client: this.#client,
+      prefix,
+      roomTtlMs: o.roomTtlS * 1000,
+      clock: this.#clock,
+      scheduler: this.#scheduler,
+      logger: this.#log,
+    });
     this.#streams = new RedisHistory({
       client: this.#client,
       prefix,
       historyLimit,
       retained: Math.max(historyLimit, MIN_RETAINED),
       ttlMs: o.historyTtlS * 1000,
+      maxBytes: o.historyMaxBytes,
+      keepMs: this.#bounds.keepMs(),
+      bounds: this.#bounds,
       clock: this.#clock,
     }, newEpoch());
   }
@@ -175,6 +190,7 @@ export class RedisEngine implements Engine {
   async start(deliver: Delivery): Promise<void> {
     this.#deliver = deliver;
     await this.#streams.load();
+    await this.#bounds.load();
     await this.presence.load();
     await this.#client.connect();
     try {
@@ -189,6 +205,7 @@ export class RedisEngine implements Engine {
     for (const sub of this.#subs.values()) this.#sync(sub);
     const refresh = () => this.presence.refresh();
     this.#refreshTimer = this.#scheduler.setInterval(refresh, this.#refreshMs);
+    this.#bounds.start();
   }
 
   /**
@@ -277,6 +294,11 @@ export class RedisEngine implements Engine {
     return this.#client.connected && this.#subscriber.connected ? "ok" : "degraded";
   }
 
+  /** The store's bytes as the last publish or sweep saw them, and this process's deletions. */
+  stats(): EngineStats {
+    return this.#bounds.stats();
+  }
+
   /** Removes this process's presence, closes both connections and every timer. */
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#disposed) return;
@@ -285,6 +307,7 @@ export class RedisEngine implements Engine {
     if (this.#retryTimer !== undefined) this.#scheduler.clearTimeout(this.#retryTimer);
     this.#refreshTimer = undefined;
     this.#retryTimer = undefined;
+    this.#bounds.stop();
     // Users of a stopped process vanish at once instead of after the TTL;
     // the PING reply means every command sent before it has run.
     const commands = this.presence.dispose();
@@ -323,7 +346,10 @@ export class RedisEngine implements Engine {
   #deliveryFailures: LogThrottle | undefined;
 
   #accept(sub: Sub, entry: Entry): void {
-    if (sub.cursor === null || compareIds(entry.id, sub.cursor) <= 0) return;
+    if (sub.cursor === null) return;
+    // The channel was deleted: its next publication is offset 1 again.
+    if (entry.id === RESET_ID) sub.cursor = RESET_ID;
+    if (compareIds(entry.id, sub.cursor) <= 0) return;
     sub.cursor = entry.id;
     const offset = entryNumber(entry.id);
     this.#hand(entry.channel, entry.payload, offset);
@@ -398,15 +424,19 @@ export class RedisEngine implements Engine {
       const commands: (string | number)[][] = [
         ["XRANGE", sub.stream, `(${cursor}`, "+", "COUNT", BATCH],
       ];
-      if (!checked) commands.push(...this.#streams.epochCommands());
+      const top = ["XREVRANGE", sub.stream, "+", "-", "COUNT", 1];
+      if (!checked) commands.push(...this.#streams.epochCommands(), top);
       const replies = await this.#client.pipeline(commands);
       if (!this.#current(sub)) return;
       if (!checked) {
         checked = true;
         this.#observe(replies[2]);
+        // A stream below the cursor was deleted (its reset message missed) and begun again.
+        const last = parseEntries(replies[3], sub.channel)[0]?.id ?? RESET_ID;
+        if (resets === this.#resets && compareIds(last, cursor) < 0) sub.cursor = RESET_ID;
       }
       // A reset meanwhile moved the cursors back: read again from there.
-      if (resets !== this.#resets) continue;
+      if (resets !== this.#resets || sub.cursor !== cursor) continue;
       const entries = parseEntries(replies[0], sub.channel);
       for (const entry of entries) this.#accept(sub, entry);
       if (entries.length < BATCH) break;
@@ -419,7 +449,6 @@ export class RedisEngine implements Engine {
     sub.stale = false;
   }
 
-  /** Redis lost its data (restarted without persistence): ids start over. */
   /** Takes up the store's epoch when it is not this engine's: the store lost its data. */
   #observe(epoch: unknown): void {
     if (typeof epoch === "string" && epoch !== this.#epoch) this.#reset(epoch);

@@ -1,24 +1,28 @@
 /**
  * The history half of the redis engine: one stream per channel, entry id
- * `<offset>-0`, with the payload and the time it was stored, trimmed with
- * `MAXLEN ~`; a counter per channel makes offsets strictly increasing across
- * processes. The epoch key tells this store apart from one that lost its
- * data; every script that stores or reads also reads (or recreates) it.
+ * `<offset>-0`, with the payload and the time it was stored, trimmed in
+ * batches past `retained`; a counter per channel makes offsets strictly
+ * increasing across processes. The epoch key tells this store apart from one
+ * that lost its data; every script that stores or reads also reads (or
+ * recreates) it. The publish script also keeps the store within its byte
+ * budget (see redis_bounds.ts).
  *
  * @module
  */
 
 import type { Clock } from "../clock.ts";
 import { type HistoryQuery, newEpoch, type Publication } from "./engine.ts";
+import { BOUNDS_LUA, CHANNEL_OVERHEAD, type RedisBounds } from "./redis_bounds.ts";
 import type { RedisClient } from "./redis_client.ts";
 import { entryNumber, loadScript, parseEntries, runScript, script } from "./redis_scripts.ts";
 
-// Stores, publishes with the entry id, and answers the epoch.
-const PUBLISH_SCRIPT = script(`
+// Stores, trims and counts, evicts past the budget, publishes with the entry
+// id, and answers the epoch, the store's total and how many it evicted.
+const PUBLISH_SCRIPT = script(`${BOUNDS_LUA}
+local payload, channel, now, prefix = ARGV[1], ARGV[6], ARGV[5], ARGV[11]
 local id = redis.call('INCR', KEYS[1])
-local ttl = tonumber(ARGV[3])
 local entry = id .. '-0'
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], entry, 'p', ARGV[1], 't', ARGV[5])
+local added = redis.pcall('XADD', KEYS[2], entry, 'p', payload, 't', now)
 if type(added) == 'table' and added.err then
   -- The counter fell behind its stream (deleted or evicted): go on after the top entry.
   local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
@@ -26,12 +30,36 @@ if type(added) == 'table' and added.err then
   id = tonumber(string.match(top[1], '^(%d+)')) + 1
   redis.call('SET', KEYS[1], id)
   entry = id .. '-0'
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], entry, 'p', ARGV[1], 't', ARGV[5])
+  redis.call('XADD', KEYS[2], entry, 'p', payload, 't', now)
 end
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('PUBLISH', ARGV[4], entry .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[1])
+-- A channel new to the activity set is charged its overhead once.
+local fresh = redis.call('ZADD', KEYS[6], now, channel)
+local charge = string.len(payload) + fresh * tonumber(ARGV[10])
+-- Every ARGV[2]th offset trims to ARGV[12], as MAXLEN ~ would, but counting what goes.
+if id % tonumber(ARGV[2]) == 0 then
+  local retained = tonumber(ARGV[12])
+  local length = redis.call('XLEN', KEYS[2])
+  if length > retained then
+    for _, old in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', length - retained)) do
+      charge = charge - entry_bytes(old)
+    end
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', retained)
+  end
+end
+redis.call('HINCRBY', KEYS[5], channel, charge)
+local total = count(prefix, charge)
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+-- A new channel renews the store-wide keys' TTL; so does every sweep.
+if fresh == 1 then
+  for _, key in ipairs({KEYS[4], KEYS[5], KEYS[6]}) do redis.call('PEXPIRE', key, ARGV[8]) end
+end
+local evicted = 0
+local max = tonumber(ARGV[9])
+if total > max then total, evicted = evict(prefix, total, max, channel) end
+redis.call('PUBLISH', ARGV[4], entry .. '\\n' .. channel .. '\\n' .. payload)
 redis.call('SETNX', KEYS[3], ARGV[7])
-return {id, redis.call('GET', KEYS[3])}
+return {id, redis.call('GET', KEYS[3]), total, evicted}
 `);
 
 // Serves only the newest `window` offsets although the stream keeps more for catch-ups.
@@ -64,11 +92,17 @@ export interface RedisHistoryOptions {
   prefix: string;
   /** Publications served per channel. */
   historyLimit: number;
-  /** Publications kept per channel (approximately). */
+  /** Publications kept per channel (up to a tenth more between trims). */
   retained: number;
   /** Milliseconds a publication is served; 0 for no limit. */
   ttlMs: number;
-  /** Stamps publications for the TTL. */
+  /** Bytes of payloads (and channel overheads) in the whole store at most. */
+  maxBytes: number;
+  /** Milliseconds every key of a channel lives in Redis after its last publication. */
+  keepMs: number;
+  /** The store-wide counts and this process's stats. */
+  bounds: RedisBounds;
+  /** Stamps publications for the TTL and the activity set. */
   clock: Clock;
 }
 
@@ -120,9 +154,14 @@ export class RedisHistory {
     return `${this.#o.prefix}epoch`;
   }
 
+  /** The offset counter of a channel. */
+  seqKey(channel: string): string {
+    return `${this.#o.prefix}seq:${channel}`;
+  }
+
   /** The keys both scripts touch: the channel's counter, its stream and the epoch. */
   #keys(channel: string): string[] {
-    return [`${this.#o.prefix}seq:${channel}`, this.streamKey(channel), this.epochKey()];
+    return [this.seqKey(channel), this.streamKey(channel), this.epochKey()];
   }
 
   /**
@@ -146,13 +185,29 @@ export class RedisHistory {
   /** Stores a payload and publishes it on `pubsub` as `<entry id>\n<channel>\n<payload>`. */
   async store(channel: string, payload: string, pubsub: string): Promise<Stored> {
     const o = this.#o;
-    const keys = this.#keys(channel);
-    const args = [payload, o.retained, o.ttlMs, pubsub, o.clock.now(), channel, this.candidate];
+    const keys = [...this.#keys(channel), ...o.bounds.keys()];
+    // Past the history TTL the stream serves nothing, so it need not outlive it.
+    const streamMs = o.ttlMs > 0 ? Math.min(o.ttlMs, o.keepMs) : o.keepMs;
+    const args = [
+      payload,
+      Math.ceil(o.retained / 10),
+      streamMs,
+      pubsub,
+      o.clock.now(),
+      channel,
+      this.candidate,
+      o.keepMs,
+      o.maxBytes,
+      CHANNEL_OVERHEAD,
+      o.prefix,
+      o.retained,
+    ];
     const reply = await runScript(o.client, PUBLISH_SCRIPT, keys, args);
-    const [offset, epoch] = Array.isArray(reply) ? reply : [];
+    const [offset, epoch, total, evicted] = Array.isArray(reply) ? reply : [];
     if (typeof offset !== "number") {
       throw new TypeError(`Unexpected Redis reply: ${JSON.stringify(reply)}`);
     }
+    o.bounds.noteStored(total, evicted);
     return { offset, epoch: typeof epoch === "string" ? epoch : undefined };
   }
 
