@@ -56,12 +56,12 @@ export class FrameLog {
     this.#limit = limit;
   }
 
-  /** The id of the newest frame appended; 0 before the first. */
+  /** The id of the newest frame appended; 0 before the first. Dropping frames keeps it. */
   get head(): number {
     return this.#head;
   }
 
-  /** How many frames are kept. */
+  /** How many frames are kept: ids `head - count + 1` to `head`. */
   get count(): number {
     return this.#count;
   }
@@ -71,22 +71,33 @@ export class FrameLog {
     return this.#end - this.#tail;
   }
 
+  /**
+   * Bytes the buffer has room for. It shrinks as {@linkcode FrameLog.dropOldest}
+   * empties it, so evicted frames give their memory back.
+   */
+  get capacity(): number {
+    return this.#bytes.length;
+  }
+
   /** Appends the frame whose id is `head + 1`, given as its JSON text. */
   append(text: string): void {
-    const id = ++this.#head;
-    if (this.#limit === 0) return;
-    if (this.#count === this.#limit) {
-      this.#count--;
-      this.#tail = this.#count === 0
-        ? this.#end
-        : this.#starts[(id - this.#count) % this.#starts.length]!;
+    if (this.#limit === 0) {
+      this.#head++;
+      return;
     }
-    if (this.#count === this.#starts.length) this.#growSlots(id - 1);
+    if (this.#count === this.#limit) this.#drop();
+    if (this.#count === this.#starts.length) {
+      this.#resizeSlots(Math.min(this.#limit, Math.max(MIN_SLOTS, this.#starts.length * 2)));
+    }
+    const id = ++this.#head;
     if (scratch.length < text.length * 3) {
       scratch = new Uint8Array(powerOfTwoAtLeast(text.length * 3));
     }
     const n = encoder.encodeInto(text, scratch).written;
-    if (this.#end - this.#tail + n > this.#bytes.length) this.#growBytes(n);
+    const live = this.#end - this.#tail;
+    if (live + n > this.#bytes.length) {
+      this.#resizeBytes(Math.max(MIN_BYTES, this.#bytes.length * 2, powerOfTwoAtLeast(live + n)));
+    }
     const bytes = this.#bytes;
     const at = (this.#end - this.#base) % bytes.length;
     const first = Math.min(n, bytes.length - at);
@@ -96,6 +107,31 @@ export class FrameLog {
     this.#starts[id % this.#starts.length] = this.#end;
     this.#end += n;
     this.#count++;
+  }
+
+  /**
+   * Drops the oldest kept frame, as the limit would, and returns its bytes;
+   * 0 when none is kept. The head stays, so the next append goes on from
+   * it. A buffer left a quarter full or less is halved or more, so what is
+   * dropped is freed rather than kept as room.
+   */
+  dropOldest(): number {
+    if (this.#count === 0) return 0;
+    const freed = this.#drop();
+    if (this.#count === 0) {
+      // An empty log holds no buffers; an append allocates them again.
+      this.#starts = [];
+      this.#resizeBytes(0);
+      return freed;
+    }
+    if (this.#starts.length > MIN_SLOTS && this.#count * 4 <= this.#starts.length) {
+      this.#resizeSlots(Math.max(MIN_SLOTS, powerOfTwoAtLeast(this.#count * 2)));
+    }
+    const live = this.#end - this.#tail;
+    if (this.#bytes.length > MIN_BYTES && live * 4 <= this.#bytes.length) {
+      this.#resizeBytes(Math.max(MIN_BYTES, powerOfTwoAtLeast(live * 2)));
+    }
+    return freed;
   }
 
   /** The JSON text of frame `id`, or undefined when it is not kept. */
@@ -116,24 +152,32 @@ export class FrameLog {
     return decoder.decode(joined);
   }
 
-  /** Doubles the index, keeping the slots of frames up to `newest`. */
-  #growSlots(newest: number): void {
+  /** Forgets the oldest kept frame (there is one) and returns its bytes. */
+  #drop(): number {
+    const tail = this.#tail;
+    this.#count--;
+    // The new oldest frame is `head - count + 1`; with none left the log is empty at its end.
+    this.#tail = this.#count === 0
+      ? this.#end
+      : this.#starts[(this.#head - this.#count + 1) % this.#starts.length]!;
+    return this.#tail - tail;
+  }
+
+  /** Re-indexes the kept frames into `length` slots (at least `count`). */
+  #resizeSlots(length: number): void {
     const old = this.#starts;
-    const slots = new Array<number>(Math.min(this.#limit, Math.max(MIN_SLOTS, old.length * 2)))
-      .fill(0);
-    for (let id = newest - this.#count + 1; id <= newest; id++) {
-      slots[id % slots.length] = old[id % old.length]!;
+    const slots = new Array<number>(length).fill(0);
+    for (let id = this.#head - this.#count + 1; id <= this.#head; id++) {
+      slots[id % length] = old[id % old.length]!;
     }
     this.#starts = slots;
   }
 
-  /** Resizes the buffer to fit `extra` more bytes, with the kept bytes from index 0. */
-  #growBytes(extra: number): void {
+  /** Moves the kept bytes to index 0 of a new buffer of `length` bytes (at least the kept ones). */
+  #resizeBytes(length: number): void {
     const old = this.#bytes;
     const live = this.#end - this.#tail;
-    const bytes = new Uint8Array(
-      Math.max(MIN_BYTES, old.length * 2, powerOfTwoAtLeast(live + extra)),
-    );
+    const bytes = new Uint8Array(length);
     if (live > 0) {
       const at = (this.#tail - this.#base) % old.length;
       const first = Math.min(live, old.length - at);
