@@ -5,6 +5,7 @@ import { MemoryEngine } from "../chat/engines/memory.ts";
 import { FakeClock, FakeScheduler } from "./helpers/fakes.ts";
 import { payload, store, testEngineContract } from "./helpers/engine_contract.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { sweepIntervalMs, userChannel } from "../chat/engines/engine.ts";
 
 /** A temporary folder for KV files, removed on dispose. */
 async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
@@ -13,6 +14,49 @@ async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
     path,
     [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
   };
+}
+
+/** What a KV file holds: the store's count, its stored payload bytes and every key. */
+interface KvContents {
+  /** Bytes added minus bytes removed, as the engines count them. */
+  counted: number;
+  /** UTF-8 bytes of every stored publication (not the ephemeral stream). */
+  actual: number;
+  keys: Deno.KvKey[];
+}
+
+/** Reads a KV file whole, on a handle of its own. */
+async function contents(path: string): Promise<KvContents> {
+  const kv = await Deno.openKv(path);
+  try {
+    const result: KvContents = { counted: 0, actual: 0, keys: [] };
+    for await (const entry of kv.list<unknown>({ prefix: [] })) {
+      result.keys.push(entry.key);
+      const [root, channel, kind] = entry.key;
+      if (root === "chat" && channel === "\u0000bytes") {
+        const sum = Number((entry.value as Deno.KvU64).value);
+        result.counted += kind === "added" ? sum : -sum;
+      } else if (root === "chat" && kind === "msg" && channel !== "\u0000ev") {
+        result.actual += new TextEncoder().encode((entry.value as { p: string }).p).length;
+      }
+    }
+    return result;
+  } finally {
+    kv.close();
+  }
+}
+
+/** Whether a key belongs to a channel: its keys, or its activity index entry. */
+function ofChannel(key: Deno.KvKey, channel: string): boolean {
+  return key[0] === "chat" && (key[1] === channel || key[3] === channel);
+}
+
+/** Moves fake time on a second at a time, letting the sweeps run, until `done`. */
+async function sweepUntil(scheduler: FakeScheduler, what: string, done: () => boolean) {
+  await eventually(what, () => {
+    scheduler.advance(1000);
+    return done();
+  });
 }
 
 testEngineContract({
@@ -129,6 +173,183 @@ Deno.test("kv engine specifics", async (t) => {
       }
     },
   );
+
+  await t.step("room churn keeps the stored bytes and the file within the budget", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    const historyMaxBytes = 200_000;
+    await using engine = new KvEngine({ path, historyMaxBytes });
+    await engine.start(() => {});
+    const text = "x".repeat(1000);
+    // 2000 rooms, each with 4 publications and never used again: 8 MB through a 200 kB budget.
+    for (let i = 0; i < 2000; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, async (_, j) => {
+        const room = `churn ${i + j}`;
+        for (let k = 0; k < 4; k++) await store(engine, room, payload(room, text));
+      }));
+    }
+    await eventually("stored bytes within the budget", () => {
+      return engine.stats().storedBytes <= historyMaxBytes;
+    });
+    const kv = await contents(path);
+    assert.ok(kv.actual <= historyMaxBytes, `stored: ${kv.actual}`);
+    assert.equal(kv.counted, kv.actual);
+    assert.ok(engine.stats().evictions > 7000, `evictions: ${engine.stats().evictions}`);
+    // Emptied rooms are deleted whole: keys stay in proportion to the budget.
+    assert.ok(kv.keys.length < 1000, `keys: ${kv.keys.length}`);
+    // SQLite reuses the freed pages: far below the 8 MB that went through.
+    const { size } = await Deno.stat(path);
+    assert.ok(size < 5_000_000, `file: ${size} bytes`);
+  });
+
+  await t.step("retention trims a busy channel and keeps the count exact", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    await using engine = new KvEngine({ path, historyLimit: 100 });
+    await engine.start(() => {});
+    for (let i = 1; i <= 300; i++) await store(engine, "busy", payload("busy", `m${i} é`));
+    const kept = (kv: KvContents) => kv.keys.filter((k) => k[1] === "busy" && k[2] === "msg");
+    // The trim runs every 12 publications: at most that many beyond the limit.
+    await eventually("trimmed", async () => kept(await contents(path)).length <= 112);
+    const kv = await contents(path);
+    assert.ok(kept(kv).length >= 100, `kept: ${kept(kv).length}`);
+    assert.equal(kv.counted, kv.actual);
+    await eventually("counted", () => engine.stats().storedBytes === kv.actual);
+    const page = await engine.history("busy", { limit: 1000 });
+    assert.deepEqual(page.publications.map((p) => p.offset)[0], 201);
+    // Two writers in turns: each trims what the other may already have.
+    await using other = new KvEngine({ path, historyLimit: 100 });
+    await other.start(() => {});
+    for (let i = 301; i <= 600; i++) {
+      await store(Math.floor(i / 25) % 2 ? other : engine, "busy", payload("busy", `m${i}`));
+    }
+    const both = await contents(path);
+    assert.equal(both.counted, both.actual);
+    assert.ok(kept(both).length <= 112, `kept: ${kept(both).length}`);
+  });
+
+  await t.step("an eviction between a writer's trims keeps the count exact", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    await using writer = new KvEngine({ path, historyLimit: 100 });
+    await writer.start(() => {});
+    const text = (i: number) => payload("busy", `m${i}`.padEnd(100, "."));
+    for (let i = 1; i <= 150; i++) await store(writer, "busy", text(i));
+    // Another engine, with a budget 20 publications short, evicts the oldest of "busy".
+    const size = new TextEncoder().encode(text(1)).length;
+    const historyMaxBytes = (await contents(path)).counted - 20 * size;
+    await using evictor = new KvEngine({ path, historyMaxBytes });
+    await evictor.start(() => {});
+    await store(evictor, "other", text(0));
+    await eventually("the eviction", () => evictor.stats().evictions >= 20);
+    // The writer's next trims must not remove (and count) the evicted again.
+    for (let i = 151; i <= 200; i++) await store(writer, "busy", text(i));
+    const kv = await contents(path);
+    assert.equal(kv.counted, kv.actual);
+  });
+
+  await t.step("a channel idle for roomTtlS leaves no key behind, nor bytes", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    const clock = new FakeClock(Date.now());
+    const scheduler = new FakeScheduler(clock);
+    await using engine = new KvEngine({ path, roomTtlS: 60, clock, scheduler });
+    await engine.start(() => {});
+    // More publications than one deletion batch takes.
+    for (let i = 1; i <= 250; i++) await store(engine, "gone", payload("gone", `m${i}`));
+    await store(engine, userChannel("gone"), payload("gone", "dm"));
+    clock.time += 30_000;
+    await store(engine, "kept", payload("kept", "hi"));
+    await sweepUntil(scheduler, "both idle channels deleted", () => {
+      return engine.stats().expiredChannels === 2;
+    });
+    const kv = await contents(path);
+    const left = kv.keys.filter((k) => ofChannel(k, "gone") || ofChannel(k, userChannel("gone")));
+    assert.deepEqual(left, []);
+    assert.ok(kv.keys.some((k) => ofChannel(k, "kept")));
+    assert.equal(kv.counted, kv.actual);
+    assert.equal(engine.stats().storedBytes, kv.actual);
+  });
+
+  await t.step("two engines sweeping one file delete each channel once", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    const clock = new FakeClock(Date.now());
+    const scheduler = new FakeScheduler(clock);
+    await using a = new KvEngine({ path, roomTtlS: 60, clock, scheduler });
+    await using b = new KvEngine({ path, roomTtlS: 60, clock, scheduler });
+    await a.start(() => {});
+    await b.start(() => {});
+    const rooms = Array.from({ length: 40 }, (_, i) => `idle ${i}`);
+    for (const room of rooms) {
+      for (let i = 0; i < 30; i++) await store(i % 2 ? a : b, room, payload(room, `m${i}`));
+    }
+    // One scheduler: both engines' sweeps start in the same tick and race.
+    await sweepUntil(scheduler, "every idle room deleted", () => {
+      return a.stats().expiredChannels + b.stats().expiredChannels >= rooms.length;
+    });
+    for (let i = 0; i < 3; i++) {
+      scheduler.advance(sweepIntervalMs(60));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(a.stats().expiredChannels + b.stats().expiredChannels, rooms.length);
+    const kv = await contents(path);
+    assert.deepEqual(kv.keys.filter((k) => rooms.some((room) => ofChannel(k, room))), []);
+    // Removed bytes were counted once: the count is back at zero, not below.
+    assert.equal(kv.counted, 0);
+    assert.equal(kv.actual, 0);
+  });
+
+  await t.step("a publish racing a sweep is kept or starts the channel again", async () => {
+    await using dir = await tempDir();
+    const path = `${dir.path}/chat.kv`;
+    for (let round = 0; round < 6; round++) {
+      const clock = new FakeClock(Date.now());
+      const scheduler = new FakeScheduler(clock);
+      const sweeper = new KvEngine({ path, roomTtlS: 60, clock, scheduler });
+      await using writer = new KvEngine({ path, roomTtlS: 60, clock });
+      await sweeper.start(() => {});
+      await writer.start(() => {});
+      const room = `raced ${round}`;
+      for (let i = 1; i <= 300; i++) await store(writer, room, payload(room, `m${i}`));
+      clock.time += 61_000;
+      scheduler.advance(1);
+      // Later each round, so the publish lands at a different step of the deletion.
+      await new Promise((resolve) => setTimeout(resolve, round));
+      const text = payload(room, "raced");
+      const position = await store(writer, room, text);
+      // Time for the sweep in flight to go on after the publish (dispose
+      // would cut it short at its next step), then dispose waits for its end.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sweeper[Symbol.asyncDispose]();
+      const kv = await contents(path);
+      assert.equal(kv.counted, kv.actual);
+      const page = await writer.history(room, { after: position.offset - 1, limit: 10 });
+      assert.equal(page.position.offset, position.offset, `round ${round}`);
+      assert.deepEqual(page.publications, [{ offset: position.offset, payload: text }]);
+      assert.ok(position.offset === 1 || position.offset === 301, `offset: ${position.offset}`);
+    }
+  });
+
+  await t.step("a subscriber of a deleted channel gets its new offsets from 1", async () => {
+    await using dir = await tempDir();
+    const clock = new FakeClock(Date.now());
+    const scheduler = new FakeScheduler(clock);
+    const got: (number | undefined)[] = [];
+    await using engine = new KvEngine({
+      path: `${dir.path}/chat.kv`,
+      roomTtlS: 60,
+      clock,
+      scheduler,
+    });
+    await engine.start((_channel, _payload, offset) => got.push(offset));
+    engine.subscribe("room");
+    for (let i = 1; i <= 3; i++) await store(engine, "room", payload("room", `m${i}`));
+    await sweepUntil(scheduler, "the room deleted", () => engine.stats().expiredChannels === 1);
+    assert.equal((await store(engine, "room", payload("room", "again"))).offset, 1);
+    await eventually("four deliveries", () => got.length >= 4);
+    assert.deepEqual(got, [1, 2, 3, 1]);
+  });
 
   await t.step("keeps following many rooms (more than one watch)", async () => {
     await using dir = await tempDir();

@@ -2,13 +2,16 @@
  * The kv engine: payloads stored in Deno KV, fanned out between the workers
  * of one process (`deno serve --parallel`) and between Deno Deploy instances.
  *
- * - Storage: per channel a head key holding the last offset and one key per
+ * - Storage: per channel a head key holding the last offset (with the time
+ *   of the last publish and the channel's bytes) and one key per
  *   publication, `["chat", channel, "msg", offset]`, with the payload and
  *   the time it was stored. A commit checks the head's versionstamp, so
  *   offsets increase strictly across every handle on the database; a
  *   conflict re-reads the head and retries. Concurrent publishes to one
- *   channel are grouped into one atomic commit, which also deletes the
- *   publications that fall out of the retained window.
+ *   channel are grouped into one atomic commit.
+ * - Bounds: see kv_budget.ts. Publications past the retained window or the
+ *   history TTL are trimmed every few dozen publishes; the store keeps
+ *   within `historyMaxBytes`; channels idle for `roomTtlS` are deleted.
  * - Ephemeral publishes of every channel go to one short-lived stream,
  *   `["chat", "\0ev", ...]`, which every process with a subscription follows
  *   and filters by its channels: one ordered stream gives exactly once
@@ -35,11 +38,10 @@ import {
   DEFAULT_ENGINE,
   type Delivery,
   type Engine,
+  type EngineStats,
   type EngineStatus,
   type HistoryPage,
   type HistoryQuery,
-  newEpoch,
-  type Publication,
   type PublishOptions,
   type StreamPosition,
 } from "./engine.ts";
@@ -51,11 +53,13 @@ import {
   headOf,
   KvFollower,
   msgKey,
-  msgPrefix,
-  ROOT,
   type Stored,
 } from "./kv_follow.ts";
-import { isLocked, lockPause, retryLocked } from "./kv_lock.ts";
+import { KvBudget, utf8Length } from "./kv_budget.ts";
+import { readHistory } from "./kv_history.ts";
+import { tryCommit } from "./kv_lock.ts";
+import { openKv, readEpoch } from "./kv_open.ts";
+import { KvTail } from "./kv_tail.ts";
 import { KvPresence } from "./kv_presence.ts";
 
 /** Options of {@linkcode KvEngine}. */
@@ -69,6 +73,14 @@ export interface KvEngineOptions {
   historyLimit?: number;
   /** Seconds a publication is served from history; 0 for no limit. Default: {@linkcode DEFAULT_ENGINE}. */
   historyTtlS?: number;
+  /**
+   * Bytes (UTF-8) of stored payloads in the whole database at most; past it
+   * the least recently published-to channels lose their oldest. Default:
+   * {@linkcode DEFAULT_ENGINE}.
+   */
+  historyMaxBytes?: number;
+  /** Seconds after its last stored publish a channel is deleted whole. Default: {@linkcode DEFAULT_ENGINE}. */
+  roomTtlS?: number;
   /** Seconds this process's presence entries live without a refresh. Default: {@linkcode DEFAULT_ENGINE}. */
   presenceTtlS?: number;
   /** Default: silent. */
@@ -84,6 +96,8 @@ export const DEFAULT_KV_ENGINE: Readonly<{
   path: string;
   historyLimit: number;
   historyTtlS: number;
+  historyMaxBytes: number;
+  roomTtlS: number;
   presenceTtlS: number;
 }> = Object.freeze({ path: "", ...DEFAULT_ENGINE });
 
@@ -91,9 +105,28 @@ export const DEFAULT_KV_ENGINE: Readonly<{
 interface Pending {
   channel: string;
   payload: string;
+  /** An upper bound of its size in a KV value. */
   bytes: number;
+  /** Its UTF-8 length, counted in the store's budget; 0 for an ephemeral one. */
+  size: number;
   resolve: (position: StreamPosition | undefined) => void;
   reject: (error: unknown) => void;
+}
+
+/** A committed batch: its entries, whether it created the stream's head, the change of the store's total. */
+interface Committed {
+  entries: Entry[];
+  created: boolean;
+  net: number;
+}
+
+/** A batch added to an atomic operation, the head it leaves and the change of the store's total. */
+interface Staged {
+  entries: Entry[];
+  next: Omit<Head, "versionstamp">;
+  net: number;
+  /** Run once the operation committed. */
+  done?: () => void;
 }
 
 /** The commit queue of one channel, or of every ephemeral publish. */
@@ -102,6 +135,8 @@ interface Writer {
   running: boolean;
   /** The head after this writer's last commit; a stale one only costs a retry. */
   head: Head | undefined;
+  /** What this writer knows of its channel's oldest publications, for the trim. */
+  tail: KvTail;
 }
 
 // The stored publications are also the fan-out log: keep a floor even with HISTORY_LIMIT=0.
@@ -114,17 +149,11 @@ const MAX_BATCH = 64;
 const MAX_BATCH_BYTES = 400_000;
 const MAX_VALUE_BYTES = 65_536 - 1024;
 const MAX_ATTEMPTS = 100;
-const EPOCH_KEY: Deno.KvKey = [ROOT, "epoch"];
 
 /** An upper bound of a payload's size as V8 serializes it. */
 function estimateBytes(payload: string): number {
   // V8 stores a string with a character beyond Latin-1 at two bytes a character.
   return /[\u0100-\uffff]/.test(payload) ? payload.length * 2 + 64 : payload.length + 64;
-}
-
-function dirname(path: string): string {
-  const i = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
 }
 
 /** Stores payloads in Deno KV and fans them out with `kv.watch`. */
@@ -148,6 +177,7 @@ export class KvEngine implements Engine {
   /** Channels this process subscribed to. */
   #channels = new Set<string>();
   #follower: KvFollower;
+  #budget: KvBudget;
   /** Background work that dispose waits for. */
   #tasks = new Set<Promise<void>>();
 
@@ -172,6 +202,16 @@ export class KvEngine implements Engine {
       clock: this.#clock,
       scheduler,
     });
+    this.#budget = new KvBudget({
+      maxBytes: o.historyMaxBytes,
+      roomTtlS: o.roomTtlS,
+      retained: this.#retained,
+      historyTtlMs: this.#ttlMs,
+      clock: this.#clock,
+      scheduler,
+      failed: (event, error) => this.#failed(event, error),
+      track: (task) => this.#track(task),
+    });
     this.#follower = new KvFollower({
       scheduler,
       emit: (entry) => this.#emit(entry),
@@ -191,36 +231,16 @@ export class KvEngine implements Engine {
     if (this.#closed) throw new Error("Engine is closed");
     this.#deliver = deliver;
     if (this.#kv !== undefined) return;
-    const kv = await this.#openKv();
+    const kv = await openKv(this.#path);
     if (this.#closed) {
       kv.close();
       throw new Error("Engine is closed");
     }
     this.#kv = kv;
-    this.#epoch = await this.#readEpoch(kv);
+    this.#epoch = await readEpoch(kv);
     this.presence.open(kv);
     this.#follower.open(kv);
-  }
-
-  async #openKv(): Promise<Deno.Kv> {
-    if (this.#path === "") return await Deno.openKv();
-    await Deno.mkdir(dirname(this.#path), { recursive: true });
-    // Workers of `deno serve --parallel` open the file at once and may
-    // find it locked while another one sets it up.
-    return await retryLocked(() => Deno.openKv(this.#path));
-  }
-
-  /** The stored epoch, created when absent (a new or wiped database). */
-  async #readEpoch(kv: Deno.Kv): Promise<string> {
-    for (;;) {
-      const entry = await kv.get<string>(EPOCH_KEY);
-      if (typeof entry.value === "string") return entry.value;
-      // A failed check means another process set it: read it on the next turn.
-      await retryLocked(() =>
-        kv.atomic().check({ key: EPOCH_KEY, versionstamp: null }).set(EPOCH_KEY, newEpoch())
-          .commit()
-      );
-    }
+    this.#budget.open(kv);
   }
 
   /**
@@ -240,14 +260,16 @@ export class KvEngine implements Engine {
     if (bytes > MAX_VALUE_BYTES) {
       return Promise.reject(new RangeError(`Payload too large for Deno KV: ${bytes} bytes`));
     }
-    const key = options?.history === true ? channel : EPHEMERAL;
+    const stored = options?.history === true;
+    const key = stored ? channel : EPHEMERAL;
     let writer = this.#writers.get(key);
     if (writer === undefined) {
-      writer = { queue: [], running: false, head: undefined };
+      writer = { queue: [], running: false, head: undefined, tail: new KvTail() };
       this.#writers.set(key, writer);
     }
     const { promise, resolve, reject } = Promise.withResolvers<StreamPosition | undefined>();
-    writer.queue.push({ channel, payload, bytes, resolve, reject });
+    const size = stored ? utf8Length(payload) : 0;
+    writer.queue.push({ channel, payload, bytes, size, resolve, reject });
     if (!writer.running) this.#track(this.#drain(key, writer));
     return promise;
   }
@@ -257,49 +279,12 @@ export class KvEngine implements Engine {
     const kv = this.#open();
     // A publication committed before this read is then either handed on live or in the page.
     await this.#follower.ready(channel);
-    const head = headOf(await kv.get(headKey(channel))).id;
-    const position = { offset: head, epoch: this.#epoch };
-    const floor = Math.max(0, head - this.#limit);
-    const limit = Math.max(0, Math.floor(query.limit));
-    if (query.after === undefined) {
-      const end = Math.min(query.before ?? Infinity, head + 1);
-      if (limit === 0 || end <= floor + 1) return { publications: [], position, complete: true };
-      const iter = kv.list<Stored>({
-        start: msgKey(channel, floor + 1),
-        end: msgKey(channel, end),
-      }, { reverse: true, limit });
-      const publications = (await this.#collect(iter, Infinity)).reverse();
-      return { publications, position, complete: true };
-    }
-    const after = Math.max(0, Math.floor(query.after));
-    // An `after` beyond the head comes from a previous life of the store.
-    if (after > head) return { publications: [], position, complete: false };
-    let publications: Publication[] = [];
-    const end = query.before ?? Infinity;
-    if (limit > 0 && end > Math.max(after, floor) + 1) {
-      const iter = kv.list<Stored>({
-        prefix: msgPrefix(channel),
-        start: msgKey(channel, Math.max(after, floor) + 1),
-      }, { limit });
-      publications = await this.#collect(iter, end);
-    }
-    const first = publications[0]?.offset ?? head + 1;
-    const complete = after >= floor && (first === after + 1 || after === head);
-    return { publications, position, complete };
-  }
-
-  /** The fresh publications of a listing, below `end`. */
-  async #collect(iter: Deno.KvListIterator<Stored>, end: number): Promise<Publication[]> {
     const oldest = this.#ttlMs > 0 ? this.#clock.now() - this.#ttlMs : -Infinity;
-    const publications: Publication[] = [];
-    for await (const entry of iter) {
-      const offset = entry.key[3] as number;
-      if (offset >= end) break;
-      // A value of another layout is an older version's frame: not served.
-      if (typeof entry.value?.p !== "string" || entry.value.t < oldest) continue;
-      publications.push({ offset, payload: entry.value.p });
-    }
-    return publications;
+    return await readHistory(kv, channel, query, {
+      limit: this.#limit,
+      oldest,
+      epoch: this.#epoch,
+    });
   }
 
   /** Follows the channel's stream (a room or a user channel) and the ephemeral stream. */
@@ -317,6 +302,11 @@ export class KvEngine implements Engine {
     if (this.#channels.size === 0) this.#follower.unfollow(EPHEMERAL);
   }
 
+  /** Stored bytes of the whole database as last read, evictions and expired channels of this process. */
+  stats(): EngineStats {
+    return this.#budget.stats();
+  }
+
   /** Degraded after a failed KV operation until one succeeds. */
   status(): EngineStatus {
     return this.#status;
@@ -330,6 +320,7 @@ export class KvEngine implements Engine {
     if (this.#closed) return;
     this.#closed = true;
     this.#follower.close();
+    this.#budget.close();
     for (const writer of this.#writers.values()) {
       for (const p of writer.queue.splice(0)) p.reject(new Error("Engine is closed"));
     }
@@ -362,28 +353,33 @@ export class KvEngine implements Engine {
         // Committing after the follow's starting point keeps the entry from
         // being counted as already handed on.
         await this.#follower.ready(key);
-        let entries: Entry[];
+        let done: Committed;
         try {
-          entries = await this.#commit(key, writer, batch);
+          done = await this.#commit(key, writer, batch);
         } catch (error) {
           writer.head = undefined;
+          writer.tail.lost();
           this.#failed("publish_failed", error);
           for (const p of batch) p.reject(error);
           continue;
         }
         this.#status = "ok";
-        this.#follower.offer(key, entries);
-        const epoch = this.#epoch;
-        entries.forEach((entry, i) =>
-          batch[i]!.resolve(
-            entry.offset === undefined ? undefined : { offset: entry.offset, epoch },
-          )
-        );
+        this.#settle(key, batch, done);
       }
     } finally {
       writer.running = false;
     }
     if (this.#writers.size > 1000 && writer.queue.length === 0) this.#writers.delete(key);
+  }
+
+  /** Counts a committed batch in the budget, hands it on and resolves its publishes. */
+  #settle(key: string, batch: Pending[], { entries, created, net }: Committed): void {
+    if (key !== EPHEMERAL) this.#budget.committed(net);
+    this.#follower.offer(key, entries, created);
+    const epoch = this.#epoch;
+    entries.forEach((entry, i) =>
+      batch[i]!.resolve(entry.offset === undefined ? undefined : { offset: entry.offset, epoch })
+    );
   }
 
   /** Takes the next batch, bounded in count and bytes. */
@@ -399,54 +395,73 @@ export class KvEngine implements Engine {
   }
 
   /** Commits a batch after the stream's head, retrying on conflicts and a locked file. */
-  async #commit(stream: string, writer: Writer, batch: Pending[]): Promise<Entry[]> {
+  async #commit(stream: string, writer: Writer, batch: Pending[]): Promise<Committed> {
     const kv = this.#open();
     const key = headKey(stream);
-    const ephemeral = stream === EPHEMERAL;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      // The tail is right only if the check is against this writer's own last head.
+      const tail = writer.head === undefined ? undefined : writer.tail;
       const head = writer.head ?? headOf(await kv.get(key));
-      const last = head.id + batch.length;
-      const op = kv.atomic().check({ key, versionstamp: head.versionstamp }).set(key, last);
-      const now = this.#clock.now();
-      const entries = batch.map((p, i): Entry => {
-        const seq = head.id + 1 + i;
-        if (ephemeral) {
-          op.set(msgKey(stream, seq), { c: p.channel, p: p.payload }, {
-            expireIn: EPHEMERAL_TTL_MS,
-          });
-          if (seq > EPHEMERAL_RETAINED) op.delete(msgKey(stream, seq - EPHEMERAL_RETAINED));
-          return { seq, channel: p.channel, payload: p.payload };
-        }
-        const expiry = this.#ttlMs > 0 ? { expireIn: this.#ttlMs } : {};
-        op.set(msgKey(stream, seq), { p: p.payload, t: now } satisfies Stored, expiry);
-        if (seq > this.#retained) op.delete(msgKey(stream, seq - this.#retained));
-        return { seq, channel: stream, payload: p.payload, offset: seq };
-      });
-      const result = await this.#tryCommit(op, attempt);
+      const op = kv.atomic().check({ key, versionstamp: head.versionstamp });
+      const { entries, next, net, done } = stream === EPHEMERAL
+        ? this.#stageEphemeral(op, head, batch)
+        : await this.#stageStored(op, stream, head, batch, tail);
+      const result = await tryCommit(op, attempt);
       if (result?.ok) {
-        writer.head = { id: last, versionstamp: result.versionstamp };
-        return entries;
+        writer.head = { ...next, versionstamp: result.versionstamp };
+        done?.();
+        return { entries, created: head.versionstamp === null, net };
       }
       writer.head = undefined;
+      writer.tail.lost();
     }
     throw new Error(`Too many write conflicts on channel: ${stream}`);
   }
 
+  /** Adds a batch of ephemeral publishes to the operation. */
+  #stageEphemeral(op: Deno.AtomicOperation, head: Head, batch: Pending[]): Staged {
+    const last = head.id + batch.length;
+    op.set(headKey(EPHEMERAL), last);
+    const entries = batch.map((p, i): Entry => {
+      const seq = head.id + 1 + i;
+      op.set(msgKey(EPHEMERAL, seq), { c: p.channel, p: p.payload }, {
+        expireIn: EPHEMERAL_TTL_MS,
+      });
+      if (seq > EPHEMERAL_RETAINED) op.delete(msgKey(EPHEMERAL, seq - EPHEMERAL_RETAINED));
+      return { seq, channel: p.channel, payload: p.payload };
+    });
+    return { entries, next: { id: last, t: -1, b: 0 }, net: 0 };
+  }
+
   /**
-   * Commits; null when another handle held the SQLite write lock, after a
-   * short pause (Deno KV does not wait for the lock itself).
+   * Adds a batch of stored publishes to the operation, with the budget's
+   * bookkeeping and trim. Without `expireIn`: a later publish's trim
+   * deletes them, and counts it.
    */
-  async #tryCommit(
+  async #stageStored(
     op: Deno.AtomicOperation,
-    attempt: number,
-  ): Promise<Deno.KvCommitResult | Deno.KvCommitError | null> {
-    try {
-      return await op.commit();
-    } catch (error) {
-      if (!isLocked(error)) throw error;
-      await lockPause(attempt);
-      return null;
-    }
+    channel: string,
+    head: Head,
+    batch: Pending[],
+    tail: KvTail | undefined,
+  ): Promise<Staged> {
+    const last = head.id + batch.length;
+    // A head check failing on a change by another handle makes the whole
+    // commit, trim included, retry.
+    const trim = await this.#budget.trimFor(channel, head, last, tail);
+    const now = this.#clock.now();
+    let size = 0;
+    const sizes: number[] = [];
+    const entries = batch.map((p, i): Entry => {
+      const seq = head.id + 1 + i;
+      op.set(msgKey(channel, seq), { p: p.payload, t: now } satisfies Stored);
+      size += p.size;
+      sizes.push(p.size);
+      return { seq, channel, payload: p.payload, offset: seq };
+    });
+    const staged = this.#budget.stage(op, channel, head, { last, bytes: size, trim });
+    const done = () => this.#writers.get(channel)?.tail.committed(trim, head.id + 1, sizes, now);
+    return { entries, next: staged.head, net: staged.net, done };
   }
 
   /** Failures repeat for every batch while the store is down: one line per interval. */

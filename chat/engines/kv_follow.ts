@@ -40,14 +40,28 @@ export function msgKey(stream: string, seq: number): Deno.KvKey {
 export interface Head {
   /** The last sequence number; 0 for none. */
   id: number;
+  /** When a channel was last published to (see kv_budget.ts); -1 when not recorded. */
+  t: number;
+  /** Bytes of a channel's publications in the store's total (see kv_budget.ts). */
+  b: number;
   /** Null when the key does not exist. */
   versionstamp: string | null;
 }
 
-/** Reads a head entry. */
+/**
+ * Reads a head entry: a channel's holds `{ id, t, b }`; the ephemeral
+ * stream's, and a channel's of an older version, only the number.
+ */
 export function headOf(entry: Deno.KvEntryMaybe<unknown>): Head {
+  const value = entry.value as { id?: unknown; t?: unknown; b?: unknown } | number | null;
+  if (typeof value === "number") {
+    return { id: value, t: -1, b: 0, versionstamp: entry.versionstamp };
+  }
+  const number = (x: unknown, or: number) => typeof x === "number" ? x : or;
   return {
-    id: typeof entry.value === "number" ? entry.value : 0,
+    id: number(value?.id, 0),
+    t: number(value?.t, -1),
+    b: number(value?.b, 0),
     versionstamp: entry.versionstamp,
   };
 }
@@ -161,10 +175,15 @@ export class KvFollower {
     if (this.#follows.delete(key)) this.#scheduleRewatch();
   }
 
-  /** Hands on fresh local entries when they directly follow the cursor; otherwise reads. */
-  offer(key: string, entries: Entry[]): void {
+  /**
+   * Hands on fresh local entries when they directly follow the cursor;
+   * otherwise reads. `created`: the commit created the stream's head (the
+   * channel was deleted, its offsets start again), so nothing before them exists.
+   */
+  offer(key: string, entries: Entry[], created = false): void {
     const follow = this.#follows.get(key);
     if (follow === undefined) return;
+    if (created && follow.cursor > 0) follow.cursor = 0;
     for (const entry of entries) {
       if (follow.cursor >= 0 && entry.seq <= follow.cursor) continue;
       if (follow.cursor < 0 || entry.seq !== follow.cursor + 1) return this.#pull(follow);
@@ -288,6 +307,8 @@ export class KvFollower {
         if (done) return;
         value.forEach((entry, i) => {
           const follow = chunk[i]!;
+          // A deleted channel (idle past its TTL, or evicted): its offsets start again.
+          if (entry.versionstamp === null && follow.cursor > 0) follow.cursor = 0;
           // The first value is the head now, covering what changed before the watch began.
           if (this.#current(follow) && headOf(entry).id > follow.cursor) this.#pull(follow);
         });

@@ -31,3 +31,20 @@ export async function retryLocked<T>(fn: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+/**
+ * Commits; null when another handle held the SQLite write lock, after a
+ * short pause (Deno KV does not wait for the lock itself).
+ */
+export async function tryCommit(
+  op: Deno.AtomicOperation,
+  attempt: number,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError | null> {
+  try {
+    return await op.commit();
+  } catch (error) {
+    if (!isLocked(error)) throw error;
+    await lockPause(attempt);
+    return null;
+  }
+}
