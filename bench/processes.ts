@@ -69,7 +69,7 @@ export const BENCH_ENV: Readonly<Record<string, string>> = Object.freeze({
   MAX_CONNECTIONS: "1000000",
   MAX_CONNECTIONS_PER_IP: "1000000",
   HANDSHAKES_PER_IP_PER_MIN: "10000000",
-  ROOMS_PER_IP_PER_MIN: "10000000",
+  ROOMS_PER_IP_PER_MIN: "1000000",
   MAX_BUFFERED_BYTES: String(2 ** 30),
 });
 
