@@ -181,6 +181,19 @@ function origins(env: Env): string[] {
   });
 }
 
+/** The settings that bound what clients can make the server store and send. */
+function resourceBounds(
+  env: Env,
+): Pick<Config, "historyMaxBytes" | "roomTtlS" | "roomsPerIpPerMin" | "replayMaxBytes"> {
+  const d = DEFAULT_CONFIG;
+  return {
+    historyMaxBytes: integer(env, "HISTORY_MAX_BYTES", d.historyMaxBytes, 65_536, 2 ** 40),
+    roomTtlS: integer(env, "ROOM_TTL_S", d.roomTtlS, 60, 10 * 365 * 86_400),
+    roomsPerIpPerMin: integer(env, "ROOMS_PER_IP_PER_MIN", d.roomsPerIpPerMin, 1, 1_000_000),
+    replayMaxBytes: integer(env, "REPLAY_MAX_BYTES", d.replayMaxBytes, 4096, 64 * 1024 * 1024),
+  };
+}
+
 /**
  * Reads and validates the configuration.
  *
@@ -206,10 +219,7 @@ export function loadConfig(env: Env): Config {
     historyLimit: integer(env, "HISTORY_LIMIT", d.historyLimit, 0, 1_000_000),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
-    historyMaxBytes: integer(env, "HISTORY_MAX_BYTES", d.historyMaxBytes, 65_536, 2 ** 40),
-    roomTtlS: integer(env, "ROOM_TTL_S", d.roomTtlS, 60, 10 * 365 * 86_400),
-    roomsPerIpPerMin: integer(env, "ROOMS_PER_IP_PER_MIN", d.roomsPerIpPerMin, 1, 1_000_000),
-    replayMaxBytes: integer(env, "REPLAY_MAX_BYTES", d.replayMaxBytes, 4096, 64 * 1024 * 1024),
+    ...resourceBounds(env),
     redisUrl: env.REDIS_URL?.trim() || d.redisUrl,
     presenceTtlS: integer(env, "PRESENCE_TTL_S", d.presenceTtlS, 1, 86_400),
     authSecret: env.AUTH_SECRET ?? d.authSecret,

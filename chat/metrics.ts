@@ -102,7 +102,12 @@ export class Metrics {
   /** Renders every metric in the Prometheus text exposition format. */
   render(gauges: Gauges): string {
     const lines: string[] = [];
-    for (const [name, type, help, samples] of this.#families(gauges)) {
+    for (
+      const [name, type, help, samples] of [
+        ...this.#families(gauges),
+        ...resourceFamilies(gauges, this.acceptFailures),
+      ]
+    ) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
     }
@@ -111,7 +116,7 @@ export class Metrics {
   }
 
   /** Every counter and gauge as data: name, type, help and its samples. */
-  #families(gauges: Gauges): [string, string, string, [string, number][]][] {
+  #families(gauges: Gauges): Family[] {
     const one = (value: number): [string, number][] => [["", value]];
     const labelled = (label: string, map: Map<string | number, number>): [string, number][] =>
       [...map].map(([key, value]) => [`{${label}="${key}"}`, value]);
@@ -119,30 +124,6 @@ export class Metrics {
       ["chat_connections", "gauge", "Open WebSocket connections.", one(gauges.connections)],
       ["chat_rooms", "gauge", "Rooms with at least one local member.", one(gauges.rooms)],
       ["chat_connections_total", "counter", "Connections accepted.", one(this.connectionsTotal)],
-      [
-        "chat_accept_failures_total",
-        "counter",
-        "Times the listener failed to accept (out of descriptors) and was restarted.",
-        one(this.acceptFailures),
-      ],
-      [
-        "chat_history_stored_bytes",
-        "gauge",
-        "Bytes of stored history in the engine's store, as last seen.",
-        one(gauges.history.storedBytes),
-      ],
-      [
-        "chat_history_evictions_total",
-        "counter",
-        "Publications evicted to keep within HISTORY_MAX_BYTES.",
-        one(gauges.history.evictions),
-      ],
-      [
-        "chat_rooms_expired_total",
-        "counter",
-        "Channels deleted after ROOM_TTL_S without a message.",
-        one(gauges.history.expiredChannels),
-      ],
       ["chat_frames_in_total", "counter", "Frames received.", one(this.framesIn)],
       ["chat_frames_out_total", "counter", "Frames sent.", one(this.framesOut)],
       ["chat_bytes_in_total", "counter", "Bytes received.", one(this.bytesIn)],
@@ -211,6 +192,40 @@ export class Metrics {
     );
     return lines;
   }
+}
+
+/** A metric family as data: name, type, help and its samples. */
+type Family = [string, string, string, [string, number][]];
+
+/** The families of bounded resources: the engine's store and the listener. */
+function resourceFamilies(gauges: Gauges, acceptFailures: number): Family[] {
+  const { storedBytes, evictions, expiredChannels } = gauges.history;
+  return [
+    [
+      "chat_accept_failures_total",
+      "counter",
+      "Times the listener failed to accept (out of descriptors) and was restarted.",
+      [["", acceptFailures]],
+    ],
+    [
+      "chat_history_stored_bytes",
+      "gauge",
+      "Bytes of stored history in the engine's store, as last seen.",
+      [["", storedBytes]],
+    ],
+    [
+      "chat_history_evictions_total",
+      "counter",
+      "Publications evicted to keep within HISTORY_MAX_BYTES.",
+      [["", evictions]],
+    ],
+    [
+      "chat_rooms_expired_total",
+      "counter",
+      "Channels deleted after ROOM_TTL_S without a message.",
+      [["", expiredChannels]],
+    ],
+  ];
 }
 
 /** The number of bytes of a string in UTF-8, without encoding it. */

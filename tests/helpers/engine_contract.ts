@@ -138,6 +138,7 @@ export function testEngineContract(subject: ContractSubject): void {
       await reading(step);
       await retention(step);
       await bounds(step);
+      await expiry(step);
       await throughManager(step);
       await across(step, subject);
       await restarts(step, subject);
@@ -499,7 +500,9 @@ async function bounds(step: Step): Promise<void> {
       assert.equal((await store(engine, "b", body("b", 9))).offset, 9);
     },
   );
+}
 
+async function expiry(step: Step): Promise<void> {
   await step(
     "a channel with no publication for roomTtlS is deleted whole; an active one is kept",
     async (s) => {
