@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ConnectionManager } from "../chat/connection_manager.ts";
 import { userChannel } from "../chat/engines/engine.ts";
 import { RedisEngine } from "../chat/engines/redis.ts";
-import { CHANNEL_OVERHEAD } from "../chat/engines/redis_bounds.ts";
+import { CHANNEL_OVERHEAD, PublishMarks } from "../chat/engines/redis_bounds.ts";
 import type { RedisEngineOptions } from "../chat/engines/redis_options.ts";
 import { RedisClient } from "../chat/engines/redis_client.ts";
 import type { RedisReply } from "../chat/engines/redis_resp.ts";
@@ -73,6 +73,17 @@ async function recount(client: RedisClient, prefix = "chat:") {
   const total = [...shares.values()].reduce((a, b) => a + b, 0);
   return { total, shares };
 }
+
+Deno.test("publish marks throttle each channel, and a clock set back never stops them", () => {
+  const marks = new PublishMarks(5_000);
+  assert.deepEqual(marks.due("a", 10_000), { touch: true, renew: true });
+  assert.deepEqual(marks.due("a", 10_999), { touch: false, renew: false });
+  assert.deepEqual(marks.due("a", 11_000), { touch: true, renew: false });
+  assert.deepEqual(marks.due("b", 11_000), { touch: true, renew: true });
+  assert.deepEqual(marks.due("a", 15_000), { touch: true, renew: true });
+  assert.deepEqual(marks.due("a", 1_000), { touch: true, renew: true });
+  assert.deepEqual(marks.due("a", 1_500), { touch: false, renew: false });
+});
 
 Deno.test({ name: "redis engine keeps its store bounded", ignore }, async (t) => {
   await using redis = await startRedis();
@@ -148,6 +159,30 @@ Deno.test({ name: "redis engine keeps its store bounded", ignore }, async (t) =>
       assert.ok(total <= 5_000, `total: ${total}`);
     },
   );
+
+  await t.step("the activity score moves once a second, and at once for a new life", async () => {
+    const e = await started(redis.url, { keyPrefix: "act:" });
+    await using _ = e.engine;
+    const score = async () => Number(await client.command(["ZSCORE", "act:activity", "a"]));
+    const start = e.clock.time;
+    await store(e.engine, "a", payload("a", "1"));
+    e.clock.time += 999;
+    await store(e.engine, "a", payload("a", "2"));
+    assert.equal(await score(), start);
+    e.clock.time += 1;
+    await store(e.engine, "a", payload("a", "3"));
+    assert.equal(await score(), start + 1000);
+    // Keys Redis expired on their own (no sweep ran): the channel starts again at
+    // offset 1, scored and charged its overhead once, its old share forgotten.
+    await client.command(["DEL", "act:seq:a", "act:stream:a"]);
+    await client.command(["ZREM", "act:activity", "a"]);
+    e.clock.time += 1;
+    assert.equal((await store(e.engine, "a", payload("a", "4"))).offset, 1);
+    assert.equal(await score(), start + 1001);
+    const { total, shares } = await recount(client, "act:");
+    assert.equal(await number(client, ["GET", "act:stored_bytes"]), total);
+    assert.equal(await number(client, ["HGET", "act:channel_bytes", "a"]), shares.get("a"));
+  });
 
   await t.step("the stream is trimmed past the limit and counted while it is", async () => {
     const e = await started(redis.url, { historyLimit: 100, keyPrefix: "trim:" });
@@ -243,8 +278,32 @@ Deno.test({ name: "every key the redis engine writes has a TTL", ignore }, async
     await store(e.engine, "brief", payload("brief", "soon gone"));
     const stream = await number(client, ["PTTL", "ttl:stream:brief"]);
     const seq = await number(client, ["PTTL", "ttl:seq:brief"]);
-    assert.ok(stream > 0 && stream <= 60_000, `stream: ${stream}`);
+    // The TTL and at most a tenth more: renewals skip publishes in between.
+    assert.ok(stream > 0 && stream <= 66_000, `stream: ${stream}`);
     assert.ok(seq > 3_600_000, `seq: ${seq}`);
+    assert.deepEqual(await permanent(), []);
+  });
+
+  await t.step("TTLs are renewed only when due, but a key a publish creates gets one", async () => {
+    const e = await started(redis.url, { roomTtlS: 60, keyPrefix: "renew:" });
+    await using _ = e.engine;
+    const ttl = (key: string) => number(client, ["PTTL", `renew:${key}:r`]);
+    await store(e.engine, "r", payload("r", "one"));
+    // As if the TTLs had run down since.
+    for (const key of ["seq", "stream"]) await client.command(["PEXPIRE", `renew:${key}:r`, 5_000]);
+    await store(e.engine, "r", payload("r", "two"));
+    assert.ok(await ttl("seq") <= 5_000 && await ttl("stream") <= 5_000, "renewed too soon");
+    // A tenth of the margin past roomTtl (two sweep intervals of 6 s).
+    e.clock.time += 1_200;
+    await store(e.engine, "r", payload("r", "three"));
+    assert.ok(await ttl("seq") > 60_000 && await ttl("stream") > 60_000, "renewed when due");
+    // A stream Redis expired, then a whole channel, come back with TTLs at once.
+    await client.command(["DEL", "renew:stream:r"]);
+    await store(e.engine, "r", payload("r", "four"));
+    assert.ok(await ttl("stream") > 60_000, `stream: ${await ttl("stream")}`);
+    await client.command(["DEL", "renew:stream:r", "renew:seq:r"]);
+    assert.equal((await store(e.engine, "r", payload("r", "five"))).offset, 1);
+    assert.ok(await ttl("seq") > 60_000 && await ttl("stream") > 60_000, "a new life's TTLs");
     assert.deepEqual(await permanent(), []);
   });
 });

@@ -13,8 +13,12 @@
  * - The publish script (redis_history.ts) keeps these counts and evicts,
  *   with the Lua functions of {@linkcode BOUNDS_LUA}, so the total is
  *   within budget once it returns.
- * - Every key gets a Redis TTL a margin past `roomTtl`, refreshed on
- *   publish, so nothing outlives a store no process sweeps any more.
+ * - Every key gets a Redis TTL a margin past `roomTtl`, so nothing outlives
+ *   a store no process sweeps any more. A process renews a channel's TTLs
+ *   only every tenth of that margin, and moves its activity score only
+ *   when it moved by {@linkcode ACTIVITY_STEP_MS}
+ *   ({@linkcode PublishMarks}): the bookkeeping would otherwise cost Redis
+ *   more than storing the publication.
  *
  * @module
  */
@@ -41,7 +45,17 @@ export const RESET_ID = "0-0";
 const SWEEP_BATCH = 100;
 
 /**
- * Lua functions both the publish and the sweep script start with. They
+ * Milliseconds a channel's activity score may lag its last publication: LRU
+ * and idle detection need no finer grain, and most publishes skip the ZADD.
+ */
+export const ACTIVITY_STEP_MS = 1000;
+
+// Channels whose marks a process keeps; a forgotten one costs one full publish.
+const MARKED_CHANNELS = 10_000;
+
+/**
+ * Lua functions of the sweep script, and of the publish script's rare part
+ * (trimming and evicting: defining them costs every call that runs them). They
  * build the keys of other channels from `prefix`, which Redis Cluster would
  * refuse; the engine is not for Cluster anyway.
  */
@@ -54,13 +68,13 @@ local function entry_bytes(entry)
   return 0
 end
 
--- Adds n (negative to subtract) to the total; a total from before the
+-- Adds n (negative to subtract) to the total, keeping its TTL; a total from before the
 -- counting (an upgraded store) never goes below 0. Subtractions are written
 -- 0 - n: Lua's -0 reaches Redis as "-0", which is not an integer to it.
 local function count(prefix, n)
   local total = redis.call('INCRBY', prefix .. 'stored_bytes', n)
   if total < 0 then
-    redis.call('SET', prefix .. 'stored_bytes', 0)
+    redis.call('SET', prefix .. 'stored_bytes', 0, 'KEEPTTL')
     total = 0
   end
   return total
@@ -182,6 +196,15 @@ export class RedisBounds {
     return this.#o.roomTtlMs + 2 * this.#sweepMs();
   }
 
+  /**
+   * Milliseconds between renewals of a channel's TTLs by one process: a
+   * tenth of the margin, so its keys still live past `roomTtl` plus nine
+   * tenths of it after the last publish, and never past {@linkcode RedisBounds.keepMs}.
+   */
+  renewMs(): number {
+    return Math.max(1, Math.floor((this.keepMs() - this.#o.roomTtlMs) / 10));
+  }
+
   /** Sweeps every `sweepIntervalMs(roomTtl)` until {@linkcode RedisBounds.stop}. */
   start(): void {
     if (this.#timer !== undefined) return;
@@ -252,5 +275,46 @@ export class RedisBounds {
       this.#stats.expiredChannels += count;
       if (count < SWEEP_BATCH) return deleted;
     }
+  }
+}
+
+/** Which bookkeeping a publish does besides counting its bytes. */
+export interface PublishDue {
+  /** Moves the channel's activity score to now. */
+  touch: boolean;
+  /** Renews the TTLs of the channel's stream and counter. */
+  renew: boolean;
+}
+
+/**
+ * When this process last moved each channel's activity score and renewed
+ * its TTLs, on the engine's clock. Only a throttle: the publish script
+ * still scores and gives TTLs to keys it creates (a new or deleted channel,
+ * an expired stream), so a mark that is wrong or forgotten costs at most one
+ * ZADD or PEXPIRE more, or a score up to {@linkcode ACTIVITY_STEP_MS} old.
+ */
+export class PublishMarks {
+  #marks = new Map<string, { touched: number; renewed: number }>();
+  #renewMs: number;
+
+  /** Renews a channel's TTLs at most every `renewMs`. */
+  constructor(renewMs: number) {
+    this.#renewMs = renewMs;
+  }
+
+  /** What a publish to `channel` at `now` does, noted as done. */
+  due(channel: string, now: number): PublishDue {
+    let mark = this.#marks.get(channel);
+    if (mark === undefined) {
+      if (this.#marks.size >= MARKED_CHANNELS) this.#marks.delete(this.#marks.keys().next().value!);
+      mark = { touched: -Infinity, renewed: -Infinity };
+      this.#marks.set(channel, mark);
+    }
+    // A clock set back counts as due, so a mark from "the future" never stops renewals.
+    const touch = !(now - mark.touched < ACTIVITY_STEP_MS && now >= mark.touched);
+    const renew = !(now - mark.renewed < this.#renewMs && now >= mark.renewed);
+    if (touch) mark.touched = now;
+    if (renew) mark.renewed = now;
+    return { touch, renew };
   }
 }

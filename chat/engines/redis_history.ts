@@ -12,55 +12,144 @@
 
 import type { Clock } from "../clock.ts";
 import { type HistoryQuery, newEpoch, type Publication } from "./engine.ts";
-import { BOUNDS_LUA, CHANNEL_OVERHEAD, type RedisBounds } from "./redis_bounds.ts";
+import { BOUNDS_LUA, CHANNEL_OVERHEAD, PublishMarks, type RedisBounds } from "./redis_bounds.ts";
 import type { RedisClient } from "./redis_client.ts";
-import { entryNumber, loadScript, parseEntries, runScript, script } from "./redis_scripts.ts";
+import {
+  entryNumber,
+  loadScript,
+  parseEntries,
+  runScript,
+  type Script,
+  script,
+} from "./redis_scripts.ts";
 
-// Stores, trims and counts, evicts past the budget, publishes with the entry
-// id, and answers the epoch, the store's total and how many it evicted.
-const PUBLISH_SCRIPT = script(`${BOUNDS_LUA}
-local payload, channel, now, prefix = ARGV[1], ARGV[6], ARGV[5], ARGV[11]
+// Reads the epoch (KEYS[3]) into `epoch`, set to the candidate when missing:
+// one GET when it is there.
+const epochLua = (candidate: string) => `
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ${candidate}
+  redis.call('SET', KEYS[3], epoch)
+end
+`;
+
+/**
+ * A Lua string literal of any text: bytes other than plain ASCII letters,
+ * digits and `:_-.` as decimal escapes, which Lua 5.1 reads in any string.
+ */
+function luaString(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9:_.-]/.test(c) ? c : `\\${String(byte).padStart(3, "0")}`;
+  }
+  return `'${out}'`;
+}
+
+/** What one engine's publish script is built with: its settings, which never change. */
+interface PublishSettings {
+  prefix: string;
+  /** Trims every this many offsets. */
+  trimEvery: number;
+  retained: number;
+  streamMs: number;
+  keepMs: number;
+  maxBytes: number;
+}
+
+/**
+ * Stores and counts, publishes with the entry id, and answers the epoch,
+ * the store's total and how many it evicted. The engine's settings are
+ * literals in the source, not arguments: Redis turns every argument into a
+ * Lua string on every call. ARGV: payload, pub/sub channel, time, channel,
+ * candidate epoch, and flags (1: move the activity score, 2: renew the TTLs;
+ * see PublishMarks). Keys this call creates get their TTL whatever the flags say.
+ */
+function publishScript(o: PublishSettings): Script {
+  const keys = storeKeys(o.prefix);
+  return script(`
+local payload, channel, now = ARGV[1], ARGV[4], ARGV[3]
+local flags = tonumber(ARGV[6])
 local id = redis.call('INCR', KEYS[1])
 local entry = id .. '-0'
-local added = redis.pcall('XADD', KEYS[2], entry, 'p', payload, 't', now)
-if type(added) == 'table' and added.err then
+local renew_seq, renew_stream = flags >= 2 or id == 1, flags >= 2
+-- NOMKSTREAM tells a stream created here (new, or expired by its TTL) from one that has a TTL.
+local added = redis.pcall('XADD', KEYS[2], 'NOMKSTREAM', entry, 'p', payload, 't', now)
+if not added then
+  redis.call('XADD', KEYS[2], entry, 'p', payload, 't', now)
+  renew_stream = true
+elseif type(added) == 'table' and added.err then
   -- The counter fell behind its stream (deleted or evicted): go on after the top entry.
   local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
   if not top then return redis.error_reply(added.err) end
   id = tonumber(string.match(top[1], '^(%d+)')) + 1
   redis.call('SET', KEYS[1], id)
+  renew_seq = true
   entry = id .. '-0'
   redis.call('XADD', KEYS[2], entry, 'p', payload, 't', now)
 end
--- A channel new to the activity set is charged its overhead once.
-local fresh = redis.call('ZADD', KEYS[6], now, channel)
-local charge = string.len(payload) + fresh * tonumber(ARGV[10])
--- Every ARGV[2]th offset trims to ARGV[12], as MAXLEN ~ would, but counting what goes.
-if id % tonumber(ARGV[2]) == 0 then
-  local retained = tonumber(ARGV[12])
-  local length = redis.call('XLEN', KEYS[2])
-  if length > retained then
-    for _, old in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', length - retained)) do
-      charge = charge - entry_bytes(old)
-    end
-    redis.call('XTRIM', KEYS[2], 'MAXLEN', retained)
+local charge = string.len(payload)
+-- Offset 1: a new channel, or a deleted one starting again (an evicted one
+-- keeps its counter). Its share is this payload and its overhead, whatever a
+-- life whose keys Redis expired left in the hash; it renews the store-wide
+-- keys' TTL (once they exist), as every sweep does.
+if id == 1 then
+  charge = charge + ${CHANNEL_OVERHEAD} - tonumber(redis.call('HGET', ${keys.shares}, channel) or '0')
+end
+if id == 1 or flags % 2 == 1 then redis.call('ZADD', ${keys.activity}, now, channel) end
+redis.call('HINCRBY', ${keys.shares}, channel, charge)
+local total = redis.call('INCRBY', ${keys.total}, charge)
+if id == 1 then
+  for _, key in ipairs({${keys.total}, ${keys.shares}, ${keys.activity}}) do
+    redis.call('PEXPIRE', key, '${o.keepMs}')
   end
 end
-redis.call('HINCRBY', KEYS[5], channel, charge)
-local total = count(prefix, charge)
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
--- A new channel renews the store-wide keys' TTL; so does every sweep.
-if fresh == 1 then
-  for _, key in ipairs({KEYS[4], KEYS[5], KEYS[6]}) do redis.call('PEXPIRE', key, ARGV[8]) end
-end
+if renew_stream then redis.call('PEXPIRE', KEYS[2], '${o.streamMs}') end
+if renew_seq then redis.call('PEXPIRE', KEYS[1], '${o.keepMs}') end
 local evicted = 0
-local max = tonumber(ARGV[9])
-if total > max then total, evicted = evict(prefix, total, max, channel) end
-redis.call('PUBLISH', ARGV[4], entry .. '\\n' .. channel .. '\\n' .. payload)
-redis.call('SETNX', KEYS[3], ARGV[7])
-return {id, redis.call('GET', KEYS[3]), total, evicted}
+${trimAndEvictLua(o)}
+redis.call('PUBLISH', ARGV[2], entry .. '\\n' .. channel .. '\\n' .. payload)
+${epochLua("ARGV[5]")}
+return {id, epoch, total, evicted}
 `);
+}
+
+/** The store-wide keys as Lua literals. */
+function storeKeys(prefix: string) {
+  return {
+    total: luaString(`${prefix}stored_bytes`),
+    shares: luaString(`${prefix}channel_bytes`),
+    activity: luaString(`${prefix}activity`),
+  };
+}
+
+/**
+ * The publish script's rare part: every so many offsets it trims the stream
+ * as MAXLEN ~ would, but counting what goes; past the budget it evicts; and
+ * it mends a total below 0 (a store from before the counting). Its Lua
+ * functions are defined only when it runs: building them costs every call.
+ */
+function trimAndEvictLua(o: PublishSettings): string {
+  const max = Number.isFinite(o.maxBytes) ? String(o.maxBytes) : "math.huge";
+  const prefix = luaString(o.prefix);
+  return `
+local trim = id % ${o.trimEvery} == 0
+if trim or total > ${max} or total < 0 then
+  ${BOUNDS_LUA}
+  if total < 0 then total = count(${prefix}, 0) end
+  local length = trim and redis.call('XLEN', KEYS[2]) or 0
+  if length > ${o.retained} then
+    local freed = 0
+    for _, old in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', length - ${o.retained})) do
+      freed = freed + entry_bytes(old)
+    end
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', '${o.retained}')
+    redis.call('HINCRBY', ${storeKeys(o.prefix).shares}, channel, 0 - freed)
+    total = count(${prefix}, 0 - freed)
+  end
+  if total > ${max} then total, evicted = evict(${prefix}, total, ${max}, channel) end
+end`;
+}
 
 // Serves only the newest `window` offsets although the stream keeps more for catch-ups.
 const HISTORY_SCRIPT = script(`
@@ -80,8 +169,8 @@ if limit > 0 then
     range = redis.call('XREVRANGE', KEYS[2], last, '(' .. floor .. '-0', 'COUNT', limit)
   end
 end
-redis.call('SETNX', KEYS[3], ARGV[5])
-return {head, oldest and oldest[1] or false, range, redis.call('GET', KEYS[3])}
+${epochLua("ARGV[5]")}
+return {head, oldest and oldest[1] or false, range, epoch}
 `);
 
 /** Options of {@linkcode RedisHistory}. */
@@ -129,6 +218,8 @@ export interface Read {
 /** Stores and reads the streams of one Redis. */
 export class RedisHistory {
   #o: RedisHistoryOptions;
+  #publish: Script;
+  #marks: PublishMarks;
   /** The epoch set when the key is found missing (Redis lost its data). */
   candidate: string;
 
@@ -136,11 +227,26 @@ export class RedisHistory {
   constructor(options: RedisHistoryOptions, candidate: string) {
     this.#o = options;
     this.candidate = candidate;
+    const { ttlMs, keepMs } = options;
+    // Past the history TTL the stream serves nothing, so it need not outlive it by
+    // more than a renewal interval, which keeps it serving for the TTL between renewals.
+    const renewMs = ttlMs > 0
+      ? Math.max(1, Math.min(options.bounds.renewMs(), Math.floor(ttlMs / 10)))
+      : options.bounds.renewMs();
+    this.#marks = new PublishMarks(renewMs);
+    this.#publish = publishScript({
+      prefix: options.prefix,
+      trimEvery: Math.ceil(options.retained / 10),
+      retained: options.retained,
+      streamMs: ttlMs > 0 ? Math.min(ttlMs + renewMs, keepMs) : keepMs,
+      keepMs,
+      maxBytes: options.maxBytes,
+    });
   }
 
   /** Computes the scripts' SHA-1s. */
   async load(): Promise<void> {
-    await loadScript(PUBLISH_SCRIPT);
+    await loadScript(this.#publish);
     await loadScript(HISTORY_SCRIPT);
   }
 
@@ -185,24 +291,12 @@ export class RedisHistory {
   /** Stores a payload and publishes it on `pubsub` as `<entry id>\n<channel>\n<payload>`. */
   async store(channel: string, payload: string, pubsub: string): Promise<Stored> {
     const o = this.#o;
-    const keys = [...this.#keys(channel), ...o.bounds.keys()];
-    // Past the history TTL the stream serves nothing, so it need not outlive it.
-    const streamMs = o.ttlMs > 0 ? Math.min(o.ttlMs, o.keepMs) : o.keepMs;
-    const args = [
-      payload,
-      Math.ceil(o.retained / 10),
-      streamMs,
-      pubsub,
-      o.clock.now(),
-      channel,
-      this.candidate,
-      o.keepMs,
-      o.maxBytes,
-      CHANNEL_OVERHEAD,
-      o.prefix,
-      o.retained,
-    ];
-    const reply = await runScript(o.client, PUBLISH_SCRIPT, keys, args);
+    const keys = this.#keys(channel);
+    const now = o.clock.now();
+    const due = this.#marks.due(channel, now);
+    const flags = (due.touch ? 1 : 0) + (due.renew ? 2 : 0);
+    const args = [payload, pubsub, now, channel, this.candidate, flags];
+    const reply = await runScript(o.client, this.#publish, keys, args);
     const [offset, epoch, total, evicted] = Array.isArray(reply) ? reply : [];
     if (typeof offset !== "number") {
       throw new TypeError(`Unexpected Redis reply: ${JSON.stringify(reply)}`);
