@@ -97,8 +97,10 @@ if id == 1 then
   charge = charge + ${CHANNEL_OVERHEAD} - tonumber(redis.call('HGET', ${keys.shares}, channel) or '0')
 end
 if id == 1 or flags % 2 == 1 then redis.call('ZADD', ${keys.activity}, now, channel) end
-redis.call('HINCRBY', ${keys.shares}, channel, charge)
-local total = redis.call('INCRBY', ${keys.total}, charge)
+-- Lua formats a number each time it passes one to Redis: once is enough.
+local bytes = tostring(charge)
+redis.call('HINCRBY', ${keys.shares}, channel, bytes)
+local total = redis.call('INCRBY', ${keys.total}, bytes)
 if id == 1 then
   for _, key in ipairs({${keys.total}, ${keys.shares}, ${keys.activity}}) do
     redis.call('PEXPIRE', key, '${o.keepMs}')
