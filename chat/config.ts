@@ -17,6 +17,7 @@ import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
 import { DEFAULT_CONNECTION_MANAGER } from "./connection_manager.ts";
 import { DEFAULT_ENGINE } from "./engines/engine.ts";
 import { DEFAULT_REDIS_ENGINE } from "./engines/redis_options.ts";
+import { maskUrl, parseRedisUrl } from "./engines/redis_url.ts";
 import { DEFAULT_LOGGER, LOG_LEVELS, type LogLevel } from "./logger.ts";
 
 /** Storage and fan-out engines. */
@@ -166,6 +167,50 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
   throw new RangeError(`Invalid ${name} (true or false): ${env[name]}`);
 }
 
+/** A hostname (letters, digits, dots and hyphens) or an IPv4 or IPv6 address. */
+const HOSTNAME =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
+
+function host(env: Env): string {
+  const raw = env.HOST?.trim() ?? "";
+  if (raw === "") return DEFAULT_CONFIG.hostname;
+  if (raw.length > 253 || !HOSTNAME.test(raw)) {
+    throw new RangeError(`Invalid HOST (a hostname or an IP address): ${env.HOST}`);
+  }
+  return raw;
+}
+
+function redisUrl(env: Env): string {
+  const raw = env.REDIS_URL?.trim() ?? "";
+  if (raw === "") return DEFAULT_CONFIG.redisUrl;
+  try {
+    parseRedisUrl(raw);
+  } catch {
+    throw new RangeError(
+      `Invalid REDIS_URL (redis://[user:pass@]host[:port][/db] or rediss://…): ${maskUrl(raw)}`,
+    );
+  }
+  return raw;
+}
+
+/**
+ * A token or secret, trimmed: a pasted value with a trailing newline still
+ * matches. Unset or empty leaves its feature off; set to blanks is a mistake
+ * that would turn authentication on with a secret nobody meant.
+ */
+function secret(env: Env, name: "AUTH_SECRET" | "METRICS_TOKEN" | "ADMIN_TOKEN"): string {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return "";
+  const value = raw.trim();
+  if (value === "") {
+    // JSON: the blanks stay visible, and a newline among them stays on one line.
+    throw new RangeError(
+      `Invalid ${name} (empty to turn it off, not blank): ${JSON.stringify(raw)}`,
+    );
+  }
+  return value;
+}
+
 function origins(env: Env): string[] {
   const raw = env.ALLOWED_ORIGINS?.trim() ?? "";
   if (raw === "") return [];
@@ -204,7 +249,7 @@ export function loadConfig(env: Env): Config {
   const day = 86_400_000;
   const config: Config = {
     port: integer(env, "PORT", d.port, 0, 65535),
-    hostname: env.HOST?.trim() || d.hostname,
+    hostname: host(env),
     heartbeatIntervalMs: integer(env, "HEARTBEAT_INTERVAL_MS", d.heartbeatIntervalMs, 10, day),
     heartbeatTimeoutMs: integer(env, "HEARTBEAT_TIMEOUT_MS", d.heartbeatTimeoutMs, 10, day),
     idleTimeoutS: integer(env, "IDLE_TIMEOUT_S", d.idleTimeoutS, 0, 86_400),
@@ -220,9 +265,9 @@ export function loadConfig(env: Env): Config {
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
     ...resourceBounds(env),
-    redisUrl: env.REDIS_URL?.trim() || d.redisUrl,
+    redisUrl: redisUrl(env),
     presenceTtlS: integer(env, "PRESENCE_TTL_S", d.presenceTtlS, 1, 86_400),
-    authSecret: env.AUTH_SECRET ?? d.authSecret,
+    authSecret: secret(env, "AUTH_SECRET"),
     rateLimitPerS: integer(env, "RATE_LIMIT_PER_S", d.rateLimitPerS, 1, 1_000_000),
     rateLimitBurst: integer(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),
     maxConnectionsPerIp: integer(
@@ -254,8 +299,8 @@ export function loadConfig(env: Env): Config {
       1,
       10 * 365 * 86_400,
     ),
-    metricsToken: env.METRICS_TOKEN ?? d.metricsToken,
-    adminToken: env.ADMIN_TOKEN ?? d.adminToken,
+    metricsToken: secret(env, "METRICS_TOKEN"),
+    adminToken: secret(env, "ADMIN_TOKEN"),
   };
   return consistent(config);
 }

@@ -19,6 +19,31 @@ Deno.test("loadConfig uses the documented defaults for an empty environment", ()
   assert.equal(config.replayMaxBytes, 256 * 1024);
 });
 
+Deno.test("HOST, REDIS_URL and the secrets are checked and trimmed at start", async (t) => {
+  await t.step("hostnames and addresses are accepted", () => {
+    for (const host of ["localhost", "chat.example.com", "127.0.0.1", "::", "::1", "0.0.0.0"]) {
+      assert.equal(loadConfig({ HOST: ` ${host} ` }).hostname, host);
+    }
+  });
+  await t.step("a Redis URL's password never shows in the error", () => {
+    assert.throws(
+      () => loadConfig({ REDIS_URL: "redis://user:hunter2@host:99999" }),
+      (error: Error) => !error.message.includes("hunter2") && error.message.includes("***"),
+    );
+    assert.equal(loadConfig({ REDIS_URL: "rediss://h:6380/2" }).redisUrl, "rediss://h:6380/2");
+  });
+  await t.step("secrets are trimmed; empty turns the feature off", () => {
+    const config = loadConfig({
+      AUTH_SECRET: " s3cret\n",
+      ADMIN_TOKEN: "\tadm ",
+      METRICS_TOKEN: "",
+    });
+    assert.equal(config.authSecret, "s3cret");
+    assert.equal(config.adminToken, "adm");
+    assert.equal(config.metricsToken, "");
+  });
+});
+
 Deno.test("loadConfig reads the resource bounds", () => {
   const config = loadConfig({
     HISTORY_MAX_BYTES: "1048576",
@@ -92,6 +117,13 @@ Deno.test("loadConfig refuses bad values with a RangeError naming variable and v
       "5000",
     ],
     ["unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL", "loud"],
+    ["HOST with a space", { HOST: "my host" }, "HOST", "my host"],
+    ["HOST with a scheme", { HOST: "http://0.0.0.0" }, "HOST", "http://0.0.0.0"],
+    ["REDIS_URL of another scheme", { REDIS_URL: "http://x:6379" }, "REDIS_URL", "http://x:6379"],
+    ["REDIS_URL without a host", { REDIS_URL: "redis://" }, "REDIS_URL", "redis://"],
+    ["blank AUTH_SECRET", { AUTH_SECRET: "   " }, "AUTH_SECRET", JSON.stringify("   ")],
+    ["blank ADMIN_TOKEN", { ADMIN_TOKEN: " \n" }, "ADMIN_TOKEN", JSON.stringify(" \n")],
+    ["blank METRICS_TOKEN", { METRICS_TOKEN: "\t" }, "METRICS_TOKEN", JSON.stringify("\t")],
     ["tiny HISTORY_MAX_BYTES", { HISTORY_MAX_BYTES: "100" }, "HISTORY_MAX_BYTES", "100"],
     ["ROOM_TTL_S under a minute", { ROOM_TTL_S: "5" }, "ROOM_TTL_S", "5"],
     ["zero ROOMS_PER_IP_PER_MIN", { ROOMS_PER_IP_PER_MIN: "0" }, "ROOMS_PER_IP_PER_MIN", "0"],

@@ -63,6 +63,6 @@ export function parseRedisUrl(url: string): RedisUrlOptions {
 }
 
 /** Hides the password of a URL so it can appear in error messages and logs. */
-function maskUrl(url: string): string {
+export function maskUrl(url: string): string {
   return url.replace(/^([^:/?#]*:\/\/[^:@/?#]*):[^@/?#]*@/, "$1:***@");
 }
