@@ -237,13 +237,18 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
   // The same rules as a name, so any spelling that connects as José reaches José.
   const to = normalizeName(msg.to);
   const first = to === undefined ? undefined : c.parts.registry.byName.get(nameKey(to))?.[0];
-  const room = msg.room ?? defaultRoom(client) ?? DEFAULT_ROOM;
+  // A room the sender names must be one it is in: the field is stored and shown to the target.
+  const room = msg.room === undefined
+    ? defaultRoom(client) ?? DEFAULT_ROOM
+    : memberRoom(c, client, msg.room);
+  if (room === undefined) return;
   const send = (name: string, key: string) =>
     c.parts.publisher.publishPrivate(client, key, {
       type: "private",
       room,
       username: client.username,
       sender: client.username,
+      from: client.username,
       to: name,
       message: msg.message,
       timestamp: c.isoTime(now),

@@ -157,6 +157,8 @@ export interface PrivateFrame {
   username: string;
   /** The author's display name. */
   sender: string;
+  /** The author's username again, as seed 03's clients read it. */
+  from: string;
   /** The target's username. */
   to: string;
   /** The text as the author sent it. */
@@ -439,6 +441,8 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
 
 function parseObject(fields: Fields): ParseResult {
   const type = fields.type;
+  // Seed 03's client sends `{"message": …, "target_user": …}` without a type.
+  if (type === undefined && fields.message !== undefined) return parseChat(fields, "message");
   if (typeof type !== "string") {
     return fail(ErrorCode.BadMessage, "Field type must be a string");
   }
@@ -452,8 +456,10 @@ function parseObject(fields: Fields): ParseResult {
 /**
  * Parses one text frame from a client.
  *
- * Text that does not start with `{` or `[` is a plain chat message (seed 02),
- * so `42` or `hello` are messages, while `{"type":` is `bad_json`.
+ * Text that does not start with `{` is a plain chat message (seed 02), so
+ * `42`, `hello` or `[smile] hi` are messages, while `{"type":` is
+ * `bad_json`. An object without `type` but with `message` is a message, or
+ * a private one with `target_user` or `to` (seed 03).
  */
 export function parseClientMessage(text: string): ParseResult {
   // The frame the page sends for a chat message, read without JSON.parse: a
@@ -469,18 +475,12 @@ export function parseClientMessage(text: string): ParseResult {
       return plainMessage(body);
     }
   }
-  const first = text.trimStart()[0];
-  if (first !== "{" && first !== "[") {
-    return plainMessage(text);
-  }
+  if (text.trimStart()[0] !== "{") return plainMessage(text);
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch {
     return fail(ErrorCode.BadJson, "Frame is not valid JSON");
-  }
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    return fail(ErrorCode.BadMessage, "Frame must be a JSON object");
   }
   return parseObject(data as Fields);
 }

@@ -52,7 +52,7 @@ export const CloseReason = {
 
 /** Stable `code` values of `error` frames. */
 export const ErrorCode = {
-  /** The text looked like JSON (started with `{` or `[`) but did not parse. */
+  /** The text looked like a JSON object (started with `{`) but did not parse. */
   BadJson: "bad_json",
   /** The JSON parsed but a field is missing or has the wrong type. */
   BadMessage: "bad_message",

@@ -11,6 +11,17 @@ const good: [string, string, unknown][] = [
   ["plain text is a message", "hello", { type: "message", message: "hello" }],
   ["a bare number is a plain message", "42", { type: "message", message: "42" }],
   ["text that only mentions JSON is a message", "x {y}", { type: "message", message: "x {y}" }],
+  // Seed 02 shows any text that is not a JSON object as a message.
+  ["text in brackets is a message", "[smile] hi", { type: "message", message: "[smile] hi" }],
+  ["a broken array is a message", "[1,", { type: "message", message: "[1," }],
+  ["a JSON array is a message", "[]", { type: "message", message: "[]" }],
+  // Seed 03's client sends no type.
+  ["no type but a message", '{"message":"hi"}', { type: "message", message: "hi" }],
+  [
+    "no type, a message and target_user is private (seed 03)",
+    '{"message":"psst","target_user":"bob"}',
+    { type: "private", to: "bob", message: "psst" },
+  ],
   ["message frame", '{"type":"message","message":"hi"}', { type: "message", message: "hi" }],
   [
     "message to a room",
@@ -63,10 +74,8 @@ const good: [string, string, unknown][] = [
 
 const bad: [string, string, string][] = [
   ["truncated JSON", '{"type":', ErrorCode.BadJson],
-  ["broken array", "[1,", ErrorCode.BadJson],
-  ["a JSON array", "[]", ErrorCode.BadMessage],
-  ["an array of frames", '[{"type":"heartbeat"}]', ErrorCode.BadMessage],
-  ["no type", '{"message":"hi"}', ErrorCode.BadMessage],
+  ["no type and no message", '{"room":"dev"}', ErrorCode.BadMessage],
+  ["no type and a numeric message", '{"message":5}', ErrorCode.BadMessage],
   ["numeric type", '{"type":1}', ErrorCode.BadMessage],
   ["null type", '{"type":null}', ErrorCode.BadMessage],
   ["unknown type", '{"type":"dance"}', ErrorCode.UnknownType],
