@@ -218,6 +218,7 @@ function createRoutes(
       allowedOrigins: config.allowedOrigins,
       idleTimeoutS: config.idleTimeoutS,
       trustProxy: config.trustProxy,
+      rootWs: config.rootWs,
       gatekeeper: createGatekeeper(admission),
     }),
   ];

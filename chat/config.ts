@@ -11,7 +11,7 @@
 
 import { DEFAULT_HEALTH_ROUTES } from "../routes/health_routes.ts";
 import { DEFAULT_TRUST_PROXY, httpOrigin } from "../routes/http.ts";
-import { DEFAULT_WS_ROUTES } from "../routes/ws_routes.ts";
+import { DEFAULT_WS_ROUTES, ROOT_WS_MODES, type RootWs } from "../routes/ws_routes.ts";
 import { DEFAULT_GATEKEEPER } from "./auth/gatekeeper.ts";
 import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
 import { DEFAULT_CONNECTION_MANAGER } from "./connection_manager.ts";
@@ -53,6 +53,8 @@ export interface Config {
   logLevel: LogLevel;
   /** CHAT_ENGINE: where messages are stored and fanned out. */
   engine: EngineName;
+  /** ROOT_WS: what `/ws` serves, seed 03's echo or the chat (seeds 01 and 02). */
+  rootWs: RootWs;
   /** Path of the Deno KV file; empty for the platform default (Deno Deploy). */
   kvPath: string;
   /** HISTORY_LIMIT: messages kept per room. */
@@ -108,6 +110,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   idleTimeoutS: DEFAULT_WS_ROUTES.idleTimeoutS,
   allowedOrigins: [...DEFAULT_WS_ROUTES.allowedOrigins],
   trustProxy: DEFAULT_TRUST_PROXY,
+  rootWs: DEFAULT_WS_ROUTES.rootWs,
   logLevel: DEFAULT_LOGGER.level,
   handshakesPerIpPerMin: DEFAULT_GATEKEEPER.requestsPerIpPerMin,
   maxTokenLifetimeS: DEFAULT_TOKEN_CHECK.maxLifetimeS,
@@ -259,6 +262,7 @@ export function loadConfig(env: Env): Config {
     allowedOrigins: origins(env),
     logLevel: choice(env, "LOG_LEVEL", d.logLevel, LOG_LEVELS),
     engine: choice(env, "CHAT_ENGINE", d.engine, ENGINES),
+    rootWs: choice(env, "ROOT_WS", d.rootWs, ROOT_WS_MODES),
     // Deno Deploy has no writable disk: its database is the platform default.
     kvPath: env.KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? "" : d.kvPath),
     historyLimit: integer(env, "HISTORY_LIMIT", d.historyLimit, 0, 1_000_000),

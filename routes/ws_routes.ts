@@ -40,17 +40,27 @@ export interface WsRoutesOptions {
   idleTimeoutS?: number;
   /** Whether X-Forwarded-For names the client. */
   trustProxy?: boolean;
+  /** What `/ws` serves: seed 03's echo, or the chat of `/ws/chat` (seeds 01 and 02). */
+  rootWs?: RootWs;
 }
 
-/** The defaults of {@linkcode WsRoutesOptions}; ALLOWED_ORIGINS and IDLE_TIMEOUT_S read theirs here. */
+/** What `/ws` serves (ROOT_WS). */
+export const ROOT_WS_MODES = ["echo", "chat"] as const;
+
+/** A mode of `/ws`. */
+export type RootWs = typeof ROOT_WS_MODES[number];
+
+/** The defaults of {@linkcode WsRoutesOptions}; ALLOWED_ORIGINS, IDLE_TIMEOUT_S and ROOT_WS read theirs here. */
 export const DEFAULT_WS_ROUTES: Readonly<{
   allowedOrigins: readonly string[];
   idleTimeoutS: number;
   trustProxy: boolean;
+  rootWs: RootWs;
 }> = Object.freeze({
   allowedOrigins: Object.freeze([]),
   idleTimeoutS: 60,
   trustProxy: DEFAULT_TRUST_PROXY,
+  rootWs: "echo",
 });
 
 /** What an admission adds to the connect options: the token's identity, or the refusal. */
@@ -252,14 +262,17 @@ export function createWsRoutes(options: WsRoutesOptions): Route[] {
   const heartbeat = (url: URL) => flag(url, "heartbeat");
   const batch = (url: URL) => flag(url, "batch");
 
+  const chat = (req: Request, { url, info }: { url: URL; info: Deno.ServeHandlerInfo }) =>
+    upgrade(req, url, info, { room: room(url), heartbeat: heartbeat(url), batch: batch(url) });
   return [
-    route(["GET"], "/ws", (req, { url, info }) => upgrade(req, url, info, { mode: "echo" })),
     route(
       ["GET"],
-      "/ws/chat",
-      (req, { url, info }) =>
-        upgrade(req, url, info, { room: room(url), heartbeat: heartbeat(url), batch: batch(url) }),
+      "/ws",
+      settings.rootWs === "chat"
+        ? chat
+        : (req, { url, info }) => upgrade(req, url, info, { mode: "echo" }),
     ),
+    route(["GET"], "/ws/chat", chat),
     route(["GET"], "/ws/chat/:username", (req, { url, info, params }) =>
       upgrade(req, url, info, {
         username: params.username,

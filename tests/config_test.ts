@@ -117,6 +117,7 @@ Deno.test("loadConfig refuses bad values with a RangeError naming variable and v
       "5000",
     ],
     ["unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL", "loud"],
+    ["unknown ROOT_WS", { ROOT_WS: "broadcast" }, "ROOT_WS", "broadcast"],
     ["HOST with a space", { HOST: "my host" }, "HOST", "my host"],
     ["HOST with a scheme", { HOST: "http://0.0.0.0" }, "HOST", "http://0.0.0.0"],
     ["REDIS_URL of another scheme", { REDIS_URL: "http://x:6379" }, "REDIS_URL", "http://x:6379"],

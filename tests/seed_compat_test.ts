@@ -39,3 +39,21 @@ Deno.test("the seeds' clients are understood as they are", async (t) => {
     assert.ok(!bob.frames.some((f) => f.message === "from nowhere"));
   });
 });
+
+Deno.test("ROOT_WS=chat serves the chat on /ws for seeds 01 and 02; the echo stays the default", async (t) => {
+  await t.step("default: /ws echoes (seed 03)", async () => {
+    await using server = await startServer();
+    await using client = await TestClient.connect(server.url("/ws"));
+    client.send("ping me");
+    assert.equal(await client.nextText(() => true), "Echo: ping me");
+  });
+  await t.step("ROOT_WS=chat: /ws is a chat socket with a welcome", async () => {
+    await using server = await startServer({ ROOT_WS: "chat" });
+    await using a = await TestClient.connect(server.url("/ws"));
+    await using b = await TestClient.connect(server.url("/ws?room=lobby"));
+    await a.next("welcome");
+    await b.next("welcome");
+    a.send("hello from seed 01");
+    await b.next((f) => f.type === "message" && f.message === "hello from seed 01");
+  });
+});
