@@ -311,6 +311,11 @@ export class ConnectionManager implements AsyncDisposable {
     return this.#registry.byName.has(nameKey(username));
   }
 
+  /** The name as its online holder spells it (`josé` for `JOSÉ`); undefined when offline here. */
+  onlineName(username: string): string | undefined {
+    return this.#registry.byName.get(nameKey(username))?.[0]?.username;
+  }
+
   /** Publishes a system notice to a room (stored like any room frame); resolves with it. */
   announce(room: string, event: SystemEvent, message: string, user?: string): Promise<StoredFrame> {
     return this.#publisher.announce(room, event, message, user);

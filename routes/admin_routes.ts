@@ -343,7 +343,9 @@ function closeRoom({ manager }: AdminSettings): AdminHandler {
 /** `POST /api/admin/users/:username/kick`: closes a user's connections. */
 function kick({ manager }: AdminSettings): AdminHandler {
   return async (req, { params }) => {
-    const username = pathName(params.username, "username");
+    const asked = pathName(params.username, "username");
+    // The answer names the user as they spell it, not as the path did.
+    const username = manager.onlineName(asked) ?? asked;
     const reason = optionalReason(await readBody(req));
     const count = await manager.kick(username, { reason });
     return closed({ action: "kick", what: "user", target: username, count, reason });
@@ -353,11 +355,12 @@ function kick({ manager }: AdminSettings): AdminHandler {
 /** `POST /api/admin/users/:username/ban`: bans an online user's name for a while and kicks it. */
 function ban({ manager, clock }: AdminSettings): AdminHandler {
   return async (req, { params }) => {
-    const username = pathName(params.username, "username");
+    const asked = pathName(params.username, "username");
     const body = await readBody(req);
     const reason = optionalReason(body);
     const minutes = banMinutes(body);
-    if (!manager.isOnline(username)) return notFound("ban", username, "user");
+    const username = manager.onlineName(asked);
+    if (username === undefined) return notFound("ban", asked, "user");
     const untilMs = clock.now() + Math.round(minutes * 60_000);
     manager.ban(username, { untilMs, reason });
     const count = await manager.kick(username, { reason, banned: true });

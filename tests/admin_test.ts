@@ -168,6 +168,8 @@ Deno.test("kick closes the user's connection with 4003 after a notice to their r
     const res = await call(h, "POST", "/api/admin/users/Alice/kick", { reason: "spam" });
     assert.equal(res.status, 200);
     assert.equal(res.body.connections, 1);
+    // The user's own spelling, not the path's.
+    assert.equal(res.body.username, "alice");
 
     const notice = await alice.next((f) => f.type === "system" && f.event === "kick");
     assert.equal(notice.user, "alice");
@@ -189,12 +191,13 @@ Deno.test("a banned name is refused until the ban expires", async () => {
     const alice = await h.join("alice", "a");
     const bob = await h.join("bob", "a");
 
-    const res = await call(h, "POST", "/api/admin/users/alice/ban", {
+    const res = await call(h, "POST", "/api/admin/users/ALICE/ban", {
       minutes: 10,
       reason: "abuse",
     });
     assert.equal(res.status, 200);
     assert.equal(res.body.until, new Date(START_MS + 600_000).toISOString());
+    assert.equal(res.body.username, "alice");
     await alice.next((f) => f.type === "system" && f.event === "kick");
     assert.deepEqual(await alice.closed, { code: 4003, reason: "Banned" });
     await bob.next((f) => f.event === "kick" && f.message === "alice was banned: abuse");
