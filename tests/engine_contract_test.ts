@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { stampId } from "../chat/publisher.ts";
 import { KvEngine } from "../chat/engines/kv.ts";
+import { createLogger } from "../chat/logger.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 import { FakeClock, FakeScheduler } from "./helpers/fakes.ts";
 import { payload, store, testEngineContract } from "./helpers/engine_contract.ts";
@@ -87,6 +88,19 @@ testEngineContract({
 });
 
 Deno.test("kv engine specifics", async (t) => {
+  await t.step("says where it opened its database, every time", async () => {
+    await using dir = await tempDir();
+    const lines: string[] = [];
+    const logger = createLogger({ write: (line) => lines.push(line) });
+    const path = `${dir.path}/chat.kv`;
+    for (let i = 0; i < 2; i++) {
+      await using engine = new KvEngine({ path, logger });
+      await engine.start(() => {});
+    }
+    const opened = lines.map((l) => JSON.parse(l)).filter((e) => e.event === "kv_opened");
+    assert.deepEqual(opened.map((e) => e.path), [path, path]);
+  });
+
   await t.step("creates the folder of its file", async () => {
     await using dir = await tempDir();
     const path = `${dir.path}/nested/deeper/chat.kv`;

@@ -237,6 +237,10 @@ export class KvEngine implements Engine {
       throw new Error("Engine is closed");
     }
     this.#kv = kv;
+    // Said every time: an empty path outside Deno Deploy opens a file in Deno's cache directory.
+    this.#log.info("kv_opened", {
+      path: this.#path === "" ? "(the platform's default database)" : this.#path,
+    });
     this.#epoch = await readEpoch(kv);
     this.presence.open(kv);
     this.#follower.open(kv);
