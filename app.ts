@@ -95,7 +95,7 @@ export function createEngine(
   };
   switch (config.engine) {
     case "memory":
-      return new MemoryEngine({ ...bounds, clock, scheduler });
+      return new MemoryEngine({ ...bounds, historyTtlS: config.historyTtlS, clock, scheduler });
     case "kv":
       // An empty KV_PATH opens the platform's database (Deno Deploy).
       return new KvEngine({

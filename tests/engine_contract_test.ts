@@ -110,21 +110,6 @@ Deno.test("kv engine specifics", async (t) => {
     assert.ok((await Deno.stat(path)).isFile);
   });
 
-  await t.step("publications older than the TTL are not served (fake time)", async () => {
-    await using dir = await tempDir();
-    const clock = new FakeClock(Date.now());
-    await using engine = new KvEngine({ path: `${dir.path}/chat.kv`, historyTtlS: 60, clock });
-    await engine.start(() => {});
-    await store(engine, "room", payload("room", "old"));
-    clock.time += 120_000;
-    await store(engine, "room", payload("room", "new"));
-    const page = await engine.history("room", { after: 0, limit: 10 });
-    assert.deepEqual(page.publications.map((p) => p.offset), [2]);
-    assert.equal(page.complete, false);
-    const recent = await engine.history("room", { limit: 10 });
-    assert.deepEqual(recent.publications.map((p) => p.offset), [2]);
-  });
-
   await t.step("a frame too large for a KV value is refused alone", async () => {
     await using dir = await tempDir();
     await using engine = new KvEngine({ path: `${dir.path}/chat.kv` });

@@ -57,25 +57,32 @@ export interface MemoryEngineOptions {
    * counter. Default: {@linkcode DEFAULT_ENGINE}.
    */
   roomTtlS?: number;
+  /**
+   * Seconds a publication is served from history; 0 for no limit. Default:
+   * {@linkcode DEFAULT_ENGINE}.
+   */
+  historyTtlS?: number;
   /** The time that publications are stamped with and expire by. Default: the system clock. */
   clock?: Clock;
   /** Runs the sweep for idle channels. Default: the global timers. */
   scheduler?: Scheduler;
 }
 
-const { historyLimit, historyMaxBytes, roomTtlS } = DEFAULT_ENGINE;
+const { historyLimit, historyMaxBytes, roomTtlS, historyTtlS } = DEFAULT_ENGINE;
 
 /** The defaults of {@linkcode MemoryEngineOptions}. */
 export const DEFAULT_MEMORY_ENGINE: Readonly<{
   historyLimit: number;
   historyMaxBytes: number;
   roomTtlS: number;
+  historyTtlS: number;
   clock: Clock;
   scheduler: Scheduler;
 }> = Object.freeze({
   historyLimit,
   historyMaxBytes,
   roomTtlS,
+  historyTtlS,
   clock: systemClock,
   scheduler: systemScheduler,
 });
@@ -87,6 +94,30 @@ class Channel extends FrameLog {
   /** The channel published to last before this one, and first after it. */
   older: Channel | undefined;
   newer: Channel | undefined;
+  /**
+   * With a history TTL: when each publication from offset `timesFrom` on
+   * was stored. Entries of publications the log no longer keeps are
+   * dropped in bulk, so appending stays O(1).
+   */
+  times: number[] | undefined;
+  timesFrom = 1;
+
+  /** Records when the publication just appended was stored. */
+  stamp(now: number): void {
+    const times = this.times ??= [];
+    times.push(now);
+    const gone = this.head - this.count + 1 - this.timesFrom;
+    if (gone > 0 && gone * 2 >= times.length) {
+      times.splice(0, gone);
+      this.timesFrom += gone;
+    }
+  }
+
+  /** When the oldest kept publication was stored; undefined when none is kept or timed. */
+  oldestTime(): number | undefined {
+    if (this.count === 0 || this.times === undefined) return undefined;
+    return this.times[this.head - this.count + 1 - this.timesFrom];
+  }
 
   /** A channel named `name` keeping `limit` payloads. */
   constructor(readonly name: string, limit: number) {
@@ -101,6 +132,8 @@ export class MemoryEngine implements Engine {
   #limit: number;
   #maxBytes: number;
   #ttlMs: number;
+  /** Ms a publication is served; 0 for no limit. */
+  #historyTtlMs: number;
   #clock: Clock;
   #scheduler: Scheduler;
   #channels = new Map<string, Channel>();
@@ -135,6 +168,10 @@ export class MemoryEngine implements Engine {
     this.#limit = o.historyLimit;
     this.#maxBytes = o.historyMaxBytes;
     this.#ttlMs = o.roomTtlS * 1000;
+    if (!(o.historyTtlS >= 0)) {
+      throw new RangeError(`History TTL must be non-negative: ${o.historyTtlS}`);
+    }
+    this.#historyTtlMs = o.historyTtlS * 1000;
     this.#clock = o.clock;
     this.#scheduler = o.scheduler;
   }
@@ -178,6 +215,7 @@ export class MemoryEngine implements Engine {
     const log = this.#touch(channel);
     const before = log.byteLength;
     log.append(payload);
+    if (this.#historyTtlMs > 0) log.stamp(log.publishedAt);
     this.#stored += log.byteLength - before;
     if (this.#stored > this.#maxBytes) this.#evict(log);
     const offset = log.head;
@@ -188,6 +226,7 @@ export class MemoryEngine implements Engine {
   /** Reads stored payloads, oldest first. */
   history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
     const log = this.#channels.get(channel);
+    if (log !== undefined && this.#historyTtlMs > 0) this.#dropStale(log);
     const position = { offset: log?.head ?? 0, epoch: this.#epoch };
     if (log === undefined) {
       const complete = query.after === undefined || query.after === 0;
@@ -292,6 +331,14 @@ export class MemoryEngine implements Engine {
         return;
       }
       if (log.count === 0 && log !== current) this.#delete(log);
+    }
+  }
+
+  /** Drops a channel's publications older than the history TTL: they are no longer served. */
+  #dropStale(log: Channel): void {
+    const cutoff = this.#clock.now() - this.#historyTtlMs;
+    for (let t = log.oldestTime(); t !== undefined && t < cutoff; t = log.oldestTime()) {
+      this.#stored -= log.dropOldest();
     }
   }
 

@@ -32,6 +32,8 @@ export interface EngineSpec {
   historyMaxBytes?: number;
   /** Seconds after its last publication a channel is deleted. */
   roomTtlS?: number;
+  /** Seconds a publication is served from history. */
+  historyTtlS?: number;
   /** The engine's clock. */
   clock?: FakeClock;
   /** The engine's timers; they run only when the step advances them. */
@@ -503,6 +505,23 @@ async function bounds(step: Step): Promise<void> {
 }
 
 async function expiry(step: Step): Promise<void> {
+  await step("publications older than historyTtlS are not served (fake time)", async (s) => {
+    const clock = new FakeClock(Date.now());
+    const scheduler = new FakeScheduler(clock);
+    const engine = s.engine({ historyLimit: 1000, historyTtlS: 60, clock, scheduler });
+    await using _ = engine;
+    await engine.start(() => {});
+    await store(engine, "room", payload("room", "old 1"));
+    await store(engine, "room", payload("room", "old 2"));
+    clock.time += 90_000;
+    await store(engine, "room", payload("room", "new"));
+    const after = await engine.history("room", { after: 0, limit: 10 });
+    assert.deepEqual(after.publications.map((p) => p.offset), [3]);
+    assert.equal(after.complete, false);
+    const recent = await engine.history("room", { limit: 10 });
+    assert.deepEqual(recent.publications.map((p) => p.offset), [3]);
+  });
+
   await step(
     "a channel with no publication for roomTtlS is deleted whole; an active one is kept",
     async (s) => {
