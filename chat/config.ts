@@ -214,6 +214,15 @@ function secret(env: Env, name: "AUTH_SECRET" | "METRICS_TOKEN" | "ADMIN_TOKEN")
   return value;
 }
 
+/** AUTH_SECRET, METRICS_TOKEN and ADMIN_TOKEN, trimmed; empty turns each feature off. */
+function secrets(env: Env): Pick<Config, "authSecret" | "metricsToken" | "adminToken"> {
+  return {
+    authSecret: secret(env, "AUTH_SECRET"),
+    metricsToken: secret(env, "METRICS_TOKEN"),
+    adminToken: secret(env, "ADMIN_TOKEN"),
+  };
+}
+
 function origins(env: Env): string[] {
   const raw = env.ALLOWED_ORIGINS?.trim() ?? "";
   if (raw === "") return [];
@@ -269,9 +278,9 @@ export function loadConfig(env: Env): Config {
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 10 * 365 * 86_400),
     historyOnJoin: integer(env, "HISTORY_ON_JOIN", d.historyOnJoin, 0, 1000),
     ...resourceBounds(env),
+    ...secrets(env),
     redisUrl: redisUrl(env),
     presenceTtlS: integer(env, "PRESENCE_TTL_S", d.presenceTtlS, 1, 86_400),
-    authSecret: secret(env, "AUTH_SECRET"),
     rateLimitPerS: integer(env, "RATE_LIMIT_PER_S", d.rateLimitPerS, 1, 1_000_000),
     rateLimitBurst: integer(env, "RATE_LIMIT_BURST", d.rateLimitBurst, 1, 1_000_000),
     maxConnectionsPerIp: integer(
@@ -303,8 +312,6 @@ export function loadConfig(env: Env): Config {
       1,
       10 * 365 * 86_400,
     ),
-    metricsToken: secret(env, "METRICS_TOKEN"),
-    adminToken: secret(env, "ADMIN_TOKEN"),
   };
   return consistent(config);
 }
