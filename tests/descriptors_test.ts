@@ -1,103 +1,25 @@
 import assert from "node:assert/strict";
 import { isOutOfDescriptors, serveForever, type ServeFunction } from "../listener.ts";
 import { startServer } from "./helpers/app_server.ts";
+import { type ServerProcess, spawnServer } from "./helpers/server_process.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { FakeClock, FakeScheduler, settle } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const START_LIMIT_MS = 15_000;
 const LINUX_ONLY = Deno.build.os !== "linux";
 
-/** main.ts as a child of bash, which sets its descriptor limit (`ulimit` arguments) first. */
-interface LimitedServer extends AsyncDisposable {
-  readonly pid: number;
-  readonly port: number;
-  readonly lines: string[];
-  /** True once the process has exited. */
-  exited(): boolean;
-}
-
-function listeningPort(line: string): number | undefined {
-  try {
-    const entry = JSON.parse(line);
-    return entry.event === "listening" && typeof entry.port === "number" ? entry.port : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Reads stderr into `lines`; resolves the first `listening` port. */
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  lines: string[],
-  port: PromiseWithResolvers<number>,
-): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    rest += chunk;
-    const parts = rest.split("\n");
-    rest = parts.pop() ?? "";
-    for (const line of parts) {
-      lines.push(line);
-      const found = listeningPort(line);
-      if (found !== undefined) port.resolve(found);
-    }
-  }
-  if (rest !== "") lines.push(rest);
-}
-
-/** Spawns `bash -c 'ulimit <limit>; exec deno run … main.ts'`; `exec` keeps the pid Deno's. */
-async function spawnLimited(limit: string): Promise<LimitedServer> {
-  const env: Record<string, string> = { NO_COLOR: "1", CHAT_ENGINE: "memory", PORT: "0" };
-  Object.assign(env, { HOST: "127.0.0.1", LOG_LEVEL: "info" });
-  for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  const script = `ulimit ${limit} && exec "$0" run --allow-net --allow-env --allow-read main.ts`;
-  const child = new Deno.Command("bash", {
-    args: ["-c", script, Deno.execPath()],
-    cwd: ROOT,
-    clearEnv: true,
-    env,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const port = Promise.withResolvers<number>();
-  const drained = readLines(child.stderr, lines, port);
-  let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    await drained;
-    port.reject(new Error(`Server exited before listening: ${s.code}\n${lines.join("\n")}`));
-    return s;
+/** main.ts under `ulimit` arguments, and whether it has exited. */
+async function spawnLimited(limit: string): Promise<ServerProcess & { exited(): boolean }> {
+  const server = await spawnServer({
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", "main.ts"],
+    env: { CHAT_ENGINE: "memory", PORT: "0", HOST: "127.0.0.1" },
+    timeoutMs: START_LIMIT_MS,
+    ulimit: limit,
   });
-  const timer = setTimeout(
-    () => port.reject(new Error("Server did not listen in time")),
-    START_LIMIT_MS,
-  );
-  const dispose = async () => {
-    if (!exited) child.kill("SIGKILL");
-    await status;
-  };
-  try {
-    const found = await port.promise;
-    return {
-      pid: child.pid,
-      port: found,
-      lines,
-      exited: () => exited,
-      [Symbol.asyncDispose]: dispose,
-    };
-  } catch (error) {
-    await dispose();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+  let exited = false;
+  server.status.then(() => exited = true);
+  return Object.assign(server, { exited: () => exited });
 }
 
 /** The soft and hard "Max open files" of a process, from /proc. */

@@ -13,6 +13,11 @@ export interface SpawnOptions {
   env: Record<string, string>;
   /** Milliseconds to wait for the `listening` line. Default 30000. */
   timeoutMs?: number;
+  /**
+   * `ulimit` arguments (`-n 256`) the child runs under: it is started by
+   * bash, which sets the limit and `exec`s Deno, so the pid stays Deno's.
+   */
+  ulimit?: string;
 }
 
 /** A running server process; dispose kills it (SIGKILL) if still running. */
@@ -31,8 +36,16 @@ export interface ServerProcess extends AsyncDisposable {
 
 /** Starts a child and resolves once it logged `listening`; rejects with its output otherwise. */
 export async function spawnServer(options: SpawnOptions): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: options.args,
+  const [command, args] = options.ulimit === undefined
+    ? [Deno.execPath(), options.args]
+    : ["bash", [
+      "-c",
+      `ulimit ${options.ulimit} && exec "$0" "$@"`,
+      Deno.execPath(),
+      ...options.args,
+    ]];
+  const child = new Deno.Command(command, {
+    args,
     cwd: new URL("../..", import.meta.url).pathname,
     clearEnv: true,
     env: {
