@@ -36,7 +36,8 @@ import { type Logger, silentLogger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { type BanOptions, type KickOptions, Moderation } from "./moderation.ts";
 import { withDefaults } from "./options.ts";
-import { byteLength, DEFAULT_OUTBOX, Outbox } from "./outbox.ts";
+import { utf8Length } from "./bytes.ts";
+import { DEFAULT_OUTBOX, Outbox } from "./outbox.ts";
 import {
   CloseCode,
   CloseReason,
@@ -235,7 +236,7 @@ export class ConnectionManager implements AsyncDisposable {
     for (let i = page.publications.length - 1; i >= 0; i--) {
       const { offset, payload } = page.publications[i]!;
       const text = stampId(offset, payload);
-      bytes += byteLength(text) + 1;
+      bytes += utf8Length(text) + 1;
       if (texts.length > 0 && bytes > this.#replayMaxBytes) break;
       texts.push(text);
     }

@@ -13,7 +13,8 @@
 import type { Client } from "./client.ts";
 import { isUserChannel } from "./engines/engine.ts";
 import type { Metrics } from "./metrics.ts";
-import { byteLength, type Outbox } from "./outbox.ts";
+import { utf8Length } from "./bytes.ts";
+import type { Outbox } from "./outbox.ts";
 import { stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
 
@@ -75,7 +76,7 @@ export class Fanout {
     if (isUserChannel(channel)) {
       const holders = this.#registry.byName.get(channel.slice(1));
       if (holders === undefined) return;
-      bytes = byteLength(text);
+      bytes = utf8Length(text);
       // Not through #toMembers: an array there would make its loop over room Sets
       // polymorphic. A copy, since dropping a slow consumer splices the original.
       for (const c of [...holders]) delivered += this.#deliverTo(c, channel, id, text, bytes);
@@ -83,7 +84,7 @@ export class Fanout {
       // A pair channel has no members: its frames travel on user channels.
       const members = this.#registry.rooms.get(channel);
       if (members === undefined) return;
-      bytes = byteLength(text);
+      bytes = utf8Length(text);
       delivered = this.#toMembers(members, channel, id, text, bytes);
     }
     const m = this.#metrics;

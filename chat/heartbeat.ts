@@ -11,7 +11,8 @@ import type { Client } from "./client.ts";
 import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
-import { byteLength, type Outbox } from "./outbox.ts";
+import { utf8Length } from "./bytes.ts";
+import type { Outbox } from "./outbox.ts";
 import { CloseCode, CloseReason } from "./protocol.ts";
 
 /** The heartbeat's defaults, as {@linkcode ConnectionManagerOptions} names them. */
@@ -92,7 +93,7 @@ export class Heartbeat {
       } else if (now - c.lastPing >= o.heartbeatIntervalMs) {
         if (ping === undefined) {
           ping = JSON.stringify({ type: "ping", server_time: new Date(now).toISOString() });
-          pingBytes = byteLength(ping);
+          pingBytes = utf8Length(ping);
         }
         c.lastPing = now;
         o.outbox.sendText(c, ping, pingBytes);

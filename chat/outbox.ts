@@ -16,7 +16,8 @@
 import type { BacklogItem, Client } from "./client.ts";
 import type { Scheduler, TimerHandle } from "./clock.ts";
 import type { Logger } from "./logger.ts";
-import { type Metrics, utf8Length } from "./metrics.ts";
+import { utf8Length } from "./bytes.ts";
+import type { Metrics } from "./metrics.ts";
 import type { ErrorCode, ServerMessage } from "./protocol.ts";
 
 /** The outbox's defaults, as {@linkcode ConnectionManagerOptions} names them. */
@@ -45,12 +46,6 @@ export interface OutboxOptions {
 }
 
 const OPEN = 1;
-const NON_ASCII = /[\u0080-\uffff]/;
-
-/** UTF-8 bytes of a frame; most are ASCII, which a native regex scan finds faster than a loop. */
-export function byteLength(text: string): number {
-  return NON_ASCII.test(text) ? utf8Length(text) : text.length;
-}
 
 /** A close waiting for its tick, with its own code so shutdown keeps a refusal's reason. */
 interface PendingClose {
@@ -112,7 +107,7 @@ export class Outbox {
   /** Sends one serialised frame; `bytes`, its UTF-8 length, may be passed when already known. */
   sendText(client: Client, text: string, bytes?: number): void {
     if (client.closing || client.socket.readyState !== OPEN) return;
-    const size = bytes ?? byteLength(text);
+    const size = bytes ?? utf8Length(text);
     this.#o.metrics.framesOut++;
     this.#o.metrics.bytesOut += size;
     this.write(client, text, size);

@@ -17,7 +17,8 @@ import type { BacklogItem, Client } from "./client.ts";
 import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
 import type { Engine, HistoryPage, Presence } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
-import { byteLength, type Outbox } from "./outbox.ts";
+import { utf8Length } from "./bytes.ts";
+import type { Outbox } from "./outbox.ts";
 import type { HistoryFrame, JoinedFrame, WelcomeFrame } from "./protocol.ts";
 import { type Publisher, stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
@@ -228,7 +229,7 @@ export class Replay {
   #take(p: Pager, page: HistoryPage): void {
     for (const { offset, payload } of page.publications) {
       const text = stampId(offset, payload);
-      const bytes = byteLength(text);
+      const bytes = utf8Length(text);
       p.buffer.push({ id: offset, text, bytes });
       p.readBytes += bytes;
       p.readCount++;

@@ -55,7 +55,8 @@ import {
   msgKey,
   type Stored,
 } from "./kv_follow.ts";
-import { KvBudget, utf8Length } from "./kv_budget.ts";
+import { utf8Length } from "../bytes.ts";
+import { KvBudget } from "./kv_budget.ts";
 import { readHistory } from "./kv_history.ts";
 import { tryCommit } from "./kv_lock.ts";
 import { openKv, readEpoch } from "./kv_open.ts";

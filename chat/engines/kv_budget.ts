@@ -21,6 +21,7 @@
  * @module
  */
 
+import { utf8Length } from "../bytes.ts";
 import { type Clock, type Scheduler, type TimerHandle } from "../clock.ts";
 import { type EngineStats, sweepIntervalMs } from "./engine.ts";
 import { type Head, headKey, headOf, msgPrefix, ROOT, type Stored } from "./kv_follow.ts";
@@ -53,14 +54,6 @@ export interface HeadValue {
 /** The activity index key of a channel last published to at `t`. */
 export function activityKey(t: number, channel: string): Deno.KvKey {
   return [ROOT, ACTIVITY, t, channel];
-}
-
-const encoder = new TextEncoder();
-
-/** The UTF-8 length of a payload, the unit of the budget. */
-export function utf8Length(text: string): number {
-  // ASCII, the common case, is one byte a character and needs no copy.
-  return /[\u0080-\uffff]/.test(text) ? encoder.encode(text).length : text.length;
 }
 
 /** The bytes a stored publication counts; none for a value of another layout. */
