@@ -9,13 +9,9 @@
  *   `historyMaxBytes`, a timer deletes channels idle for `roomTtlS`, and
  *   every key has a Redis TTL. A deleted channel's offsets start again at
  *   1: a message with {@linkcode RESET_ID} moves its subscribers' cursors back.
- * - Fan-out: pub/sub, one channel per engine channel. Stored publications
- *   reach this process only through pub/sub or a catch-up read of the
- *   stream, never straight from `publish`, so one cursor per channel gives
- *   exactly once, in offset order, even while catching up. Ephemeral ones
- *   are handed on as they arrive and are lost while pub/sub is down.
- * - After the pub/sub connection comes back, every channel is read from its
- *   stream after the last delivered entry, then live again.
+ * - Fan-out: pub/sub, one channel per engine channel, followed with one
+ *   cursor per channel and catch-up reads of the stream (redis_follow.ts).
+ *   Ephemeral publications are lost while pub/sub is down.
  *
  * Not for Redis Cluster: the engine's keys are not hash-tagged.
  *
@@ -30,7 +26,6 @@ import {
   type TimerHandle,
 } from "../clock.ts";
 import { type Logger, silentLogger } from "../logger.ts";
-import { LogThrottle } from "../log_throttle.ts";
 import {
   type Delivery,
   type Engine,
@@ -47,40 +42,10 @@ import type { RedisStatus } from "./redis_link.ts";
 import { RedisPresence } from "./redis_presence.ts";
 import { type RedisEngineOptions, redisSettings } from "./redis_options.ts";
 import { RedisHistory } from "./redis_history.ts";
-import { RedisBounds, RESET_ID } from "./redis_bounds.ts";
+import { RedisBounds } from "./redis_bounds.ts";
+import { RedisFollower } from "./redis_follow.ts";
 import { Waiters } from "./redis_waiters.ts";
-import {
-  compareIds,
-  type Entry,
-  entryNumber,
-  parseEntries,
-  parseMessage,
-} from "./redis_scripts.ts";
 
-/** A channel this process subscribed to (a room or a user channel). */
-interface Sub {
-  channel: string;
-  stream: string;
-  pubsub: string;
-  /** The last stream entry handed on; null until the starting point is read. */
-  cursor: string | null;
-  /** Whether SUBSCRIBE was issued (the subscriber restores it on reconnect). */
-  subscribed: boolean;
-  /** While true, live messages wait in `buffer` for the catch-up to finish. */
-  syncing: boolean;
-  /** Whether live messages may have been missed and a catch-up is due. */
-  stale: boolean;
-  running: boolean;
-  again: boolean;
-  buffer: Entry[];
-  /** The running catch-up; a history read waits for it. */
-  loop: Promise<void>;
-}
-
-// Stream reads are paged so one catch-up never holds a huge reply.
-const BATCH = 500;
-// Past this many buffered live messages the catch-up is simply read again.
-const MAX_BUFFER = 10_000;
 // The streams are also the catch-up log, so keep a floor even with HISTORY_LIMIT=0.
 const MIN_RETAINED = 100;
 const RETRY_MS = 500;
@@ -107,13 +72,11 @@ export class RedisEngine implements Engine {
   #pubsubPrefix: string;
   #streams: RedisHistory;
   #bounds: RedisBounds;
-  #deliver: Delivery | undefined;
-  #subs = new Map<string, Sub>();
+  #follower: RedisFollower;
   #waiters = new Waiters();
   #refreshMs: number;
   /** Tells this process's data apart from a store that lost it (restart without persistence). */
   #epoch = "";
-  #resets = 0;
   #refreshTimer: TimerHandle | undefined;
   #retryTimer: TimerHandle | undefined;
   #started = false;
@@ -149,7 +112,7 @@ export class RedisEngine implements Engine {
     this.#subscriber = new RedisSubscriber({
       ...common,
       onStatus: (status) => this.#onSubscriberStatus(status),
-      onMessage: (channel, message) => this.#onMessage(channel, message),
+      onMessage: (channel, message) => this.#follower.onMessage(channel, message),
     });
     this.presence = new RedisPresence({
       client: this.#client,
@@ -176,6 +139,22 @@ export class RedisEngine implements Engine {
       bounds: this.#bounds,
       clock: this.#clock,
     }, newEpoch());
+    this.#follower = this.#newFollower();
+  }
+
+  /** The follower of this engine's channels, on its connections and streams. */
+  #newFollower(): RedisFollower {
+    return new RedisFollower({
+      client: this.#client,
+      subscriber: this.#subscriber,
+      streams: this.#streams,
+      waiters: this.#waiters,
+      pubsubPrefix: this.#pubsubPrefix,
+      log: this.#log,
+      clock: this.#clock,
+      observe: (epoch) => this.#observe(epoch),
+      failed: () => this.#scheduleRetry(),
+    });
   }
 
   /** The epoch key's value; a new one after Redis lost its data. */
@@ -188,7 +167,7 @@ export class RedisEngine implements Engine {
    * Rejects, naming host:port, when Redis cannot be reached.
    */
   async start(deliver: Delivery): Promise<void> {
-    this.#deliver = deliver;
+    this.#follower.deliver = deliver;
     await this.#streams.load();
     await this.#bounds.load();
     await this.presence.load();
@@ -202,7 +181,7 @@ export class RedisEngine implements Engine {
       throw error;
     }
     this.#started = true;
-    for (const sub of this.#subs.values()) this.#sync(sub);
+    this.#follower.sync();
     const refresh = () => this.presence.refresh();
     this.#refreshTimer = this.#scheduler.setInterval(refresh, this.#refreshMs);
     this.#bounds.start();
@@ -235,9 +214,9 @@ export class RedisEngine implements Engine {
     );
     // A store that lost its data gives out offsets of a new epoch.
     this.#observe(epoch);
-    const sub = this.#subs.get(channel);
-    const awaited = sub !== undefined && (sub.cursor === null || entryNumber(sub.cursor) < id);
-    if (this.status() === "ok" && awaited) await this.#waiters.wait(channel, id);
+    if (this.status() === "ok" && this.#follower.awaits(channel, id)) {
+      await this.#waiters.wait(channel, id);
+    }
     return { offset: id, epoch: this.#epoch };
   }
 
@@ -247,8 +226,7 @@ export class RedisEngine implements Engine {
     // A publication the page holds is handed on before the page, not after it: a
     // channel still catching up (just subscribed) would otherwise deliver the page's
     // newest ones, such as a joining user's own notice, once the page was sent, twice.
-    const sub = this.#subs.get(channel);
-    if (sub?.syncing) await sub.loop;
+    await this.#follower.caughtUp(channel);
     this.#observe(read.epoch);
     const position = { offset: read.top, epoch: this.#epoch };
     return { publications: read.publications, position, complete: read.complete };
@@ -256,37 +234,12 @@ export class RedisEngine implements Engine {
 
   /** Starts delivering the channel (a room or a user channel) to this process. */
   subscribe(channel: string): void {
-    if (this.#disposed || this.#subs.has(channel)) return;
-    const sub: Sub = {
-      channel,
-      stream: this.#streams.streamKey(channel),
-      pubsub: this.#pubsubPrefix + channel,
-      cursor: null,
-      subscribed: false,
-      syncing: true,
-      stale: true,
-      running: false,
-      again: false,
-      buffer: [],
-      loop: Promise.resolve(),
-    };
-    this.#subs.set(channel, sub);
-    // The starting point is read before SUBSCRIBE and the gap read after it,
-    // so a frame published in between is neither lost nor doubled.
-    this.#sync(sub);
+    if (!this.#disposed) this.#follower.subscribe(channel);
   }
 
   /** Stops delivering the channel to this process. */
   unsubscribe(channel: string): void {
-    const sub = this.#subs.get(channel);
-    if (sub === undefined) return;
-    this.#subs.delete(channel);
-    if (sub.subscribed) {
-      this.#subscriber.unsubscribe(sub.pubsub).catch((error) =>
-        this.#log.debug("redis_unsubscribe_failed", { channel, error: String(error) })
-      );
-    }
-    this.#waiters.release(channel);
+    this.#follower.unsubscribe(channel);
   }
 
   /** "ok" while both Redis connections are up. */
@@ -303,6 +256,7 @@ export class RedisEngine implements Engine {
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.#follower.stop();
     if (this.#refreshTimer !== undefined) this.#scheduler.clearInterval(this.#refreshTimer);
     if (this.#retryTimer !== undefined) this.#scheduler.clearTimeout(this.#retryTimer);
     this.#refreshTimer = undefined;
@@ -314,139 +268,9 @@ export class RedisEngine implements Engine {
     if (this.#client.connected) {
       await this.#client.pipeline([...commands, ["PING"]]).catch(() => undefined);
     }
-    this.#subs.clear();
+    this.#follower.close();
     this.#waiters.releaseAll();
-    this.#deliver = undefined;
     await Promise.all([this.#client.close(), this.#subscriber.close()]);
-  }
-
-  // -------------------------------------------------------------------------
-  // Fan-out and catch-up
-
-  #onMessage(pubsub: string, message: string): void {
-    const sub = this.#subs.get(pubsub.slice(this.#pubsubPrefix.length));
-    if (sub === undefined || sub.pubsub !== pubsub) return;
-    const entry = parseMessage(message);
-    if (entry === undefined) return;
-    // Ephemeral: no cursor to keep, nothing to catch up.
-    if (entry.id === "") return this.#hand(entry.channel, entry.payload);
-    if (sub.syncing) {
-      sub.buffer.push(entry);
-      if (sub.buffer.length > MAX_BUFFER) {
-        // Everything buffered is in the stream too: read it from there.
-        sub.buffer = [];
-        sub.again = true;
-      }
-      return;
-    }
-    this.#accept(sub, entry);
-  }
-
-  /** Created on the first failed delivery. */
-  #deliveryFailures: LogThrottle | undefined;
-
-  #accept(sub: Sub, entry: Entry): void {
-    if (sub.cursor === null) return;
-    // The channel was deleted: its next publication is offset 1 again.
-    if (entry.id === RESET_ID) sub.cursor = RESET_ID;
-    if (compareIds(entry.id, sub.cursor) <= 0) return;
-    sub.cursor = entry.id;
-    const offset = entryNumber(entry.id);
-    this.#hand(entry.channel, entry.payload, offset);
-    if (this.#waiters.size > 0) this.#waiters.release(entry.channel, offset);
-  }
-
-  #hand(channel: string, payload: string, offset?: number): void {
-    try {
-      this.#deliver?.(channel, payload, offset);
-    } catch (error) {
-      // A delivery that throws does so for every publication: one line per interval.
-      this.#deliveryFailures ??= new LogThrottle({ logger: this.#log, clock: this.#clock });
-      this.#deliveryFailures.error("delivery_failed", { channel, error: String(error) });
-    }
-  }
-
-  #current(sub: Sub): boolean {
-    return !this.#disposed && this.#subs.get(sub.channel) === sub;
-  }
-
-  #sync(sub: Sub): void {
-    if (sub.running) {
-      sub.again = true;
-      return;
-    }
-    sub.running = true;
-    sub.syncing = true;
-    sub.loop = this.#syncLoop(sub);
-  }
-
-  async #syncLoop(sub: Sub): Promise<void> {
-    try {
-      do {
-        sub.again = false;
-        if (!this.#current(sub)) return;
-        if (sub.cursor === null) {
-          const reply = await this.#client.command(["XREVRANGE", sub.stream, "+", "-", "COUNT", 1]);
-          if (!this.#current(sub)) return;
-          sub.cursor = parseEntries(reply, sub.channel)[0]?.id ?? "0-0";
-        }
-        if (!sub.subscribed) {
-          sub.subscribed = true;
-          try {
-            await this.#subscriber.subscribe(sub.pubsub);
-          } catch (error) {
-            sub.subscribed = false;
-            throw error;
-          }
-          if (!this.#current(sub)) return;
-        }
-        // A disconnected subscriber catches up again once it is back.
-        if (!this.#subscriber.connected) return;
-        await this.#catchUp(sub);
-      } while (sub.again && this.#current(sub));
-    } catch (error) {
-      if (!this.#current(sub)) return;
-      sub.stale = true;
-      this.#log.debug("redis_catch_up_failed", { channel: sub.channel, error: String(error) });
-      this.#scheduleRetry();
-    } finally {
-      // In the same tick as the last `again` check, so no request falls between.
-      sub.running = false;
-    }
-  }
-
-  /** Reads the stream after the cursor, then hands on what arrived live meanwhile. */
-  async #catchUp(sub: Sub): Promise<void> {
-    let checked = false;
-    for (;;) {
-      const resets = this.#resets;
-      const cursor = sub.cursor ?? "0-0";
-      const commands: (string | number)[][] = [
-        ["XRANGE", sub.stream, `(${cursor}`, "+", "COUNT", BATCH],
-      ];
-      const top = ["XREVRANGE", sub.stream, "+", "-", "COUNT", 1];
-      if (!checked) commands.push(...this.#streams.epochCommands(), top);
-      const replies = await this.#client.pipeline(commands);
-      if (!this.#current(sub)) return;
-      if (!checked) {
-        checked = true;
-        this.#observe(replies[2]);
-        // A stream below the cursor was deleted (its reset message missed) and begun again.
-        const last = parseEntries(replies[3], sub.channel)[0]?.id ?? RESET_ID;
-        if (resets === this.#resets && compareIds(last, cursor) < 0) sub.cursor = RESET_ID;
-      }
-      // A reset meanwhile moved the cursors back: read again from there.
-      if (resets !== this.#resets || sub.cursor !== cursor) continue;
-      const entries = parseEntries(replies[0], sub.channel);
-      for (const entry of entries) this.#accept(sub, entry);
-      if (entries.length < BATCH) break;
-    }
-    if (!this.#subscriber.connected) return;
-    const buffered = sub.buffer;
-    sub.buffer = [];
-    for (const entry of buffered) this.#accept(sub, entry);
-    sub.syncing = false;
-    sub.stale = false;
   }
 
   /** Takes up the store's epoch when it is not this engine's: the store lost its data. */
@@ -457,12 +281,11 @@ export class RedisEngine implements Engine {
   #reset(epoch: string): void {
     this.#log.warn("redis_data_lost", { note: "ids restart; run Redis with appendonly yes" });
     this.#epoch = epoch;
-    this.#resets++;
-    for (const sub of this.#subs.values()) if (sub.cursor !== null) sub.cursor = "0-0";
+    this.#follower.rewind();
     this.presence.refresh();
     this.#streams.candidate = newEpoch();
     // Publications of the new epoch may have been skipped as already seen.
-    for (const sub of this.#subs.values()) this.#sync(sub);
+    this.#follower.sync();
   }
 
   #scheduleRetry(): void {
@@ -470,7 +293,7 @@ export class RedisEngine implements Engine {
     if (this.#disposed || this.#retryTimer !== undefined || this.status() !== "ok") return;
     this.#retryTimer = this.#scheduler.setTimeout(() => {
       this.#retryTimer = undefined;
-      for (const sub of this.#subs.values()) if (sub.stale) this.#sync(sub);
+      this.#follower.sync(true);
     }, RETRY_MS);
   }
 
@@ -481,14 +304,11 @@ export class RedisEngine implements Engine {
       // Their frames come with the catch-up; waiting for it could take long.
       this.#waiters.releaseAll();
       // Pub/sub drops what is published while away; the streams have it.
-      for (const sub of this.#subs.values()) {
-        sub.syncing = true;
-        sub.stale = true;
-      }
+      this.#follower.interrupted();
       return;
     }
     this.#log.info("redis_connected", { connection: "subscriber" });
-    for (const sub of this.#subs.values()) this.#sync(sub);
+    this.#follower.sync();
   }
 
   #onClientStatus(status: RedisStatus): void {
@@ -500,6 +320,6 @@ export class RedisEngine implements Engine {
     }
     this.#log.info("redis_connected", { connection: "commands" });
     this.presence.refresh();
-    for (const sub of this.#subs.values()) if (sub.stale) this.#sync(sub);
+    this.#follower.sync(true);
   }
 }
