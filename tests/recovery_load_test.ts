@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { memory } from "../bench/processes.ts";
 import { ENGINE_NAMES, engineEnv } from "./helpers/engine_env.ts";
 import type { Frame } from "./helpers/fakes.ts";
 import { type ServerProcess, spawnServer } from "./helpers/server_process.ts";
@@ -14,11 +15,10 @@ const REPLAY_MAX_BYTES = 256 * 1024;
  */
 const RSS_BOUND_MB = 250;
 
-/** A resident-set figure of a process, in MB, from /proc (VmRSS now, VmHWM its peak). */
-async function memoryMb(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const kb = Number(status.match(new RegExp(`${field}:\\s+(\\d+) kB`))?.[1]);
-  return kb / 1024;
+/** The resident set of a process in MB, now (`rss`) and at its peak (`hwm`). */
+async function memoryMb(pid: number): Promise<{ rss: number; hwm: number }> {
+  const { rssKb, hwmKb } = await memory(pid);
+  return { rss: rssKb / 1024, hwm: hwmKb / 1024 };
 }
 
 /** What a recovering client saw: the history ids in order, frame sizes, and how it ended. */
@@ -118,14 +118,14 @@ Deno.test("a 1,000 × 16 KB recovery arrives whole and in order, and 20 at once 
       const { epoch, last } = await fill(server);
       assertWhole(await recover(server.port, epoch, "one"), last);
 
-      const before = await memoryMb(server.pid, "VmRSS");
+      const before = (await memoryMb(server.pid)).rss;
       const peaks: number[] = [];
       for (let round = 0; round < 2; round++) {
         const all = await Promise.all(
           Array.from({ length: 20 }, (_, i) => recover(server.port, epoch, `r${i}`)),
         );
         for (const r of all) assertWhole(r, last);
-        peaks.push(await memoryMb(server.pid, "VmHWM"));
+        peaks.push((await memoryMb(server.pid)).hwm);
       }
       const [first, second] = peaks as [number, number];
       console.log(

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { memory } from "../bench/processes.ts";
 import { RedisClient } from "../chat/engines/redis_client.ts";
 import { ENGINE_NAMES, engineEnv } from "./helpers/engine_env.ts";
 import { eventually } from "./helpers/eventually.ts";
@@ -12,10 +13,9 @@ const CHURN_MS = 6000;
 const SOCKETS = 20;
 const TEXT = "x".repeat(16_000);
 
-/** A resident-set size of a process in MB, from /proc. */
+/** The resident set of a process in MB. */
 async function rssMb(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(status.match(/VmRSS:\s+(\d+) kB/)?.[1]) / 1024;
+  return (await memory(pid)).rssKb / 1024;
 }
 
 /** One value of the server's /metrics. */
