@@ -16,7 +16,14 @@ import type { Presence } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Outbox } from "./outbox.ts";
-import { CloseCode, CloseReason, DEFAULT_ROOM, isReservedName, normalizeName } from "./protocol.ts";
+import {
+  CloseCode,
+  CloseReason,
+  DEFAULT_ROOM,
+  isReservedName,
+  normalizeName,
+  roomName,
+} from "./protocol.ts";
 import type { Registry } from "./registry.ts";
 import type { Replay } from "./replay.ts";
 import type { RoomQuota } from "./room_quota.ts";
@@ -117,7 +124,7 @@ export class Admission {
       client.welcomed = true;
       return this.#o.register(client);
     }
-    const room = normalizeName(options.room ?? DEFAULT_ROOM);
+    const room = roomName(options.room ?? DEFAULT_ROOM);
     if (room === undefined) {
       const reason = `Invalid room name: ${options.room}`.slice(0, 120);
       return this.refuse(client, CloseCode.PolicyViolation, reason);

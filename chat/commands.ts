@@ -27,6 +27,7 @@ import {
   nameKey,
   normalizeName,
   parseClientMessage,
+  roomName,
 } from "./protocol.ts";
 import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
@@ -207,21 +208,26 @@ function defaultRoom(client: Client): string | undefined {
   return client.rooms[0];
 }
 
-/** A room the client is in, or undefined after telling it it is not in one. */
-function memberRoom(
-  c: Commands,
-  client: Client,
-  room: string | undefined,
-  raw?: string,
-): string | undefined {
-  if (room !== undefined && client.rooms.includes(room)) return room;
-  const shown = raw?.slice(0, 64) ?? room ?? "(none)";
+/**
+ * The room a frame names (folded by `roomName`; the first room when it names
+ * none) when the client is in it, or undefined after telling it it is not.
+ */
+function memberRoom(c: Commands, client: Client, raw: string | undefined): string | undefined {
+  // The name as sent is usually the room's own spelling: no folding on the hot path.
+  if (raw === undefined || client.rooms.includes(raw)) {
+    const room = raw ?? defaultRoom(client);
+    if (room !== undefined) return room;
+  } else {
+    const room = roomName(raw);
+    if (room !== undefined && client.rooms.includes(room)) return room;
+  }
+  const shown = raw?.slice(0, 64) ?? "(none)";
   c.error(client, ErrorCode.NotInRoom, `Not in room: ${shown}`);
   return undefined;
 }
 
 const message: Handler<"message"> = (c, client, msg, now) => {
-  const room = memberRoom(c, client, msg.room ?? defaultRoom(client));
+  const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   c.parts.publisher.publish(client, room, {
     type: "message",
@@ -330,7 +336,7 @@ const heartbeat: Handler<"heartbeat"> = (c, client, _msg, now) =>
 /** Join a room, or (in a room already) recover what was missed after `since`. */
 function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void {
   const since = c.parts.replay.since(msg.since, msg.epoch);
-  const room = normalizeName(msg.room);
+  const room = roomName(msg.room);
   if (room === undefined) {
     return c.error(client, ErrorCode.InvalidRoom, `Invalid room name: ${msg.room.slice(0, 64)}`);
   }
@@ -367,15 +373,14 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
 }
 
 const leave: Handler<"leave"> = (c, client, msg) => {
-  const room = memberRoom(c, client, normalizeName(msg.room), msg.room);
+  const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   c.parts.leave(client, room, true);
   c.parts.outbox.send(client, { type: "left", room });
 };
 
 const users: Handler<"users"> = (c, client, msg) => {
-  const wanted = msg.room === undefined ? defaultRoom(client) : normalizeName(msg.room);
-  const room = memberRoom(c, client, wanted, msg.room);
+  const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   const send = (users: string[]) =>
     c.parts.outbox.send(client, { type: "users", room, users, connected_count: users.length });

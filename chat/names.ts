@@ -118,6 +118,18 @@ export function nameKey(name: string): string {
   return name.normalize("NFKC").toUpperCase().toLowerCase().normalize("NFKC");
 }
 
+/**
+ * The one spelling of a room name, or `undefined` when the name breaks the
+ * rules of {@linkcode normalizeName}: the normalised name folded to its
+ * {@linkcode nameKey}, so `Dev`, `DEV` and `ｄｅｖ` are all the room `dev`.
+ * Every edge that takes a room name (URLs, frames, the HTTP APIs) folds it
+ * here, so the registry, the engines and history see one name per room.
+ */
+export function roomName(raw: string): string | undefined {
+  const name = normalizeName(raw);
+  return name === undefined ? undefined : nameKey(name);
+}
+
 /** Whether a name is, or passes for, the server's reserved "System". */
 export function isReservedName(name: string): boolean {
   const key = nameKey(name);

@@ -343,7 +343,7 @@ const CHAT_FRAME_HEAD = '{"type":"message","message":"';
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 
 // The naming rules live in one module that imports nothing.
-export { isReservedName, nameKey, normalizeName } from "./names.ts";
+export { isReservedName, nameKey, normalizeName, roomName } from "./names.ts";
 
 function fail(code: ErrorCode, message: string): ParseResult {
   return { ok: false, code, message };

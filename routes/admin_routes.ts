@@ -12,7 +12,7 @@ import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { LogThrottle } from "../chat/log_throttle.ts";
 import type { Logger } from "../chat/logger.ts";
 import { withDefaults } from "../chat/options.ts";
-import { normalizeName } from "../chat/protocol.ts";
+import { normalizeName, roomName } from "../chat/protocol.ts";
 import { KeyedRateLimiter } from "../chat/rate_limit.ts";
 import {
   bearerToken,
@@ -151,7 +151,7 @@ function optionalReason(body: Body): string | undefined {
 function optionalRoom(body: Body): string | undefined {
   const value = body.room;
   if (value === undefined || value === null) return undefined;
-  const room = typeof value === "string" ? normalizeName(value) : undefined;
+  const room = typeof value === "string" ? roomName(value) : undefined;
   if (room === undefined) throw fieldError("room", "a valid room name", value);
   return room;
 }
@@ -180,9 +180,14 @@ function banMinutes(body: Body): number {
   return value;
 }
 
-function pathName(raw: string | undefined, field: string): string {
+/** A name from the path, normalised by `fold` (a username's rules by default), or a 400. */
+function pathName(
+  raw: string | undefined,
+  field: string,
+  fold: (name: string) => string | undefined = normalizeName,
+): string {
   const decoded = raw ?? "";
-  const name = normalizeName(decoded);
+  const name = fold(decoded);
   if (name === undefined) throw fieldError(field, "a valid name", decoded);
   return name;
 }
@@ -333,7 +338,7 @@ function closed(done: {
 /** `POST /api/admin/rooms/:room/close`: closes every connection in a room. */
 function closeRoom({ manager }: AdminSettings): AdminHandler {
   return async (req, { params }) => {
-    const room = pathName(params.room, "room");
+    const room = pathName(params.room, "room", roomName);
     const reason = optionalReason(await readBody(req));
     const count = await manager.closeRoom(room, reason ?? "This room was closed by an operator");
     return closed({ action: "close_room", what: "room", target: room, count, reason });

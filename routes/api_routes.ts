@@ -13,7 +13,7 @@
 import type { Gatekeeper } from "../chat/auth/gatekeeper.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { withDefaults } from "../chat/options.ts";
-import { normalizeName } from "../chat/protocol.ts";
+import { roomName } from "../chat/protocol.ts";
 import {
   bearerToken,
   clientAddress,
@@ -62,7 +62,7 @@ function positive(url: URL, name: string): number | undefined | Response {
 
 function roomParam(param: string | undefined): string | Response {
   const raw = param ?? "";
-  const room = normalizeName(raw);
+  const room = roomName(raw);
   if (room === undefined) return jsonError(400, `Invalid room name: ${raw.slice(0, 64)}`);
   return room;
 }
