@@ -62,11 +62,11 @@ export class Metrics {
   /** Times the listener stopped accepting (out of descriptors) and was started again. */
   acceptFailures = 0;
   /** Handshakes refused before upgrade, by HTTP status. */
-  readonly handshakesRefused = new Map<number, number>();
+  readonly handshakesRefused: Map<number, number> = new Map();
   /** Error frames sent, by code. */
-  readonly errors = new Map<string, number>();
+  readonly errors: Map<string, number> = new Map();
   /** Closes, by documented close code or `other` (see {@linkcode closeCodeLabel}). */
-  readonly closes = new Map<number | "other", number>();
+  readonly closes: Map<number | "other", number> = new Map();
   #buckets = new Array<number>(FANOUT_BUCKETS.length).fill(0);
   #fanoutCount = 0;
   #fanoutSum = 0;
