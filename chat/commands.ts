@@ -28,11 +28,13 @@ import {
   normalizeName,
   parseClientMessage,
   roomName,
+  SYSTEM_SENDER,
 } from "./protocol.ts";
 import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
-import type { Replay } from "./replay.ts";
+import { leftFrame, usersText } from "./notices.ts";
+import { joinedFrame, type Replay } from "./replay.ts";
 import type { RoomQuota } from "./room_quota.ts";
 
 /** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
@@ -351,15 +353,11 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
     }
     const users = c.parts.registry.users(room);
     const epoch = c.parts.replay.epoch;
-    return c.parts.outbox.send(client, {
-      type: "joined",
-      room,
-      users,
-      history: [],
-      recovered: true,
-      epoch,
-      more: false,
-    });
+    const { username } = client;
+    return c.parts.outbox.send(
+      client,
+      joinedFrame({ username, room, users, recovered: true, epoch, more: false }),
+    );
   }
   const max = c.parts.maxRoomsPerConnection;
   if (client.rooms.length >= max) {
@@ -376,14 +374,21 @@ const leave: Handler<"leave"> = (c, client, msg) => {
   const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   c.parts.leave(client, room, true);
-  c.parts.outbox.send(client, { type: "left", room });
+  c.parts.outbox.send(client, leftFrame(room));
 };
 
 const users: Handler<"users"> = (c, client, msg) => {
   const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   const send = (users: string[]) =>
-    c.parts.outbox.send(client, { type: "users", room, users, connected_count: users.length });
+    c.parts.outbox.send(client, {
+      type: "users",
+      room,
+      users,
+      connected_count: users.length,
+      sender: SYSTEM_SENDER,
+      message: usersText(room, users),
+    });
   if (c.parts.presence === undefined) return send(c.parts.registry.users(room));
   c.parts.registry.allUsers(room).then(send);
 };

@@ -8,6 +8,7 @@
 import { BanList } from "./ban_list.ts";
 import type { Client } from "./client.ts";
 import type { Logger } from "./logger.ts";
+import { leftFrame } from "./notices.ts";
 import type { Outbox } from "./outbox.ts";
 import { CloseCode, CloseReason, nameKey } from "./protocol.ts";
 import type { Publisher } from "./publisher.ts";
@@ -116,7 +117,7 @@ export class Moderation {
     for (const c of list) {
       this.#o.registry.leave(c, room);
       if (c.rooms.length === 0) this.#o.drop(c, CloseCode.RoomClosed, CloseReason.RoomClosed);
-      else this.#o.outbox.send(c, { type: "left", room });
+      else this.#o.outbox.send(c, leftFrame(room, true));
     }
     return list.length;
   }

@@ -18,7 +18,7 @@ import type { Scheduler, TimerHandle } from "./clock.ts";
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Metrics } from "./metrics.ts";
-import type { ErrorCode, ServerMessage } from "./protocol.ts";
+import { type ErrorCode, type ServerMessage, SYSTEM_SENDER } from "./protocol.ts";
 
 /** The outbox's defaults, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_OUTBOX: Readonly<{ maxBufferedBytes: number; maxBatchBytes: number }> = Object
@@ -101,7 +101,7 @@ export class Outbox {
   /** Sends an `error` frame and counts it. */
   sendError(client: Client, code: ErrorCode, message: string): void {
     this.#o.metrics.error(code);
-    this.send(client, { type: "error", code, message });
+    this.send(client, { type: "error", code, message, sender: SYSTEM_SENDER });
   }
 
   /** Sends one serialised frame; `bytes`, its UTF-8 length, may be passed when already known. */

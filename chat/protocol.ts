@@ -206,8 +206,20 @@ export type StoredFrame = MessageFrame | SystemFrame | PrivateFrame;
 export type Draft<F extends StoredFrame = StoredFrame> = F extends StoredFrame ? Omit<F, "id">
   : never;
 
+/**
+ * The fields a client that renders every frame as `${sender}: ${message}`
+ * (seed 02's) shows, on every frame of the server's own but `ping` and
+ * `heartbeat_ack`; the sentences come from `notices.ts`.
+ */
+export interface SystemText {
+  /** Always {@linkcode SYSTEM_SENDER}. */
+  sender: string;
+  /** The frame as a sentence, for example `Welcome, alice! You are in lobby with 1 other.` */
+  message: string;
+}
+
 /** The first frame on every chat connection. */
-export interface WelcomeFrame {
+export interface WelcomeFrame extends SystemText {
   /** Always `welcome`. */
   type: "welcome";
   /** The connection id. */
@@ -238,7 +250,7 @@ export interface WelcomeFrame {
 }
 
 /** The answer to an in-band `join` or `resume`. */
-export interface JoinedFrame {
+export interface JoinedFrame extends SystemText {
   /** Always `joined`. */
   type: "joined";
   /** The room joined or resumed. */
@@ -256,7 +268,7 @@ export interface JoinedFrame {
 }
 
 /** The next page of a room's history after a `welcome` or `joined` that said `more`. */
-export interface HistoryFrame {
+export interface HistoryFrame extends SystemText {
   /** Always `history`. */
   type: "history";
   /** The room whose history this is. */
@@ -268,7 +280,7 @@ export interface HistoryFrame {
 }
 
 /** The answer to an in-band `leave`. */
-export interface LeftFrame {
+export interface LeftFrame extends SystemText {
   /** Always `left`. */
   type: "left";
   /** The room left. */
@@ -276,7 +288,7 @@ export interface LeftFrame {
 }
 
 /** The online users of a room. */
-export interface UsersFrame {
+export interface UsersFrame extends SystemText {
   /** Always `users`. */
   type: "users";
   /** The room asked about. */
@@ -304,7 +316,7 @@ export interface HeartbeatAckFrame {
 }
 
 /** A refused frame; the connection stays open unless a close follows. */
-export interface ErrorFrame {
+export interface ErrorFrame extends SystemText {
   /** Always `error`. */
   type: "error";
   /** A stable code from {@linkcode ErrorCode}. */

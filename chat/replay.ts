@@ -19,7 +19,13 @@ import type { Engine, HistoryPage, Presence } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Outbox } from "./outbox.ts";
-import type { HistoryFrame, JoinedFrame, WelcomeFrame } from "./protocol.ts";
+import { historyText, joinedText, welcomeText } from "./notices.ts";
+import {
+  type HistoryFrame,
+  type JoinedFrame,
+  SYSTEM_SENDER,
+  type WelcomeFrame,
+} from "./protocol.ts";
 import { type Publisher, stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
 
@@ -123,6 +129,24 @@ function spliceHistory(
 ): string {
   // A function, so `$` in the texts is not a replacement pattern.
   return JSON.stringify(frame).replace('"history":[]', () => `"history":[${texts.join(",")}]`);
+}
+
+/** A `joined` frame whose history is spliced in later (empty here). */
+export function joinedFrame(
+  f: Omit<JoinedFrame, "type" | "history" | "sender" | "message"> & { username: string },
+): JoinedFrame {
+  const { username, room, users, recovered, epoch, more } = f;
+  return {
+    type: "joined",
+    room,
+    users,
+    history: [],
+    recovered,
+    epoch,
+    more,
+    sender: SYSTEM_SENDER,
+    message: joinedText(username, room, users),
+  };
 }
 
 /** Sends history to clients entering or resuming rooms. */
@@ -279,7 +303,14 @@ export class Replay {
       if (this.#gone(p)) return;
       this.#start(p, page, more, users);
     } else {
-      const frame: HistoryFrame = { type: "history", room, history: [], more };
+      const frame: HistoryFrame = {
+        type: "history",
+        room,
+        history: [],
+        more,
+        sender: SYSTEM_SENDER,
+        message: historyText(room, page.length, more),
+      };
       this.#o.outbox.sendText(client, spliceHistory(frame, page));
     }
     if (!more) return this.#release(client, room, p.sent);
@@ -313,7 +344,7 @@ export class Replay {
     const epoch = this.#o.engine.epoch;
     const frame: WelcomeFrame | JoinedFrame = p.welcome
       ? this.#welcome(client, { room, users, recovered, more })
-      : { type: "joined", room, users, history: [], recovered, epoch, more };
+      : joinedFrame({ username: client.username, room, users, recovered, epoch, more });
     this.#o.outbox.sendText(client, spliceHistory(frame, texts));
     if (p.welcome) client.welcomed = true;
   }
@@ -349,6 +380,8 @@ export class Replay {
       epoch: w.engine.epoch,
       limits: { max_message_bytes: w.maxMessageBytes },
       more: f.more,
+      sender: SYSTEM_SENDER,
+      message: welcomeText(client.username, f.room, f.users),
     };
   }
 

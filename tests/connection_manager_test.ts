@@ -197,7 +197,12 @@ Deno.test("in-band join and leave let one socket be in several rooms", async (t)
   });
   await t.step("leave answers left, notifies and stops delivery", () => {
     alice.send({ type: "leave", room: "dev" });
-    assert.deepEqual(alice.socket.framesOf("left").at(-1), { type: "left", room: "dev" });
+    assert.deepEqual(alice.socket.framesOf("left").at(-1), {
+      type: "left",
+      room: "dev",
+      sender: "System",
+      message: "You left dev.",
+    });
     const notice = bob.socket.framesOf("system").at(-1);
     assert.equal(notice?.event, "leave");
     assert.equal(notice.user, "alice");
@@ -220,6 +225,8 @@ Deno.test("users lists the online users of a room", async () => {
     room: "lobby",
     users: ["alice", "bob"],
     connected_count: 2,
+    sender: "System",
+    message: "Online in lobby (2): alice, bob.",
   });
   alice.send({ type: "users", room: "other" });
   assert.equal(lastError(alice.socket)?.code, "not_in_room");

@@ -1,0 +1,58 @@
+/**
+ * The sentences the server's own frames carry in `message`, with
+ * {@linkcode SYSTEM_SENDER} as their `sender`, so a client that renders
+ * every frame as `${sender}: ${message}` (seed 02's) shows people a line
+ * instead of `undefined: undefined`.
+ *
+ * @module
+ */
+
+import { type LeftFrame, SYSTEM_SENDER } from "./protocol.ts";
+
+/** Names listed at most in a `users` frame's sentence; more are counted. */
+export const MAX_LISTED_USERS = 20;
+
+/** `1 other` or `N others`; `nobody else` for none. */
+function others(count: number): string {
+  if (count === 0) return "nobody else";
+  return count === 1 ? "1 other" : `${count} others`;
+}
+
+/** How many of `users` are someone other than `username`. */
+function othersIn(users: readonly string[], username: string): number {
+  return users.filter((user) => user !== username).length;
+}
+
+/** A `welcome`'s sentence: who you are, where, and with how many. */
+export function welcomeText(username: string, room: string, users: readonly string[]): string {
+  return `Welcome, ${username}! You are in ${room} with ${others(othersIn(users, username))}.`;
+}
+
+/** A `joined` frame's sentence, for a join or a resume. */
+export function joinedText(username: string, room: string, users: readonly string[]): string {
+  return `You are in ${room} with ${others(othersIn(users, username))}.`;
+}
+
+/** A `history` frame's sentence. */
+export function historyText(room: string, count: number, more: boolean): string {
+  const plural = count === 1 ? "" : "s";
+  return `${count} earlier message${plural} of ${room}${more ? "; more follow" : ""}.`;
+}
+
+/** A `left` frame's sentence: `closed` when an operator closed the room. */
+export function leftText(room: string, closed = false): string {
+  return closed ? `${room} was closed; you are no longer in it.` : `You left ${room}.`;
+}
+
+/** A `left` frame: `closed` when an operator closed the room. */
+export function leftFrame(room: string, closed = false): LeftFrame {
+  return { type: "left", room, sender: SYSTEM_SENDER, message: leftText(room, closed) };
+}
+
+/** A `users` frame's sentence: up to {@linkcode MAX_LISTED_USERS} names, the rest counted. */
+export function usersText(room: string, users: readonly string[]): string {
+  if (users.length === 0) return `Nobody is online in ${room}.`;
+  const listed = users.slice(0, MAX_LISTED_USERS).join(", ");
+  const rest = users.length - MAX_LISTED_USERS;
+  return `Online in ${room} (${users.length}): ${listed}${rest > 0 ? ` and ${rest} more` : ""}.`;
+}
