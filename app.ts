@@ -11,6 +11,7 @@ import { createTokenCheck, type TokenCheck } from "./chat/auth/token_check.ts";
 import type { Clock, Scheduler } from "./chat/clock.ts";
 import { type Config, loadConfig } from "./chat/config.ts";
 import { ConnectionManager } from "./chat/connection_manager.ts";
+import { EventLoopLag } from "./chat/event_loop_lag.ts";
 import type { Engine } from "./chat/engines/engine.ts";
 import { KvEngine } from "./chat/engines/kv.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
@@ -184,9 +185,9 @@ function tokenCheckFor(config: Config, clock?: Clock): TokenCheck | undefined {
 function createRoutes(
   config: Config,
   manager: ConnectionManager,
-  options: { clock?: Clock; logger: Logger },
+  options: { clock?: Clock; logger: Logger; eventLoopLag: EventLoopLag },
 ): Route[] {
-  const { clock, logger } = options;
+  const { clock, logger, eventLoopLag } = options;
   // The WebSocket routes and the API check alike, each with its own count per address.
   const admission = {
     tokenCheck: tokenCheckFor(config, clock),
@@ -196,7 +197,7 @@ function createRoutes(
   };
   return [
     ...createStaticRoutes(),
-    ...createHealthRoutes({ manager, metricsToken: config.metricsToken }),
+    ...createHealthRoutes({ manager, eventLoopLag, metricsToken: config.metricsToken }),
     ...createApiRoutes({
       manager,
       gatekeeper: createGatekeeper({
@@ -248,10 +249,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     replayMaxBytes: config.replayMaxBytes,
   });
   await manager.ready();
-  const routes = createRoutes(config, manager, { clock: options.clock, logger });
+  // Started once the engine is up, so a failed start leaves no timer behind; stopped on dispose.
+  const eventLoopLag = new EventLoopLag({ clock: options.clock, scheduler: options.scheduler });
+  const routes = createRoutes(config, manager, { clock: options.clock, logger, eventLoopLag });
+  eventLoopLag.start();
   return {
     handler: answerFailures(createRouter(routes), logger),
     manager,
-    [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose](),
+    [Symbol.asyncDispose]: () => {
+      eventLoopLag.stop();
+      return manager[Symbol.asyncDispose]();
+    },
   };
 }

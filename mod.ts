@@ -59,7 +59,8 @@ export {
   type LoggerOptions,
   type LogLevel,
 } from "./chat/logger.ts";
-export type { Gauges, Metrics } from "./chat/metrics.ts";
+export type { Gauges, Metrics, ProcessGauges } from "./chat/metrics.ts";
 export type { BanOptions, KickOptions } from "./chat/moderation.ts";
 export type { RoomInfo } from "./chat/registry.ts";
 export { ROOT_WS_MODES, type RootWs } from "./routes/ws_routes.ts";
+export { VERSION } from "./chat/version.ts";

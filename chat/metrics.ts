@@ -7,6 +7,7 @@
 
 import type { EngineStats } from "./engines/engine.ts";
 import { CloseCode } from "./protocol.ts";
+import { VERSION } from "./version.ts";
 
 // Seconds from receiving a message to handing it to the last local recipient.
 const FANOUT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
@@ -35,7 +36,25 @@ export interface Gauges {
   rooms: number;
   /** The engine's stored bytes, evictions and expired channels. */
   history: EngineStats;
+  /** The process's memory and event loop; without it their families are left out. */
+  process?: ProcessGauges;
 }
+
+/** The process as /metrics shows it, read when rendering. */
+export interface ProcessGauges {
+  /** Resident set size (`process_resident_memory_bytes`), `Deno.memoryUsage().rss`. */
+  residentBytes: number;
+  /** V8 heap in use (`deno_heap_used_bytes`), `Deno.memoryUsage().heapUsed`. */
+  heapUsedBytes: number;
+  /** The latest event loop lag probe (`chat_event_loop_lag_seconds`). */
+  eventLoopLagSeconds: number;
+}
+
+/** The labels of `chat_build_info`: this package's version and the runtime's. */
+export const BUILD_INFO: Readonly<{ version: string; deno: string }> = Object.freeze({
+  version: VERSION,
+  deno: Deno.version.deno,
+});
 
 /** The server's metrics. */
 export class Metrics {
@@ -106,6 +125,7 @@ export class Metrics {
       const [name, type, help, samples] of [
         ...this.#families(gauges),
         ...resourceFamilies(gauges, this.acceptFailures),
+        ...processFamilies(gauges.process),
       ]
     ) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -225,5 +245,38 @@ function resourceFamilies(gauges: Gauges, acceptFailures: number): Family[] {
       "Channels deleted after ROOM_TTL_S without a message.",
       [["", expiredChannels]],
     ],
+  ];
+}
+
+/** The families of the process: memory, event loop lag and the build. */
+function processFamilies(process: ProcessGauges | undefined): Family[] {
+  const { version, deno } = BUILD_INFO;
+  const build: Family = [
+    "chat_build_info",
+    "gauge",
+    "The package and Deno versions of this server; always 1.",
+    [[`{version="${version}",deno="${deno}"}`, 1]],
+  ];
+  if (process === undefined) return [build];
+  return [
+    [
+      "process_resident_memory_bytes",
+      "gauge",
+      "Resident memory size in bytes.",
+      [["", process.residentBytes]],
+    ],
+    [
+      "deno_heap_used_bytes",
+      "gauge",
+      "V8 heap in use in bytes.",
+      [["", process.heapUsedBytes]],
+    ],
+    [
+      "chat_event_loop_lag_seconds",
+      "gauge",
+      "How late the latest timer probe (one a second) fired, in seconds.",
+      [["", process.eventLoopLagSeconds]],
+    ],
+    build,
   ];
 }

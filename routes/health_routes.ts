@@ -6,6 +6,7 @@
  */
 
 import type { ConnectionManager } from "../chat/connection_manager.ts";
+import type { EventLoopLag } from "../chat/event_loop_lag.ts";
 import { withDefaults } from "../chat/options.ts";
 import { bearerToken, json, type Route, route, text, timingSafeEqual } from "./http.ts";
 
@@ -13,6 +14,8 @@ import { bearerToken, json, type Route, route, text, timingSafeEqual } from "./h
 export interface HealthRoutesOptions {
   /** The chat layer the routes serve. */
   manager: ConnectionManager;
+  /** The probe whose latest lag /metrics shows as `chat_event_loop_lag_seconds`. */
+  eventLoopLag: EventLoopLag;
   /** When not empty, /metrics needs `Authorization: Bearer <token>`. */
   metricsToken?: string;
   /** Milliseconds since the epoch when the server started. Default: now. */
@@ -46,10 +49,16 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
       if (metricsToken !== "" && !timingSafeEqual(bearerToken(req), metricsToken)) {
         return text("Unauthorized", 401, { "www-authenticate": "Bearer" });
       }
+      const { rss, heapUsed } = Deno.memoryUsage();
       const body = manager.metrics.render({
         connections: manager.connectionCount,
         rooms: manager.roomCount,
         history: manager.historyStats(),
+        process: {
+          residentBytes: rss,
+          heapUsedBytes: heapUsed,
+          eventLoopLagSeconds: options.eventLoopLag.seconds,
+        },
       });
       return text(body, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
     }),

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { EventLoopLag } from "../chat/event_loop_lag.ts";
 import { eventually } from "./helpers/eventually.ts";
-import type { Frame } from "./helpers/fakes.ts";
+import { FakeClock, FakeScheduler, type Frame } from "./helpers/fakes.ts";
 import { startServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -114,4 +115,88 @@ Deno.test("METRICS_TOKEN protects /metrics", async () => {
   }
   const metrics = await scrape(url, "scrape-me");
   assert.equal(metrics.get("chat_connections"), 0);
+});
+
+/** Checks the exposition format: names in snake_case, every sample under its own HELP and TYPE. */
+function assertExposition(body: string): void {
+  const typed = new Map<string, string>();
+  const helped = new Set<string>();
+  for (const line of body.trimEnd().split("\n")) {
+    const meta = /^# (HELP|TYPE) ([a-z_][a-z0-9_]*) (.+)$/.exec(line);
+    if (meta !== null) {
+      if (meta[1] === "HELP") helped.add(meta[2]!);
+      else typed.set(meta[2]!, meta[3]!);
+      continue;
+    }
+    const sample = /^([a-z_][a-z0-9_]*)(\{[a-z_]+="[^"\n]*"(,[a-z_]+="[^"\n]*")*\})? (\S+)$/
+      .exec(line);
+    assert.ok(sample, `not a sample line: ${line}`);
+    assert.ok(!Number.isNaN(Number(sample[4])), `not a number: ${line}`);
+    const name = sample[1]!;
+    const family = typed.get(name) === undefined ? name.replace(/_(bucket|sum|count)$/, "") : name;
+    assert.ok(typed.has(family) && helped.has(family), `a sample without HELP and TYPE: ${line}`);
+  }
+}
+
+Deno.test("/metrics shows the process's memory, event loop lag and build", async () => {
+  await using server = await startServer(RELAXED);
+  const response = await fetch(server.httpUrl("/metrics"));
+  const body = await response.text();
+  assertExposition(body);
+  for (const family of ["process_resident_memory_bytes", "deno_heap_used_bytes"]) {
+    assert.match(body, new RegExp(`^# TYPE ${family} gauge$`, "m"));
+  }
+  const m = parseMetrics(body);
+  const rss = m.get("process_resident_memory_bytes") ?? NaN;
+  const heap = m.get("deno_heap_used_bytes") ?? NaN;
+  // A Deno process is tens of MB resident, a few of them heap.
+  assert.ok(rss > 10_000_000 && rss < 16e9, `resident ${rss} bytes`);
+  assert.ok(heap > 100_000 && heap < rss, `heap ${heap} of ${rss} bytes`);
+  const lag = m.get("chat_event_loop_lag_seconds") ?? NaN;
+  assert.ok(lag >= 0 && lag < 10, `event loop lag ${lag} s`);
+  // The version is deno.json's, the runtime's is the one running the test.
+  const { version } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assert.match(version, /^\d+\.\d+\.\d+/);
+  assert.equal(m.get(`chat_build_info{version="${version}",deno="${Deno.version.deno}"}`), 1);
+  assert.equal([...m.keys()].filter((k) => k.startsWith("chat_build_info")).length, 1);
+});
+
+Deno.test("chat_event_loop_lag_seconds is how late the probe fired by the app's clock", async () => {
+  const clock = new FakeClock();
+  const scheduler = new FakeScheduler(clock);
+  await using server = await startServer(RELAXED, { clock, scheduler });
+  const lag = async () =>
+    (await scrape(server.httpUrl("/metrics"))).get("chat_event_loop_lag_seconds");
+  assert.equal(await lag(), 0, "before the first probe");
+  scheduler.advance(1000);
+  assert.equal(await lag(), 0, "a probe on time");
+  // The loop is blocked: the clock moves 1.25 s with no timer running, then the probe fires.
+  clock.time += 1250;
+  scheduler.advance(0);
+  assert.equal(await lag(), 0.25);
+  scheduler.advance(1000);
+  assert.equal(await lag(), 0, "the next probe is due an interval after the late one");
+  await server.app[Symbol.asyncDispose]();
+  assert.equal(scheduler.pending, 0, "a timer left after shutdown");
+});
+
+Deno.test("EventLoopLag probes one timer at a time and stops for good", () => {
+  const clock = new FakeClock();
+  const scheduler = new FakeScheduler(clock);
+  const probe = new EventLoopLag({ clock, scheduler, intervalMs: 500 });
+  probe.start();
+  probe.start();
+  assert.equal(scheduler.pending, 1);
+  clock.time += 800;
+  scheduler.advance(0);
+  assert.equal(probe.seconds, 0.3);
+  assert.equal(scheduler.pending, 1);
+  probe.stop();
+  assert.equal(scheduler.pending, 0);
+  probe.start();
+  assert.equal(scheduler.pending, 0, "started again after stop");
+  assert.throws(
+    () => new EventLoopLag({ intervalMs: 0 }),
+    /^RangeError: Event loop lag interval must be a positive number of ms: 0$/,
+  );
 });
