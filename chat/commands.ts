@@ -107,6 +107,9 @@ export type Handler<T extends ClientMessage["type"]> = (
 
 const encoder = new TextEncoder();
 
+/** A frame's `cid` field, read without parsing the frame (which a rate-limited one is not). */
+const CID_IN_TEXT = /"cid"\s*:\s*"([A-Za-z0-9_-]{1,64})"/;
+
 /** Checks and handles the frames clients send. */
 export class Commands {
   /** The manager's parts and settings, for the handlers. */
@@ -114,6 +117,8 @@ export class Commands {
   #ratePerMs: number;
   #isoMs = NaN;
   #iso = "";
+  /** The cid of the frame being handled, for the errors that answer it at once. */
+  #cid: string | undefined;
 
   /** Commands over the options' parts. */
   constructor(options: CommandsOptions) {
@@ -138,12 +143,15 @@ export class Commands {
     o.metrics.framesIn++;
     if (typeof data !== "string") return this.#binary(client, data, now);
     const bytes = this.#size(client, data);
-    if (bytes < 0 || !this.#allow(client, now)) return;
+    if (bytes < 0 || !this.#allow(client, now, data)) return;
     if (client.echo) return o.outbox.sendText(client, `Echo: ${data}`);
     const parsed = parseClientMessage(data);
-    if (!parsed.ok) return o.outbox.sendError(client, parsed.code, parsed.message);
+    if (!parsed.ok) return o.outbox.sendError(client, parsed);
     const handler = COMMANDS[parsed.value.type] as Handler<ClientMessage["type"]>;
+    // The errors a handler sends at once answer this frame: they carry its cid.
+    this.#cid = "cid" in parsed.value ? parsed.value.cid : undefined;
     handler(this, client, parsed.value, now);
+    this.#cid = undefined;
   }
 
   /** Counts a text frame's UTF-8 bytes in; -1 once the client is dropped for its size. */
@@ -173,8 +181,8 @@ export class Commands {
     this.parts.drop(client, CloseCode.MessageTooBig, CloseReason.MessageTooBig);
   }
 
-  /** The token bucket: true when the frame may pass. */
-  #allow(client: Client, now: number): boolean {
+  /** The token bucket: true when the frame may pass; `text` is the frame, for its cid. */
+  #allow(client: Client, now: number, text = ""): boolean {
     const burst = this.parts.rateLimitBurst;
     if (takeToken(client, now, this.#ratePerMs, burst) === 0) {
       client.strikes = 0;
@@ -185,14 +193,26 @@ export class Commands {
     if (++client.strikes > burst) {
       this.parts.drop(client, CloseCode.PolicyViolation, CloseReason.RateLimitExceeded);
     } else {
-      this.error(client, ErrorCode.RateLimited, "Too many frames; slow down");
+      // Refused before parsing: the cid is looked for in the text, so the client knows which.
+      const cid = CID_IN_TEXT.exec(text)?.[1];
+      const message = "Too many frames; slow down";
+      this.parts.outbox.sendError(client, { code: ErrorCode.RateLimited, message, cid });
     }
     return false;
   }
 
-  /** Sends the client an `error` frame. */
+  /** Sends the client an `error` frame, with the cid of the frame being handled. */
   error(client: Client, code: ErrorCode, message: string): void {
-    this.parts.outbox.sendError(client, code, message);
+    this.parts.outbox.sendError(client, { code, message, cid: this.#cid });
+  }
+
+  /**
+   * `error` for an answer that comes later (after a lookup): it keeps the
+   * cid of the frame being handled now.
+   */
+  errorLater(client: Client): (code: ErrorCode, message: string) => void {
+    const cid = this.#cid;
+    return (code, message) => this.parts.outbox.sendError(client, { code, message, cid });
   }
 
   /** `new Date(ms).toISOString()`, formatted once per millisecond: busy rooms send many per ms. */
@@ -238,6 +258,7 @@ const message: Handler<"message"> = (c, client, msg, now) => {
     sender: client.username,
     message: msg.message,
     timestamp: c.isoTime(now),
+    ...(msg.cid === undefined ? {} : { cid: msg.cid }),
   });
 };
 
@@ -260,10 +281,12 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       to: name,
       message: msg.message,
       timestamp: c.isoTime(now),
+      ...(msg.cid === undefined ? {} : { cid: msg.cid }),
     });
   if (first !== undefined) return send(first.username, first.key);
+  const fail = c.errorLater(client);
   const notFound = (shown: string) =>
-    c.error(client, ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
+    fail(ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
   if (to === undefined || c.parts.presence === undefined) return notFound(msg.to);
   // Not here, but maybe on another process.
   c.parts.presence.lookup(to).then(
@@ -273,7 +296,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       send(holder.username, nameKey(holder.username));
     },
     () => {
-      if (!client.closing) c.error(client, ErrorCode.Unavailable, "Message not stored; try again");
+      if (!client.closing) fail(ErrorCode.Unavailable, "Message not stored; try again");
     },
   );
 };
@@ -285,6 +308,7 @@ const rename: Handler<"rename"> = (c, client, msg) => {
     return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
   }
   if (c.parts.presence === undefined) return applyRename(c, client, name);
+  const fail = c.errorLater(client);
   // Best-effort across processes: two may grant one name at the same time.
   c.parts.presence.lookup(name).catch(() => undefined).then((holder) => {
     if (client.closing || name === client.username) return;
@@ -292,7 +316,7 @@ const rename: Handler<"rename"> = (c, client, msg) => {
       (holder !== undefined && nameKey(holder.username) !== client.key) ||
       !c.parts.registry.nameFreeFor(name, client)
     ) {
-      return c.error(client, ErrorCode.NameTaken, `Username already in use: ${name}`);
+      return fail(ErrorCode.NameTaken, `Username already in use: ${name}`);
     }
     applyRename(c, client, name);
   });

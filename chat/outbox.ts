@@ -99,9 +99,11 @@ export class Outbox {
   }
 
   /** Sends an `error` frame and counts it. */
-  sendError(client: Client, code: ErrorCode, message: string): void {
-    this.#o.metrics.error(code);
-    this.send(client, { type: "error", code, message, sender: SYSTEM_SENDER });
+  sendError(client: Client, error: { code: ErrorCode; message: string; cid?: string }): void {
+    this.#o.metrics.error(error.code);
+    const { code, message, cid } = error;
+    const frame = { type: "error", code, message, sender: SYSTEM_SENDER } as const;
+    this.send(client, cid === undefined ? frame : { ...frame, cid });
   }
 
   /** Sends one serialised frame; `bytes`, its UTF-8 length, may be passed when already known. */

@@ -30,6 +30,8 @@ export interface ClientChatMessage {
   message: string;
   /** A room the connection is in; its first room when omitted. */
   room?: string;
+  /** A client id (up to 64 letters, digits, `-`, `_`) the server echoes on the stored frame or the error that answers it. */
+  cid?: string;
 }
 
 /** A private message to one user, echoed to the sender as acknowledgement. */
@@ -42,6 +44,8 @@ export interface ClientPrivateMessage {
   message: string;
   /** The room it is sent from, shown in the delivered frame; the first room when omitted. */
   room?: string;
+  /** A client id (up to 64 letters, digits, `-`, `_`) the server echoes on the stored frame or the error that answers it. */
+  cid?: string;
 }
 
 /** A request to change the connection's username. */
@@ -50,6 +54,8 @@ export interface ClientRename {
   type: "rename";
   /** The new username, under the same rules as a name in the URL. */
   name: string;
+  /** A client id the server echoes on an `error` that refuses the rename. */
+  cid?: string;
 }
 
 /** The application heartbeat; answered with `heartbeat_ack`. */
@@ -74,6 +80,8 @@ export interface ClientJoin {
   since?: number;
   /** The epoch `since` belongs to, from the last `welcome` or `joined`. */
   epoch?: string;
+  /** A client id the server echoes on an `error` that refuses the join. */
+  cid?: string;
 }
 
 /** Leave a room. */
@@ -143,6 +151,8 @@ export interface MessageFrame {
   message: string;
   /** Server time, ISO 8601. */
   timestamp: string;
+  /** The author's client id for the message, when it sent one. */
+  cid?: string;
 }
 
 /** A private message as delivered to its target and echoed to its sender. */
@@ -165,6 +175,8 @@ export interface PrivateFrame {
   message: string;
   /** Server time, ISO 8601. */
   timestamp: string;
+  /** The author's client id for the message, when it sent one. */
+  cid?: string;
 }
 
 /** What a system notice is about. */
@@ -218,6 +230,16 @@ export interface SystemText {
   message: string;
 }
 
+/** The limits announced in `welcome`, for a client to stay within. */
+export interface Limits {
+  /** MAX_MESSAGE_BYTES: a bigger frame closes the socket with 1009. */
+  max_message_bytes: number;
+  /** RATE_LIMIT_PER_S: frames a connection may send per second, every type counted. */
+  rate_per_s: number;
+  /** RATE_LIMIT_BURST: frames a connection may send at once. */
+  burst: number;
+}
+
 /** The first frame on every chat connection. */
 export interface WelcomeFrame extends SystemText {
   /** Always `welcome`. */
@@ -241,7 +263,7 @@ export interface WelcomeFrame extends SystemText {
   /** The history's epoch: send it back with `since`; it changes when the server lost history. */
   epoch: string;
   /** Limits the client should respect. */
-  limits: { max_message_bytes: number };
+  limits: Limits;
   /**
    * True when the history goes on in `history` frames (REPLAY_MAX_BYTES
    * per frame); live frames of the room follow the last of them.
@@ -323,6 +345,8 @@ export interface ErrorFrame extends SystemText {
   code: ErrorCode;
   /** A human-readable explanation, for example `User not online: carol`. */
   message: string;
+  /** The client id of the frame refused, when it carried one. */
+  cid?: string;
 }
 
 /** Every frame the server sends on chat routes. */
@@ -387,8 +411,25 @@ function plainMessage(text: string): ParseResult {
   return typeof message === "string" ? ok({ type: "message", message }) : message;
 }
 
+/** The `cid` a client may tag a frame with; printable and short, as it is echoed. */
+const CID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Adds a frame's `cid` to its parsed value, or refuses a malformed one. */
+function withCid(fields: Fields, result: ParseResult): ParseResult {
+  const cid = fields.cid;
+  if (cid === undefined || !result.ok) return result;
+  if (typeof cid !== "string" || !CID.test(cid)) {
+    return fail(ErrorCode.BadMessage, "Field cid must be 1 to 64 letters, digits, - or _");
+  }
+  return ok({ ...result.value, cid } as ClientMessage);
+}
+
 /** A chat message, or a private one when it names a target. */
 function parseChat(fields: Fields, type: "message" | "private"): ParseResult {
+  return withCid(fields, parseChatFields(fields, type));
+}
+
+function parseChatFields(fields: Fields, type: "message" | "private"): ParseResult {
   const text = chatText(fields.message);
   if (typeof text !== "string") return text;
   const room = optionalString(fields, "room");
@@ -434,11 +475,11 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
   private: (fields) => parseChat(fields, "private"),
   rename: (fields) => {
     const name = requiredString(fields, "name");
-    return typeof name === "string" ? ok({ type: "rename", name }) : name;
+    return withCid(fields, typeof name === "string" ? ok({ type: "rename", name }) : name);
   },
   heartbeat: () => ok({ type: "heartbeat" }),
   pong: () => ok({ type: "pong" }),
-  join: (fields) => parseRecovery(fields, "join"),
+  join: (fields) => withCid(fields, parseRecovery(fields, "join")),
   resume: (fields) => parseRecovery(fields, "resume"),
   leave: (fields) => {
     const room = requiredString(fields, "room");

@@ -96,7 +96,7 @@ export class Publisher {
     const started = performance.now();
     this.#engine.publish(room, JSON.stringify(draft), STORED).then(
       () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),
-      (error) => this.#failed(client, room, error),
+      (error) => this.#failed(client, { channel: room, error, draft }),
     );
   }
 
@@ -122,15 +122,18 @@ export class Publisher {
       return Promise.all(sends);
     }).then(
       () => this.#o.metrics.observeFanout((performance.now() - started) / 1000),
-      (error) => this.#failed(client, pair, error),
+      (error) => this.#failed(client, { channel: pair, error, draft }),
     );
   }
 
   /** Logs a failed publish (during an outage one line per interval) and tells the client. */
-  #failed(client: Client, channel: string, error: unknown): void {
+  #failed(client: Client, failure: { channel: string; error: unknown; draft: Draft }): void {
     this.#failures ??= new LogThrottle({ logger: this.#o.log, clock: this.#o.clock });
+    const { channel, error, draft } = failure;
     this.#failures.warn("publish_failed", { channel, error: String(error) });
-    this.#o.outbox.sendError(client, ErrorCode.Unavailable, "Message not stored; try again");
+    const cid = draft.type === "system" ? undefined : draft.cid;
+    const message = "Message not stored; try again";
+    this.#o.outbox.sendError(client, { code: ErrorCode.Unavailable, message, cid });
   }
 
   /** Publishes a system notice to a room (stored like any room frame); resolves with it. */

@@ -69,6 +69,10 @@ export interface ReplayOptions {
   heartbeatTimeoutMs: number;
   /** The largest frame a client may send, told in `welcome`. */
   maxMessageBytes: number;
+  /** The frames a client may send per second, told in `welcome`. */
+  rateLimitPerS: number;
+  /** The frames a client may send at once, told in `welcome`. */
+  rateLimitBurst: number;
 }
 
 /**
@@ -378,7 +382,11 @@ export class Replay {
       history: [],
       recovered: f.recovered,
       epoch: w.engine.epoch,
-      limits: { max_message_bytes: w.maxMessageBytes },
+      limits: {
+        max_message_bytes: w.maxMessageBytes,
+        rate_per_s: w.rateLimitPerS,
+        burst: w.rateLimitBurst,
+      },
       more: f.more,
       sender: SYSTEM_SENDER,
       message: welcomeText(client.username, f.room, f.users),

@@ -79,7 +79,7 @@ Deno.test("welcome is the first frame and describes the connection", async () =>
   assert.equal(welcome.heartbeat, null);
   assert.equal(welcome.server_time, new Date(h.clock.now()).toISOString());
   assert.equal(welcome.recovered, true);
-  assert.deepEqual(welcome.limits, { max_message_bytes: 16_384 });
+  assert.deepEqual(welcome.limits, { max_message_bytes: 16_384, rate_per_s: 10, burst: 20 });
   const beat = await h.open({ username: "bob", heartbeat: true });
   assert.deepEqual(beat.socket.frames()[0]?.heartbeat, { interval_ms: 1000, timeout_ms: 3000 });
 });
