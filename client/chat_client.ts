@@ -1,0 +1,646 @@
+/**
+ * `ChatClient`: the whole chat protocol for Deno and the browser, with typed
+ * events. It reconnects with backoff and jitter, resumes every room with
+ * `since` and the epoch so nothing is lost or shown twice, reads batched
+ * frames, answers and sends the heartbeat, and queues what is sent while
+ * disconnected or rate limited, reporting each message's fate.
+ *
+ * @module
+ */
+
+import {
+  CloseCode,
+  DEFAULT_ROOM,
+  type ErrorFrame,
+  type HistoryFrame,
+  type JoinedFrame,
+  type LeftFrame,
+  type MessageFrame,
+  nameKey,
+  type PrivateFrame,
+  type RoomFrame,
+  type ServerMessage,
+  type SystemFrame,
+  type WelcomeFrame,
+} from "../chat/protocol.ts";
+import { type BackoffOptions, reconnectDelay } from "./backoff.ts";
+import { isFinalClose } from "./close_labels.ts";
+import { Emitter, type Unsubscribe } from "./emitter.ts";
+import { Pacer } from "./pacer.ts";
+import { RoomLog } from "./room_log.ts";
+import { type Fate, type Outgoing, SendQueue } from "./send_queue.ts";
+import { TIMERS, type Timers } from "./timers.ts";
+
+/** Where the client is in its life. */
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** A change of {@linkcode ConnectionState}. */
+export interface StateEvent {
+  /** The new state. */
+  state: ConnectionState;
+  /** For `reconnecting` and `closed`: the close code of the socket that ended. */
+  code?: number;
+  /** For `reconnecting` and `closed`: the close reason, possibly empty. */
+  reason?: string;
+  /** For `reconnecting`: milliseconds until the next attempt. */
+  delayMs?: number;
+}
+
+/** A stored frame and whether it comes from a replay rather than live. */
+export interface StoredEvent<F> {
+  /** The frame as the server sent it. */
+  frame: F;
+  /** True for history (on join or after a reconnect), false for a live frame. */
+  replayed: boolean;
+}
+
+/** The events of a {@linkcode ChatClient} and their payloads. */
+export interface ChatClientEvents {
+  /** The connection state changed. */
+  state: StateEvent;
+  /** A socket's session started (also after each reconnect). */
+  welcome: WelcomeFrame;
+  /** A room was joined or resumed on the socket. */
+  joined: JoinedFrame;
+  /** A room was left. */
+  left: LeftFrame;
+  /** A chat message, each id once per room. */
+  message: StoredEvent<MessageFrame>;
+  /** A notice (join, leave, rename, announce, close, kick), each id once per room. */
+  system: StoredEvent<SystemFrame>;
+  /** A private message to or from this user. */
+  private: StoredEvent<PrivateFrame>;
+  /** The online users of a room changed. */
+  users: { room: string; users: string[] };
+  /** Messages of a room may be missing: the server could not recover them all. */
+  gap: { room: string };
+  /** This user's name changed. */
+  renamed: { from: string; to: string };
+  /** An error frame that answers no queued message, join or rename. */
+  error: ErrorFrame;
+}
+
+/** Options of {@linkcode ChatClient}. */
+export interface ChatClientOptions {
+  /** The server: `http(s)://host:port` or `ws(s)://host:port`. */
+  url: string | URL;
+  /** The username; without one the server names the client and it keeps that name. */
+  username?: string;
+  /** The first room. Default `lobby`. */
+  room?: string;
+  /** A JWT, offered as the `bearer.<jwt>` subprotocol, when the server has AUTH_SECRET. */
+  token?: string;
+  /** Whether to use the application heartbeat. Default true. */
+  heartbeat?: boolean;
+  /** Reconnect delays, or false to stay closed after a close. */
+  reconnect?: BackoffOptions | false;
+  /** Messages that may wait for their fate at once. Default 100. */
+  maxQueued?: number;
+  /** The clock, timers and randomness; tests pass fakes. */
+  timers?: Timers;
+  /** Opens a socket; tests and other runtimes may pass their own. */
+  webSocket?: (url: string, protocols: string[]) => WebSocket;
+}
+
+/** An error frame turned into an exception, for `join` and `rename`. */
+export class ChatError extends Error {
+  /** The error frame's code, or `closed` when the connection ended first. */
+  readonly code: string;
+
+  /** An error with the server's code and message. */
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "ChatError";
+    this.code = code;
+  }
+}
+
+interface Pending<T> {
+  resolve: (value: T) => void;
+  reject: (error: ChatError) => void;
+}
+
+/**
+ * A chat connection that stays connected: create it, subscribe with `on`,
+ * then `connect()`.
+ *
+ * @example
+ * ```ts ignore
+ * import { ChatClient } from "./mod.ts";
+ * const chat = new ChatClient({ url: "http://localhost:8000", username: "alice" });
+ * chat.on("message", ({ frame }) => console.log(`${frame.sender}: ${frame.message}`));
+ * chat.connect();
+ * const fate = await chat.send("hello");
+ * console.log(fate.status); // "stored"
+ * ```
+ */
+export class ChatClient {
+  readonly #options: ChatClientOptions;
+  readonly #timers: Timers;
+  readonly #events = new Emitter<ChatClientEvents>();
+  readonly #queue: SendQueue;
+  readonly #pacer = new Pacer();
+  readonly #rooms = new Map<string, RoomLog>();
+  readonly #joins = new Map<string, Pending<JoinedFrame> & { room: string }>();
+  #rename: (Pending<string> & { cid: string }) | undefined;
+  #socket: WebSocket | null = null;
+  #state: ConnectionState = "idle";
+  #username: string;
+  #firstRoom: string;
+  #epoch = "";
+  #welcomed = false;
+  /** Whether any socket got a welcome since `connect()`. */
+  #everWelcomed = false;
+  #attempt = 0;
+  #lastFrameAt = 0;
+  #maxMessageBytes = Infinity;
+  #timer: unknown;
+  #pumpTimer: unknown;
+  #heartbeatTimer: unknown;
+  #seq = 0;
+
+  /** A client that connects when `connect()` is called. */
+  constructor(options: ChatClientOptions) {
+    // An invalid URL is the caller's mistake: say so now, not on every reconnect.
+    new URL(options.url);
+    this.#options = options;
+    this.#timers = options.timers ?? TIMERS;
+    this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
+    this.#username = options.username ?? "";
+    this.#firstRoom = options.room ?? DEFAULT_ROOM;
+  }
+
+  /** The username: the one asked for, then the one the server gave. */
+  get username(): string {
+    return this.#username;
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The rooms the client is in, the first one first. */
+  get rooms(): string[] {
+    return [...this.#rooms.keys()];
+  }
+
+  /** Messages waiting for their fate. */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  /** The online users of `room` (the first room when omitted), as last told. */
+  users(room?: string): string[] {
+    return [...(this.#rooms.get(room ?? this.#firstRoom)?.users ?? [])];
+  }
+
+  /** Calls `listener` with every `type` event; returns the function that stops it. */
+  on<K extends keyof ChatClientEvents>(
+    type: K,
+    listener: (payload: ChatClientEvents[K]) => void,
+  ): Unsubscribe {
+    return this.#events.on(type, listener);
+  }
+
+  /** Opens the connection; it reconnects by itself until `close()`. */
+  connect(): void {
+    if (this.#state !== "idle" && this.#state !== "closed") return;
+    this.#attempt = 0;
+    this.#everWelcomed = false;
+    this.#open();
+  }
+
+  /** Reconnects at once when a reconnect is waiting (a tab shown again, the network back). */
+  reconnectNow(): void {
+    if (this.#state !== "reconnecting") return;
+    this.#timers.clearTimeout(this.#timer);
+    this.#open();
+  }
+
+  /**
+   * Closes the connection for good; queued messages are refused with
+   * `closed`. The promise resolves once the socket has closed.
+   */
+  close(): Promise<void> {
+    const socket = this.#socket;
+    this.#detach();
+    this.#timers.clearTimeout(this.#timer);
+    this.#end(CloseCode.Normal, "");
+    if (socket === null || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const closed = new Promise<void>((resolve) =>
+      socket.addEventListener("close", () => resolve())
+    );
+    socket.close(CloseCode.Normal, "Bye");
+    return closed;
+  }
+
+  /** Closes the client, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * Sends a chat message to a room (the first room when omitted), or a
+   * private message with `to`. The promise settles with its fate: stored
+   * (with the frame as stored) or refused (with the server's code and reason).
+   */
+  send(text: string, options: { room?: string; to?: string } = {}): Promise<Fate> {
+    if (this.#state === "closed") {
+      return Promise.resolve({ status: "refused", code: "closed", reason: "Client closed" });
+    }
+    const room = options.room ?? this.#firstRoom;
+    const frame = options.to === undefined
+      ? { type: "message" as const, message: text, room }
+      : { type: "private" as const, to: options.to, message: text, room };
+    const bytes = new TextEncoder().encode(JSON.stringify({ ...frame, cid: "x".repeat(16) }));
+    if (bytes.length > this.#maxMessageBytes) {
+      const reason = `Message too big: ${bytes.length} bytes`;
+      return Promise.resolve({ status: "refused", code: "message_too_big", reason });
+    }
+    const fate = this.#queue.add(frame);
+    this.#pump();
+    return fate;
+  }
+
+  /** Joins a room on the same socket; resolves with the `joined` frame. */
+  join(room: string): Promise<JoinedFrame> {
+    return new Promise((resolve, reject) => {
+      const cid = this.#cid();
+      if (!this.#write({ type: "join", room, cid })) {
+        reject(new ChatError("closed", "Not connected"));
+        return;
+      }
+      this.#joins.set(cid, { resolve, reject, room: nameKey(room) });
+    });
+  }
+
+  /** Leaves a room; the `left` event follows. */
+  leave(room: string): void {
+    this.#write({ type: "leave", room });
+  }
+
+  /** Renames this user; resolves with the new name as the server spells it. */
+  rename(name: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const cid = this.#cid();
+      if (this.#rename !== undefined || !this.#write({ type: "rename", name, cid })) {
+        reject(new ChatError("closed", "Not connected, or a rename is under way"));
+        return;
+      }
+      this.#rename = { resolve, reject, cid };
+    });
+  }
+
+  /** Asks the server for the online users of a room; the `users` event answers. */
+  refreshUsers(room?: string): void {
+    this.#write({ type: "users", room: room ?? this.#firstRoom });
+  }
+
+  // -------------------------------------------------------------------------
+  // The socket
+
+  #open(): void {
+    this.#setState({ state: "connecting" });
+    this.#welcomed = false;
+    const token = this.#options.token ?? "";
+    const protocols = token === "" ? [] : ["chat", `bearer.${token}`];
+    const open = this.#options.webSocket ?? ((url, list) => new WebSocket(url, list));
+    let socket: WebSocket;
+    try {
+      socket = open(this.#url(), protocols);
+    } catch (error) {
+      this.#closed(1006, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    this.#socket = socket;
+    this.#lastFrameAt = this.#timers.now();
+    // Each handler checks that its socket is still the current one: a stale socket never acts.
+    socket.addEventListener("message", (event) => {
+      if (this.#socket !== socket || typeof event.data !== "string") return;
+      this.#lastFrameAt = this.#timers.now();
+      // Batched frames: one JSON object per line; JSON never holds a raw newline.
+      for (const line of event.data.split("\n")) {
+        if (this.#socket !== socket) return;
+        this.#onText(line);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.#socket === socket) this.#closed(event.code, event.reason);
+    });
+  }
+
+  #url(): string {
+    const url = new URL(this.#options.url);
+    url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+    const name = this.#username;
+    url.pathname = name === "" ? "/ws/chat" : `/ws/chat/${encodeURIComponent(name)}`;
+    const params = new URLSearchParams({ room: this.#firstRoom, batch: "1" });
+    if (this.#options.heartbeat !== false) params.set("heartbeat", "1");
+    const last = this.#rooms.get(this.#firstRoom)?.last ?? 0;
+    if (last > 0) {
+      params.set("since", String(last));
+      if (this.#epoch !== "") params.set("epoch", this.#epoch);
+    }
+    url.search = params.toString();
+    return url.href;
+  }
+
+  #write(frame: object): boolean {
+    const socket = this.#socket;
+    if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  #detach(): void {
+    this.#socket = null;
+    for (const log of this.#rooms.values()) log.live = false;
+    this.#welcomed = false;
+    this.#timers.clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#pumpTimer);
+    this.#timers.clearTimeout(this.#heartbeatTimer);
+  }
+
+  #closed(code: number, reason: string): void {
+    this.#detach();
+    this.#queue.dropped();
+    this.#failPending(reason || "Connection closed");
+    if (this.#state === "closed") return;
+    if (this.#options.reconnect === false || isFinalClose(code, this.#everWelcomed)) {
+      this.#end(code, reason);
+      return;
+    }
+    const delayMs = reconnectDelay(
+      { attempt: this.#attempt++, random: this.#timers.random() },
+      this.#options.reconnect,
+    );
+    this.#timer = this.#timers.setTimeout(() => this.#open(), delayMs);
+    this.#setState({ state: "reconnecting", code, reason, delayMs });
+  }
+
+  #end(code: number, reason: string): void {
+    if (this.#state === "closed") return;
+    this.#queue.refuseAll("closed", reason || "Connection closed");
+    this.#setState({ state: "closed", code, reason });
+  }
+
+  #failPending(reason: string): void {
+    const pending = [...this.#joins.values(), ...(this.#rename ? [this.#rename] : [])];
+    this.#joins.clear();
+    this.#rename = undefined;
+    for (const { reject } of pending) reject(new ChatError("closed", reason));
+  }
+
+  #setState(event: StateEvent): void {
+    this.#state = event.state;
+    this.#events.emit("state", event);
+  }
+
+  #cid(): string {
+    return `r${++this.#seq}`;
+  }
+
+  // -------------------------------------------------------------------------
+  // Frames
+
+  #onText(text: string): void {
+    let frame: ServerMessage;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof frame !== "object" || frame === null || typeof frame.type !== "string") return;
+    this.#onFrame(frame);
+  }
+
+  #onFrame(frame: ServerMessage): void {
+    switch (frame.type) {
+      case "welcome":
+        return this.#onWelcome(frame);
+      case "joined":
+        return this.#onJoined(frame);
+      case "history":
+        return this.#onHistory(frame);
+      case "left":
+        return this.#onLeft(frame);
+      case "message":
+      case "system":
+        return this.#onRoomFrame(frame, false);
+      case "private":
+        return this.#onPrivate(frame);
+      case "users":
+        return this.#setUsers(frame.room, frame.users);
+      case "ping":
+        this.#write({ type: "pong" });
+        return;
+      case "error":
+        return this.#onError(frame);
+    }
+  }
+
+  #onWelcome(frame: WelcomeFrame): void {
+    this.#welcomed = this.#everWelcomed = true;
+    this.#attempt = 0;
+    this.#username = frame.username;
+    this.#firstRoom = frame.room;
+    const limit = frame.limits as {
+      max_message_bytes: number;
+      rate_per_s?: number;
+      burst?: number;
+    };
+    this.#maxMessageBytes = limit.max_message_bytes;
+    const rate = limit.rate_per_s !== undefined && limit.burst !== undefined
+      ? { perS: limit.rate_per_s, burst: limit.burst }
+      : undefined;
+    this.#pacer.configure(rate, this.#timers.now());
+    const rejoin = [...this.#rooms.values()].filter((log) => log.room !== frame.room);
+    this.#enter(frame);
+    this.#setState({ state: "open" });
+    this.#events.emit("welcome", frame);
+    this.#afterEntry(frame);
+    for (const log of rejoin) {
+      const since = log.last > 0 ? { since: log.last, epoch: this.#epoch } : {};
+      this.#write({ type: "join", room: log.room, ...since });
+    }
+    // Private messages are not replayed: those in doubt go out again now.
+    this.#queue.clear((item) => item.frame.type === "private");
+    this.#startHeartbeat(frame);
+    this.#pump();
+  }
+
+  #onJoined(frame: JoinedFrame): void {
+    this.#enter(frame);
+    // The answer to the oldest join of this room (a resume after a reconnect answers none).
+    const key = nameKey(frame.room);
+    const entry = [...this.#joins].find(([, pending]) => pending.room === key);
+    if (entry !== undefined) this.#joins.delete(entry[0]);
+    const pending = entry?.[1];
+    this.#events.emit("joined", frame);
+    pending?.resolve(frame);
+    this.#afterEntry(frame);
+  }
+
+  /** Adopts a welcome's or joined's epoch, users and first page of history. */
+  #enter(frame: WelcomeFrame | JoinedFrame): void {
+    if (this.#epoch !== "" && frame.epoch !== this.#epoch) {
+      // The server's ids started again: the ids seen so far mean nothing.
+      for (const log of this.#rooms.values()) log.forget();
+    }
+    this.#epoch = frame.epoch;
+    let log = this.#rooms.get(frame.room);
+    const resumed = log !== undefined && log.last > 0;
+    if (log === undefined) {
+      log = new RoomLog(frame.room);
+      this.#rooms.set(frame.room, log);
+    }
+    if (resumed && !frame.recovered) {
+      log.forget();
+      this.#events.emit("gap", { room: frame.room });
+    }
+    log.setUsers(frame.users);
+    log.live = true;
+    log.replaying = frame.more;
+    this.#events.emit("users", { room: frame.room, users: [...log.users] });
+  }
+
+  #afterEntry(frame: WelcomeFrame | JoinedFrame): void {
+    for (const stored of frame.history) this.#onRoomFrame(stored, true);
+    if (!frame.more) this.#replayDone(frame.room);
+  }
+
+  #onHistory(frame: HistoryFrame): void {
+    const log = this.#rooms.get(frame.room);
+    if (log === undefined) return;
+    for (const stored of frame.history) this.#onRoomFrame(stored, true);
+    log.replaying = frame.more;
+    if (!frame.more) this.#replayDone(frame.room);
+  }
+
+  /** A room's replay is over: messages in doubt that it did not show stored go out again. */
+  #replayDone(room: string): void {
+    this.#queue.clear((item) => item.frame.type === "message" && item.frame.room === room);
+    this.#pump();
+  }
+
+  #onRoomFrame(frame: RoomFrame, replayed: boolean): void {
+    const log = this.#rooms.get(frame.room);
+    if (log === undefined || !log.firstSight(frame)) return;
+    if (frame.type === "message") {
+      this.#settleOwn(frame);
+      this.#events.emit("message", { frame, replayed });
+      return;
+    }
+    this.#events.emit("system", { frame, replayed });
+    if (replayed || !log.applyPresence(frame)) return;
+    this.#events.emit("users", { room: frame.room, users: [...log.users] });
+    if (
+      frame.event === "rename" && frame.user !== undefined &&
+      nameKey(frame.old_name ?? "") === nameKey(this.#username)
+    ) {
+      this.#renamed(frame.user);
+    }
+  }
+
+  #onLeft(frame: LeftFrame): void {
+    this.#rooms.delete(frame.room);
+    if (frame.room === this.#firstRoom) this.#firstRoom = this.rooms[0] ?? this.#firstRoom;
+    this.#events.emit("left", frame);
+  }
+
+  #onPrivate(frame: PrivateFrame): void {
+    this.#settleOwn(frame);
+    this.#events.emit("private", { frame, replayed: false });
+  }
+
+  #settleOwn(frame: MessageFrame | PrivateFrame): void {
+    const cid = (frame as { cid?: string }).cid;
+    if (cid !== undefined && frame.username === this.#username) {
+      this.#queue.settle(cid, { status: "stored", frame });
+    }
+  }
+
+  #renamed(name: string): void {
+    const from = this.#username;
+    this.#username = name;
+    const pending = this.#rename;
+    this.#rename = undefined;
+    this.#events.emit("renamed", { from, to: name });
+    pending?.resolve(name);
+  }
+
+  #setUsers(room: string, users: string[]): void {
+    const log = this.#rooms.get(room);
+    if (log === undefined) return;
+    log.setUsers(users);
+    this.#events.emit("users", { room, users: [...log.users] });
+  }
+
+  #onError(frame: ErrorFrame): void {
+    const cid = (frame as { cid?: string }).cid;
+    if (cid !== undefined && frame.code === "rate_limited" && this.#queue.retry(cid)) {
+      // Refused for its pace: wait, then send it again, the others behind it.
+      this.#pacer.drain(this.#timers.now());
+      this.#pump(1000);
+      return;
+    }
+    if (cid !== undefined) {
+      if (this.#queue.settle(cid, { status: "refused", code: frame.code, reason: frame.message })) {
+        return;
+      }
+      const join = this.#joins.get(cid);
+      if (join !== undefined) {
+        this.#joins.delete(cid);
+        return join.reject(new ChatError(frame.code, frame.message));
+      }
+      if (this.#rename?.cid === cid) {
+        const { reject } = this.#rename;
+        this.#rename = undefined;
+        return reject(new ChatError(frame.code, frame.message));
+      }
+    }
+    this.#events.emit("error", frame);
+  }
+
+  // -------------------------------------------------------------------------
+  // Sending and the heartbeat
+
+  /** Sends what the queue holds, as fast as the server's limit allows. */
+  #pump(delayMs = 0): void {
+    this.#timers.clearTimeout(this.#pumpTimer);
+    if (delayMs > 0) {
+      this.#pumpTimer = this.#timers.setTimeout(() => this.#pump(), delayMs);
+      return;
+    }
+    if (!this.#welcomed) return;
+    const ready = (item: Outgoing) =>
+      !item.uncertain &&
+      (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live === true);
+    for (let item = this.#queue.next(ready); item !== undefined; item = this.#queue.next(ready)) {
+      const wait = this.#pacer.take(this.#timers.now());
+      if (wait > 0) return this.#pump(wait);
+      if (!this.#write(item.frame)) return;
+      item.sent = true;
+    }
+  }
+
+  #startHeartbeat(frame: WelcomeFrame): void {
+    const heartbeat = frame.heartbeat;
+    if (heartbeat === null) return;
+    const beat = () => {
+      // No frame for a whole timeout while the server pings every interval: the link is
+      // dead even if the socket has not noticed. Drop it and reconnect.
+      if (this.#timers.now() - this.#lastFrameAt > heartbeat.timeout_ms) {
+        const socket = this.#socket;
+        // Closed first, so the socket's own close event (maybe much later) is ignored.
+        this.#closed(CloseCode.HeartbeatTimeout, "No answer from the server");
+        socket?.close(CloseCode.HeartbeatTimeout, "Heartbeat timeout");
+        return;
+      }
+      this.#write({ type: "heartbeat" });
+      this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+    };
+    this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+  }
+}

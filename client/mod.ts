@@ -1,0 +1,31 @@
+/**
+ * The chat server's client library, for Deno and the browser: the
+ * {@linkcode ChatClient} and the protocol's types and codes it speaks.
+ *
+ * @example
+ * ```ts ignore
+ * import { ChatClient } from "@chat/deno-chat/client";
+ *
+ * const chat = new ChatClient({ url: "http://localhost:8000", username: "alice" });
+ * chat.on("message", ({ frame }) => console.log(`${frame.sender}: ${frame.message}`));
+ * chat.connect();
+ * ```
+ *
+ * @module
+ */
+
+export {
+  ChatClient,
+  type ChatClientEvents,
+  type ChatClientOptions,
+  ChatError,
+  type ConnectionState,
+  type StateEvent,
+  type StoredEvent,
+} from "./chat_client.ts";
+export { type BackoffOptions, DEFAULT_BACKOFF, reconnectDelay } from "./backoff.ts";
+export { describeClose, isFinalClose, PING_TIMEOUT_REASON } from "./close_labels.ts";
+export type { Unsubscribe } from "./emitter.ts";
+export type { Fate, RefusalCode } from "./send_queue.ts";
+export { TIMERS, type Timers } from "./timers.ts";
+export * from "../chat/protocol.ts";

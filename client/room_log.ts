@@ -1,0 +1,77 @@
+/**
+ * What a client remembers of each room it is in: the highest id seen (to
+ * resume with `since`), the ids seen lately (a replay may overlap what was
+ * shown), the online users, and whether a replay is still arriving.
+ *
+ * @module
+ */
+
+import { nameKey, type RoomFrame } from "../chat/protocol.ts";
+
+// Ids remembered per room: enough to cover any overlap of a replay with what was shown.
+const SEEN_LIMIT = 2000;
+
+/** One room's memory. */
+export class RoomLog {
+  /** The room's name as the server spells it. */
+  readonly room: string;
+  /** The highest id seen; 0 before any. */
+  last = 0;
+  /** The online users, as the server last told. */
+  users: string[] = [];
+  /** Whether the current socket is in the room (its `welcome` or `joined` came). */
+  live = false;
+  /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
+  replaying = false;
+  #ids = new Set<number>();
+
+  /** An empty log of `room`. */
+  constructor(room: string) {
+    this.room = room;
+  }
+
+  /** Records a frame's id; false when it was seen already. */
+  firstSight(frame: RoomFrame): boolean {
+    if (this.#ids.has(frame.id)) return false;
+    this.#ids.add(frame.id);
+    if (this.#ids.size > SEEN_LIMIT) {
+      const oldest = this.#ids.values().next().value;
+      if (oldest !== undefined) this.#ids.delete(oldest);
+    }
+    if (frame.id > this.last) this.last = frame.id;
+    return true;
+  }
+
+  /** Forgets the ids: the server gave them out again (a new epoch, or history lost). */
+  forget(): void {
+    this.#ids.clear();
+    this.last = 0;
+  }
+
+  /** Replaces the online users. */
+  setUsers(users: readonly string[]): void {
+    this.users = [...new Set(users)];
+  }
+
+  /**
+   * Updates the online users from a `system` notice; true when they changed.
+   * Names are compared by their key, as the server compares them.
+   */
+  applyPresence(frame: RoomFrame): boolean {
+    if (frame.type !== "system" || frame.user === undefined) return false;
+    const user = frame.user;
+    const same = (a: string, b: string) => nameKey(a) === nameKey(b);
+    if (frame.event === "join") {
+      if (this.users.some((u) => same(u, user))) return false;
+      this.users = [...this.users, user];
+    } else if (frame.event === "leave" || frame.event === "kick") {
+      this.users = this.users.filter((u) => !same(u, user));
+    } else if (frame.event === "rename" && frame.old_name !== undefined) {
+      const old = frame.old_name;
+      this.users = this.users.map((u) => (same(u, old) ? user : u));
+    } else {
+      return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import {
+  ChatClient,
+  type ChatClientOptions,
+  describeClose,
+  type Fate,
+  PING_TIMEOUT_REASON,
+  reconnectDelay,
+  type StateEvent,
+} from "../client/mod.ts";
+import { startServer, type TestServer } from "./helpers/app_server.ts";
+import { eventually } from "./helpers/eventually.ts";
+import { TestClient } from "./helpers/ws_client.ts";
+
+/** A ChatClient on `server` whose sockets the test can reach, and what it saw. */
+function chatClient(server: TestServer, options: Partial<ChatClientOptions> = {}) {
+  const sockets: WebSocket[] = [];
+  const client = new ChatClient({
+    url: server.httpUrl("/"),
+    reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+    webSocket: (url, protocols) => {
+      const socket = new WebSocket(url, protocols);
+      sockets.push(socket);
+      return socket;
+    },
+    ...options,
+  });
+  const messages: string[] = [];
+  const states: StateEvent[] = [];
+  const gaps: string[] = [];
+  client.on("message", ({ frame }) => messages.push(frame.message));
+  client.on("state", (event) => states.push(event));
+  client.on("gap", ({ room }) => gaps.push(room));
+  const open = () => eventually("the client is open", () => client.state === "open");
+  return { client, sockets, messages, states, gaps, open };
+}
+
+Deno.test("ChatClient resumes after a dropped socket: every message once, in order", async () => {
+  // Without `since` a reconnect would get only the last two messages, and m4 would be lost.
+  await using server = await startServer({ HISTORY_ON_JOIN: "2" });
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  await using bob = await TestClient.connect(server.url("/ws/chat/bob"));
+  await bob.next("welcome");
+  alice.client.connect();
+  await alice.open();
+  for (const text of ["m1", "m2", "m3"]) bob.sendJson({ type: "message", message: text });
+  await eventually("alice has m3", () => alice.messages.includes("m3"));
+
+  alice.sockets.at(-1)?.close();
+  await eventually("alice is away", () => alice.client.state !== "open");
+  for (const text of ["m4", "m5", "m6"]) bob.sendJson({ type: "message", message: text });
+  await eventually("bob's m6 is stored", () => bob.frames.some((f) => f.message === "m6"));
+  await alice.open();
+  await eventually("alice has m6", () => alice.messages.includes("m6"));
+  assert.deepEqual(alice.messages, ["m1", "m2", "m3", "m4", "m5", "m6"]);
+  assert.deepEqual(alice.gaps, []);
+  assert.ok(alice.states.some((s) => s.state === "reconnecting"), "no reconnecting state");
+});
+
+Deno.test("ChatClient reads batched frames: every line of one is an event", async () => {
+  await using server = await startServer();
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  const raw: string[] = [];
+  const renames: string[] = [];
+  alice.client.on("system", ({ frame }) => frame.event === "rename" && renames.push(frame.room));
+  alice.client.connect();
+  await alice.open();
+  alice.sockets[0]?.addEventListener("message", (event) => raw.push(String(event.data)));
+  await alice.client.join("a");
+  await alice.client.join("b");
+  // One rename makes a notice in each of the three rooms in one turn: one batched frame.
+  const renamed = alice.client.rename("alicia");
+  await eventually("three notices", () => renames.length === 3, { timeoutMs: 3000 });
+  assert.equal(await renamed, "alicia");
+  assert.deepEqual(renames.sort(), ["a", "b", "lobby"]);
+  assert.ok(raw.some((data) => data.includes("\n")), "no batched frame arrived");
+});
+
+Deno.test("ChatClient reports each message's fate", async (t) => {
+  await using server = await startServer({ MAX_MESSAGE_BYTES: "512" });
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+
+  await t.step("sent before connecting: queued, then stored", async () => {
+    const fate = alice.client.send("early");
+    alice.client.connect();
+    const result = await fate;
+    assert.equal(result.status, "stored");
+    assert.equal(result.status === "stored" && result.frame.message, "early");
+  });
+
+  await t.step("a private message to nobody: refused with the server's reason", async () => {
+    const result = await alice.client.send("psst", { to: "nobody" });
+    assert.deepEqual(result, {
+      status: "refused",
+      code: "user_not_found",
+      reason: "User not online: nobody",
+    });
+  });
+
+  await t.step("too big for the server's limit: refused before sending", async () => {
+    const result = await alice.client.send("x".repeat(600));
+    assert.equal(result.status, "refused");
+    assert.equal(result.status === "refused" && result.code, "message_too_big");
+    assert.equal(alice.client.state, "open");
+  });
+
+  await t.step("closing refuses what still waits", async () => {
+    await alice.client.close();
+    const result = await alice.client.send("late");
+    assert.equal(result.status === "refused" && result.code, "closed");
+  });
+});
+
+Deno.test("ChatClient paces a fast typist under the rate limit: nothing is lost", async () => {
+  await using server = await startServer({ RATE_LIMIT_PER_S: "20", RATE_LIMIT_BURST: "5" });
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  const texts = Array.from({ length: 26 }, (_, i) => `fast ${i}`);
+  const fates: Fate[] = await Promise.all(texts.map((text) => alice.client.send(text)));
+  assert.deepEqual(fates.map((f) => f.status), texts.map(() => "stored"));
+  await eventually("alice saw all", () => alice.messages.length === texts.length);
+  assert.deepEqual(alice.messages, texts);
+});
+
+Deno.test("ChatClient answers the heartbeat and stays connected", async () => {
+  await using server = await startServer({
+    HEARTBEAT_INTERVAL_MS: "100",
+    HEARTBEAT_TIMEOUT_MS: "300",
+  });
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  await new Promise((resolve) => setTimeout(resolve, 900));
+  assert.equal(alice.client.state, "open");
+  assert.equal(alice.sockets.length, 1, "the client reconnected");
+});
+
+Deno.test("ChatClient stops on a final close and keeps trying on others", async (t) => {
+  await t.step("a name in use before any welcome: closed with 4009", async () => {
+    await using server = await startServer();
+    await using bob = await TestClient.connect(server.url("/ws/chat/bob"));
+    await bob.next("welcome");
+    const other = chatClient(server, { username: "BOB" });
+    await using _ = other.client;
+    other.client.connect();
+    await eventually("closed", () => other.client.state === "closed");
+    assert.equal(other.states.at(-1)?.code, 4009);
+    assert.equal(other.sockets.length, 1);
+  });
+  await t.step("kicked: closed with 4003, no reconnect", async () => {
+    await using server = await startServer({ ADMIN_TOKEN: "admin-secret" });
+    const alice = chatClient(server, { username: "alice" });
+    await using _ = alice.client;
+    alice.client.connect();
+    await alice.open();
+    const response = await fetch(server.httpUrl("/api/admin/users/alice/kick"), {
+      method: "POST",
+      headers: { authorization: "Bearer admin-secret" },
+    });
+    await response.body?.cancel();
+    await eventually("closed", () => alice.client.state === "closed");
+    assert.equal(alice.states.at(-1)?.code, 4003);
+    assert.equal(alice.sockets.length, 1);
+  });
+});
+
+Deno.test("ChatClient joins, leaves and renames on one socket", async () => {
+  await using server = await startServer();
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  const joined = await alice.client.join("Dev");
+  assert.equal(joined.room, "dev");
+  assert.deepEqual(alice.client.rooms, ["lobby", "dev"]);
+  assert.equal((await alice.client.send("in dev", { room: "dev" })).status, "stored");
+  await assert.rejects(alice.client.join("#bad room!"), { code: "invalid_room" });
+  assert.equal(await alice.client.rename("alicia"), "alicia");
+  assert.equal(alice.client.username, "alicia");
+  alice.client.leave("dev");
+  await eventually("left dev", () => alice.client.rooms.length === 1);
+});
+
+Deno.test("reconnect delays grow with jitter between the floor and a doubling ceiling", () => {
+  assert.equal(reconnectDelay({ attempt: 0, random: 0.99 }), 1000);
+  assert.equal(reconnectDelay({ attempt: 3, random: 0 }), 1000);
+  assert.equal(reconnectDelay({ attempt: 3, random: 0.5 }), 4500);
+  assert.equal(reconnectDelay({ attempt: 40, random: 0.999 }), 29971);
+});
+
+Deno.test("a close is described for a person", () => {
+  assert.equal(describeClose(1001, PING_TIMEOUT_REASON), "Connection stopped answering");
+  assert.equal(describeClose(1001, ""), "Server shutting down");
+  assert.equal(describeClose(4009, "Username already in use"), "Username already in use");
+  assert.equal(describeClose(1006), "Connection lost");
+});
