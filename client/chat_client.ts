@@ -484,18 +484,15 @@ export class ChatClient {
 
   /** Adopts a welcome's or joined's epoch, users and first page of history. */
   #enter(frame: WelcomeFrame | JoinedFrame): void {
-    if (this.#epoch !== "" && frame.epoch !== this.#epoch) {
-      // The server's ids started again: the ids seen so far mean nothing.
-      for (const log of this.#rooms.values()) log.forget();
-    }
-    this.#epoch = frame.epoch;
     let log = this.#rooms.get(frame.room);
-    const resumed = log !== undefined && log.last > 0;
     if (log === undefined) {
       log = new RoomLog(frame.room);
       this.#rooms.set(frame.room, log);
     }
-    if (resumed && !frame.recovered) {
+    this.#epoch = frame.epoch;
+    // Not recovered: `since` was older than the history, or of another epoch (the server's
+    // ids started again). Either way the ids seen so far in the room mean nothing now.
+    if (log.last > 0 && !frame.recovered) {
       log.forget();
       this.#events.emit("gap", { room: frame.room });
     }

@@ -58,6 +58,35 @@ Deno.test("ChatClient resumes after a dropped socket: every message once, in ord
   assert.ok(alice.states.some((s) => s.state === "reconnecting"), "no reconnecting state");
 });
 
+Deno.test("ChatClient after a server that lost its history: a gap, and reused ids are shown", async () => {
+  await using first = await startServer();
+  await using second = await startServer();
+  let server = first;
+  const alice = chatClient(first, {
+    username: "alice",
+    // The "restarted" server is another one: the socket factory follows it.
+    webSocket: (url, protocols) => {
+      const socket = new WebSocket(url.replace(`:${first.port}/`, `:${server.port}/`), protocols);
+      alice.sockets.push(socket);
+      return socket;
+    },
+  });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  for (const text of ["m1", "m2"]) await alice.client.send(text);
+  server = second;
+  await using bob = await TestClient.connect(second.url("/ws/chat/bob"));
+  await bob.next("welcome");
+  // Ids start again at 1 on the new server: alice has seen 1 and 2 from the old one.
+  bob.sendJson({ type: "message", message: "n1" });
+  await bob.next((f) => f.message === "n1");
+  alice.sockets.at(-1)?.close();
+  await eventually("alice has n1", () => alice.messages.includes("n1"));
+  assert.deepEqual(alice.gaps, ["lobby"]);
+  assert.deepEqual(alice.messages, ["m1", "m2", "n1"]);
+});
+
 Deno.test("ChatClient reads batched frames: every line of one is an event", async () => {
   await using server = await startServer();
   const alice = chatClient(server, { username: "alice" });
