@@ -1,37 +1,23 @@
-// The chat page client: one ES module, no framework, no build step.
+// The chat page: the UI over ChatClient (chat_client.js, built from client/ by
+// `deno task build`), which speaks the protocol: reconnects, resumes without
+// duplicates, heartbeats, and sends with a fate for each message.
 //
 // Every piece of user-supplied text reaches the DOM through textContent only,
 // so a message like `<img src=x onerror=alert(1)>` is shown, never parsed.
 
+import {
+  ChatClient,
+  DEFAULT_ROOM,
+  describeClose,
+  nameKey,
+  normalizeName,
+  roomName,
+  SYSTEM_SENDER,
+} from "./chat_client.js";
+
 const NAME_KEY = "chat.username";
-const DEFAULT_ROOM = "lobby";
-const MAX_NAME_LENGTH = 32;
-// The server's rule (chat/names.ts) in short: letters, digits, space, `_ - .`; the server
-// also refuses invisible code points and mixed scripts, and answers with the reason.
-const NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 30_000;
 // Within this many pixels of the bottom the log counts as "at the bottom".
 const STICKY_PX = 48;
-// Ids remembered per room for de-duplication; older ones are below `last` anyway.
-const SEEN_LIMIT = 2000;
-
-const CLOSE_REASONS = new Map([
-  [1000, "Connection closed"],
-  [1001, "Server shutting down"],
-  [1006, "Connection lost"],
-  [1008, "Refused by the server"],
-  [1009, "Message too big"],
-  [1011, "Server error"],
-  [4000, "Heartbeat timeout"],
-  [4001, "Room closed"],
-  [4003, "Kicked"],
-  [4008, "Slow consumer"],
-  [4009, "Username already in use"],
-]);
-
-// Reconnecting cannot help after these: the server refused this user or room.
-const FINAL_CODES = new Set([1008, 4001, 4003]);
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -78,57 +64,31 @@ const ui = {
 const encoder = new TextEncoder();
 
 const state = {
-  /** @type {WebSocket | null} */
-  ws: null,
-  /** Whether the user wants to be connected (Connect pressed, not Disconnect). */
-  wanted: false,
-  /** Whether the current socket got its `welcome`. */
-  welcomed: false,
-  /** Whether any socket got a `welcome` since Connect was pressed. */
-  everWelcomed: false,
-  /** The name to connect with; "" joins anonymously until the server names us. */
+  /** @type {ChatClient | null} The client while the user wants to be connected. */
+  chat: null,
+  /** The name asked for, then the one the server gave. */
   username: "",
+  /** The room shown. */
   room: DEFAULT_ROOM,
-  /** Set while an in-band room switch waits for `joined`. */
+  /** Set while a room switch waits for `joined`. */
   pendingRoom: "",
-  pendingRename: "",
-  attempt: 0,
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  reconnectTimer: undefined,
-  /** @type {ReturnType<typeof setInterval> | undefined} */
-  countdownTimer: undefined,
+  /** Whether the current socket got its `welcome`. */
+  live: false,
+  /** The application heartbeat, as the welcome announced it. */
+  heartbeat: false,
   reconnectAt: 0,
   lastReason: "",
   /** @type {ReturnType<typeof setInterval> | undefined} */
-  heartbeatTimer: undefined,
-  /** @type {{ interval_ms: number, timeout_ms: number } | null} */
-  heartbeat: null,
-  lastFrameAt: 0,
+  countdownTimer: undefined,
   /** The server's limit, from `welcome.limits`; none before it, since nothing is sent before it. */
   maxMessageBytes: Infinity,
   /** @type {string[]} */
   users: [],
   privateTo: "",
-  /** Per room: ids shown and the highest one, to resume with `?since=`. */
-  /** @type {Map<string, { ids: Set<number>, last: number }>} */
-  seen: new Map(),
-  /** The epoch of the ids in `seen`: sent back with `since`; a new one means they restarted. */
-  epoch: "",
 };
 
 // ---------------------------------------------------------------------------
 // Small helpers
-
-function normalizeName(raw) {
-  const name = raw.normalize("NFKC").trim();
-  if (name.length === 0 || [...name].length > MAX_NAME_LENGTH) return undefined;
-  return NAME_PATTERN.test(name) ? name : undefined;
-}
-
-// The server's nameKey: names that differ only by width or case are one name.
-function nameKey(name) {
-  return name.normalize("NFKC").toUpperCase().toLowerCase().normalize("NFKC");
-}
 
 function sameName(a, b) {
   return nameKey(a) === nameKey(b);
@@ -185,7 +145,7 @@ function setStatus(kind, text) {
 }
 
 function connectedStatus() {
-  const heartbeat = state.heartbeat === null ? "" : " · heartbeat on";
+  const heartbeat = state.heartbeat ? " · heartbeat on" : "";
   setStatus("connected", `Connected as ${state.username}${heartbeat}`);
 }
 
@@ -196,16 +156,16 @@ function reconnectingStatus() {
 }
 
 function showPanels() {
-  ui.joinForm.hidden = state.wanted;
-  ui.session.hidden = !state.wanted;
+  const wanted = state.chat !== null;
+  ui.joinForm.hidden = wanted;
+  ui.session.hidden = !wanted;
   ui.myName.textContent = state.username === "" ? "(anonymous)" : state.username;
   ui.roomName.textContent = `#${state.room}`;
-  const live = state.welcomed && state.ws !== null;
-  ui.message.disabled = !state.wanted;
-  ui.send.disabled = !state.wanted;
-  ui.renameButton.disabled = !live;
-  ui.switchButton.disabled = !live;
-  if (!live) {
+  ui.message.disabled = !wanted;
+  ui.send.disabled = !wanted;
+  ui.renameButton.disabled = !state.live;
+  ui.switchButton.disabled = !state.live;
+  if (!state.live) {
     hideInlineForm(ui.renameForm, ui.renameButton);
     hideInlineForm(ui.switchForm, ui.switchButton);
   }
@@ -308,61 +268,6 @@ function clearMessages() {
 }
 
 // ---------------------------------------------------------------------------
-// De-duplication by (room, id): history after a reconnect may overlap what is shown.
-
-function seenFor(room) {
-  let entry = state.seen.get(room);
-  if (entry === undefined) {
-    entry = { ids: new Set(), last: 0 };
-    state.seen.set(room, entry);
-  }
-  return entry;
-}
-
-/** Records the frame; false when it was shown already. */
-function firstSight(frame) {
-  if (typeof frame.id !== "number") return true;
-  const entry = seenFor(frame.room);
-  if (entry.ids.has(frame.id)) return false;
-  entry.ids.add(frame.id);
-  if (entry.ids.size > SEEN_LIMIT) {
-    const oldest = entry.ids.values().next().value;
-    entry.ids.delete(oldest);
-  }
-  if (frame.id > entry.last) entry.last = frame.id;
-  return true;
-}
-
-function showRoomFrame(frame, live) {
-  if (frame.room !== state.room || !firstSight(frame)) return;
-  if (frame.type === "system") {
-    renderSystem(frame, live);
-    if (live) applyPresence(frame);
-  } else {
-    renderChat(frame, live);
-  }
-}
-
-/**
- * Adopts the server's epoch; a different one means its ids restarted (a
- * server restart with memory storage): the ids seen so far mean nothing.
- */
-function adoptEpoch(epoch) {
-  if (typeof epoch !== "string" || epoch === "") return;
-  if (state.epoch !== "" && epoch !== state.epoch) state.seen.clear();
-  state.epoch = epoch;
-}
-
-function showHistory(room, history, recovered, resumed) {
-  if (resumed && !recovered) {
-    // Ids may have restarted (a server restart with memory storage): forget the old ones.
-    state.seen.delete(room);
-    renderNotice("Some messages may be missing.", "warning");
-  }
-  for (const frame of history) showRoomFrame(frame, false);
-}
-
-// ---------------------------------------------------------------------------
 // Online users
 
 function setUsers(users) {
@@ -370,25 +275,15 @@ function setUsers(users) {
   renderUsers();
 }
 
-function applyPresence(frame) {
-  const user = typeof frame.user === "string" ? frame.user : "";
-  if (frame.event === "join" && user !== "") {
-    if (!state.users.some((u) => sameName(u, user))) state.users.push(user);
-  } else if (frame.event === "leave" && user !== "") {
-    state.users = state.users.filter((u) => !sameName(u, user));
-    if (state.privateTo !== "" && sameName(state.privateTo, user)) {
-      setPrivateTarget("");
-      renderNotice(`${user} left; private message cancelled.`);
-    }
-  } else if (frame.event === "rename" && user !== "" && typeof frame.old_name === "string") {
-    const old = frame.old_name;
-    state.users = state.users.map((u) => (sameName(u, old) ? user : u));
-    if (sameName(old, state.username)) renamed(user);
-    if (state.privateTo !== "" && sameName(state.privateTo, old)) setPrivateTarget(user);
-  } else {
-    return;
+/** Follows the private target through a leave or a rename. */
+function followTarget(frame) {
+  if (state.privateTo === "" || frame.user === undefined) return;
+  if (frame.event === "leave" && sameName(state.privateTo, frame.user)) {
+    setPrivateTarget("");
+    renderNotice(`${frame.user} left; private message cancelled.`);
+  } else if (frame.event === "rename" && sameName(state.privateTo, frame.old_name ?? "")) {
+    setPrivateTarget(frame.user);
   }
-  renderUsers();
 }
 
 function renderUsers() {
@@ -423,26 +318,7 @@ function setPrivateTarget(name) {
 }
 
 // ---------------------------------------------------------------------------
-// Connection
-
-function socketUrl(resume) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  // Batched: frames of one server tick arrive as one, a JSON object per line.
-  const params = new URLSearchParams({ room: state.room, batch: "1" });
-  let path;
-  if (state.username === "") {
-    path = "/ws/chat";
-    params.set("heartbeat", "1");
-  } else {
-    path = `/ws/chat/${encodeURIComponent(state.username)}/heartbeat`;
-  }
-  const last = state.seen.get(state.room)?.last ?? 0;
-  if (resume && last > 0) {
-    params.set("since", String(last));
-    if (state.epoch !== "") params.set("epoch", state.epoch);
-  }
-  return `${scheme}//${location.host}${path}?${params}`;
-}
+// Connection: a ChatClient and the page's answers to its events
 
 // With AUTH_SECRET on the server, open the page as /#token=<jwt>: a fragment
 // never reaches server logs. The token is kept for this tab only and offered
@@ -460,150 +336,93 @@ function authToken() {
   }
 }
 
-function openSocket(resume) {
-  clearTimers();
-  state.welcomed = false;
-  state.pendingRoom = "";
-  state.pendingRename = "";
-  setStatus("connecting", resume ? "Reconnecting…" : "Connecting…");
+function connect() {
   const token = authToken();
-  const ws = token === ""
-    ? new WebSocket(socketUrl(resume))
-    : new WebSocket(socketUrl(resume), ["chat", `bearer.${token}`]);
-  state.ws = ws;
-  state.lastFrameAt = Date.now();
-  // Handlers check `state.ws` so a stale socket can never act on the page.
-  ws.addEventListener("message", (event) => {
-    if (state.ws !== ws) return;
-    state.lastFrameAt = Date.now();
-    if (typeof event.data !== "string") return;
-    // JSON never holds a raw newline, so each line is one frame.
-    for (const line of event.data.split("\n")) {
-      if (state.ws !== ws) return;
-      onFrame(line, resume);
+  const chat = new ChatClient({
+    url: location.origin,
+    username: state.username === "" ? undefined : state.username,
+    room: state.room,
+    token: token === "" ? undefined : token,
+  });
+  state.chat = chat;
+  // Handlers check that their client is still the page's: a stale one never acts.
+  const on = (type, listener) =>
+    chat.on(type, (payload) => state.chat === chat && listener(payload));
+  on("state", onState);
+  on("welcome", onWelcome);
+  on("joined", onJoined);
+  on("users", ({ room, users }) => room === state.room && setUsers(users));
+  on("message", ({ frame, replayed }) => frame.room === state.room && renderChat(frame, !replayed));
+  on("system", ({ frame, replayed }) => {
+    if (frame.room !== state.room) return;
+    renderSystem(frame, !replayed);
+    if (!replayed) followTarget(frame);
+  });
+  on("private", ({ frame }) => renderPrivate(frame));
+  on("gap", ({ room }) => room === state.room && renderNotice("Some messages may be missing.", "warning"));
+  on("renamed", ({ to }) => renamed(to));
+  on("left", ({ room }) => {
+    if (room === state.room && state.pendingRoom === "") {
+      renderNotice(`You are no longer in #${room}.`, "warning");
     }
   });
-  ws.addEventListener("close", (event) => {
-    if (state.ws !== ws) return;
-    onClose(event.code, event.reason);
-  });
+  on("error", (frame) => renderNotice(frame.message, "error"));
+  chat.connect();
   showPanels();
 }
 
-function send(frame) {
-  const ws = state.ws;
-  if (ws === null || ws.readyState !== WebSocket.OPEN || !state.welcomed) return false;
-  ws.send(JSON.stringify(frame));
-  return true;
+function onState(event) {
+  clearInterval(state.countdownTimer);
+  state.countdownTimer = undefined;
+  state.live = event.state === "open";
+  if (event.state === "connecting") {
+    setStatus("connecting", state.lastReason === "" ? "Connecting…" : "Reconnecting…");
+  } else if (event.state === "open") {
+    state.lastReason = "";
+    connectedStatus();
+  } else if (event.state === "reconnecting") {
+    state.lastReason = describeClose(event.code ?? 1006, event.reason);
+    state.reconnectAt = Date.now() + (event.delayMs ?? 0);
+    state.countdownTimer = setInterval(reconnectingStatus, 1000);
+    reconnectingStatus();
+  } else if (event.state === "closed") {
+    const why = describeClose(event.code ?? 1000, event.reason);
+    state.chat = null;
+    setStatus("disconnected", `Disconnected: ${why}`);
+    ui.joinError.textContent = why;
+  }
+  showPanels();
 }
 
-function onFrame(data, resumed) {
-  if (typeof data !== "string") return;
-  let frame;
-  try {
-    frame = JSON.parse(data);
-  } catch {
-    return;
-  }
-  if (typeof frame !== "object" || frame === null) return;
-  switch (frame.type) {
-    case "welcome":
-      return onWelcome(frame, resumed);
-    case "joined":
-      return onJoined(frame);
-    case "history":
-      // The rest of a long history, after a welcome or joined that said `more`.
-      if (frame.room === state.room && Array.isArray(frame.history)) {
-        for (const stored of frame.history) showRoomFrame(stored, false);
-      }
-      return;
-    case "left":
-      if (frame.room === state.room && state.pendingRoom === "") {
-        renderNotice(`You are no longer in #${frame.room}.`, "warning");
-      }
-      return;
-    case "message":
-    case "system":
-      return showRoomFrame(frame, true);
-    case "private":
-      return renderPrivate(frame);
-    case "users":
-      if (frame.room === state.room && Array.isArray(frame.users)) setUsers(frame.users);
-      return;
-    case "ping":
-      send({ type: "pong" });
-      return;
-    case "heartbeat_ack":
-      return;
-    case "error":
-      return onError(frame);
-  }
-}
-
-function onWelcome(frame, resumed) {
-  state.welcomed = true;
-  state.everWelcomed = true;
-  state.attempt = 0;
-  state.lastReason = "";
+function onWelcome(frame) {
   state.username = frame.username;
   state.room = frame.room;
-  state.heartbeat = frame.heartbeat ?? null;
-  if (typeof frame.limits?.max_message_bytes === "number") {
-    state.maxMessageBytes = frame.limits.max_message_bytes;
-  }
+  state.heartbeat = frame.heartbeat !== null;
+  state.maxMessageBytes = frame.limits.max_message_bytes;
+  state.pendingRoom = "";
   setRoomInUrl(state.room);
-  setUsers(Array.isArray(frame.users) ? frame.users : []);
-  adoptEpoch(frame.epoch);
-  showHistory(frame.room, frame.history ?? [], frame.recovered !== false, resumed);
-  startHeartbeat();
   connectedStatus();
   showPanels();
 }
 
+/** A room switch is answered: the new room is shown before its history arrives. */
 function onJoined(frame) {
-  if (frame.room !== state.pendingRoom) {
-    // A resume of the current room: just the missed frames.
-    if (frame.room !== state.room) return;
-    adoptEpoch(frame.epoch);
-    showHistory(frame.room, frame.history ?? [], frame.recovered !== false, true);
-    return;
-  }
+  if (frame.room !== state.pendingRoom) return;
   const old = state.room;
   state.pendingRoom = "";
-  send({ type: "leave", room: old });
+  state.chat?.leave(old);
   state.room = frame.room;
-  state.seen.delete(frame.room);
-  adoptEpoch(frame.epoch);
   setPrivateTarget("");
   clearMessages();
   setRoomInUrl(state.room);
-  setUsers(Array.isArray(frame.users) ? frame.users : []);
-  showHistory(frame.room, frame.history ?? [], true, false);
+  setUsers(frame.users);
   hideInlineForm(ui.switchForm, ui.switchButton);
   showPanels();
   ui.message.focus();
 }
 
-function onError(frame) {
-  const text = typeof frame.message === "string" ? frame.message : "Unknown error";
-  if ((frame.code === "name_taken" || frame.code === "invalid_name") && state.pendingRename) {
-    state.pendingRename = "";
-    ui.renameError.textContent = text;
-    ui.renameInput.focus();
-    return;
-  }
-  if (frame.code === "invalid_room" && state.pendingRoom !== "") {
-    state.pendingRoom = "";
-    ui.switchError.textContent = text;
-    ui.switchInput.focus();
-    return;
-  }
-  renderNotice(text, "error");
-}
-
 function renamed(name) {
   state.username = name;
-  state.pendingRename = "";
   saveName(name);
   ui.username.value = name;
   hideInlineForm(ui.renameForm, ui.renameButton);
@@ -611,77 +430,17 @@ function renamed(name) {
   showPanels();
 }
 
-function onClose(code, reason) {
-  state.ws = null;
-  state.welcomed = false;
-  clearTimers();
-  const why = reason || CLOSE_REASONS.get(code) || `Closed with code ${code}`;
-  // A name refused before any welcome is taken; on a reconnect it is most
-  // likely our own previous socket that the server has not dropped yet.
-  const final = FINAL_CODES.has(code) || (code === 4009 && !state.everWelcomed);
-  if (final || !state.wanted) {
-    state.wanted = false;
-    setStatus("disconnected", `Disconnected: ${why}`);
-    ui.joinError.textContent = why;
-    showPanels();
-    return;
-  }
-  state.lastReason = why;
-  scheduleReconnect();
-  showPanels();
-}
-
-function scheduleReconnect() {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
-  // Full jitter above the floor, so many clients dropped at once come back spread out.
-  const delay = BACKOFF_MIN_MS + Math.random() * (ceiling - BACKOFF_MIN_MS);
-  state.attempt++;
-  state.reconnectAt = Date.now() + delay;
-  state.reconnectTimer = setTimeout(() => openSocket(true), delay);
-  state.countdownTimer = setInterval(reconnectingStatus, 1000);
-  reconnectingStatus();
-}
-
 /** Reconnects at once when a reconnect is pending (tab visible again, network back). */
 function reconnectNow() {
-  if (!state.wanted || state.ws !== null) return;
-  openSocket(true);
-}
-
-function startHeartbeat() {
-  if (state.heartbeat === null) return;
-  const { interval_ms: interval, timeout_ms: timeout } = state.heartbeat;
-  state.heartbeatTimer = setInterval(() => {
-    // No frame for a whole timeout (the server pings every interval): the link is dead
-    // even if the browser has not noticed, so drop it and reconnect.
-    if (Date.now() - state.lastFrameAt > timeout) {
-      const ws = state.ws;
-      // Detached first, so its own close event (maybe much later) is ignored.
-      state.ws = null;
-      ws?.close(4000, "Heartbeat timeout");
-      onClose(4000, "No answer from the server");
-      return;
-    }
-    send({ type: "heartbeat" });
-  }, interval);
-}
-
-function clearTimers() {
-  clearTimeout(state.reconnectTimer);
-  clearInterval(state.countdownTimer);
-  clearInterval(state.heartbeatTimer);
-  state.reconnectTimer = undefined;
-  state.countdownTimer = undefined;
-  state.heartbeatTimer = undefined;
+  state.chat?.reconnectNow();
 }
 
 function disconnect() {
-  state.wanted = false;
-  clearTimers();
-  const ws = state.ws;
-  state.ws = null;
-  state.welcomed = false;
-  ws?.close(1000, "Bye");
+  const chat = state.chat;
+  state.chat = null;
+  state.live = false;
+  clearInterval(state.countdownTimer);
+  chat?.close();
   setStatus("disconnected", "Disconnected");
   setUsers([]);
   setPrivateTarget("");
@@ -722,7 +481,7 @@ ui.joinForm.addEventListener("submit", (event) => {
     ui.username.focus();
     return;
   }
-  const room = normalizeName(ui.room.value);
+  const room = roomName(ui.room.value);
   if (room === undefined) {
     ui.joinError.textContent = "Room names are 1 to 32 letters, digits, spaces, _ - or .";
     ui.room.focus();
@@ -731,16 +490,12 @@ ui.joinForm.addEventListener("submit", (event) => {
   if (name !== "") saveName(name);
   state.username = name;
   state.room = room;
-  state.wanted = true;
-  state.everWelcomed = false;
-  state.attempt = 0;
   state.lastReason = "";
-  state.seen.clear();
   clearMessages();
   setUsers([]);
   setPrivateTarget("");
   setRoomInUrl(room);
-  openSocket(false);
+  connect();
   ui.message.focus();
 });
 
@@ -758,17 +513,19 @@ ui.renameButton.addEventListener("click", () => {
 ui.renameForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = normalizeName(ui.renameInput.value);
-  if (name === undefined || sameName(name, "System")) {
+  if (name === undefined || sameName(name, SYSTEM_SENDER)) {
     ui.renameError.textContent = "Names are 1 to 32 letters, digits, spaces, _ - or .";
     return;
   }
-  if (name === state.username) {
+  if (name === state.username || state.chat === null) {
     hideInlineForm(ui.renameForm, ui.renameButton);
     return;
   }
   ui.renameError.textContent = "";
-  state.pendingRename = name;
-  if (!send({ type: "rename", name })) ui.renameError.textContent = "Not connected.";
+  state.chat.rename(name).catch((error) => {
+    ui.renameError.textContent = error.message;
+    ui.renameInput.focus();
+  });
 });
 
 ui.switchButton.addEventListener("click", () => {
@@ -781,21 +538,22 @@ ui.switchButton.addEventListener("click", () => {
 
 ui.switchForm.addEventListener("submit", (event) => {
   event.preventDefault();
-  const room = normalizeName(ui.switchInput.value);
+  const room = roomName(ui.switchInput.value);
   if (room === undefined) {
     ui.switchError.textContent = "Room names are 1 to 32 letters, digits, spaces, _ - or .";
     return;
   }
-  if (room === state.room) {
+  if (room === state.room || state.chat === null) {
     hideInlineForm(ui.switchForm, ui.switchButton);
     return;
   }
   ui.switchError.textContent = "";
   state.pendingRoom = room;
-  if (!send({ type: "join", room })) {
+  state.chat.join(room).catch((error) => {
     state.pendingRoom = "";
-    ui.switchError.textContent = "Not connected.";
-  }
+    ui.switchError.textContent = error.message;
+    ui.switchInput.focus();
+  });
 });
 
 for (const form of [ui.renameForm, ui.switchForm]) {
@@ -831,7 +589,9 @@ function frameFor(text) {
 }
 
 function checkSize() {
-  const bytes = encoder.encode(JSON.stringify(frameFor(ui.message.value))).length;
+  // The client adds a client id of up to 16 characters to what it sends.
+  const frame = { ...frameFor(ui.message.value), cid: "x".repeat(16) };
+  const bytes = encoder.encode(JSON.stringify(frame)).length;
   const over = bytes > state.maxMessageBytes;
   ui.message.setAttribute("aria-invalid", String(over));
   ui.composerError.textContent = over
@@ -843,12 +603,16 @@ function checkSize() {
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.message.value;
-  if (text.trim() === "") return;
+  if (text.trim() === "" || state.chat === null) return;
   if (!checkSize()) return;
-  if (!send(frameFor(text))) {
-    ui.composerError.textContent = "Not connected; the message was not sent.";
-    return;
-  }
+  // Queued by the client while reconnecting or paced under the rate limit: the text box
+  // clears at once, and a message the server refuses says so with its reason.
+  const options = state.privateTo === ""
+    ? { room: state.room }
+    : { to: state.privateTo, room: state.room };
+  state.chat.send(text, options).then((fate) => {
+    if (fate.status === "refused") renderNotice(`Not sent (${fate.reason}): ${text}`, "error");
+  });
   ui.message.value = "";
   ui.composerError.textContent = "";
   ui.message.focus();
@@ -888,7 +652,7 @@ addEventListener("online", reconnectNow);
 // Start
 
 {
-  const room = normalizeName(new URL(location.href).searchParams.get("room") ?? "");
+  const room = roomName(new URL(location.href).searchParams.get("room") ?? "");
   if (room !== undefined) ui.room.value = room;
   ui.username.value = loadName();
   setStatus("disconnected", "Disconnected");

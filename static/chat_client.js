@@ -1,0 +1,1259 @@
+// chat/protocol_codes.ts
+var CloseCode = {
+  /** Normal closure. */
+  Normal: 1e3,
+  /** The server is shutting down. */
+  GoingAway: 1001,
+  /** Policy violation: server full, invalid name, unauthorized, rate limit. */
+  PolicyViolation: 1008,
+  /** A frame over MAX_MESSAGE_BYTES. */
+  MessageTooBig: 1009,
+  /** An unexpected server error. */
+  InternalError: 1011,
+  /** No frame within HEARTBEAT_TIMEOUT_MS on the heartbeat route. */
+  HeartbeatTimeout: 4e3,
+  /** An operator closed the only room the socket was in. */
+  RoomClosed: 4001,
+  /** An operator kicked or banned the user. */
+  Kicked: 4003,
+  /** The socket's send buffer passed MAX_BUFFERED_BYTES. */
+  SlowConsumer: 4008,
+  /** The username is already online. */
+  UsernameInUse: 4009
+};
+var CloseReason = {
+  ServerShuttingDown: "Server shutting down",
+  ServerFull: "Server is full",
+  MessageTooBig: "Message too big",
+  HeartbeatTimeout: "Heartbeat timeout",
+  RoomClosed: "Room closed",
+  Kicked: "Kicked",
+  Banned: "Banned",
+  SlowConsumer: "Slow consumer",
+  UsernameInUse: "Username already in use",
+  Unauthorized: "Unauthorized",
+  RateLimitExceeded: "Rate limit exceeded",
+  TooManyConnections: "Too many connections from this address"
+};
+var ErrorCode = {
+  /** The text looked like a JSON object (started with `{`) but did not parse. */
+  BadJson: "bad_json",
+  /** The JSON parsed but a field is missing or has the wrong type. */
+  BadMessage: "bad_message",
+  /** The `type` field names no known frame. */
+  UnknownType: "unknown_type",
+  /** The message text is empty after trimming. */
+  EmptyMessage: "empty_message",
+  /** A binary frame; the protocol is JSON text only. */
+  BinaryNotSupported: "binary_not_supported",
+  /** The private message target is not online. */
+  UserNotFound: "user_not_found",
+  /** A username that breaks the naming rules. */
+  InvalidName: "invalid_name",
+  /** A rename to a name someone else has. */
+  NameTaken: "name_taken",
+  /** A rename to a name that is banned. */
+  Banned: "banned",
+  /** A room name that breaks the naming rules. */
+  InvalidRoom: "invalid_room",
+  /** The connection is not in the room it addressed. */
+  NotInRoom: "not_in_room",
+  /** The connection is in MAX_ROOMS_PER_CONNECTION rooms already. */
+  TooManyRooms: "too_many_rooms",
+  /** The frame was dropped by the per-connection rate limit. */
+  RateLimited: "rate_limited",
+  /** The storage engine could not commit the message; it was not sent. */
+  Unavailable: "unavailable",
+  /** The frame is not allowed on this route (for example rename on `/ws`). */
+  NotAllowed: "not_allowed"
+};
+
+// chat/names.ts
+var MAX_NAME_LENGTH = 32;
+var NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
+var INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0]/u;
+var LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+var ANY_SCRIPT = /[\p{Script=Common}\p{Script=Inherited}]/u;
+var RECOMMENDED_SCRIPTS = [
+  "Arabic",
+  "Armenian",
+  "Bengali",
+  "Bopomofo",
+  "Cyrillic",
+  "Devanagari",
+  "Ethiopic",
+  "Georgian",
+  "Greek",
+  "Gujarati",
+  "Gurmukhi",
+  "Han",
+  "Hangul",
+  "Hebrew",
+  "Hiragana",
+  "Kannada",
+  "Katakana",
+  "Khmer",
+  "Lao",
+  "Latin",
+  "Malayalam",
+  "Myanmar",
+  "Oriya",
+  "Sinhala",
+  "Tamil",
+  "Telugu",
+  "Thaana",
+  "Thai",
+  "Tibetan"
+];
+var SCRIPT_PATTERNS = RECOMMENDED_SCRIPTS.map((script) => [
+  script,
+  new RegExp(`\\p{Script=${script}}`, "u")
+]);
+var MIXES = [
+  /* @__PURE__ */ new Set([
+    "Latin",
+    "Han",
+    "Hiragana",
+    "Katakana"
+  ]),
+  /* @__PURE__ */ new Set([
+    "Latin",
+    "Han",
+    "Bopomofo"
+  ]),
+  /* @__PURE__ */ new Set([
+    "Latin",
+    "Han",
+    "Hangul"
+  ])
+];
+var RESERVED = "system";
+var RESERVED_LOOKALIKES = {
+  "\u0455": "s",
+  "\u0443": "y",
+  "\u04AF": "y",
+  "\u0442": "t",
+  "\u0435": "e",
+  "\u043C": "m",
+  "\uA731": "s",
+  "\u028F": "y",
+  "\u1D1B": "t",
+  "\u1D07": "e",
+  "\u1D0D": "m"
+};
+function normalizeName(raw) {
+  if (INVISIBLE.test(raw)) return void 0;
+  const name = raw.normalize("NFKC").trim();
+  if (name.length === 0 || [
+    ...name
+  ].length > MAX_NAME_LENGTH) return void 0;
+  if (!NAME_PATTERN.test(name) || INVISIBLE.test(name) || !LETTER_OR_DIGIT.test(name)) {
+    return void 0;
+  }
+  const scripts = scriptsOf(name);
+  return scripts !== void 0 && oneScript(scripts) ? name : void 0;
+}
+function nameKey(name) {
+  return name.normalize("NFKC").toUpperCase().toLowerCase().normalize("NFKC");
+}
+function roomName(raw) {
+  const name = normalizeName(raw);
+  return name === void 0 ? void 0 : nameKey(name);
+}
+function isReservedName(name) {
+  const key = nameKey(name);
+  if (key === RESERVED) return true;
+  if (key.length !== RESERVED.length) return false;
+  return [
+    ...key
+  ].map((c) => RESERVED_LOOKALIKES[c] ?? c).join("") === RESERVED;
+}
+function scriptsOf(name) {
+  const scripts = /* @__PURE__ */ new Set();
+  for (const char of name) {
+    if (ANY_SCRIPT.test(char)) continue;
+    const script = SCRIPT_PATTERNS.find(([, pattern]) => pattern.test(char))?.[0];
+    if (script === void 0) return void 0;
+    scripts.add(script);
+  }
+  return scripts;
+}
+function oneScript(scripts) {
+  if (scripts.size <= 1) return true;
+  return MIXES.some((mix) => [
+    ...scripts
+  ].every((script) => mix.has(script)));
+}
+
+// chat/protocol.ts
+var SYSTEM_SENDER = "System";
+var DEFAULT_ROOM = "lobby";
+var CHAT_FRAME_HEAD = '{"type":"message","message":"';
+var NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
+function fail(code, message) {
+  return {
+    ok: false,
+    code,
+    message
+  };
+}
+function ok(value) {
+  return {
+    ok: true,
+    value
+  };
+}
+function optionalString(fields, key) {
+  const value = fields[key];
+  if (value === void 0) return void 0;
+  return typeof value === "string" ? value : null;
+}
+function chatText(value) {
+  if (typeof value !== "string") {
+    return fail(ErrorCode.BadMessage, "Field message must be a string");
+  }
+  if (value.trim().length === 0) return fail(ErrorCode.EmptyMessage, "Message is empty");
+  return value;
+}
+function plainMessage(text) {
+  const message = chatText(text);
+  return typeof message === "string" ? ok({
+    type: "message",
+    message
+  }) : message;
+}
+var CID = /^[A-Za-z0-9_-]{1,64}$/;
+function withCid(fields, result) {
+  const cid = fields.cid;
+  if (cid === void 0 || !result.ok) return result;
+  if (typeof cid !== "string" || !CID.test(cid)) {
+    return fail(ErrorCode.BadMessage, "Field cid must be 1 to 64 letters, digits, - or _");
+  }
+  return ok({
+    ...result.value,
+    cid
+  });
+}
+function parseChat(fields, type) {
+  return withCid(fields, parseChatFields(fields, type));
+}
+function parseChatFields(fields, type) {
+  const text = chatText(fields.message);
+  if (typeof text !== "string") return text;
+  const room = optionalString(fields, "room");
+  if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+  const short = optionalString(fields, "to");
+  const to = short === void 0 ? optionalString(fields, "target_user") : short;
+  if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+  if (to !== void 0) {
+    const msg = {
+      type: "private",
+      to,
+      message: text
+    };
+    return ok(room === void 0 ? msg : {
+      ...msg,
+      room
+    });
+  }
+  if (type === "private") return fail(ErrorCode.BadMessage, "Field to must be a string");
+  return ok(room === void 0 ? {
+    type,
+    message: text
+  } : {
+    type,
+    message: text,
+    room
+  });
+}
+function requiredString(fields, key) {
+  const value = fields[key];
+  return typeof value === "string" ? value : fail(ErrorCode.BadMessage, `Field ${key} must be a string`);
+}
+function parseRecovery(fields, type) {
+  const room = requiredString(fields, "room");
+  if (typeof room !== "string") return room;
+  const since = fields.since;
+  if (since === void 0 && type === "join") return ok({
+    type,
+    room
+  });
+  if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+    return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
+  }
+  if (fields.epoch === void 0) return ok({
+    type,
+    room,
+    since
+  });
+  const epoch = parseEpoch(fields.epoch);
+  if (epoch === void 0) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
+  return ok({
+    type,
+    room,
+    since,
+    epoch
+  });
+}
+var PARSERS = {
+  message: (fields) => parseChat(fields, "message"),
+  private: (fields) => parseChat(fields, "private"),
+  rename: (fields) => {
+    const name = requiredString(fields, "name");
+    return withCid(fields, typeof name === "string" ? ok({
+      type: "rename",
+      name
+    }) : name);
+  },
+  heartbeat: () => ok({
+    type: "heartbeat"
+  }),
+  pong: () => ok({
+    type: "pong"
+  }),
+  join: (fields) => withCid(fields, parseRecovery(fields, "join")),
+  resume: (fields) => parseRecovery(fields, "resume"),
+  leave: (fields) => {
+    const room = requiredString(fields, "room");
+    return typeof room === "string" ? ok({
+      type: "leave",
+      room
+    }) : room;
+  },
+  users: (fields) => {
+    const room = optionalString(fields, "room");
+    if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+    return ok(room === void 0 ? {
+      type: "users"
+    } : {
+      type: "users",
+      room
+    });
+  }
+};
+function parseObject(fields) {
+  const type = fields.type;
+  if (type === void 0 && fields.message !== void 0) return parseChat(fields, "message");
+  if (typeof type !== "string") {
+    return fail(ErrorCode.BadMessage, "Field type must be a string");
+  }
+  const parse = Object.hasOwn(PARSERS, type) ? PARSERS[type] : void 0;
+  if (parse === void 0) {
+    return fail(ErrorCode.UnknownType, `Unknown message type: ${type.slice(0, 64)}`);
+  }
+  return parse(fields);
+}
+function parseClientMessage(text) {
+  if (text.length >= CHAT_FRAME_HEAD.length + 2 && text.startsWith(CHAT_FRAME_HEAD) && text.endsWith('"}')) {
+    const body = text.slice(CHAT_FRAME_HEAD.length, -2);
+    if (!NEEDS_ESCAPE.test(body)) {
+      return plainMessage(body);
+    }
+  }
+  if (text.trimStart()[0] !== "{") return plainMessage(text);
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return fail(ErrorCode.BadJson, "Frame is not valid JSON");
+  }
+  return parseObject(data);
+}
+function parseEpoch(value) {
+  return typeof value === "string" && /^[\w-]{1,64}$/.test(value) ? value : void 0;
+}
+
+// client/backoff.ts
+var DEFAULT_BACKOFF = Object.freeze({
+  minDelayMs: 1e3,
+  maxDelayMs: 3e4
+});
+function reconnectDelay(at, options = {}) {
+  const { minDelayMs, maxDelayMs } = {
+    ...DEFAULT_BACKOFF,
+    ...options
+  };
+  const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(at.attempt, 30));
+  return Math.round(minDelayMs + at.random * Math.max(0, ceiling - minDelayMs));
+}
+
+// client/close_labels.ts
+var PING_TIMEOUT_REASON = "No response from ping frame.";
+var LABELS = /* @__PURE__ */ new Map([
+  [
+    CloseCode.Normal,
+    "Connection closed"
+  ],
+  [
+    CloseCode.GoingAway,
+    "Server shutting down"
+  ],
+  [
+    1006,
+    "Connection lost"
+  ],
+  [
+    CloseCode.PolicyViolation,
+    "Refused by the server"
+  ],
+  [
+    CloseCode.MessageTooBig,
+    "Message too big"
+  ],
+  [
+    CloseCode.InternalError,
+    "Server error"
+  ],
+  [
+    CloseCode.HeartbeatTimeout,
+    "Heartbeat timeout"
+  ],
+  [
+    CloseCode.RoomClosed,
+    "Room closed"
+  ],
+  [
+    CloseCode.Kicked,
+    "Kicked"
+  ],
+  [
+    CloseCode.SlowConsumer,
+    "Too slow to keep up; reconnecting"
+  ],
+  [
+    CloseCode.UsernameInUse,
+    "Username already in use"
+  ]
+]);
+var FINAL = /* @__PURE__ */ new Set([
+  CloseCode.PolicyViolation,
+  CloseCode.RoomClosed,
+  CloseCode.Kicked
+]);
+function describeClose(code, reason = "") {
+  if (code === CloseCode.GoingAway && reason === PING_TIMEOUT_REASON) {
+    return "Connection stopped answering";
+  }
+  if (reason !== "") return reason;
+  return LABELS.get(code) ?? `Closed with code ${code}`;
+}
+function isFinalClose(code, welcomed) {
+  return FINAL.has(code) || code === CloseCode.UsernameInUse && !welcomed;
+}
+
+// client/emitter.ts
+var Emitter = class {
+  #listeners = /* @__PURE__ */ new Map();
+  /** Calls `listener` with every `type` event until the returned function is called. */
+  on(type, listener) {
+    let set = this.#listeners.get(type);
+    if (set === void 0) {
+      set = /* @__PURE__ */ new Set();
+      this.#listeners.set(type, set);
+    }
+    const entry = listener;
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+  /** Calls the listeners of `type`; one that throws is reported and the others still run. */
+  emit(type, payload) {
+    const set = this.#listeners.get(type);
+    if (set === void 0) return;
+    for (const listener of [
+      ...set
+    ]) {
+      try {
+        listener(payload);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+};
+
+// client/pacer.ts
+var Pacer = class {
+  #perS = Infinity;
+  #burst = Infinity;
+  #tokens = Infinity;
+  #at = 0;
+  /**
+   * Adopts the server's limit, keeping one frame of the burst for the
+   * heartbeat and the answers to pings, which count against it too.
+   */
+  configure(limit, now) {
+    if (limit === void 0 || !(limit.perS > 0) || !(limit.burst > 0)) {
+      this.#perS = this.#burst = this.#tokens = Infinity;
+      return;
+    }
+    this.#perS = limit.perS;
+    this.#burst = Math.max(1, limit.burst - 1);
+    this.#tokens = Math.min(this.#tokens, this.#burst);
+    this.#at = now;
+  }
+  /** Takes a token at `now`: 0 when the frame may go, else the milliseconds to wait. */
+  take(now) {
+    if (this.#perS === Infinity) return 0;
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) / 1e3 * this.#perS);
+    this.#at = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - this.#tokens) / this.#perS * 1e3);
+  }
+  /** Empties the bucket, after the server said `rate_limited` all the same. */
+  drain(now) {
+    if (this.#perS === Infinity) return;
+    this.#tokens = 0;
+    this.#at = now;
+  }
+};
+
+// client/room_log.ts
+var SEEN_LIMIT = 2e3;
+var RoomLog = class {
+  /** The room's name as the server spells it. */
+  room;
+  /** The highest id seen; 0 before any. */
+  last = 0;
+  /** The online users, as the server last told. */
+  users = [];
+  /** Whether the current socket is in the room (its `welcome` or `joined` came). */
+  live = false;
+  /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
+  replaying = false;
+  #ids = /* @__PURE__ */ new Set();
+  /** An empty log of `room`. */
+  constructor(room) {
+    this.room = room;
+  }
+  /** Records a frame's id; false when it was seen already. */
+  firstSight(frame) {
+    if (this.#ids.has(frame.id)) return false;
+    this.#ids.add(frame.id);
+    if (this.#ids.size > SEEN_LIMIT) {
+      const oldest = this.#ids.values().next().value;
+      if (oldest !== void 0) this.#ids.delete(oldest);
+    }
+    if (frame.id > this.last) this.last = frame.id;
+    return true;
+  }
+  /** Forgets the ids: the server gave them out again (a new epoch, or history lost). */
+  forget() {
+    this.#ids.clear();
+    this.last = 0;
+  }
+  /** Replaces the online users. */
+  setUsers(users) {
+    this.users = [
+      ...new Set(users)
+    ];
+  }
+  /**
+   * Updates the online users from a `system` notice; true when they changed.
+   * Names are compared by their key, as the server compares them.
+   */
+  applyPresence(frame) {
+    if (frame.type !== "system" || frame.user === void 0) return false;
+    const user = frame.user;
+    const same = (a, b) => nameKey(a) === nameKey(b);
+    if (frame.event === "join") {
+      if (this.users.some((u) => same(u, user))) return false;
+      this.users = [
+        ...this.users,
+        user
+      ];
+    } else if (frame.event === "leave" || frame.event === "kick") {
+      this.users = this.users.filter((u) => !same(u, user));
+    } else if (frame.event === "rename" && frame.old_name !== void 0) {
+      const old = frame.old_name;
+      this.users = this.users.map((u) => same(u, old) ? user : u);
+    } else {
+      return false;
+    }
+    return true;
+  }
+};
+
+// client/send_queue.ts
+var SendQueue = class {
+  #limit;
+  #items = [];
+  #counter = 0;
+  #prefix;
+  /** A queue holding at most `limit` messages; `random` makes its ids unique across tabs. */
+  constructor(limit, random) {
+    this.#limit = limit;
+    this.#prefix = Math.floor(random() * 36 ** 6).toString(36).padStart(6, "0");
+  }
+  /** The number of messages waiting for their fate. */
+  get size() {
+    return this.#items.length;
+  }
+  /** Queues a message; its fate settles the returned promise. */
+  add(frame) {
+    if (this.#items.length >= this.#limit) {
+      const reason = `Too many messages waiting to be sent: ${this.#items.length}`;
+      return Promise.resolve({
+        status: "refused",
+        code: "queue_full",
+        reason
+      });
+    }
+    const cid = `${this.#prefix}-${++this.#counter}`;
+    return new Promise((settle) => {
+      this.#items.push({
+        frame: {
+          ...frame,
+          cid
+        },
+        sent: false,
+        uncertain: false,
+        retries: 0,
+        settle
+      });
+    });
+  }
+  /** The oldest message ready to go out: not sent, not held by an unfinished replay. */
+  next(ready) {
+    return this.#items.find((item) => !item.sent && ready(item));
+  }
+  /** Settles the message with client id `cid`; false when none waits. */
+  settle(cid, fate) {
+    const index = this.#items.findIndex((item2) => item2.frame.cid === cid);
+    if (index < 0) return false;
+    const [item] = this.#items.splice(index, 1);
+    item?.settle(fate);
+    return true;
+  }
+  /** Puts a message refused for its rate back in line; false when none has `cid`. */
+  retry(cid) {
+    const item = this.#items.find((candidate) => candidate.frame.cid === cid);
+    if (item === void 0) return false;
+    item.sent = false;
+    item.retries++;
+    return true;
+  }
+  /** After a dropped socket: what was sent is uncertain and goes out again once cleared. */
+  dropped() {
+    for (const item of this.#items) {
+      if (item.sent) item.uncertain = true;
+      item.sent = false;
+    }
+  }
+  /** Marks the uncertain messages matching `which` as plain unsent ones. */
+  clear(which) {
+    for (const item of this.#items) if (item.uncertain && which(item)) item.uncertain = false;
+  }
+  /** Settles every message as refused with `code` and empties the queue. */
+  refuseAll(code, reason) {
+    const items = this.#items;
+    this.#items = [];
+    for (const item of items) item.settle({
+      status: "refused",
+      code,
+      reason
+    });
+  }
+};
+
+// client/timers.ts
+var TIMERS = Object.freeze({
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle),
+  random: () => Math.random()
+});
+
+// client/chat_client.ts
+var ChatError = class extends Error {
+  /** The error frame's code, or `closed` when the connection ended first. */
+  code;
+  /** An error with the server's code and message. */
+  constructor(code, message) {
+    super(message);
+    this.name = "ChatError";
+    this.code = code;
+  }
+};
+var ChatClient = class {
+  #options;
+  #timers;
+  #events = new Emitter();
+  #queue;
+  #pacer = new Pacer();
+  #rooms = /* @__PURE__ */ new Map();
+  #joins = /* @__PURE__ */ new Map();
+  #rename;
+  #socket = null;
+  #state = "idle";
+  #username;
+  #firstRoom;
+  #epoch = "";
+  #welcomed = false;
+  /** Whether any socket got a welcome since `connect()`. */
+  #everWelcomed = false;
+  #attempt = 0;
+  #lastFrameAt = 0;
+  #maxMessageBytes = Infinity;
+  #timer;
+  #pumpTimer;
+  #heartbeatTimer;
+  #seq = 0;
+  /** A client that connects when `connect()` is called. */
+  constructor(options) {
+    new URL(options.url);
+    this.#options = options;
+    this.#timers = options.timers ?? TIMERS;
+    this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
+    this.#username = options.username ?? "";
+    this.#firstRoom = options.room ?? DEFAULT_ROOM;
+  }
+  /** The username: the one asked for, then the one the server gave. */
+  get username() {
+    return this.#username;
+  }
+  /** The connection state. */
+  get state() {
+    return this.#state;
+  }
+  /** The rooms the client is in, the first one first. */
+  get rooms() {
+    return [
+      ...this.#rooms.keys()
+    ];
+  }
+  /** Messages waiting for their fate. */
+  get queued() {
+    return this.#queue.size;
+  }
+  /** The online users of `room` (the first room when omitted), as last told. */
+  users(room) {
+    return [
+      ...this.#rooms.get(room ?? this.#firstRoom)?.users ?? []
+    ];
+  }
+  /** Calls `listener` with every `type` event; returns the function that stops it. */
+  on(type, listener) {
+    return this.#events.on(type, listener);
+  }
+  /** Opens the connection; it reconnects by itself until `close()`. */
+  connect() {
+    if (this.#state !== "idle" && this.#state !== "closed") return;
+    this.#attempt = 0;
+    this.#everWelcomed = false;
+    this.#open();
+  }
+  /** Reconnects at once when a reconnect is waiting (a tab shown again, the network back). */
+  reconnectNow() {
+    if (this.#state !== "reconnecting") return;
+    this.#timers.clearTimeout(this.#timer);
+    this.#open();
+  }
+  /**
+   * Closes the connection for good; queued messages are refused with
+   * `closed`. The promise resolves once the socket has closed.
+   */
+  close() {
+    const socket = this.#socket;
+    this.#detach();
+    this.#timers.clearTimeout(this.#timer);
+    this.#end(CloseCode.Normal, "");
+    if (socket === null || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const closed = new Promise((resolve) => socket.addEventListener("close", () => resolve()));
+    socket.close(CloseCode.Normal, "Bye");
+    return closed;
+  }
+  /** Closes the client, for `await using`. */
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+  /**
+   * Sends a chat message to a room (the first room when omitted), or a
+   * private message with `to`. The promise settles with its fate: stored
+   * (with the frame as stored) or refused (with the server's code and reason).
+   */
+  send(text, options = {}) {
+    if (this.#state === "closed") {
+      return Promise.resolve({
+        status: "refused",
+        code: "closed",
+        reason: "Client closed"
+      });
+    }
+    const room = options.room ?? this.#firstRoom;
+    const frame = options.to === void 0 ? {
+      type: "message",
+      message: text,
+      room
+    } : {
+      type: "private",
+      to: options.to,
+      message: text,
+      room
+    };
+    const bytes = new TextEncoder().encode(JSON.stringify({
+      ...frame,
+      cid: "x".repeat(16)
+    }));
+    if (bytes.length > this.#maxMessageBytes) {
+      const reason = `Message too big: ${bytes.length} bytes`;
+      return Promise.resolve({
+        status: "refused",
+        code: "message_too_big",
+        reason
+      });
+    }
+    const fate = this.#queue.add(frame);
+    this.#pump();
+    return fate;
+  }
+  /** Joins a room on the same socket; resolves with the `joined` frame. */
+  join(room) {
+    return new Promise((resolve, reject) => {
+      const cid = this.#cid();
+      if (!this.#write({
+        type: "join",
+        room,
+        cid
+      })) {
+        reject(new ChatError("closed", "Not connected"));
+        return;
+      }
+      this.#joins.set(cid, {
+        resolve,
+        reject,
+        room: nameKey(room)
+      });
+    });
+  }
+  /** Leaves a room; the `left` event follows. */
+  leave(room) {
+    this.#write({
+      type: "leave",
+      room
+    });
+  }
+  /** Renames this user; resolves with the new name as the server spells it. */
+  rename(name) {
+    return new Promise((resolve, reject) => {
+      const cid = this.#cid();
+      if (this.#rename !== void 0 || !this.#write({
+        type: "rename",
+        name,
+        cid
+      })) {
+        reject(new ChatError("closed", "Not connected, or a rename is under way"));
+        return;
+      }
+      this.#rename = {
+        resolve,
+        reject,
+        cid
+      };
+    });
+  }
+  /** Asks the server for the online users of a room; the `users` event answers. */
+  refreshUsers(room) {
+    this.#write({
+      type: "users",
+      room: room ?? this.#firstRoom
+    });
+  }
+  // -------------------------------------------------------------------------
+  // The socket
+  #open() {
+    this.#setState({
+      state: "connecting"
+    });
+    this.#welcomed = false;
+    const token = this.#options.token ?? "";
+    const protocols = token === "" ? [] : [
+      "chat",
+      `bearer.${token}`
+    ];
+    const open = this.#options.webSocket ?? ((url, list) => new WebSocket(url, list));
+    let socket;
+    try {
+      socket = open(this.#url(), protocols);
+    } catch (error) {
+      this.#closed(1006, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    this.#socket = socket;
+    this.#lastFrameAt = this.#timers.now();
+    socket.addEventListener("message", (event) => {
+      if (this.#socket !== socket || typeof event.data !== "string") return;
+      this.#lastFrameAt = this.#timers.now();
+      for (const line of event.data.split("\n")) {
+        if (this.#socket !== socket) return;
+        this.#onText(line);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.#socket === socket) this.#closed(event.code, event.reason);
+    });
+  }
+  #url() {
+    const url = new URL(this.#options.url);
+    url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+    const name = this.#username;
+    url.pathname = name === "" ? "/ws/chat" : `/ws/chat/${encodeURIComponent(name)}`;
+    const params = new URLSearchParams({
+      room: this.#firstRoom,
+      batch: "1"
+    });
+    if (this.#options.heartbeat !== false) params.set("heartbeat", "1");
+    const last = this.#rooms.get(this.#firstRoom)?.last ?? 0;
+    if (last > 0) {
+      params.set("since", String(last));
+      if (this.#epoch !== "") params.set("epoch", this.#epoch);
+    }
+    url.search = params.toString();
+    return url.href;
+  }
+  #write(frame) {
+    const socket = this.#socket;
+    if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
+  }
+  #detach() {
+    this.#socket = null;
+    for (const log of this.#rooms.values()) log.live = false;
+    this.#welcomed = false;
+    this.#timers.clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#pumpTimer);
+    this.#timers.clearTimeout(this.#heartbeatTimer);
+  }
+  #closed(code, reason) {
+    this.#detach();
+    this.#queue.dropped();
+    this.#failPending(reason || "Connection closed");
+    if (this.#state === "closed") return;
+    if (this.#options.reconnect === false || isFinalClose(code, this.#everWelcomed)) {
+      this.#end(code, reason);
+      return;
+    }
+    const delayMs = reconnectDelay({
+      attempt: this.#attempt++,
+      random: this.#timers.random()
+    }, this.#options.reconnect);
+    this.#timer = this.#timers.setTimeout(() => this.#open(), delayMs);
+    this.#setState({
+      state: "reconnecting",
+      code,
+      reason,
+      delayMs
+    });
+  }
+  #end(code, reason) {
+    if (this.#state === "closed") return;
+    this.#queue.refuseAll("closed", reason || "Connection closed");
+    this.#setState({
+      state: "closed",
+      code,
+      reason
+    });
+  }
+  #failPending(reason) {
+    const pending = [
+      ...this.#joins.values(),
+      ...this.#rename ? [
+        this.#rename
+      ] : []
+    ];
+    this.#joins.clear();
+    this.#rename = void 0;
+    for (const { reject } of pending) reject(new ChatError("closed", reason));
+  }
+  #setState(event) {
+    this.#state = event.state;
+    this.#events.emit("state", event);
+  }
+  #cid() {
+    return `r${++this.#seq}`;
+  }
+  // -------------------------------------------------------------------------
+  // Frames
+  #onText(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof frame !== "object" || frame === null || typeof frame.type !== "string") return;
+    this.#onFrame(frame);
+  }
+  #onFrame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        return this.#onWelcome(frame);
+      case "joined":
+        return this.#onJoined(frame);
+      case "history":
+        return this.#onHistory(frame);
+      case "left":
+        return this.#onLeft(frame);
+      case "message":
+      case "system":
+        return this.#onRoomFrame(frame, false);
+      case "private":
+        return this.#onPrivate(frame);
+      case "users":
+        return this.#setUsers(frame.room, frame.users);
+      case "ping":
+        this.#write({
+          type: "pong"
+        });
+        return;
+      case "error":
+        return this.#onError(frame);
+    }
+  }
+  #onWelcome(frame) {
+    this.#welcomed = this.#everWelcomed = true;
+    this.#attempt = 0;
+    this.#username = frame.username;
+    this.#firstRoom = frame.room;
+    const limit = frame.limits;
+    this.#maxMessageBytes = limit.max_message_bytes;
+    const rate = limit.rate_per_s !== void 0 && limit.burst !== void 0 ? {
+      perS: limit.rate_per_s,
+      burst: limit.burst
+    } : void 0;
+    this.#pacer.configure(rate, this.#timers.now());
+    const rejoin = [
+      ...this.#rooms.values()
+    ].filter((log) => log.room !== frame.room);
+    this.#enter(frame);
+    this.#setState({
+      state: "open"
+    });
+    this.#events.emit("welcome", frame);
+    this.#afterEntry(frame);
+    for (const log of rejoin) {
+      const since = log.last > 0 ? {
+        since: log.last,
+        epoch: this.#epoch
+      } : {};
+      this.#write({
+        type: "join",
+        room: log.room,
+        ...since
+      });
+    }
+    this.#queue.clear((item) => item.frame.type === "private");
+    this.#startHeartbeat(frame);
+    this.#pump();
+  }
+  #onJoined(frame) {
+    this.#enter(frame);
+    const key = nameKey(frame.room);
+    const entry = [
+      ...this.#joins
+    ].find(([, pending2]) => pending2.room === key);
+    if (entry !== void 0) this.#joins.delete(entry[0]);
+    const pending = entry?.[1];
+    this.#events.emit("joined", frame);
+    pending?.resolve(frame);
+    this.#afterEntry(frame);
+  }
+  /** Adopts a welcome's or joined's epoch, users and first page of history. */
+  #enter(frame) {
+    let log = this.#rooms.get(frame.room);
+    if (log === void 0) {
+      log = new RoomLog(frame.room);
+      this.#rooms.set(frame.room, log);
+    }
+    this.#epoch = frame.epoch;
+    if (log.last > 0 && !frame.recovered) {
+      log.forget();
+      this.#events.emit("gap", {
+        room: frame.room
+      });
+    }
+    log.setUsers(frame.users);
+    log.live = true;
+    log.replaying = frame.more;
+    this.#events.emit("users", {
+      room: frame.room,
+      users: [
+        ...log.users
+      ]
+    });
+  }
+  #afterEntry(frame) {
+    for (const stored of frame.history) this.#onRoomFrame(stored, true);
+    if (!frame.more) this.#replayDone(frame.room);
+  }
+  #onHistory(frame) {
+    const log = this.#rooms.get(frame.room);
+    if (log === void 0) return;
+    for (const stored of frame.history) this.#onRoomFrame(stored, true);
+    log.replaying = frame.more;
+    if (!frame.more) this.#replayDone(frame.room);
+  }
+  /** A room's replay is over: messages in doubt that it did not show stored go out again. */
+  #replayDone(room) {
+    this.#queue.clear((item) => item.frame.type === "message" && item.frame.room === room);
+    this.#pump();
+  }
+  #onRoomFrame(frame, replayed) {
+    const log = this.#rooms.get(frame.room);
+    if (log === void 0 || !log.firstSight(frame)) return;
+    if (frame.type === "message") {
+      this.#settleOwn(frame);
+      this.#events.emit("message", {
+        frame,
+        replayed
+      });
+      return;
+    }
+    this.#events.emit("system", {
+      frame,
+      replayed
+    });
+    if (replayed || !log.applyPresence(frame)) return;
+    this.#events.emit("users", {
+      room: frame.room,
+      users: [
+        ...log.users
+      ]
+    });
+    if (frame.event === "rename" && frame.user !== void 0 && nameKey(frame.old_name ?? "") === nameKey(this.#username)) {
+      this.#renamed(frame.user);
+    }
+  }
+  #onLeft(frame) {
+    this.#rooms.delete(frame.room);
+    if (frame.room === this.#firstRoom) this.#firstRoom = this.rooms[0] ?? this.#firstRoom;
+    this.#events.emit("left", frame);
+  }
+  #onPrivate(frame) {
+    this.#settleOwn(frame);
+    this.#events.emit("private", {
+      frame,
+      replayed: false
+    });
+  }
+  #settleOwn(frame) {
+    const cid = frame.cid;
+    if (cid !== void 0 && frame.username === this.#username) {
+      this.#queue.settle(cid, {
+        status: "stored",
+        frame
+      });
+    }
+  }
+  #renamed(name) {
+    const from = this.#username;
+    this.#username = name;
+    const pending = this.#rename;
+    this.#rename = void 0;
+    this.#events.emit("renamed", {
+      from,
+      to: name
+    });
+    pending?.resolve(name);
+  }
+  #setUsers(room, users) {
+    const log = this.#rooms.get(room);
+    if (log === void 0) return;
+    log.setUsers(users);
+    this.#events.emit("users", {
+      room,
+      users: [
+        ...log.users
+      ]
+    });
+  }
+  #onError(frame) {
+    const cid = frame.cid;
+    if (cid !== void 0 && frame.code === "rate_limited" && this.#queue.retry(cid)) {
+      this.#pacer.drain(this.#timers.now());
+      this.#pump(1e3);
+      return;
+    }
+    if (cid !== void 0) {
+      if (this.#queue.settle(cid, {
+        status: "refused",
+        code: frame.code,
+        reason: frame.message
+      })) {
+        return;
+      }
+      const join = this.#joins.get(cid);
+      if (join !== void 0) {
+        this.#joins.delete(cid);
+        return join.reject(new ChatError(frame.code, frame.message));
+      }
+      if (this.#rename?.cid === cid) {
+        const { reject } = this.#rename;
+        this.#rename = void 0;
+        return reject(new ChatError(frame.code, frame.message));
+      }
+    }
+    this.#events.emit("error", frame);
+  }
+  // -------------------------------------------------------------------------
+  // Sending and the heartbeat
+  /** Sends what the queue holds, as fast as the server's limit allows. */
+  #pump(delayMs = 0) {
+    this.#timers.clearTimeout(this.#pumpTimer);
+    if (delayMs > 0) {
+      this.#pumpTimer = this.#timers.setTimeout(() => this.#pump(), delayMs);
+      return;
+    }
+    if (!this.#welcomed) return;
+    const ready = (item) => !item.uncertain && (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live === true);
+    for (let item = this.#queue.next(ready); item !== void 0; item = this.#queue.next(ready)) {
+      const wait = this.#pacer.take(this.#timers.now());
+      if (wait > 0) return this.#pump(wait);
+      if (!this.#write(item.frame)) return;
+      item.sent = true;
+    }
+  }
+  #startHeartbeat(frame) {
+    const heartbeat = frame.heartbeat;
+    if (heartbeat === null) return;
+    const beat = () => {
+      if (this.#timers.now() - this.#lastFrameAt > heartbeat.timeout_ms) {
+        const socket = this.#socket;
+        this.#closed(CloseCode.HeartbeatTimeout, "No answer from the server");
+        socket?.close(CloseCode.HeartbeatTimeout, "Heartbeat timeout");
+        return;
+      }
+      this.#write({
+        type: "heartbeat"
+      });
+      this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+    };
+    this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+  }
+};
+export {
+  ChatClient,
+  ChatError,
+  CloseCode,
+  CloseReason,
+  DEFAULT_BACKOFF,
+  DEFAULT_ROOM,
+  ErrorCode,
+  PING_TIMEOUT_REASON,
+  SYSTEM_SENDER,
+  TIMERS,
+  describeClose,
+  isFinalClose,
+  isReservedName,
+  nameKey,
+  normalizeName,
+  parseClientMessage,
+  parseEpoch,
+  reconnectDelay,
+  roomName
+};
