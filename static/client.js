@@ -359,7 +359,10 @@ function connect() {
     if (!replayed) followTarget(frame);
   });
   on("private", ({ frame }) => renderPrivate(frame));
-  on("gap", ({ room }) => room === state.room && renderNotice("Some messages may be missing.", "warning"));
+  on(
+    "gap",
+    ({ room }) => room === state.room && renderNotice("Some messages may be missing.", "warning"),
+  );
   on("renamed", ({ to }) => renamed(to));
   on("left", ({ room }) => {
     if (room === state.room && state.pendingRoom === "") {
