@@ -346,9 +346,11 @@ export class ChatClient {
     return url.href;
   }
 
-  #write(frame: object): boolean {
+  /** Sends a frame now; the server's rate limit counts it, so the pacer does too. */
+  #write(frame: object, paced = false): boolean {
     const socket = this.#socket;
     if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    if (!paced) this.#pacer.spend(this.#timers.now());
     socket.send(JSON.stringify(frame));
     return true;
   }
@@ -617,7 +619,7 @@ export class ChatClient {
     for (let item = this.#queue.next(ready); item !== undefined; item = this.#queue.next(ready)) {
       const wait = this.#pacer.take(this.#timers.now());
       if (wait > 0) return this.#pump(wait);
-      if (!this.#write(item.frame)) return;
+      if (!this.#write(item.frame, true)) return;
       item.sent = true;
     }
   }

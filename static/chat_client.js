@@ -480,8 +480,8 @@ var Pacer = class {
   #tokens = Infinity;
   #at = 0;
   /**
-   * Adopts the server's limit, keeping one frame of the burst for the
-   * heartbeat and the answers to pings, which count against it too.
+   * Adopts the server's limit, keeping one frame of the burst in reserve:
+   * a pong to the server's ping may have to go while messages are waiting.
    */
   configure(limit, now) {
     if (limit === void 0 || !(limit.perS > 0) || !(limit.burst > 0)) {
@@ -496,13 +496,25 @@ var Pacer = class {
   /** Takes a token at `now`: 0 when the frame may go, else the milliseconds to wait. */
   take(now) {
     if (this.#perS === Infinity) return 0;
-    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) / 1e3 * this.#perS);
-    this.#at = now;
+    this.#refill(now);
     if (this.#tokens >= 1) {
       this.#tokens -= 1;
       return 0;
     }
     return Math.ceil((1 - this.#tokens) / this.#perS * 1e3);
+  }
+  /**
+   * Counts a frame that cannot wait (a heartbeat, a pong, a join): it goes
+   * at once, and the messages behind it wait the longer.
+   */
+  spend(now) {
+    if (this.#perS === Infinity) return;
+    this.#refill(now);
+    this.#tokens = Math.max(-this.#burst, this.#tokens - 1);
+  }
+  #refill(now) {
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) / 1e3 * this.#perS);
+    this.#at = now;
   }
   /** Empties the bucket, after the server said `rate_limited` all the same. */
   drain(now) {
@@ -915,9 +927,11 @@ var ChatClient = class {
     url.search = params.toString();
     return url.href;
   }
-  #write(frame) {
+  /** Sends a frame now; the server's rate limit counts it, so the pacer does too. */
+  #write(frame, paced = false) {
     const socket = this.#socket;
     if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    if (!paced) this.#pacer.spend(this.#timers.now());
     socket.send(JSON.stringify(frame));
     return true;
   }
@@ -1214,7 +1228,7 @@ var ChatClient = class {
     for (let item = this.#queue.next(ready); item !== void 0; item = this.#queue.next(ready)) {
       const wait = this.#pacer.take(this.#timers.now());
       if (wait > 0) return this.#pump(wait);
-      if (!this.#write(item.frame)) return;
+      if (!this.#write(item.frame, true)) return;
       item.sent = true;
     }
   }

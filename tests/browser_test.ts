@@ -546,6 +546,22 @@ Deno.test({
         );
         assert.ok(await alice.evaluate(statusIs("connected")));
       });
+
+      await t.step("26 messages typed fast all arrive, in order, none refused", async () => {
+        // More than the server's burst (RATE_LIMIT_BURST 20) in one go: the page paces itself.
+        const texts = Array.from({ length: 26 }, (_, i) => `Fast ${i + 1}`);
+        for (const text of texts) {
+          await alice.evaluate(`document.getElementById("message").value = ${js(text)}`);
+          await alice.press("Enter", { selector: "#message" });
+        }
+        await bob.waitFor(hasChat(texts.at(-1)!), { timeoutMs: 10_000 });
+        const seen = (await chatTexts(bob)).filter((text) => text.startsWith("Fast "));
+        assert.deepEqual(seen, texts);
+        assert.equal(
+          await alice.evaluate(`document.querySelectorAll('[data-testid="error"]').length`),
+          0,
+        );
+      });
     } finally {
       await stopServer(running);
     }
