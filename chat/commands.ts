@@ -195,7 +195,7 @@ export class Commands {
     } else {
       // Refused before parsing: the cid is looked for in the text, so the client knows which.
       const cid = CID_IN_TEXT.exec(text)?.[1];
-      const message = "Too many frames; slow down";
+      const message = "Sending too fast; slow down";
       this.parts.outbox.sendError(client, { code: ErrorCode.RateLimited, message, cid });
     }
     return false;

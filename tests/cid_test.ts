@@ -37,5 +37,6 @@ Deno.test("a client id (cid) comes back on the stored frame or on the error that
     bob.sendJson({ type: "message", message: "four", cid: "b-4" });
     const error = await bob.next((f) => f.type === "error" && f.code === "rate_limited");
     assert.equal(error.cid, "b-4");
+    assert.equal(error.message, "Sending too fast; slow down");
   });
 });
