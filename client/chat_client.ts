@@ -19,6 +19,7 @@ import {
   nameKey,
   type PrivateFrame,
   type RoomFrame,
+  roomName,
   type ServerMessage,
   type SystemFrame,
   type WelcomeFrame,
@@ -30,6 +31,17 @@ import { Pacer } from "./pacer.ts";
 import { RoomLog } from "./room_log.ts";
 import { type Fate, type Outgoing, SendQueue } from "./send_queue.ts";
 import { TIMERS, type Timers } from "./timers.ts";
+
+// WebSocket.OPEN and CLOSED, without needing a global WebSocket (see the `webSocket` option).
+const OPEN = 1;
+const CLOSED = 3;
+/** The longest wait before a message refused as rate limited goes again. */
+const RETRY_MAX_MS = 5000;
+
+/** A room's name as the server spells it (folded), or the name as given when it is invalid. */
+function roomKey(room: string): string {
+  return roomName(room) ?? room;
+}
 
 /** Where the client is in its life. */
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
@@ -167,7 +179,7 @@ export class ChatClient {
     this.#timers = options.timers ?? TIMERS;
     this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
     this.#username = options.username ?? "";
-    this.#firstRoom = options.room ?? DEFAULT_ROOM;
+    this.#firstRoom = roomKey(options.room ?? DEFAULT_ROOM);
   }
 
   /** The username: the one asked for, then the one the server gave. */
@@ -192,7 +204,7 @@ export class ChatClient {
 
   /** The online users of `room` (the first room when omitted), as last told. */
   users(room?: string): string[] {
-    return [...(this.#rooms.get(room ?? this.#firstRoom)?.users ?? [])];
+    return [...(this.#rooms.get(roomKey(room ?? this.#firstRoom))?.users ?? [])];
   }
 
   /** Calls `listener` with every `type` event; returns the function that stops it. */
@@ -227,7 +239,7 @@ export class ChatClient {
     this.#detach();
     this.#timers.clearTimeout(this.#timer);
     this.#end(CloseCode.Normal, "");
-    if (socket === null || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    if (socket === null || socket.readyState === CLOSED) return Promise.resolve();
     const closed = new Promise<void>((resolve) =>
       socket.addEventListener("close", () => resolve())
     );
@@ -249,18 +261,26 @@ export class ChatClient {
     if (this.#state === "closed") {
       return Promise.resolve({ status: "refused", code: "closed", reason: "Client closed" });
     }
-    const room = options.room ?? this.#firstRoom;
+    const room = roomKey(options.room ?? this.#firstRoom);
     const frame = options.to === undefined
       ? { type: "message" as const, message: text, room }
       : { type: "private" as const, to: options.to, message: text, room };
-    const bytes = new TextEncoder().encode(JSON.stringify({ ...frame, cid: "x".repeat(16) }));
-    if (bytes.length > this.#maxMessageBytes) {
-      const reason = `Message too big: ${bytes.length} bytes`;
-      return Promise.resolve({ status: "refused", code: "message_too_big", reason });
-    }
+    const tooBig = this.#tooBig(frame);
+    if (tooBig !== undefined) return Promise.resolve(tooBig);
     const fate = this.#queue.add(frame);
     this.#pump();
     return fate;
+  }
+
+  /** The refusal of a frame over the server's limit (known from the first welcome). */
+  #tooBig(frame: object): Fate | undefined {
+    const bytes = new TextEncoder().encode(JSON.stringify({ cid: "x".repeat(16), ...frame }));
+    if (bytes.length <= this.#maxMessageBytes) return undefined;
+    return {
+      status: "refused",
+      code: "message_too_big",
+      reason: `Message too big: ${bytes.length} bytes`,
+    };
   }
 
   /** Joins a room on the same socket; resolves with the `joined` frame. */
@@ -275,7 +295,7 @@ export class ChatClient {
     });
   }
 
-  /** Leaves a room; the `left` event follows. */
+  /** Leaves a room; the `left` event follows. Nothing happens when not connected. */
   leave(room: string): void {
     this.#write({ type: "leave", room });
   }
@@ -284,17 +304,21 @@ export class ChatClient {
   rename(name: string): Promise<string> {
     return new Promise((resolve, reject) => {
       const cid = this.#cid();
-      if (this.#rename !== undefined || !this.#write({ type: "rename", name, cid })) {
-        reject(new ChatError("closed", "Not connected, or a rename is under way"));
+      if (this.#rename !== undefined) {
+        reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
+        return;
+      }
+      if (!this.#write({ type: "rename", name, cid })) {
+        reject(new ChatError("closed", "Not connected"));
         return;
       }
       this.#rename = { resolve, reject, cid };
     });
   }
 
-  /** Asks the server for the online users of a room; the `users` event answers. */
-  refreshUsers(room?: string): void {
-    this.#write({ type: "users", room: room ?? this.#firstRoom });
+  /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
+  refreshUsers(room?: string): boolean {
+    return this.#write({ type: "users", room: room ?? this.#firstRoom });
   }
 
   // -------------------------------------------------------------------------
@@ -349,7 +373,7 @@ export class ChatClient {
   /** Sends a frame now; the server's rate limit counts it, so the pacer does too. */
   #write(frame: object, paced = false): boolean {
     const socket = this.#socket;
-    if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    if (socket === null || socket.readyState !== OPEN || !this.#welcomed) return false;
     if (!paced) this.#pacer.spend(this.#timers.now());
     socket.send(JSON.stringify(frame));
     return true;
@@ -369,7 +393,7 @@ export class ChatClient {
     this.#queue.dropped();
     this.#failPending(reason || "Connection closed");
     if (this.#state === "closed") return;
-    if (this.#options.reconnect === false || isFinalClose(code, this.#everWelcomed)) {
+    if (this.#options.reconnect === false || isFinalClose({ code, reason }, this.#everWelcomed)) {
       this.#end(code, reason);
       return;
     }
@@ -458,12 +482,14 @@ export class ChatClient {
       : undefined;
     this.#pacer.configure(rate, this.#timers.now());
     const rejoin = [...this.#rooms.values()].filter((log) => log.room !== frame.room);
+    // The ids of the other rooms belong to the epoch before this welcome.
+    const epoch = this.#epoch;
     this.#enter(frame);
     this.#setState({ state: "open" });
     this.#events.emit("welcome", frame);
     this.#afterEntry(frame);
     for (const log of rejoin) {
-      const since = log.last > 0 ? { since: log.last, epoch: this.#epoch } : {};
+      const since = log.last > 0 ? { since: log.last, ...(epoch === "" ? {} : { epoch }) } : {};
       this.#write({ type: "join", room: log.room, ...since });
     }
     // Private messages are not replayed: those in doubt go out again now.
@@ -578,10 +604,13 @@ export class ChatClient {
 
   #onError(frame: ErrorFrame): void {
     const cid = (frame as { cid?: string }).cid;
-    if (cid !== undefined && frame.code === "rate_limited" && this.#queue.retry(cid)) {
-      // Refused for its pace: wait, then send it again, the others behind it.
+    const retries = cid === undefined || frame.code !== "rate_limited"
+      ? -1
+      : this.#queue.retry(cid);
+    if (retries > 0) {
+      // Refused for its pace: wait, longer each time, then send it again, the others behind it.
       this.#pacer.drain(this.#timers.now());
-      this.#pump(1000);
+      this.#pump(Math.min(RETRY_MAX_MS, 1000 * retries));
       return;
     }
     if (cid !== undefined) {
@@ -613,10 +642,18 @@ export class ChatClient {
       return;
     }
     if (!this.#welcomed) return;
+    // A room being rejoined holds its messages; one the client is not in sends them, for the
+    // server's `not_in_room`.
     const ready = (item: Outgoing) =>
       !item.uncertain &&
-      (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live === true);
+      (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live !== false);
     for (let item = this.#queue.next(ready); item !== undefined; item = this.#queue.next(ready)) {
+      // Queued before the first welcome told the limit: a frame over it would close the socket.
+      const tooBig = this.#tooBig(item.frame);
+      if (tooBig !== undefined) {
+        this.#queue.settle(item.frame.cid, tooBig);
+        continue;
+      }
       const wait = this.#pacer.take(this.#timers.now());
       if (wait > 0) return this.#pump(wait);
       if (!this.#write(item.frame, true)) return;

@@ -95,13 +95,12 @@ export class SendQueue {
     return true;
   }
 
-  /** Puts a message refused for its rate back in line; false when none has `cid`. */
-  retry(cid: string): boolean {
+  /** Puts a message refused for its rate back in line; its retries so far, or -1 when none has `cid`. */
+  retry(cid: string): number {
     const item = this.#items.find((candidate) => candidate.frame.cid === cid);
-    if (item === undefined) return false;
+    if (item === undefined) return -1;
     item.sent = false;
-    item.retries++;
-    return true;
+    return ++item.retries;
   }
 
   /** After a dropped socket: what was sent is uncertain and goes out again once cleared. */

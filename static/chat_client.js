@@ -380,6 +380,11 @@ function reconnectDelay(at, options = {}) {
 // client/close_labels.ts
 var PING_TIMEOUT_REASON = "No response from ping frame.";
 var LABELS = /* @__PURE__ */ new Map([
+  // Deno's WebSocket reports a failed handshake or a lost connection with 0.
+  [
+    0,
+    "Could not reach the server"
+  ],
   [
     CloseCode.Normal,
     "Connection closed"
@@ -430,6 +435,11 @@ var FINAL = /* @__PURE__ */ new Set([
   CloseCode.RoomClosed,
   CloseCode.Kicked
 ]);
+var PASSING = /* @__PURE__ */ new Set([
+  CloseReason.ServerFull,
+  CloseReason.TooManyConnections,
+  CloseReason.RateLimitExceeded
+]);
 function describeClose(code, reason = "") {
   if (code === CloseCode.GoingAway && reason === PING_TIMEOUT_REASON) {
     return "Connection stopped answering";
@@ -437,8 +447,9 @@ function describeClose(code, reason = "") {
   if (reason !== "") return reason;
   return LABELS.get(code) ?? `Closed with code ${code}`;
 }
-function isFinalClose(code, welcomed) {
-  return FINAL.has(code) || code === CloseCode.UsernameInUse && !welcomed;
+function isFinalClose(close, welcomed) {
+  if (FINAL.has(close.code)) return !PASSING.has(close.reason ?? "");
+  return close.code === CloseCode.UsernameInUse && !welcomed;
 }
 
 // client/emitter.ts
@@ -641,13 +652,12 @@ var SendQueue = class {
     item?.settle(fate);
     return true;
   }
-  /** Puts a message refused for its rate back in line; false when none has `cid`. */
+  /** Puts a message refused for its rate back in line; its retries so far, or -1 when none has `cid`. */
   retry(cid) {
     const item = this.#items.find((candidate) => candidate.frame.cid === cid);
-    if (item === void 0) return false;
+    if (item === void 0) return -1;
     item.sent = false;
-    item.retries++;
-    return true;
+    return ++item.retries;
   }
   /** After a dropped socket: what was sent is uncertain and goes out again once cleared. */
   dropped() {
@@ -681,6 +691,12 @@ var TIMERS = Object.freeze({
 });
 
 // client/chat_client.ts
+var OPEN = 1;
+var CLOSED = 3;
+var RETRY_MAX_MS = 5e3;
+function roomKey(room) {
+  return roomName(room) ?? room;
+}
 var ChatError = class extends Error {
   /** The error frame's code, or `closed` when the connection ended first. */
   code;
@@ -722,7 +738,7 @@ var ChatClient = class {
     this.#timers = options.timers ?? TIMERS;
     this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
     this.#username = options.username ?? "";
-    this.#firstRoom = options.room ?? DEFAULT_ROOM;
+    this.#firstRoom = roomKey(options.room ?? DEFAULT_ROOM);
   }
   /** The username: the one asked for, then the one the server gave. */
   get username() {
@@ -745,7 +761,7 @@ var ChatClient = class {
   /** The online users of `room` (the first room when omitted), as last told. */
   users(room) {
     return [
-      ...this.#rooms.get(room ?? this.#firstRoom)?.users ?? []
+      ...this.#rooms.get(roomKey(room ?? this.#firstRoom))?.users ?? []
     ];
   }
   /** Calls `listener` with every `type` event; returns the function that stops it. */
@@ -774,7 +790,7 @@ var ChatClient = class {
     this.#detach();
     this.#timers.clearTimeout(this.#timer);
     this.#end(CloseCode.Normal, "");
-    if (socket === null || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    if (socket === null || socket.readyState === CLOSED) return Promise.resolve();
     const closed = new Promise((resolve) => socket.addEventListener("close", () => resolve()));
     socket.close(CloseCode.Normal, "Bye");
     return closed;
@@ -796,7 +812,7 @@ var ChatClient = class {
         reason: "Client closed"
       });
     }
-    const room = options.room ?? this.#firstRoom;
+    const room = roomKey(options.room ?? this.#firstRoom);
     const frame = options.to === void 0 ? {
       type: "message",
       message: text,
@@ -807,21 +823,24 @@ var ChatClient = class {
       message: text,
       room
     };
-    const bytes = new TextEncoder().encode(JSON.stringify({
-      ...frame,
-      cid: "x".repeat(16)
-    }));
-    if (bytes.length > this.#maxMessageBytes) {
-      const reason = `Message too big: ${bytes.length} bytes`;
-      return Promise.resolve({
-        status: "refused",
-        code: "message_too_big",
-        reason
-      });
-    }
+    const tooBig = this.#tooBig(frame);
+    if (tooBig !== void 0) return Promise.resolve(tooBig);
     const fate = this.#queue.add(frame);
     this.#pump();
     return fate;
+  }
+  /** The refusal of a frame over the server's limit (known from the first welcome). */
+  #tooBig(frame) {
+    const bytes = new TextEncoder().encode(JSON.stringify({
+      cid: "x".repeat(16),
+      ...frame
+    }));
+    if (bytes.length <= this.#maxMessageBytes) return void 0;
+    return {
+      status: "refused",
+      code: "message_too_big",
+      reason: `Message too big: ${bytes.length} bytes`
+    };
   }
   /** Joins a room on the same socket; resolves with the `joined` frame. */
   join(room) {
@@ -842,7 +861,7 @@ var ChatClient = class {
       });
     });
   }
-  /** Leaves a room; the `left` event follows. */
+  /** Leaves a room; the `left` event follows. Nothing happens when not connected. */
   leave(room) {
     this.#write({
       type: "leave",
@@ -853,12 +872,16 @@ var ChatClient = class {
   rename(name) {
     return new Promise((resolve, reject) => {
       const cid = this.#cid();
-      if (this.#rename !== void 0 || !this.#write({
+      if (this.#rename !== void 0) {
+        reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
+        return;
+      }
+      if (!this.#write({
         type: "rename",
         name,
         cid
       })) {
-        reject(new ChatError("closed", "Not connected, or a rename is under way"));
+        reject(new ChatError("closed", "Not connected"));
         return;
       }
       this.#rename = {
@@ -868,9 +891,9 @@ var ChatClient = class {
       };
     });
   }
-  /** Asks the server for the online users of a room; the `users` event answers. */
+  /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
   refreshUsers(room) {
-    this.#write({
+    return this.#write({
       type: "users",
       room: room ?? this.#firstRoom
     });
@@ -930,7 +953,7 @@ var ChatClient = class {
   /** Sends a frame now; the server's rate limit counts it, so the pacer does too. */
   #write(frame, paced = false) {
     const socket = this.#socket;
-    if (socket === null || socket.readyState !== WebSocket.OPEN || !this.#welcomed) return false;
+    if (socket === null || socket.readyState !== OPEN || !this.#welcomed) return false;
     if (!paced) this.#pacer.spend(this.#timers.now());
     socket.send(JSON.stringify(frame));
     return true;
@@ -948,7 +971,10 @@ var ChatClient = class {
     this.#queue.dropped();
     this.#failPending(reason || "Connection closed");
     if (this.#state === "closed") return;
-    if (this.#options.reconnect === false || isFinalClose(code, this.#everWelcomed)) {
+    if (this.#options.reconnect === false || isFinalClose({
+      code,
+      reason
+    }, this.#everWelcomed)) {
       this.#end(code, reason);
       return;
     }
@@ -1044,6 +1070,7 @@ var ChatClient = class {
     const rejoin = [
       ...this.#rooms.values()
     ].filter((log) => log.room !== frame.room);
+    const epoch = this.#epoch;
     this.#enter(frame);
     this.#setState({
       state: "open"
@@ -1053,7 +1080,9 @@ var ChatClient = class {
     for (const log of rejoin) {
       const since = log.last > 0 ? {
         since: log.last,
-        epoch: this.#epoch
+        ...epoch === "" ? {} : {
+          epoch
+        }
       } : {};
       this.#write({
         type: "join",
@@ -1188,9 +1217,10 @@ var ChatClient = class {
   }
   #onError(frame) {
     const cid = frame.cid;
-    if (cid !== void 0 && frame.code === "rate_limited" && this.#queue.retry(cid)) {
+    const retries = cid === void 0 || frame.code !== "rate_limited" ? -1 : this.#queue.retry(cid);
+    if (retries > 0) {
       this.#pacer.drain(this.#timers.now());
-      this.#pump(1e3);
+      this.#pump(Math.min(RETRY_MAX_MS, 1e3 * retries));
       return;
     }
     if (cid !== void 0) {
@@ -1224,8 +1254,13 @@ var ChatClient = class {
       return;
     }
     if (!this.#welcomed) return;
-    const ready = (item) => !item.uncertain && (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live === true);
+    const ready = (item) => !item.uncertain && (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live !== false);
     for (let item = this.#queue.next(ready); item !== void 0; item = this.#queue.next(ready)) {
+      const tooBig = this.#tooBig(item.frame);
+      if (tooBig !== void 0) {
+        this.#queue.settle(item.frame.cid, tooBig);
+        continue;
+      }
       const wait = this.#pacer.take(this.#timers.now());
       if (wait > 0) return this.#pump(wait);
       if (!this.#write(item.frame, true)) return;

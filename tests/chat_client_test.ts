@@ -74,17 +74,21 @@ Deno.test("ChatClient after a server that lost its history: a gap, and reused id
   await using _ = alice.client;
   alice.client.connect();
   await alice.open();
+  await alice.client.join("dev");
   for (const text of ["m1", "m2"]) await alice.client.send(text);
+  for (const text of ["d1", "d2", "d3"]) await alice.client.send(text, { room: "dev" });
   server = second;
-  await using bob = await TestClient.connect(second.url("/ws/chat/bob"));
+  await using bob = await TestClient.connect(second.url("/ws/chat/bob?room=dev"));
   await bob.next("welcome");
-  // Ids start again at 1 on the new server: alice has seen 1 and 2 from the old one.
-  bob.sendJson({ type: "message", message: "n1" });
-  await bob.next((f) => f.message === "n1");
+  // Ids start again at 1 on the new server: alice has seen 1 to 3 from the old one.
+  for (const text of ["n1", "n2"]) {
+    bob.sendJson({ type: "message", message: text, room: "dev" });
+    await bob.next((f) => f.message === text);
+  }
   alice.sockets.at(-1)?.close();
-  await eventually("alice has n1", () => alice.messages.includes("n1"));
-  assert.deepEqual(alice.gaps, ["lobby"]);
-  assert.deepEqual(alice.messages, ["m1", "m2", "n1"]);
+  await eventually("alice has n2", () => alice.messages.includes("n2"));
+  assert.deepEqual(alice.gaps.sort(), ["dev", "lobby"]);
+  assert.deepEqual(alice.messages, ["m1", "m2", "d1", "d2", "d3", "n1", "n2"]);
 });
 
 Deno.test("ChatClient reads batched frames: every line of one is an event", async () => {
@@ -141,6 +145,48 @@ Deno.test("ChatClient reports each message's fate", async (t) => {
     const result = await alice.client.send("late");
     assert.equal(result.status === "refused" && result.code, "closed");
   });
+});
+
+Deno.test("ChatClient sends to rooms as the server spells them", async (t) => {
+  await using server = await startServer();
+  const alice = chatClient(server, { username: "alice", room: "Dev" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await t.step("the first room given in capitals", async () => {
+    assert.equal((await alice.client.send("hi")).status, "stored");
+    assert.deepEqual(alice.client.rooms, ["dev"]);
+    assert.deepEqual(alice.client.users("DEV"), ["alice"]);
+  });
+  await t.step("a room the client is not in: refused by the server", async () => {
+    const fate = await alice.client.send("where?", { room: "elsewhere" });
+    assert.equal(fate.status === "refused" && fate.code, "not_in_room");
+  });
+});
+
+Deno.test("ChatClient refuses a message over the limit queued before the first welcome", async () => {
+  await using server = await startServer({ MAX_MESSAGE_BYTES: "512" });
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  const big = alice.client.send("x".repeat(600));
+  const small = alice.client.send("small");
+  alice.client.connect();
+  const fate = await big;
+  assert.equal(fate.status === "refused" && fate.code, "message_too_big");
+  assert.equal((await small).status, "stored");
+  assert.equal(alice.sockets.length, 1, "the socket was closed for the big frame");
+});
+
+Deno.test("ChatClient keeps trying while the server is full", async () => {
+  await using server = await startServer({ MAX_CONNECTIONS: "1" });
+  const bob = await TestClient.connect(server.url("/ws/chat/bob"));
+  await bob.next("welcome");
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await eventually("refused once", () => alice.states.some((s) => s.state === "reconnecting"));
+  assert.equal(alice.states.find((s) => s.state === "reconnecting")?.reason, "Server is full");
+  await bob.close();
+  await alice.open();
 });
 
 Deno.test("ChatClient paces a fast typist under the rate limit: nothing is lost", async () => {
@@ -228,4 +274,5 @@ Deno.test("a close is described for a person", () => {
   assert.equal(describeClose(1001, ""), "Server shutting down");
   assert.equal(describeClose(4009, "Username already in use"), "Username already in use");
   assert.equal(describeClose(1006), "Connection lost");
+  assert.equal(describeClose(0), "Could not reach the server");
 });
