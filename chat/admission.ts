@@ -211,12 +211,17 @@ export class Admission {
    * processes (best-effort: two processes may admit one name at once).
    */
   #lookup(client: Client, lookup: Lookup): void {
+    let next = lookup;
     this.#o.presence!.lookup(lookup.name).then(
-      // A holder with the same verified user id is the same user's other tab.
-      (holder) =>
-        holder === undefined || (client.userId !== null && holder.userId === client.userId),
+      (holder) => {
+        if (holder === undefined) return true;
+        // A holder with the same user id is the same user's other tab: its spelling is the name.
+        if (client.userId === null || holder.userId !== client.userId) return false;
+        next = { ...lookup, name: holder.username };
+        return true;
+      },
       () => true,
-    ).then((free) => this.#looked(client, lookup, free));
+    ).then((free) => this.#looked(client, next, free));
   }
 
   /** Admits, retries or refuses after a lookup. */

@@ -92,9 +92,10 @@ export class Registry {
   /** Gives the client a name, releasing its old one. */
   setName(client: Client, name: string): void {
     this.releaseName(client);
-    client.username = name;
     client.key = nameKey(name);
     const holders = this.byName.get(client.key);
+    // Another tab of the same user: one name, spelled as its first tab spells it.
+    client.username = holders?.[0]?.username ?? name;
     if (holders !== undefined) {
       holders.push(client);
       return;

@@ -43,6 +43,22 @@ function roomKey(room: string): string {
   return roomName(room) ?? room;
 }
 
+/**
+ * A new random key for the `key` option: 16 bytes from the platform's
+ * cryptographic generator, in base64url (22 characters).
+ *
+ * @example
+ * ```ts ignore
+ * const key = localStorage.getItem("chat.key") ?? newKey();
+ * localStorage.setItem("chat.key", key);
+ * ```
+ */
+export function newKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
 /** Where the client is in its life. */
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
@@ -102,6 +118,13 @@ export interface ChatClientOptions {
   room?: string;
   /** A JWT, offered as the `bearer.<jwt>` subprotocol, when the server has AUTH_SECRET. */
   token?: string;
+  /**
+   * A secret of this browser or device (22 to 128 base64url characters, see
+   * {@linkcode newKey}), offered as the `key.<secret>` subprotocol: without
+   * AUTH_SECRET, connections with one key may share a name that others
+   * cannot take (several tabs of one person). Keep it like a password.
+   */
+  key?: string;
   /** Whether to use the application heartbeat. Default true. */
   heartbeat?: boolean;
   /** Reconnect delays, or false to stay closed after a close. */
@@ -295,9 +318,9 @@ export class ChatClient {
     });
   }
 
-  /** Leaves a room; the `left` event follows. Nothing happens when not connected. */
-  leave(room: string): void {
-    this.#write({ type: "leave", room });
+  /** Leaves a room; the `left` event follows. False when not connected. */
+  leave(room: string): boolean {
+    return this.#write({ type: "leave", room });
   }
 
   /** Renames this user; resolves with the new name as the server spells it. */
@@ -308,10 +331,17 @@ export class ChatClient {
         reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
         return;
       }
+      if (nameKey(name) === nameKey(this.#username) && this.#welcomed) {
+        // The server answers nothing to a rename to one's own name.
+        resolve(this.#username);
+        return;
+      }
       if (!this.#write({ type: "rename", name, cid })) {
         reject(new ChatError("closed", "Not connected"));
         return;
       }
+      // In no room there is no notice to wait for: the server renamed us or sent an error.
+      if (this.#rooms.size === 0) return resolve(name);
       this.#rename = { resolve, reject, cid };
     });
   }
@@ -327,8 +357,12 @@ export class ChatClient {
   #open(): void {
     this.#setState({ state: "connecting" });
     this.#welcomed = false;
-    const token = this.#options.token ?? "";
-    const protocols = token === "" ? [] : ["chat", `bearer.${token}`];
+    const { token = "", key = "" } = this.#options;
+    const secrets = [
+      ...(token === "" ? [] : [`bearer.${token}`]),
+      ...(key === "" ? [] : [`key.${key}`]),
+    ];
+    const protocols = secrets.length === 0 ? [] : ["chat", ...secrets];
     const open = this.#options.webSocket ?? ((url, list) => new WebSocket(url, list));
     let socket: WebSocket;
     try {

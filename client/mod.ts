@@ -20,6 +20,7 @@ export {
   type ChatClientOptions,
   ChatError,
   type ConnectionState,
+  newKey,
   type StateEvent,
   type StoredEvent,
 } from "./chat_client.ts";

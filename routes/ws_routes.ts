@@ -8,6 +8,7 @@
 import {
   type Admission,
   type Gatekeeper,
+  handshakeKey,
   handshakeToken,
   offeredProtocols,
   selectProtocol,
@@ -68,6 +69,8 @@ function admitted(admission: Admission): Pick<ConnectOptions, "userId" | "userna
   switch (admission.kind) {
     case "identity":
       return { userId: admission.userId, username: admission.username };
+    case "anonymous":
+      return admission.userId === undefined ? {} : { userId: admission.userId };
     case "refuse":
       return { refuse: { code: admission.code, reason: admission.reason } };
     default:
@@ -235,7 +238,7 @@ async function upgradeWith(
   const remoteAddr = clientAddress(req, info, trustProxy);
   const offered = offeredProtocols(req.headers.get("sec-websocket-protocol"));
   const token = handshakeToken(url.searchParams.get("token"), offered);
-  const admission = await gatekeeper({ remoteAddr, token });
+  const admission = await gatekeeper({ remoteAddr, token, key: handshakeKey(offered) });
   if (admission.kind === "throttled") {
     manager.metrics.refused(429);
     return text("Too many handshakes", 429, { "retry-after": String(admission.retryAfterS) });

@@ -4,6 +4,7 @@ import {
   type ChatClientOptions,
   describeClose,
   type Fate,
+  newKey,
   PING_TIMEOUT_REASON,
   reconnectDelay,
   type StateEvent,
@@ -260,6 +261,39 @@ Deno.test("ChatClient joins, leaves and renames on one socket", async () => {
   assert.equal(alice.client.username, "alicia");
   alice.client.leave("dev");
   await eventually("left dev", () => alice.client.rooms.length === 1);
+});
+
+Deno.test("ChatClients with one key share a name: two tabs of one person", async () => {
+  await using server = await startServer();
+  const key = newKey();
+  assert.match(key, /^[A-Za-z0-9_-]{22}$/);
+  const one = chatClient(server, { username: "alice", key });
+  const two = chatClient(server, { username: "alice", key });
+  const other = chatClient(server, { username: "alice", key: newKey() });
+  await using _1 = one.client;
+  await using _2 = two.client;
+  await using _3 = other.client;
+  one.client.connect();
+  await one.open();
+  two.client.connect();
+  await two.open();
+  assert.deepEqual(two.client.users(), ["alice"]);
+  other.client.connect();
+  await eventually("the other browser is refused", () => other.client.state === "closed");
+  assert.equal(other.states.at(-1)?.code, 4009);
+});
+
+Deno.test("ChatClient rename to its own name, or in no room, settles at once", async () => {
+  await using server = await startServer();
+  const alice = chatClient(server, { username: "alice" });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  assert.equal(await alice.client.rename("ALICE"), "alice");
+  assert.ok(alice.client.leave("lobby"));
+  await eventually("in no room", () => alice.client.rooms.length === 0);
+  assert.equal(await alice.client.rename("alicia"), "alicia");
+  assert.equal(await alice.client.rename("bob"), "bob");
 });
 
 Deno.test("reconnect delays grow with jitter between the floor and a doubling ceiling", () => {

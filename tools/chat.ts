@@ -215,7 +215,9 @@ async function run(command: Command, chat: ChatClient, session: Session): Promis
         ));
       return true;
     case "leave":
-      await whenOpen(chat, print, () => Promise.resolve(chat.leave(command.room ?? session.room)));
+      await whenOpen(chat, print, async () => {
+        if (!chat.leave(command.room ?? session.room)) print("!! Not connected");
+      });
       return true;
     case "rename":
       await whenOpen(chat, print, () => rename(chat, command.name, print));

@@ -32,7 +32,7 @@ import type { TokenCheck } from "./token_check.ts";
  */
 export type Admission =
   | { kind: "identity"; userId: string; username: string }
-  | { kind: "anonymous" }
+  | { kind: "anonymous"; userId?: string }
   | { kind: "refuse"; code: number; reason: string }
   | { kind: "throttled"; retryAfterS: number };
 
@@ -42,6 +42,12 @@ export interface Applicant {
   remoteAddr: string;
   /** The token the client presented; empty when none. */
   token: string;
+  /**
+   * A browser's own secret (see {@linkcode handshakeKey}); empty when none.
+   * Without authentication it makes the client's user id, so the tabs of
+   * one browser may share a name that other browsers cannot take.
+   */
+  key?: string;
 }
 
 /** Decides whether a client may go on; see {@linkcode createGatekeeper}. */
@@ -110,13 +116,15 @@ export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
   });
   const check = options.tokenCheck;
 
-  return async ({ remoteAddr, token }) => {
+  return async ({ remoteAddr, token, key }) => {
     const waitMs = limiter.take(remoteAddr);
     if (waitMs > 0) {
       logger.info(events.throttled, { remote: remoteAddr });
       return { kind: "throttled", retryAfterS: Math.ceil(waitMs / 1000) };
     }
-    if (check === undefined) return { kind: "anonymous" };
+    if (check === undefined) {
+      return key ? { kind: "anonymous", userId: await keyUserId(key) } : { kind: "anonymous" };
+    }
     try {
       const { userId, username } = await check(token);
       return { kind: "identity", userId, username };
@@ -134,6 +142,36 @@ export function createGatekeeper(options: GatekeeperOptions = {}): Gatekeeper {
 /** The prefix of the subprotocol entry that carries a token. */
 export const TOKEN_PROTOCOL_PREFIX = "bearer.";
 
+/** The prefix of the subprotocol entry that carries a browser's key. */
+export const KEY_PROTOCOL_PREFIX = "key.";
+
+// 16 random bytes or more in base64url: not guessable, and safe in a header.
+const KEY = /^[A-Za-z0-9_-]{22,128}$/;
+
+/**
+ * The browser key of a handshake: the first `key.` subprotocol entry's value
+ * when it is 22 to 128 base64url characters, else "". A key is a secret the
+ * page keeps in localStorage; it never travels in a URL, so it is not logged.
+ */
+export function handshakeKey(offered: readonly string[]): string {
+  const value = offered.find((p) => p.startsWith(KEY_PROTOCOL_PREFIX))
+    ?.slice(KEY_PROTOCOL_PREFIX.length);
+  return value !== undefined && KEY.test(value) ? value : "";
+}
+
+/**
+ * The user id of a browser key: a hash, so that the key itself is never
+ * stored (presence in KV or Redis holds user ids), in a space of its own
+ * (`key:`) apart from tokens' `sub`.
+ */
+async function keyUserId(key: string): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)),
+  );
+  const base64 = btoa(String.fromCharCode(...digest.subarray(0, 18)));
+  return `key:${base64.replaceAll("+", "-").replaceAll("/", "_")}`;
+}
+
 /** The entries of a `Sec-WebSocket-Protocol` header, in order; none for a missing header. */
 export function offeredProtocols(header: string | null): string[] {
   return (header ?? "").split(",").map((p) => p.trim()).filter((p) => p !== "");
@@ -145,7 +183,9 @@ export function offeredProtocols(header: string | null): string[] {
  * own offers back), or undefined when none was offered.
  */
 export function selectProtocol(offered: readonly string[]): string | undefined {
-  return offered.find((p) => !p.startsWith(TOKEN_PROTOCOL_PREFIX)) ?? offered[0];
+  const secret = (p: string) =>
+    p.startsWith(TOKEN_PROTOCOL_PREFIX) || p.startsWith(KEY_PROTOCOL_PREFIX);
+  return offered.find((p) => !secret(p)) ?? offered[0];
 }
 
 /**
