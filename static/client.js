@@ -29,6 +29,7 @@ const ui = {
   app: $("app"),
   status: $("status"),
   statusText: $("status-text"),
+  statusCountdown: $("status-countdown"),
   retryNow: $("retry-now"),
   joinForm: $("join-form"),
   username: $("username"),
@@ -85,6 +86,8 @@ const state = {
   /** @type {string[]} */
   users: [],
   privateTo: "",
+  /** Whether the log was at its bottom as last seen; it stays there when its box shrinks. */
+  pinned: true,
 };
 
 // ---------------------------------------------------------------------------
@@ -98,6 +101,13 @@ function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** User-supplied text: its direction comes from its own first strong letter (Arabic, Hebrew…). */
+function userText(tag, className, text) {
+  const node = el(tag, className, text);
+  node.dir = "auto";
   return node;
 }
 
@@ -137,11 +147,20 @@ function formatTime(iso) {
 // ---------------------------------------------------------------------------
 // Status line
 
+/**
+ * The status text is a live region: it is written only when the state or its reason
+ * changes, so screen readers announce each change once. The reconnect countdown ticks
+ * in its own element, outside the live region.
+ */
 function setStatus(kind, text) {
   ui.status.dataset.state = kind;
   ui.app.dataset.state = kind;
-  ui.statusText.textContent = text;
+  if (ui.statusText.textContent !== text) ui.statusText.textContent = text;
   ui.retryNow.hidden = kind !== "reconnecting";
+  if (kind !== "reconnecting") {
+    ui.statusCountdown.hidden = true;
+    ui.statusCountdown.textContent = "";
+  }
 }
 
 function connectedStatus() {
@@ -150,9 +169,15 @@ function connectedStatus() {
 }
 
 function reconnectingStatus() {
-  const seconds = Math.max(1, Math.ceil((state.reconnectAt - Date.now()) / 1000));
   const reason = state.lastReason === "" ? "" : ` (${state.lastReason})`;
-  setStatus("reconnecting", `Reconnecting in ${seconds} s…${reason}`);
+  setStatus("reconnecting", `Reconnecting…${reason}`);
+  tickCountdown();
+}
+
+function tickCountdown() {
+  const seconds = Math.max(1, Math.ceil((state.reconnectAt - Date.now()) / 1000));
+  ui.statusCountdown.textContent = `retry in ${seconds} s`;
+  ui.statusCountdown.hidden = false;
 }
 
 function showPanels() {
@@ -182,6 +207,7 @@ function isAtBottom() {
 function scrollToBottom() {
   ui.messages.scrollTop = ui.messages.scrollHeight;
   ui.newMessages.hidden = true;
+  state.pinned = true;
 }
 
 /** Appends one rendered item, keeping the view at the bottom unless the user scrolled up. */
@@ -189,16 +215,20 @@ function append(item, { own = false, live = true } = {}) {
   const stick = own || isAtBottom();
   ui.messages.append(item);
   if (stick) scrollToBottom();
-  else if (live) ui.newMessages.hidden = false;
+  else {
+    state.pinned = false;
+    if (live) ui.newMessages.hidden = false;
+  }
 }
 
 function announce(text) {
   ui.announcer.textContent = text;
 }
 
+/** The header of a message: `sender` is the sender's name, or a node naming sender and target. */
 function meta(sender, timestamp, tag) {
   const line = el("div", "meta");
-  line.append(el("span", "sender", sender));
+  line.append(typeof sender === "string" ? userText("span", "sender", sender) : sender);
   if (tag !== undefined) line.append(el("span", "tag", tag));
   const time = formatTime(timestamp);
   const stamp = el("time", "time", time.text);
@@ -215,7 +245,7 @@ function renderChat(frame, live) {
   item.dataset.id = String(frame.id);
   item.dataset.room = frame.room;
   const bubble = el("div", "bubble");
-  bubble.append(meta(frame.sender, frame.timestamp), el("p", "text", frame.message));
+  bubble.append(meta(frame.sender, frame.timestamp), userText("p", "text", frame.message));
   item.append(bubble);
   append(item, { own: own && live, live });
   if (live && !own) announce(`${frame.sender}: ${frame.message}`);
@@ -226,12 +256,23 @@ function renderPrivate(frame) {
   const item = el("li", `message private ${own ? "own" : "other"}`);
   item.dataset.testid = "message";
   item.dataset.private = "true";
-  const tag = own ? `Private · to ${frame.to}` : `Private · from ${frame.sender}`;
   const bubble = el("div", "bubble");
-  bubble.append(meta(frame.sender, frame.timestamp, tag), el("p", "text", frame.message));
+  const who = privateLine(own, own ? frame.to : frame.sender);
+  bubble.append(meta(who, frame.timestamp, "Private"), userText("p", "text", frame.message));
   item.append(bubble);
   append(item, { own });
   if (!own) announce(`Private message from ${frame.sender}: ${frame.message}`);
+}
+
+/** The sender line of a private message, naming each side once: "alice → you", "you → bob". */
+function privateLine(own, other) {
+  const line = el("span", "sender");
+  const you = el("span", "", "you");
+  const them = userText("span", "", other);
+  const arrow = el("span", "arrow", " → ");
+  arrow.setAttribute("aria-hidden", "true");
+  line.append(own ? you : them, arrow, el("span", "visually-hidden", " to "), own ? them : you);
+  return line;
 }
 
 function renderSystem(frame, live) {
@@ -245,7 +286,7 @@ function renderSystem(frame, live) {
   const stamp = el("time", "time", time.text);
   stamp.dateTime = frame.timestamp;
   stamp.title = time.full;
-  bubble.append(el("span", "text", frame.message), stamp);
+  bubble.append(userText("span", "text", frame.message), stamp);
   item.append(bubble);
   append(item, { live });
   if (live) announce(frame.message);
@@ -256,7 +297,7 @@ function renderNotice(text, kind = "notice") {
   const item = el("li", `message system local ${kind}`);
   item.dataset.testid = kind;
   const bubble = el("div", "bubble");
-  bubble.append(el("span", "text", text));
+  bubble.append(userText("span", "text", text));
   item.append(bubble);
   append(item);
   announce(text);
@@ -265,6 +306,7 @@ function renderNotice(text, kind = "notice") {
 function clearMessages() {
   ui.messages.replaceChildren();
   ui.newMessages.hidden = true;
+  state.pinned = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -291,9 +333,9 @@ function renderUsers() {
     const item = el("li", "user");
     if (sameName(name, state.username)) {
       item.classList.add("me");
-      item.append(el("span", "user-name", name), el("span", "you", "you"));
+      item.append(userText("span", "user-name", name), el("span", "you", "you"));
     } else {
-      const button = el("button", "user-name", name);
+      const button = userText("button", "user-name", name);
       button.type = "button";
       button.dataset.user = name;
       button.setAttribute("aria-label", `Send a private message to ${name}`);
@@ -386,7 +428,7 @@ function onState(event) {
   } else if (event.state === "reconnecting") {
     state.lastReason = describeClose(event.code ?? 1006, event.reason);
     state.reconnectAt = Date.now() + (event.delayMs ?? 0);
-    state.countdownTimer = setInterval(reconnectingStatus, 1000);
+    state.countdownTimer = setInterval(tickCountdown, 1000);
     reconnectingStatus();
   } else if (event.state === "closed") {
     const why = describeClose(event.code ?? 1000, event.reason);
@@ -444,7 +486,8 @@ function disconnect() {
   state.live = false;
   clearInterval(state.countdownTimer);
   chat?.close();
-  setStatus("disconnected", "Disconnected");
+  // The user chose this: neutral, not the red of a connection lost or refused.
+  setStatus("idle", "Disconnected");
   setUsers([]);
   setPrivateTarget("");
   showPanels();
@@ -638,8 +681,15 @@ ui.message.addEventListener("input", () => {
 });
 
 ui.messages.addEventListener("scroll", () => {
-  if (isAtBottom()) ui.newMessages.hidden = true;
+  state.pinned = isAtBottom();
+  if (state.pinned) ui.newMessages.hidden = true;
 });
+
+// The log's box shrinks when the private bar, a form or a phone's keyboard opens, and its
+// scroll position stays: a log that was at its bottom is put back there.
+new ResizeObserver(() => {
+  if (state.pinned) scrollToBottom();
+}).observe(ui.messages);
 
 ui.newMessages.addEventListener("click", () => {
   scrollToBottom();
@@ -658,7 +708,8 @@ addEventListener("online", reconnectNow);
   const room = roomName(new URL(location.href).searchParams.get("room") ?? "");
   if (room !== undefined) ui.room.value = room;
   ui.username.value = loadName();
-  setStatus("disconnected", "Disconnected");
+  // Nothing was tried yet: neutral, not the red "disconnected" of a failure.
+  setStatus("idle", "Not connected");
   setUsers([]);
   showPanels();
   ui.username.focus();

@@ -244,7 +244,8 @@ Deno.test({
         const theirs = await rendered(bob, "Hi Bob! Are you there?");
         assert.match(mine.classes, /\bown\b/);
         assert.match(theirs.classes, /\bother\b/);
-        assert.equal(mine.background, "rgb(102, 126, 234)");
+        // #5a67d8: the seed's #667eea darkened for 4.5:1 white text (issue 20).
+        assert.equal(mine.background, "rgb(90, 103, 216)");
         assert.equal(mine.color, "rgb(255, 255, 255)");
         assert.equal(theirs.background, "rgb(255, 255, 255)");
         assert.ok(mine.right < mine.left, `own bubble sits right: ${js(mine)}`);
@@ -288,9 +289,12 @@ Deno.test({
         const received = await rendered(bob, "Psst, only for you");
         const sent = await rendered(alice, "Psst, only for you");
         assert.match(received.classes, /\bprivate\b.*\bother\b/);
-        assert.equal(received.tag, "Private · from Alice");
+        // The sender line names each side once: "Alice → you", "you → Bob" (issue 20).
+        assert.equal(received.tag, "Private");
+        assert.match(received.sender, /^Alice →\s+to you$/);
         assert.match(sent.classes, /\bprivate\b.*\bown\b/);
-        assert.equal(sent.tag, "Private · to Bob");
+        assert.equal(sent.tag, "Private");
+        assert.match(sent.sender, /^you →\s+to Bob$/);
         assert.notEqual(received.background, "rgb(255, 255, 255)");
 
         // A public message afterwards shows Carol is caught up, without the private one.
@@ -406,7 +410,7 @@ Deno.test({
         for (const page of [alice, bob, carol]) {
           await page.waitFor(
             `${statusIs("reconnecting")} &&
-              /Reconnecting in \\d+ s/.test(document.getElementById("status").textContent)`,
+              /retry in \\d+ s/.test(document.getElementById("status").textContent)`,
           );
         }
         // A new process has empty memory storage: ids restart, history is gone.
@@ -463,7 +467,7 @@ Deno.test({
           // Failed attempts lengthen the backoff (full jitter, 1 s to 30 s). Wait until each
           // page has more than 3 s left (the countdown is at most 1 s stale).
           const longWait = `${statusIs("reconnecting")} && Number(
-          /Reconnecting in (\\d+) s/.exec(document.getElementById("status").textContent)?.[1]
+          /retry in (\\d+) s/.exec(document.getElementById("status").textContent)?.[1]
         ) >= 5`;
           // Both at once: while the test waits on one page, the other may retry.
           await eventually(
