@@ -10,12 +10,15 @@ import {
   DEFAULT_ROOM,
   describeClose,
   nameKey,
+  newKey,
   normalizeName,
   roomName,
   SYSTEM_SENDER,
 } from "./chat_client.js";
 
 const NAME_KEY = "chat.username";
+const KEY_KEY = "chat.key";
+const SESSION_KEY = "chat.session";
 // Within this many pixels of the bottom the log counts as "at the bottom".
 const STICKY_PX = 48;
 
@@ -125,6 +128,42 @@ function saveName(name) {
     localStorage.setItem(NAME_KEY, name);
   } catch {
     // See loadName.
+  }
+}
+
+// This browser's key: its tabs present it, so they may share one name that other browsers
+// cannot take. Without storage each tab is a browser of its own.
+function browserKey() {
+  try {
+    let key = localStorage.getItem(KEY_KEY);
+    if (key === null) {
+      key = newKey();
+      localStorage.setItem(KEY_KEY, key);
+    }
+    return key;
+  } catch {
+    return newKey();
+  }
+}
+
+// The session of this tab (its name and room once welcomed), so a reload reconnects by itself.
+function saveSession(session) {
+  try {
+    if (session === null) sessionStorage.removeItem(SESSION_KEY);
+    else sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  } catch {
+    // See loadName.
+  }
+}
+
+function loadSession() {
+  try {
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
+    return typeof session?.username === "string" && typeof session?.room === "string"
+      ? session
+      : null;
+  } catch {
+    return null;
   }
 }
 
@@ -385,6 +424,7 @@ function connect() {
     username: state.username === "" ? undefined : state.username,
     room: state.room,
     token: token === "" ? undefined : token,
+    key: browserKey(),
   });
   state.chat = chat;
   // Handlers check that their client is still the page's: a stale one never acts.
@@ -433,6 +473,7 @@ function onState(event) {
   } else if (event.state === "closed") {
     const why = describeClose(event.code ?? 1000, event.reason);
     state.chat = null;
+    saveSession(null);
     setStatus("disconnected", `Disconnected: ${why}`);
     ui.joinError.textContent = why;
   }
@@ -446,6 +487,7 @@ function onWelcome(frame) {
   state.maxMessageBytes = frame.limits.max_message_bytes;
   state.pendingRoom = "";
   setRoomInUrl(state.room);
+  saveSession({ username: state.username, room: state.room });
   connectedStatus();
   showPanels();
 }
@@ -460,6 +502,7 @@ function onJoined(frame) {
   setPrivateTarget("");
   clearMessages();
   setRoomInUrl(state.room);
+  saveSession({ username: state.username, room: state.room });
   setUsers(frame.users);
   hideInlineForm(ui.switchForm, ui.switchButton);
   showPanels();
@@ -469,6 +512,7 @@ function onJoined(frame) {
 function renamed(name) {
   state.username = name;
   saveName(name);
+  saveSession({ username: name, room: state.room });
   ui.username.value = name;
   hideInlineForm(ui.renameForm, ui.renameButton);
   connectedStatus();
@@ -486,6 +530,7 @@ function disconnect() {
   state.live = false;
   clearInterval(state.countdownTimer);
   chat?.close();
+  saveSession(null);
   // The user chose this: neutral, not the red of a connection lost or refused.
   setStatus("idle", "Disconnected");
   setUsers([]);
@@ -712,5 +757,13 @@ addEventListener("online", reconnectNow);
   setStatus("idle", "Not connected");
   setUsers([]);
   showPanels();
-  ui.username.focus();
+  const session = loadSession();
+  if (session === null) {
+    ui.username.focus();
+  } else {
+    // A reload of a connected tab: back to the same name and room without pressing Connect.
+    ui.username.value = state.username = session.username;
+    ui.room.value = state.room = session.room;
+    connect();
+  }
 }

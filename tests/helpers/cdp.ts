@@ -278,6 +278,11 @@ export interface PageOptions {
   width?: number;
   /** Viewport height in CSS pixels. */
   height?: number;
+  /**
+   * Opens the page as another tab of this page's browser context (one
+   * browser: shared localStorage and cookies); closing it closes the tab only.
+   */
+  tabOf?: Page;
 }
 
 /** Options for {@linkcode Page.goto}. */
@@ -428,6 +433,7 @@ export class Page implements AsyncDisposable {
   #unsubscribes: Array<() => void>;
   #dialogReplies = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
+  #ownsContext = true;
 
   private constructor(session: CdpSession, targetId: string, browserContextId: string) {
     this.session = session;
@@ -452,10 +458,10 @@ export class Page implements AsyncDisposable {
    * the Page and Runtime domains and sets the viewport when a size is given.
    */
   static async open(connection: CdpConnection, options: PageOptions = {}): Promise<Page> {
-    const { width, height } = options;
+    const { width, height, tabOf } = options;
     validateDimension("width", width);
     validateDimension("height", height);
-    const { browserContextId } = await connection.send<{ browserContextId: string }>(
+    const { browserContextId } = tabOf ?? await connection.send<{ browserContextId: string }>(
       "Target.createBrowserContext",
       // Lets chromium drop the context by itself if the connection dies mid-test.
       { disposeOnDetach: true },
@@ -471,6 +477,7 @@ export class Page implements AsyncDisposable {
         { targetId, flatten: true },
       );
       page = new Page(new CdpSession(connection, sessionId), targetId, browserContextId);
+      page.#ownsContext = tabOf === undefined;
       await page.session.send("Page.enable");
       await page.session.send("Runtime.enable");
       if (width !== undefined || height !== undefined) {
@@ -633,6 +640,10 @@ export class Page implements AsyncDisposable {
       const { connection } = this.session;
       // Once the browser is gone so is the context; nothing is left to dispose.
       if (connection.isClosed) return;
+      if (!this.#ownsContext) {
+        await connection.send("Target.closeTarget", { targetId: this.targetId });
+        return;
+      }
       await connection.send("Target.disposeBrowserContext", {
         browserContextId: this.browserContextId,
       });
