@@ -28,7 +28,10 @@ export interface ClientHost {
 export interface BacklogItem {
   /** The room or private channel; empty for a reply to this client alone. */
   channel: string;
-  /** The stored frame's id, to skip frames the history already holds; 0 for a reply. */
+  /**
+   * The stored frame's id, to skip frames the history already holds; 0 for
+   * a reply or a live-only notice (join, leave), which no history holds.
+   */
   id: number;
   /** The serialised frame. */
   text: string;

@@ -186,8 +186,11 @@ export type SystemEvent = "join" | "leave" | "rename" | "announce" | "close" | "
 export interface SystemFrame {
   /** Always `system`. */
   type: "system";
-  /** Increases strictly within the room. */
-  id: number;
+  /**
+   * Increases strictly within the room; absent on `join` and `leave`
+   * notices, which are live only and never stored.
+   */
+  id?: number;
   /** The room the notice is for. */
   room: string;
   /** What the notice is about. */

@@ -32,6 +32,8 @@ import type { Registry } from "./registry.ts";
 
 /** The options of every stored publish: one object, not one per message. */
 const STORED: PublishOptions = Object.freeze({ history: true });
+/** Delivered to the room's members now, not stored. */
+const LIVE: PublishOptions = Object.freeze({ history: false });
 
 /**
  * A stored payload as sent: the offset spliced in as the frame's `id`, so
@@ -141,9 +143,16 @@ export class Publisher {
     return this.publishNotice(room, this.systemDraft(room, event, message, user));
   }
 
-  /** {@linkcode announce}, logging a failure instead of returning it. */
+  /**
+   * Publishes a presence notice (join, leave) live only: it is not stored,
+   * so a room's history holds its conversation and not a join and a leave
+   * for every reload or restart. A failure is logged.
+   */
   notify(room: string, event: SystemEvent, message: string, user?: string): void {
-    this.announce(room, event, message, user).catch((error) => this.noticeFailed(room, error));
+    const draft = this.systemDraft(room, event, message, user);
+    this.#publishNotice(room, { draft, options: LIVE }).catch((error) =>
+      this.noticeFailed(room, error)
+    );
   }
 
   /** Logs a notice that could not be published. */
@@ -177,15 +186,32 @@ export class Publisher {
    * than the local count, which the draft holds).
    */
   publishNotice(room: string, draft: Draft<SystemFrame>): Promise<StoredFrame> {
+    return this.#publishNotice(room, { draft, options: STORED });
+  }
+
+  /**
+   * Publishes a notice once its count is known; the room's publishes wait
+   * behind it. A live-only notice travels apart from the room's stored
+   * frames (the kv engine commits and follows it on a stream of its own),
+   * so they wait until it was handed on here, not only until it was sent.
+   */
+  #publishNotice(
+    room: string,
+    notice: { draft: Draft<SystemFrame>; options: PublishOptions },
+  ): Promise<StoredFrame> {
+    const { draft, options } = notice;
     const presence = this.#presence;
-    if (presence === undefined) return this.#storeNotice(room, draft);
+    if (presence === undefined) return this.#storeNotice(room, notice);
     let stored: Promise<StoredFrame> | undefined;
     const before = this.#noticeWaits.get(room) ?? Promise.resolve();
     const wait: Promise<void> = before.then(() => presence.users(room)).catch(() => undefined)
       .then((users) => {
         const count = users === undefined ? 0 : this.#o.registry.usersWith(room, users).length;
         if (count > draft.connected_count) draft.connected_count = count;
-        stored = this.#storeNotice(room, draft);
+        stored = this.#storeNotice(room, notice);
+        return options.history === true ? undefined : stored.then(() => undefined, () => undefined);
+      })
+      .then(() => {
         if (this.#noticeWaits.get(room) === wait) this.#noticeWaits.delete(room);
       });
     this.#noticeWaits.set(room, wait);
@@ -193,9 +219,12 @@ export class Publisher {
   }
 
   /** Publishes a notice as it is; the engine takes it in call order. */
-  async #storeNotice(room: string, draft: Draft): Promise<StoredFrame> {
-    const payload = JSON.stringify(draft);
-    const position = await this.#engine.publish(room, payload, STORED);
-    return JSON.parse(stampId(position!.offset, payload)) as StoredFrame;
+  async #storeNotice(
+    room: string,
+    notice: { draft: Draft; options: PublishOptions },
+  ): Promise<StoredFrame> {
+    const payload = JSON.stringify(notice.draft);
+    const position = await this.#engine.publish(room, payload, notice.options);
+    return JSON.parse(position ? stampId(position.offset, payload) : payload) as StoredFrame;
   }
 }

@@ -393,14 +393,20 @@ export class Replay {
     };
   }
 
-  /** Sends the backlog the room's history did not hold; frames of rooms still replaying wait. */
+  /**
+   * Sends the backlog the room's history did not hold (a live-only notice,
+   * id 0, is never in it; an Infinity cursor drops the room's frames);
+   * frames of rooms still replaying wait.
+   */
   #release(client: Client, room: string, cursor: number): void {
     const replaying = client.replaying;
     replaying?.delete(room);
     const rest: BacklogItem[] = [];
     for (const item of client.backlog ?? []) {
       if (item.channel === room) {
-        if (item.id > cursor) this.#o.outbox.sendText(client, item.text);
+        if (item.id > cursor || (item.id === 0 && cursor < Infinity)) {
+          this.#o.outbox.sendText(client, item.text);
+        }
       } else if (replaying?.has(item.channel)) {
         rest.push(item);
       } else {

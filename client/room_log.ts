@@ -30,8 +30,9 @@ export class RoomLog {
     this.room = room;
   }
 
-  /** Records a frame's id; false when it was seen already. */
+  /** Records a frame's id; false when it was seen already. A live-only notice has none. */
   firstSight(frame: RoomFrame): boolean {
+    if (frame.id === undefined) return true;
     if (this.#ids.has(frame.id)) return false;
     this.#ids.add(frame.id);
     if (this.#ids.size > SEEN_LIMIT) {

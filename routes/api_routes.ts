@@ -123,7 +123,7 @@ export function createApiRoutes(options: ApiRoutesOptions): Route[] {
       // A page holds at most REPLAY_MAX_BYTES, so it may end before `count`: say
       // there is more while ids below the first exist; the last page may be empty.
       const first = frames[0];
-      const more = first !== undefined && first.id > 1;
+      const more = first !== undefined && (first.id ?? 0) > 1;
       return json({ room, messages: frames, next_before: more ? first.id : null });
     }),
     route(["GET"], "/api/rooms/:room/users", async (_req, { params }) => {

@@ -131,11 +131,13 @@ Deno.test("join and leave notices go to the room with the member count", async (
   await using h = harness();
   const alice = await h.open({ username: "alice" });
   const bob = await h.open({ username: "bob" });
-  const join = bob.socket.framesOf("system");
-  assert.equal(join.length, 0, "a user's own join notice is in the welcome history only");
-  const [joined] = alice.socket.framesOf("system");
+  const own = bob.socket.framesOf("system");
+  assert.deepEqual(own.map((f) => [f.event, f.user, f.id]), [["join", "bob", undefined]]);
+  assert.deepEqual(bob.socket.framesOf("welcome")[0]?.history, [], "notices are not stored");
+  const joined = alice.socket.framesOf("system").at(-1);
   assert.equal(joined?.event, "join");
   assert.equal(joined.user, "bob");
+  assert.equal(joined.id, undefined, "a join notice is live only");
   assert.equal(joined.sender, "System");
   assert.equal(joined.username, "System");
   assert.equal(joined.connected_count, 2);
@@ -145,6 +147,7 @@ Deno.test("join and leave notices go to the room with the member count", async (
   assert.equal(left?.event, "leave");
   assert.equal(left.user, "bob");
   assert.equal(left.connected_count, 1);
+  assert.equal(left.id, undefined, "a leave notice is live only");
   assert.deepEqual(h.manager.users("lobby"), ["alice"]);
 });
 
@@ -596,10 +599,12 @@ Deno.test("a slow consumer is closed with 4008 and the others still receive", as
   for (const s of [alice.socket, carol.socket]) {
     assert.deepEqual(texts(s), said);
     assert.equal(s.framesOf("system").at(-1)?.event, "leave");
-    // Room frames arrive in id order even when a delivery causes a notice.
-    const ids = s.frames()
-      .filter((f) => f.type === "message" || f.type === "system")
-      .map((f) => f.id as number);
+    // A delivery that causes a notice is finished first: the leave follows the
+    // message that closed the slow consumer, and stored frames keep their id order.
+    const room = s.frames().filter((f) => f.type === "message" || f.type === "system");
+    const at = room.findIndex((f) => f.message === said[got.length - 1]);
+    assert.equal(room[at + 1]?.event, "leave");
+    const ids = room.filter((f) => f.id !== undefined).map((f) => f.id as number);
     assert.deepEqual(ids, [...ids].sort((x, y) => x - y), `ids out of order: ${ids}`);
   }
   assert.equal(h.manager.connectionCount, 2);
@@ -728,12 +733,13 @@ Deno.test("welcome carries recent history", async () => {
   const bob = await h.open({ username: "bob" });
   const welcome = bob.socket.frames()[0];
   assert.equal(welcome?.type, "welcome");
+  // The last three messages: join notices are live only, never in history.
   const history = welcome.history as Frame[];
-  assert.equal(history.length, 3);
-  assert.deepEqual(history.map((f) => f.message).slice(0, 2), ["m3", "m4"]);
-  assert.equal(history[2]?.event, "join");
+  assert.deepEqual(history.map((f) => f.message), ["m2", "m3", "m4"]);
   assert.equal(welcome.recovered, true);
-  assert.equal(bob.socket.frames().length, 1, "nothing in history is sent twice");
+  // Nothing in history is sent twice: after it only Bob's own join notice, live.
+  const after = bob.socket.frames().slice(1);
+  assert.deepEqual(after.map((f) => [f.event, f.user, f.id]), [["join", "bob", undefined]]);
 });
 
 /** A memory engine whose history answers wait for release(), to open a race window. */
@@ -987,7 +993,8 @@ Deno.test("a batching connection gets the frames of one turn as one frame, a JSO
   await settle();
   assert.equal(batched.socket.sent.length, 2);
   assert.equal(batched.socket.sent[1], plain.socket.sent[3], "one frame alone has no newline");
-  assert.equal(h.manager.metrics.framesOut, plain.socket.sent.length * 3 + 3 * 2);
+  // Before: three welcomes and six join notices (each user's own and the later ones).
+  assert.equal(h.manager.metrics.framesOut, plain.socket.sent.length * 3 + 3 + 6);
 });
 
 Deno.test("a batch goes out before the close that follows it", async (t) => {
@@ -1097,4 +1104,43 @@ Deno.test("messages keep their order behind notices still counting the room's us
   const said = page.publications.map((p) => JSON.parse(p.payload).message)
     .filter((m: string) => /^[JM]\d$/.test(m));
   assert.deepEqual(said, ["J1", "M1", "J2", "M2"]);
+});
+
+/**
+ * A memory engine with presence whose live-only publishes travel apart from the
+ * stored ones, as the kv engine's do: each is handed on a little later.
+ */
+class SeparateLiveStreamEngine extends MemoryEngine {
+  readonly presence: Presence = {
+    join: () => {},
+    leave: () => {},
+    connect: () => {},
+    disconnect: () => {},
+    users: () => Promise.resolve([]),
+    lookup: () => Promise.resolve(undefined),
+  };
+  override publish(
+    channel: string,
+    payload: string,
+    options?: PublishOptions,
+  ): Promise<StreamPosition | undefined> {
+    if (options?.history === true) return super.publish(channel, payload, options);
+    const later = () => super.publish(channel, payload, options);
+    return new Promise((resolve) => setTimeout(() => resolve(later()), 5));
+  }
+}
+
+Deno.test("a live-only join notice reaches the room before the joiner's first message", async () => {
+  const engine = new SeparateLiveStreamEngine();
+  await using h = harness({ engine });
+  const alice = await h.open({ username: "alice" });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const bob = connectNow(h, "bob");
+  bob.send({ type: "message", message: "first" });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await settle();
+  const seen = alice.socket.frames()
+    .filter((f) => f.type === "message" || (f.type === "system" && f.user === "bob"))
+    .map((f) => f.type === "message" ? f.message : f.event);
+  assert.deepEqual(seen, ["join", "first"]);
 });

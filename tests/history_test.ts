@@ -39,23 +39,10 @@ async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
-/**
- * The environment of each engine under test; the kv one on a fresh file.
- * `commitsAtOnce`: the engine stores a frame synchronously, so the join notice a
- * reconnect publishes is always stored before its history is read, and is its last
- * frame; elsewhere it may come live just after.
- */
-const ENGINES: {
-  name: string;
-  env: (dir: string) => Record<string, string>;
-  commitsAtOnce: boolean;
-}[] = [
-  { name: "memory", env: () => ({ CHAT_ENGINE: "memory" }), commitsAtOnce: true },
-  {
-    name: "kv",
-    env: (dir) => ({ CHAT_ENGINE: "kv", KV_PATH: `${dir}/chat.kv` }),
-    commitsAtOnce: false,
-  },
+/** The environment of each engine under test; the kv one on a fresh file. */
+const ENGINES: { name: string; env: (dir: string) => Record<string, string> }[] = [
+  { name: "memory", env: () => ({ CHAT_ENGINE: "memory" }) },
+  { name: "kv", env: (dir) => ({ CHAT_ENGINE: "kv", KV_PATH: `${dir}/chat.kv` }) },
 ];
 
 function ids(frames: Frame[]): number[] {
@@ -76,41 +63,27 @@ function range(from: number, to: number): number[] {
 }
 
 /**
- * Asserts that a replay (a welcome's or joined's history) is exactly `expected`
- * with consecutive ids ending at its last frame, then `user`'s own join notice when
- * the engine stored it before the read (always, for an engine that commits at once).
- * Returns the replay's last id and whether the notice was in it.
+ * Asserts that a replay (a welcome's or joined's history) is exactly `expected` on
+ * consecutive ids; join and leave notices are live only, never in it. Returns its
+ * last id.
  */
-function assertReplay(
-  history: Frame[],
-  expected: string[],
-  user: string,
-  commitsAtOnce: boolean,
-): { lastId: number; noticed: boolean } {
-  const notice = `system join ${user}`;
-  const noticed = history.length > 0 && said(history.at(-1)!) === notice;
-  if (commitsAtOnce) assert.ok(noticed, `the own join notice ends the replay: ${ids(history)}`);
-  const want = noticed ? [...expected, notice] : expected;
-  assert.deepEqual(history.map(said), want);
+function assertReplay(history: Frame[], expected: string[]): number {
+  assert.deepEqual(history.map(said), expected);
   const lastId = history.at(-1)?.id as number;
-  assert.deepEqual(ids(history), range(lastId - want.length + 1, lastId));
-  return { lastId, noticed };
+  assert.deepEqual(ids(history), range(lastId - expected.length + 1, lastId));
+  return lastId;
 }
 
 /**
- * Asserts the frames after a replay: the user's own join notice unless the replay
- * had it, then `live`, on consecutive ids after the replay's last.
+ * Asserts the room's frames after a replay: the user's own join notice, live and
+ * without an id, then `live` on the id after the replay's last.
  */
-function assertLiveAfter(
-  frames: Frame[],
-  replay: { lastId: number; noticed: boolean },
-  user: string,
-  live: string,
-): void {
-  const stored = frames.filter((f) => typeof f.id === "number" && f.room === "r");
-  const want = replay.noticed ? [live] : [`system join ${user}`, live];
-  assert.deepEqual(stored.map(said), want);
-  assert.deepEqual(ids(stored), range(replay.lastId + 1, replay.lastId + want.length));
+function assertLiveAfter(frames: Frame[], lastId: number, user: string, live: string): void {
+  const room = frames.filter((f) =>
+    f.room === "r" && (f.type === "message" || f.type === "system")
+  );
+  assert.deepEqual(room.map(said), [`system join ${user}`, live]);
+  assert.deepEqual(room.map((f) => f.id), [undefined, lastId + 1]);
 }
 
 /** Sends messages and resolves once the sender saw the echo of the last one (all acked). */
@@ -140,20 +113,15 @@ for (const engine of ENGINES) {
     const { client: bob2, welcome } = await server.join("bob", "r", seen.id as number);
     await using _bob2 = bob2;
     assert.equal(welcome.recovered, true);
-    // Exactly what followed `since`, in order: Bob's leave notice and the 100 messages
-    // (then his own join notice, where the engine stored it before the read).
+    // Exactly what followed `since`, in order: the 100 messages (Bob's leave and
+    // join notices are live only).
     const history = welcome.history as Frame[];
-    const replay = assertReplay(
-      history,
-      ["system leave bob", ...missed],
-      "bob",
-      engine.commitsAtOnce,
-    );
+    const lastId = assertReplay(history, missed);
     assert.equal(history[0]?.id, (seen.id as number) + 1);
 
     alice.sendJson({ type: "message", room: "r", message: "live" });
     await bob2.next((f) => f.message === "live");
-    assertLiveAfter(bob2.frames, replay, "bob", "live");
+    assertLiveAfter(bob2.frames, lastId, "bob", "live");
   });
 
   Deno.test(`${engine.name}: a gap past retention is not recovered and gets the retained tail`, async () => {
@@ -171,11 +139,8 @@ for (const engine of ENGINES) {
     const { client: bob2, welcome } = await server.join("bob", "r", seen.id as number);
     await using _bob2 = bob2;
     assert.equal(welcome.recovered, false);
-    // The 10 newest stored frames: the last messages, then Bob's join notice where the
-    // engine stored it before the read.
-    const history = welcome.history as Frame[];
-    const tail = history.length > 0 && said(history.at(-1)!) === "system join bob" ? 9 : 10;
-    assertReplay(history, sent.slice(-tail), "bob", engine.commitsAtOnce);
+    // The 10 newest stored frames: the last messages (notices are not stored).
+    assertReplay(welcome.history as Frame[], sent.slice(-10));
   });
 
   Deno.test(`${engine.name}: resume on an open socket replays a room, then goes live`, async () => {
@@ -196,16 +161,11 @@ for (const engine of ENGINES) {
     const joined = await bob2.next((f) => f.type === "joined" && f.room === "r");
     assert.equal(joined.recovered, true);
     const history = joined.history as Frame[];
-    const replay = assertReplay(
-      history,
-      ["system leave bob", ...missed],
-      "bob",
-      engine.commitsAtOnce,
-    );
+    const lastId = assertReplay(history, missed);
     assert.equal(history[0]?.id, (seen.id as number) + 1);
     alice.sendJson({ type: "message", room: "r", message: "live" });
     await bob2.next((f) => f.message === "live");
-    assertLiveAfter(bob2.frames.filter((f) => f.type !== "joined"), replay, "bob", "live");
+    assertLiveAfter(bob2.frames, lastId, "bob", "live");
   });
 }
 

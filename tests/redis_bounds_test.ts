@@ -249,7 +249,7 @@ Deno.test({ name: "every key the redis engine writes has a TTL", ignore }, async
     return keys.filter((key, i) => ttls[i] === -1 && !key.endsWith(":epoch"));
   };
 
-  await t.step("one user joining and leaving 59 rooms leaves no permanent key", async () => {
+  await t.step("one user chatting in 59 rooms and leaving leaves no permanent key", async () => {
     const manager = new ConnectionManager({
       engine: new RedisEngine({ url: redis.url, reconnect: FAST_RECONNECT }),
       rateLimitPerS: 1000,
@@ -264,6 +264,9 @@ Deno.test({ name: "every key the redis engine writes has a TTL", ignore }, async
     for (const i of range(1, 59)) {
       conn.receive(JSON.stringify({ type: "join", room: `r${i}` }));
       await eventually(`joined r${i}`, () => socket.framesOf("joined").length === i);
+      // A message, as join and leave notices are not stored: the room gets its keys.
+      conn.receive(JSON.stringify({ type: "message", room: `r${i}`, message: "hi" }));
+      await eventually(`said in r${i}`, () => socket.framesOf("message").length === i);
       conn.receive(JSON.stringify({ type: "leave", room: `r${i}` }));
     }
     await eventually("left every room", () => socket.framesOf("left").length === 59);

@@ -53,9 +53,14 @@ Deno.test("a long recovery arrives in pages of REPLAY_MAX_BYTES, whole and in or
     for (const f of frames) assert.ok(historyBytes(f) <= PAGE + 1, `page of ${historyBytes(f)}`);
     for (const f of frames.slice(1)) assert.equal(f.type, "history");
     assert.deepEqual(frames.map((f) => f.more), [...frames.slice(1).map(() => true), false]);
-    // The writer's join notice, its 120 messages and the late user's join notice, each once.
-    assert.deepEqual(ids, Array.from({ length: 122 }, (_, i) => i + 1));
+    // The writer's 120 messages, each once: join notices are not stored.
+    assert.deepEqual(ids, Array.from({ length: 120 }, (_, i) => i + 1));
     assert.equal(frames[0]!.recovered, true);
+    // The late user's own join notice, published as it entered, comes once after the pages.
+    const all = socket.frames();
+    const joins = all.filter((f) => f.type === "system" && f.event === "join");
+    assert.deepEqual(joins.map((f) => [f.user, f.id]), [["late", undefined]]);
+    assert.ok(all.indexOf(joins[0]!) > all.findLastIndex((f) => f.type === "history"));
   });
 
   await t.step(
@@ -105,7 +110,7 @@ Deno.test("the history API answers at most REPLAY_MAX_BYTES, newest last, with n
   const frames = await room.manager.history("big", { limit: 200 });
   const bytes = new TextEncoder().encode(JSON.stringify(frames)).length;
   assert.ok(bytes <= PAGE + 2, `bytes: ${bytes}`);
-  assert.ok(frames.length >= 5 && frames.length < 41, `frames: ${frames.length}`);
-  // The newest ones: the last stored id is 41 (the join notice, then 40 messages).
-  assert.equal(frames.at(-1)?.id, 41);
+  assert.ok(frames.length >= 5 && frames.length < 40, `frames: ${frames.length}`);
+  // The newest ones: the last stored id is 40 (the 40 messages; join notices are not stored).
+  assert.equal(frames.at(-1)?.id, 40);
 });

@@ -192,7 +192,8 @@ export class RedisEngine implements Engine {
    * has stored it and, when this process subscribed to the channel, it was
    * handed on here (so a notice reaches local members before, say, their
    * sockets are closed); a dropped connection meanwhile resolves it at once.
-   * Without, a plain PUBLISH.
+   * Without, a plain PUBLISH, once a subscription of this process to the
+   * channel that is still catching up is in place.
    */
   async publish(
     channel: string,
@@ -200,6 +201,9 @@ export class RedisEngine implements Engine {
     options?: PublishOptions,
   ): Promise<StreamPosition | undefined> {
     if (options?.history !== true) {
+      // "Subscribed now" includes this process: a channel it just subscribed
+      // to waits for its SUBSCRIBE, or its own members would miss the publish.
+      await this.#follower.caughtUp(channel);
       await this.#client.command([
         "PUBLISH",
         this.#pubsubPrefix + channel,
