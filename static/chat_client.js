@@ -553,8 +553,9 @@ var RoomLog = class {
   constructor(room) {
     this.room = room;
   }
-  /** Records a frame's id; false when it was seen already. */
+  /** Records a frame's id; false when it was seen already. A live-only notice has none. */
   firstSight(frame) {
+    if (frame.id === void 0) return true;
     if (this.#ids.has(frame.id)) return false;
     this.#ids.add(frame.id);
     if (this.#ids.size > SEEN_LIMIT) {
@@ -696,6 +697,10 @@ var CLOSED = 3;
 var RETRY_MAX_MS = 5e3;
 function roomKey(room) {
   return roomName(room) ?? room;
+}
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 var ChatError = class extends Error {
   /** The error frame's code, or `closed` when the connection ended first. */
@@ -861,9 +866,9 @@ var ChatClient = class {
       });
     });
   }
-  /** Leaves a room; the `left` event follows. Nothing happens when not connected. */
+  /** Leaves a room; the `left` event follows. False when not connected. */
   leave(room) {
-    this.#write({
+    return this.#write({
       type: "leave",
       room
     });
@@ -876,6 +881,10 @@ var ChatClient = class {
         reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
         return;
       }
+      if (nameKey(name) === nameKey(this.#username) && this.#welcomed) {
+        resolve(this.#username);
+        return;
+      }
       if (!this.#write({
         type: "rename",
         name,
@@ -884,6 +893,7 @@ var ChatClient = class {
         reject(new ChatError("closed", "Not connected"));
         return;
       }
+      if (this.#rooms.size === 0) return resolve(name);
       this.#rename = {
         resolve,
         reject,
@@ -905,10 +915,18 @@ var ChatClient = class {
       state: "connecting"
     });
     this.#welcomed = false;
-    const token = this.#options.token ?? "";
-    const protocols = token === "" ? [] : [
+    const { token = "", key = "" } = this.#options;
+    const secrets = [
+      ...token === "" ? [] : [
+        `bearer.${token}`
+      ],
+      ...key === "" ? [] : [
+        `key.${key}`
+      ]
+    ];
+    const protocols = secrets.length === 0 ? [] : [
       "chat",
-      `bearer.${token}`
+      ...secrets
     ];
     const open = this.#options.webSocket ?? ((url, list) => new WebSocket(url, list));
     let socket;
@@ -1300,6 +1318,7 @@ export {
   isFinalClose,
   isReservedName,
   nameKey,
+  newKey,
   normalizeName,
   parseClientMessage,
   parseEpoch,

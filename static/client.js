@@ -317,7 +317,8 @@ function privateLine(own, other) {
 function renderSystem(frame, live) {
   const item = el("li", "message system");
   item.dataset.testid = "system";
-  item.dataset.id = String(frame.id);
+  // Join and leave notices are live only, without an id.
+  if (frame.id !== undefined) item.dataset.id = String(frame.id);
   item.dataset.room = frame.room;
   item.dataset.event = frame.event;
   const bubble = el("div", "bubble");

@@ -215,8 +215,9 @@ async function run(command: Command, chat: ChatClient, session: Session): Promis
         ));
       return true;
     case "leave":
-      await whenOpen(chat, print, async () => {
+      await whenOpen(chat, print, () => {
         if (!chat.leave(command.room ?? session.room)) print("!! Not connected");
+        return Promise.resolve();
       });
       return true;
     case "rename":
