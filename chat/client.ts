@@ -128,6 +128,8 @@ export class Client implements Connection, TokenBucket {
   tokensAt: number;
   /** Frames refused in a row while the bucket was empty. */
   strikes = 0;
+  /** When a `typing` frame was last passed on, per room or `@person`; null before any. */
+  typingAt: Map<string, number> | null = null;
 
   // ---- Heartbeat (heartbeat.ts).
   /** When the client last sent a frame. */

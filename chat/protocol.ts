@@ -100,6 +100,20 @@ export interface ClientUsers {
   room?: string;
 }
 
+/**
+ * Says this user is typing in a room, or to one user with `to`. Passed on
+ * live and never stored; the server passes at most one per
+ * {@linkcode TYPING_INTERVAL_MS} per connection and drops the rest.
+ */
+export interface ClientTyping {
+  /** Always `typing`. */
+  type: "typing";
+  /** A room the connection is in; its first room when omitted and no `to`. */
+  room?: string;
+  /** The user being written to privately. */
+  to?: string;
+}
+
 /** Ask for every message of a room after `since`, then live ones. */
 export interface ClientResume {
   /** Always `resume`. */
@@ -122,6 +136,7 @@ export type ClientMessage =
   | ClientJoin
   | ClientLeave
   | ClientUsers
+  | ClientTyping
   | ClientResume;
 
 // ---------------------------------------------------------------------------
@@ -332,6 +347,24 @@ export interface PingFrame {
   server_time: string;
 }
 
+/** Someone is typing: show it for {@linkcode TYPING_TTL_MS} unless another comes. */
+export interface TypingFrame {
+  /** Always `typing`. */
+  type: "typing";
+  /** The room typed in; for a private one, the room the typist is in. */
+  room: string;
+  /** Who is typing. */
+  user: string;
+  /** For private typing: the user written to (you). */
+  to?: string;
+}
+
+/** The least time between two `typing` frames of one connection that are passed on. */
+export const TYPING_INTERVAL_MS = 2000;
+
+/** How long a client shows "is typing" after the last `typing` frame. */
+export const TYPING_TTL_MS = 5000;
+
 /** The answer to a client `heartbeat`. */
 export interface HeartbeatAckFrame {
   /** Always `heartbeat_ack`. */
@@ -364,6 +397,7 @@ export type ServerMessage =
   | UsersFrame
   | PingFrame
   | HeartbeatAckFrame
+  | TypingFrame
   | ErrorFrame;
 
 // ---------------------------------------------------------------------------
@@ -487,6 +521,17 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
   leave: (fields) => {
     const room = requiredString(fields, "room");
     return typeof room === "string" ? ok({ type: "leave", room }) : room;
+  },
+  typing: (fields) => {
+    const room = optionalString(fields, "room");
+    if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+    const to = optionalString(fields, "to");
+    if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+    return ok({
+      type: "typing",
+      ...(room === undefined ? {} : { room }),
+      ...(to === undefined ? {} : { to }),
+    });
   },
   users: (fields) => {
     const room = optionalString(fields, "room");

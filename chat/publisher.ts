@@ -155,6 +155,14 @@ export class Publisher {
     );
   }
 
+  /**
+   * Publishes a frame live only (typing): delivered to the channel's
+   * members now, never stored; a failure is dropped, as the next one replaces it.
+   */
+  live(channel: string, frame: object): void {
+    this.#engine.publish(channel, JSON.stringify(frame), LIVE).catch(() => {});
+  }
+
   /** Logs a notice that could not be published. */
   noticeFailed(room: string, error: unknown): void {
     this.#o.log.warn("notice_failed", { room, error: String(error) });

@@ -22,6 +22,8 @@ import {
   roomName,
   type ServerMessage,
   type SystemFrame,
+  TYPING_INTERVAL_MS,
+  type TypingFrame,
   type WelcomeFrame,
 } from "../chat/protocol.ts";
 import { type BackoffOptions, reconnectDelay } from "./backoff.ts";
@@ -104,6 +106,8 @@ export interface ChatClientEvents {
   gap: { room: string };
   /** This user's name changed. */
   renamed: { from: string; to: string };
+  /** Someone else is typing in a room, or to this user (`to`); show it for TYPING_TTL_MS. */
+  typing: TypingFrame;
   /** An error frame that answers no queued message, join or rename. */
   error: ErrorFrame;
 }
@@ -193,6 +197,8 @@ export class ChatClient {
   #pumpTimer: unknown;
   #heartbeatTimer: unknown;
   #seq = 0;
+  /** When a `typing` frame last went out, per room or `@person`. */
+  readonly #typedAt = new Map<string, number>();
 
   /** A client that connects when `connect()` is called. */
   constructor(options: ChatClientOptions) {
@@ -346,6 +352,21 @@ export class ChatClient {
     });
   }
 
+  /**
+   * Says this user is typing, in a room (the first when omitted) or to one
+   * user with `to`; call it on every key press: it sends at most one frame
+   * per TYPING_INTERVAL_MS per room or person, and nothing while not connected.
+   */
+  typing(options: { room?: string; to?: string } = {}): void {
+    const { to } = options;
+    const room = roomKey(options.room ?? this.#firstRoom);
+    const target = to === undefined ? { room } : { to };
+    const key = to === undefined ? room : `@${nameKey(to)}`;
+    const now = this.#timers.now();
+    if (now - (this.#typedAt.get(key) ?? -Infinity) < TYPING_INTERVAL_MS) return;
+    if (this.#write({ type: "typing", ...target })) this.#typedAt.set(key, now);
+  }
+
   /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
   refreshUsers(room?: string): boolean {
     return this.#write({ type: "users", room: room ?? this.#firstRoom });
@@ -497,6 +518,9 @@ export class ChatClient {
         return;
       case "error":
         return this.#onError(frame);
+      case "typing":
+        if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
+        return;
     }
   }
 

@@ -188,6 +188,8 @@ function oneScript(scripts) {
 // chat/protocol.ts
 var SYSTEM_SENDER = "System";
 var DEFAULT_ROOM = "lobby";
+var TYPING_INTERVAL_MS = 2e3;
+var TYPING_TTL_MS = 5e3;
 var CHAT_FRAME_HEAD = '{"type":"message","message":"';
 var NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 function fail(code, message) {
@@ -319,6 +321,21 @@ var PARSERS = {
       type: "leave",
       room
     }) : room;
+  },
+  typing: (fields) => {
+    const room = optionalString(fields, "room");
+    if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
+    const to = optionalString(fields, "to");
+    if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+    return ok({
+      type: "typing",
+      ...room === void 0 ? {} : {
+        room
+      },
+      ...to === void 0 ? {} : {
+        to
+      }
+    });
   },
   users: (fields) => {
     const room = optionalString(fields, "room");
@@ -736,6 +753,8 @@ var ChatClient = class {
   #pumpTimer;
   #heartbeatTimer;
   #seq = 0;
+  /** When a `typing` frame last went out, per room or `@person`. */
+  #typedAt = /* @__PURE__ */ new Map();
   /** A client that connects when `connect()` is called. */
   constructor(options) {
     new URL(options.url);
@@ -900,6 +919,27 @@ var ChatClient = class {
         cid
       };
     });
+  }
+  /**
+   * Says this user is typing, in a room (the first when omitted) or to one
+   * user with `to`; call it on every key press: it sends at most one frame
+   * per TYPING_INTERVAL_MS per room or person, and nothing while not connected.
+   */
+  typing(options = {}) {
+    const { to } = options;
+    const room = roomKey(options.room ?? this.#firstRoom);
+    const target = to === void 0 ? {
+      room
+    } : {
+      to
+    };
+    const key = to === void 0 ? room : `@${nameKey(to)}`;
+    const now = this.#timers.now();
+    if (now - (this.#typedAt.get(key) ?? -Infinity) < TYPING_INTERVAL_MS) return;
+    if (this.#write({
+      type: "typing",
+      ...target
+    })) this.#typedAt.set(key, now);
   }
   /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
   refreshUsers(room) {
@@ -1071,6 +1111,9 @@ var ChatClient = class {
         return;
       case "error":
         return this.#onError(frame);
+      case "typing":
+        if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
+        return;
     }
   }
   #onWelcome(frame) {
@@ -1314,6 +1357,8 @@ export {
   PING_TIMEOUT_REASON,
   SYSTEM_SENDER,
   TIMERS,
+  TYPING_INTERVAL_MS,
+  TYPING_TTL_MS,
   describeClose,
   isFinalClose,
   isReservedName,

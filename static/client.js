@@ -14,6 +14,7 @@ import {
   normalizeName,
   roomName,
   SYSTEM_SENDER,
+  TYPING_TTL_MS,
 } from "./chat_client.js";
 
 const NAME_KEY = "chat.username";
@@ -54,6 +55,7 @@ const ui = {
   send: $("send"),
   messages: $("messages"),
   newMessages: $("new-messages"),
+  typing: $("typing"),
   announcer: $("announcer"),
   userCount: $("user-count"),
   userList: $("user-list"),
@@ -435,13 +437,21 @@ function connect() {
   on("welcome", onWelcome);
   on("joined", onJoined);
   on("users", ({ room, users }) => room === state.room && setUsers(users));
-  on("message", ({ frame, replayed }) => frame.room === state.room && renderChat(frame, !replayed));
+  on("message", ({ frame, replayed }) => {
+    if (frame.room !== state.room) return;
+    renderChat(frame, !replayed);
+    if (!replayed) stoppedTyping(frame.username);
+  });
+  on("typing", onTyping);
   on("system", ({ frame, replayed }) => {
     if (frame.room !== state.room) return;
     renderSystem(frame, !replayed);
     if (!replayed) followTarget(frame);
   });
-  on("private", ({ frame }) => renderPrivate(frame));
+  on("private", ({ frame }) => {
+    renderPrivate(frame);
+    stoppedTyping(frame.username);
+  });
   on(
     "gap",
     ({ room }) => room === state.room && renderNotice("Some messages may be missing.", "warning"),
@@ -455,6 +465,49 @@ function connect() {
   on("error", (frame) => renderNotice(frame.message, "error"));
   chat.connect();
   showPanels();
+}
+
+// ---------------------------------------------------------------------------
+// Who is typing: each shown for TYPING_TTL_MS after their last typing frame
+
+/** @type {Map<string, { name: string, private: boolean, until: number }>} */
+const typists = new Map();
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let typingTimer;
+
+function onTyping(frame) {
+  const toMe = frame.to !== undefined;
+  if (!toMe && frame.room !== state.room) return;
+  typists.set(nameKey(frame.user), {
+    name: frame.user,
+    private: toMe,
+    until: Date.now() + TYPING_TTL_MS,
+  });
+  renderTyping();
+}
+
+function stoppedTyping(name) {
+  if (typists.delete(nameKey(name))) renderTyping();
+}
+
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const now = Date.now();
+  for (const [key, typist] of typists) if (typist.until <= now) typists.delete(key);
+  const list = [...typists.values()];
+  let text = "";
+  if (list.length === 1) {
+    text = `${list[0].name} is typing${list[0].private ? " to you" : ""}…`;
+  } else if (list.length === 2) {
+    text = `${list[0].name} and ${list[1].name} are typing…`;
+  } else if (list.length > 2) {
+    text = "Several people are typing…";
+  }
+  ui.typing.textContent = text;
+  if (list.length > 0) {
+    const next = Math.min(...list.map((typist) => typist.until));
+    typingTimer = setTimeout(renderTyping, next - now);
+  }
 }
 
 function onState(event) {
@@ -502,6 +555,8 @@ function onJoined(frame) {
   state.room = frame.room;
   setPrivateTarget("");
   clearMessages();
+  typists.clear();
+  renderTyping();
   setRoomInUrl(state.room);
   saveSession({ username: state.username, room: state.room });
   setUsers(frame.users);
@@ -720,6 +775,10 @@ ui.message.addEventListener("keydown", (event) => {
 });
 
 ui.message.addEventListener("input", () => {
+  // Never for an empty box; the client sends at most one every 2 s.
+  if (ui.message.value.trim() !== "") {
+    state.chat?.typing(state.privateTo === "" ? { room: state.room } : { to: state.privateTo });
+  }
   // Encode only once the text could be near the limit: a UTF-16 unit is at most 3 bytes.
   if (ui.message.value.length * 3 > state.maxMessageBytes || ui.composerError.textContent) {
     checkSize();
