@@ -37,8 +37,8 @@ Deno.test("kv: every acknowledged message survives kill -9 and a restart, in ord
       assert.equal(status.signal, "SIGKILL");
       await alice.closed;
       // The sender's own echo is the acknowledgement.
-      // Counted once per id: this test guards durability; a frame delivered twice is not two
-      // acknowledgements (seen once under load: 67 echoes of 66 stored messages).
+      // Counted once per id: this test guards durability, and a frame delivered twice is one
+      // acknowledgement, not two.
       const echoes = alice.frames.filter((f) => f.type === "message" && f.username === "alice");
       acked.push(...new Map(echoes.map((f) => [f.id, f])).values());
     }
