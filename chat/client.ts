@@ -13,6 +13,7 @@
  * @module
  */
 
+import { connectionUserId, publicUserId } from "./user_ids.ts";
 import type { ChatSocket, Connection, RawFrame } from "./connection.ts";
 import type { TokenBucket } from "./rate_limit.ts";
 
@@ -102,6 +103,18 @@ export class Client implements Connection, TokenBucket {
   batch: string[] | null = null;
   /** UTF-8 bytes in `batch`, newlines included. */
   batchBytes = 0;
+
+  #uid: string | null = null;
+
+  /**
+   * The public identity on the frames this client authors: the same for
+   * every connection of one user id, the connection's own without one.
+   */
+  get uid(): string {
+    return this.#uid ??= this.userId === null
+      ? connectionUserId(this.id)
+      : publicUserId(this.userId);
+  }
 
   // ---- Replay (replay.ts): live frames wait while history is sent.
   /** Whether `welcome` went out; until then every frame waits in `backlog`. */

@@ -261,6 +261,7 @@ const message: Handler<"message"> = (c, client, msg, now) => {
     message: msg.message,
     timestamp: c.isoTime(now),
     ...(msg.cid === undefined ? {} : { cid: msg.cid }),
+    uid: client.uid,
   });
 };
 
@@ -284,6 +285,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       message: msg.message,
       timestamp: c.isoTime(now),
       ...(msg.cid === undefined ? {} : { cid: msg.cid }),
+      uid: client.uid,
     });
   if (first !== undefined) return send(first.username, first.key);
   const fail = c.errorLater(client);

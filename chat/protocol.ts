@@ -168,6 +168,8 @@ export interface MessageFrame {
   timestamp: string;
   /** The author's client id for the message, when it sent one. */
   cid?: string;
+  /** The author's public identity: the same across renames, reloads and tabs (see `welcome.uid`). */
+  uid?: string;
 }
 
 /** A private message as delivered to its target and echoed to its sender. */
@@ -192,6 +194,8 @@ export interface PrivateFrame {
   timestamp: string;
   /** The author's client id for the message, when it sent one. */
   cid?: string;
+  /** The author's public identity, as on {@linkcode MessageFrame.uid}. */
+  uid?: string;
 }
 
 /** What a system notice is about. */
@@ -266,6 +270,11 @@ export interface WelcomeFrame extends SystemText {
   id: string;
   /** The connection's username, as the server named or normalised it. */
   username: string;
+  /**
+   * Your public identity: the messages you author carry it as `uid`, the
+   * same after a rename, and in every tab of one token's `sub` or one browser key.
+   */
+  uid: string;
   /** The room the connection joined: its first room. */
   room: string;
   /** The online users of the room. */

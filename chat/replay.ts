@@ -390,6 +390,7 @@ export class Replay {
       more: f.more,
       sender: SYSTEM_SENDER,
       message: welcomeText(client.username, f.room, f.users),
+      uid: client.uid,
     };
   }
 

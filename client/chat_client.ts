@@ -187,6 +187,7 @@ export class ChatClient {
   #username: string;
   #firstRoom: string;
   #epoch = "";
+  #uid = "";
   #welcomed = false;
   /** Whether any socket got a welcome since `connect()`. */
   #everWelcomed = false;
@@ -214,6 +215,14 @@ export class ChatClient {
   /** The username: the one asked for, then the one the server gave. */
   get username(): string {
     return this.#username;
+  }
+
+  /**
+   * This user's public identity, from the last welcome ("" before one): own
+   * messages carry it as `uid`, across renames, reloads and tabs with one key.
+   */
+  get uid(): string {
+    return this.#uid;
   }
 
   /** The connection state. */
@@ -528,6 +537,7 @@ export class ChatClient {
     this.#welcomed = this.#everWelcomed = true;
     this.#attempt = 0;
     this.#username = frame.username;
+    this.#uid = frame.uid ?? "";
     this.#firstRoom = frame.room;
     const limit = frame.limits as {
       max_message_bytes: number;
@@ -638,8 +648,9 @@ export class ChatClient {
   }
 
   #settleOwn(frame: MessageFrame | PrivateFrame): void {
-    const cid = (frame as { cid?: string }).cid;
-    if (cid !== undefined && frame.username === this.#username) {
+    const { cid, uid } = frame;
+    const own = uid !== undefined ? uid === this.#uid : frame.username === this.#username;
+    if (cid !== undefined && own) {
       this.#queue.settle(cid, { status: "stored", frame });
     }
   }

@@ -743,6 +743,7 @@ var ChatClient = class {
   #username;
   #firstRoom;
   #epoch = "";
+  #uid = "";
   #welcomed = false;
   /** Whether any socket got a welcome since `connect()`. */
   #everWelcomed = false;
@@ -767,6 +768,13 @@ var ChatClient = class {
   /** The username: the one asked for, then the one the server gave. */
   get username() {
     return this.#username;
+  }
+  /**
+   * This user's public identity, from the last welcome ("" before one): own
+   * messages carry it as `uid`, across renames, reloads and tabs with one key.
+   */
+  get uid() {
+    return this.#uid;
   }
   /** The connection state. */
   get state() {
@@ -1120,6 +1128,7 @@ var ChatClient = class {
     this.#welcomed = this.#everWelcomed = true;
     this.#attempt = 0;
     this.#username = frame.username;
+    this.#uid = frame.uid ?? "";
     this.#firstRoom = frame.room;
     const limit = frame.limits;
     this.#maxMessageBytes = limit.max_message_bytes;
@@ -1246,8 +1255,9 @@ var ChatClient = class {
     });
   }
   #settleOwn(frame) {
-    const cid = frame.cid;
-    if (cid !== void 0 && frame.username === this.#username) {
+    const { cid, uid } = frame;
+    const own = uid !== void 0 ? uid === this.#uid : frame.username === this.#username;
+    if (cid !== void 0 && own) {
       this.#queue.settle(cid, {
         status: "stored",
         frame

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { publicUserId } from "../chat/user_ids.ts";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -59,4 +60,41 @@ Deno.test("with AUTH_SECRET a browser key is ignored: the token names the user",
   await using server = await startServer({ AUTH_SECRET: "key-test-secret-0123456789abcdef" });
   await using keyed = await tab(server, "alice", KEY_A);
   assert.equal((await keyed.closed).code, 1008);
+});
+
+Deno.test("own messages carry the author's public uid: one per browser key or token sub, kept by a rename", async (t) => {
+  await using server = await startServer();
+  await using one = await tab(server, "alice", KEY_A);
+  await using two = await tab(server, "alice", KEY_A);
+  await using other = await tab(server, "bob", KEY_B);
+  await using keyless = await tab(server, "carol");
+  const [w1, w2, w3, w4] = await Promise.all(
+    [one, two, other, keyless].map((c) => c.next("welcome")),
+  );
+  await t.step(
+    "tabs with one key share a uid; other keys and keyless sockets have their own",
+    () => {
+      assert.equal(w1!.uid, w2!.uid);
+      assert.notEqual(w1!.uid, w3!.uid);
+      assert.match(String(w1!.uid), /^u[A-Za-z0-9_-]{16}$/);
+      assert.match(String(w4!.uid), /^c/);
+      assert.ok(!String(w1!.uid).includes(KEY_A.slice(0, 8)), "the key shows in the uid");
+    },
+  );
+  await t.step("a message carries its author's uid, the same after a rename", async () => {
+    one.sendJson({ type: "message", message: "before" });
+    assert.equal((await other.next((f) => f.message === "before")).uid, w1!.uid);
+    await using solo = await tab(server, "dave", KEY_B + "x");
+    const before = await solo.next("welcome");
+    solo.sendJson({ type: "rename", name: "david" });
+    await solo.next((f) => f.type === "system" && f.event === "rename");
+    solo.sendJson({ type: "message", message: "after" });
+    assert.equal((await other.next((f) => f.message === "after")).uid, before.uid);
+  });
+});
+
+Deno.test("a public uid is a hash: stable for a user id, never showing it", () => {
+  assert.equal(publicUserId("alice@example.com"), publicUserId("alice@example.com"));
+  assert.notEqual(publicUserId("alice@example.com"), publicUserId("bob@example.com"));
+  assert.ok(!publicUserId("alice@example.com").includes("alice"));
 });
