@@ -149,6 +149,8 @@ export class Client implements Connection, TokenBucket {
   lastSeen: number;
   /** When the client was last pinged. */
   lastPing: number;
+  /** The client's heartbeat interval and timeout, in times the server's (a hidden tab's is more). */
+  beatScale = 1;
 
   readonly #host: ClientHost;
 

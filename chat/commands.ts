@@ -28,6 +28,7 @@ import {
   normalizeName,
   parseClientMessage,
   roomName,
+  HEARTBEAT_MAX_SCALE,
   SYSTEM_SENDER,
   TYPING_INTERVAL_MS,
   type TypingFrame,
@@ -93,6 +94,10 @@ export interface CommandsOptions {
   maxRoomsPerConnection: number;
   /** See {@linkcode DEFAULT_COMMANDS}. */
   authenticated: boolean;
+  /** The heartbeat's ping interval, which a client may ask to scale. */
+  heartbeatIntervalMs: number;
+  /** The heartbeat's timeout, scaled with the interval. */
+  heartbeatTimeoutMs: number;
   /** Takes a client out of a room, with a leave notice when `notify`. */
   leave: (client: Client, room: string, notify: boolean) => void;
   /** Ends a client now (registry, rooms, notices), closing its socket with this code. */
@@ -360,8 +365,18 @@ function applyRename(c: Commands, client: Client, name: string): void {
   }
 }
 
-const heartbeat: Handler<"heartbeat"> = (c, client, _msg, now) =>
-  c.parts.outbox.send(client, { type: "heartbeat_ack", server_time: new Date(now).toISOString() });
+/** Answers a heartbeat; one asking for an interval sets the client's scale and says it. */
+const heartbeat: Handler<"heartbeat"> = (c, client, msg, now) => {
+  const server_time = new Date(now).toISOString();
+  if (msg.interval_ms === undefined || !client.heartbeat) {
+    return c.parts.outbox.send(client, { type: "heartbeat_ack", server_time });
+  }
+  const { heartbeatIntervalMs: base, heartbeatTimeoutMs } = c.parts;
+  const scale = Math.min(HEARTBEAT_MAX_SCALE, Math.max(1, Math.round(msg.interval_ms / base)));
+  client.beatScale = scale;
+  const heartbeat = { interval_ms: base * scale, timeout_ms: heartbeatTimeoutMs * scale };
+  c.parts.outbox.send(client, { type: "heartbeat_ack", server_time, heartbeat });
+};
 
 /** Join a room, or (in a room already) recover what was missed after `since`. */
 function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void {

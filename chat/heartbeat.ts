@@ -86,11 +86,11 @@ export class Heartbeat {
     let ping: string | undefined;
     let pingBytes = 0;
     for (const c of this.#clients) {
-      if (now - c.lastSeen >= o.heartbeatTimeoutMs) {
+      if (now - c.lastSeen >= o.heartbeatTimeoutMs * c.beatScale) {
         o.metrics.heartbeatTimeouts++;
         o.log.info("heartbeat_timeout", { conn: c.id, username: c.username });
         o.drop(c, CloseCode.HeartbeatTimeout, CloseReason.HeartbeatTimeout);
-      } else if (now - c.lastPing >= o.heartbeatIntervalMs) {
+      } else if (now - c.lastPing >= o.heartbeatIntervalMs * c.beatScale) {
         if (ping === undefined) {
           ping = JSON.stringify({ type: "ping", server_time: new Date(now).toISOString() });
           pingBytes = utf8Length(ping);

@@ -62,7 +62,16 @@ export interface ClientRename {
 export interface ClientHeartbeat {
   /** Always `heartbeat`. */
   type: "heartbeat";
+  /**
+   * Asks for this cadence of pings (a hidden tab beats slower): the server
+   * takes it within 1 to {@linkcode HEARTBEAT_MAX_SCALE} times its own
+   * interval, scales the timeout alike, and says what it took in the ack.
+   */
+  interval_ms?: number;
 }
+
+/** How many times its own heartbeat interval the server lets a connection ask for. */
+export const HEARTBEAT_MAX_SCALE = 10;
 
 /** The answer to a server `ping`. */
 export interface ClientPong {
@@ -380,6 +389,8 @@ export interface HeartbeatAckFrame {
   type: "heartbeat_ack";
   /** Server time, ISO 8601. */
   server_time: string;
+  /** The heartbeat now in force, after a heartbeat that asked for an `interval_ms`. */
+  heartbeat?: HeartbeatInfo;
 }
 
 /** A refused frame; the connection stays open unless a close follows. */
@@ -523,7 +534,14 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
     const name = requiredString(fields, "name");
     return withCid(fields, typeof name === "string" ? ok({ type: "rename", name }) : name);
   },
-  heartbeat: () => ok({ type: "heartbeat" }),
+  heartbeat: (fields) => {
+    const interval = fields.interval_ms;
+    if (interval === undefined) return ok({ type: "heartbeat" });
+    if (typeof interval !== "number" || !Number.isSafeInteger(interval) || interval < 0) {
+      return fail(ErrorCode.BadMessage, "Field interval_ms must be a non-negative integer");
+    }
+    return ok({ type: "heartbeat", interval_ms: interval });
+  },
   pong: () => ok({ type: "pong" }),
   join: (fields) => withCid(fields, parseRecovery(fields, "join")),
   resume: (fields) => parseRecovery(fields, "resume"),

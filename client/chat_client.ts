@@ -12,6 +12,7 @@ import {
   CloseCode,
   DEFAULT_ROOM,
   type ErrorFrame,
+  type HeartbeatInfo,
   type HistoryFrame,
   type JoinedFrame,
   type LeftFrame,
@@ -188,6 +189,10 @@ export class ChatClient {
   #firstRoom: string;
   #epoch = "";
   #uid = "";
+  /** The heartbeat in force: the welcome's, or the last ack's after `setHeartbeatInterval`. */
+  #heartbeat: HeartbeatInfo | null = null;
+  /** The ping interval asked for with `setHeartbeatInterval`; undefined for the server's own. */
+  #beatInterval: number | undefined;
   #welcomed = false;
   /** Whether any socket got a welcome since `connect()`. */
   #everWelcomed = false;
@@ -376,6 +381,18 @@ export class ChatClient {
     if (this.#write({ type: "typing", ...target })) this.#typedAt.set(key, now);
   }
 
+  /**
+   * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
+   * battery), in milliseconds between pings; the server takes it within 1 to
+   * 10 times its own interval and scales its timeout alike. Without an
+   * argument, back to the server's own. Kept across reconnects.
+   */
+  setHeartbeatInterval(intervalMs?: number): void {
+    this.#beatInterval = intervalMs;
+    if (this.#heartbeat === null) return;
+    this.#write({ type: "heartbeat", interval_ms: intervalMs ?? 0 });
+  }
+
   /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
   refreshUsers(room?: string): boolean {
     return this.#write({ type: "users", room: room ?? this.#firstRoom });
@@ -527,6 +544,9 @@ export class ChatClient {
         return;
       case "error":
         return this.#onError(frame);
+      case "heartbeat_ack":
+        if (frame.heartbeat !== undefined) this.#heartbeat = frame.heartbeat;
+        return;
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
@@ -731,9 +751,15 @@ export class ChatClient {
   }
 
   #startHeartbeat(frame: WelcomeFrame): void {
-    const heartbeat = frame.heartbeat;
-    if (heartbeat === null) return;
+    this.#heartbeat = frame.heartbeat;
+    if (frame.heartbeat === null) return;
+    // Asked for before (a hidden tab): ask again on the new socket.
+    if (this.#beatInterval !== undefined) {
+      this.#write({ type: "heartbeat", interval_ms: this.#beatInterval });
+    }
     const beat = () => {
+      const heartbeat = this.#heartbeat;
+      if (heartbeat === null) return;
       // No frame for a whole timeout while the server pings every interval: the link is
       // dead even if the socket has not noticed. Drop it and reconnect.
       if (this.#timers.now() - this.#lastFrameAt > heartbeat.timeout_ms) {
@@ -746,6 +772,6 @@ export class ChatClient {
       this.#write({ type: "heartbeat" });
       this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
     };
-    this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+    this.#heartbeatTimer = this.#timers.setTimeout(beat, frame.heartbeat.interval_ms);
   }
 }

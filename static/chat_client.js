@@ -188,6 +188,7 @@ function oneScript(scripts) {
 // chat/protocol.ts
 var SYSTEM_SENDER = "System";
 var DEFAULT_ROOM = "lobby";
+var HEARTBEAT_MAX_SCALE = 10;
 var TYPING_INTERVAL_MS = 2e3;
 var TYPING_TTL_MS = 5e3;
 var CHAT_FRAME_HEAD = '{"type":"message","message":"';
@@ -307,9 +308,19 @@ var PARSERS = {
       name
     }) : name);
   },
-  heartbeat: () => ok({
-    type: "heartbeat"
-  }),
+  heartbeat: (fields) => {
+    const interval = fields.interval_ms;
+    if (interval === void 0) return ok({
+      type: "heartbeat"
+    });
+    if (typeof interval !== "number" || !Number.isSafeInteger(interval) || interval < 0) {
+      return fail(ErrorCode.BadMessage, "Field interval_ms must be a non-negative integer");
+    }
+    return ok({
+      type: "heartbeat",
+      interval_ms: interval
+    });
+  },
   pong: () => ok({
     type: "pong"
   }),
@@ -744,6 +755,10 @@ var ChatClient = class {
   #firstRoom;
   #epoch = "";
   #uid = "";
+  /** The heartbeat in force: the welcome's, or the last ack's after `setHeartbeatInterval`. */
+  #heartbeat = null;
+  /** The ping interval asked for with `setHeartbeatInterval`; undefined for the server's own. */
+  #beatInterval;
   #welcomed = false;
   /** Whether any socket got a welcome since `connect()`. */
   #everWelcomed = false;
@@ -949,6 +964,20 @@ var ChatClient = class {
       ...target
     })) this.#typedAt.set(key, now);
   }
+  /**
+   * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
+   * battery), in milliseconds between pings; the server takes it within 1 to
+   * 10 times its own interval and scales its timeout alike. Without an
+   * argument, back to the server's own. Kept across reconnects.
+   */
+  setHeartbeatInterval(intervalMs) {
+    this.#beatInterval = intervalMs;
+    if (this.#heartbeat === null) return;
+    this.#write({
+      type: "heartbeat",
+      interval_ms: intervalMs ?? 0
+    });
+  }
   /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
   refreshUsers(room) {
     return this.#write({
@@ -1119,6 +1148,9 @@ var ChatClient = class {
         return;
       case "error":
         return this.#onError(frame);
+      case "heartbeat_ack":
+        if (frame.heartbeat !== void 0) this.#heartbeat = frame.heartbeat;
+        return;
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
@@ -1339,9 +1371,17 @@ var ChatClient = class {
     }
   }
   #startHeartbeat(frame) {
-    const heartbeat = frame.heartbeat;
-    if (heartbeat === null) return;
+    this.#heartbeat = frame.heartbeat;
+    if (frame.heartbeat === null) return;
+    if (this.#beatInterval !== void 0) {
+      this.#write({
+        type: "heartbeat",
+        interval_ms: this.#beatInterval
+      });
+    }
     const beat = () => {
+      const heartbeat = this.#heartbeat;
+      if (heartbeat === null) return;
       if (this.#timers.now() - this.#lastFrameAt > heartbeat.timeout_ms) {
         const socket = this.#socket;
         this.#closed(CloseCode.HeartbeatTimeout, "No answer from the server");
@@ -1353,7 +1393,7 @@ var ChatClient = class {
       });
       this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
     };
-    this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
+    this.#heartbeatTimer = this.#timers.setTimeout(beat, frame.heartbeat.interval_ms);
   }
 };
 export {
@@ -1364,6 +1404,7 @@ export {
   DEFAULT_BACKOFF,
   DEFAULT_ROOM,
   ErrorCode,
+  HEARTBEAT_MAX_SCALE,
   PING_TIMEOUT_REASON,
   SYSTEM_SENDER,
   TIMERS,

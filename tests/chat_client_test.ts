@@ -296,6 +296,42 @@ Deno.test("ChatClient rename to its own name, or in no room, settles at once", a
   assert.equal(await alice.client.rename("bob"), "bob");
 });
 
+Deno.test("ChatClient asks for a slower heartbeat and keeps it across a reconnect", async () => {
+  await using server = await startServer({
+    HEARTBEAT_INTERVAL_MS: "100",
+    HEARTBEAT_TIMEOUT_MS: "300",
+  });
+  const pings: number[] = [];
+  const acks: unknown[] = [];
+  const alice = chatClient(server, {
+    username: "alice",
+    webSocket: (url, protocols) => {
+      const socket = new WebSocket(url, protocols);
+      alice.sockets.push(socket);
+      socket.addEventListener("message", (event) => {
+        for (const line of String(event.data).split("\n")) {
+          const frame = JSON.parse(line);
+          if (frame.type === "ping") pings.push(Date.now());
+          if (frame.type === "heartbeat_ack" && frame.heartbeat) acks.push(frame.heartbeat);
+        }
+      });
+      return socket;
+    },
+  });
+  await using _ = alice.client;
+  alice.client.connect();
+  await alice.open();
+  alice.client.setHeartbeatInterval(1000);
+  await eventually("the ack", () => acks.length === 1);
+  assert.deepEqual(acks[0], { interval_ms: 1000, timeout_ms: 3000 });
+  const from = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.ok(pings.filter((at) => at > from).length <= 2, `pinged ${pings.length} times`);
+  assert.equal(alice.client.state, "open");
+  alice.sockets[0]!.close();
+  await eventually("asked again on the new socket", () => acks.length === 2);
+});
+
 Deno.test("reconnect delays grow with jitter between the floor and a doubling ceiling", () => {
   assert.equal(reconnectDelay({ attempt: 0, random: 0.99 }), 1000);
   assert.equal(reconnectDelay({ attempt: 3, random: 0 }), 1000);
