@@ -14,16 +14,16 @@
  * @module
  */
 
+export { ChatClient } from "./chat_client.ts";
 export {
-  ChatClient,
   type ChatClientEvents,
   type ChatClientOptions,
   ChatError,
   type ConnectionState,
-  newKey,
   type StateEvent,
   type StoredEvent,
-} from "./chat_client.ts";
+} from "./events.ts";
+export { newKey } from "./keys.ts";
 export { type BackoffOptions, DEFAULT_BACKOFF, reconnectDelay } from "./backoff.ts";
 export { describeClose, isFinalClose, PING_TIMEOUT_REASON } from "./close_labels.ts";
 export type { Unsubscribe } from "./emitter.ts";

@@ -512,6 +512,18 @@ var Emitter = class {
   }
 };
 
+// client/events.ts
+var ChatError = class extends Error {
+  /** The error frame's code, or `closed` when the connection ended first. */
+  code;
+  /** An error with the server's code and message. */
+  constructor(code, message) {
+    super(message);
+    this.name = "ChatError";
+    this.code = code;
+  }
+};
+
 // client/pacer.ts
 var Pacer = class {
   #perS = Infinity;
@@ -726,20 +738,6 @@ var RETRY_MAX_MS = 5e3;
 function roomKey(room) {
   return roomName(room) ?? room;
 }
-function newKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-var ChatError = class extends Error {
-  /** The error frame's code, or `closed` when the connection ended first. */
-  code;
-  /** An error with the server's code and message. */
-  constructor(code, message) {
-    super(message);
-    this.name = "ChatError";
-    this.code = code;
-  }
-};
 var ChatClient = class {
   #options;
   #timers;
@@ -1396,6 +1394,12 @@ var ChatClient = class {
     this.#heartbeatTimer = this.#timers.setTimeout(beat, frame.heartbeat.interval_ms);
   }
 };
+
+// client/keys.ts
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
 export {
   ChatClient,
   ChatError,
