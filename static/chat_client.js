@@ -185,12 +185,7 @@ function oneScript(scripts) {
   ].every((script) => mix.has(script)));
 }
 
-// chat/protocol.ts
-var SYSTEM_SENDER = "System";
-var DEFAULT_ROOM = "lobby";
-var HEARTBEAT_MAX_SCALE = 10;
-var TYPING_INTERVAL_MS = 2e3;
-var TYPING_TTL_MS = 5e3;
+// chat/protocol_parse.ts
 var CHAT_FRAME_HEAD = '{"type":"message","message":"';
 var NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 function fail(code, message) {
@@ -390,6 +385,13 @@ function parseClientMessage(text) {
 function parseEpoch(value) {
   return typeof value === "string" && /^[\w-]{1,64}$/.test(value) ? value : void 0;
 }
+
+// chat/protocol.ts
+var SYSTEM_SENDER = "System";
+var DEFAULT_ROOM = "lobby";
+var HEARTBEAT_MAX_SCALE = 10;
+var TYPING_INTERVAL_MS = 2e3;
+var TYPING_TTL_MS = 5e3;
 
 // client/backoff.ts
 var DEFAULT_BACKOFF = Object.freeze({
