@@ -7,34 +7,11 @@
  */
 
 import assert from "node:assert/strict";
-import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
 
 const ignored = chromiumIgnored();
-const js = JSON.stringify;
-
-interface RunningServer extends AsyncDisposable {
-  app: App;
-  base: string;
-}
-
-async function startServer(): Promise<RunningServer> {
-  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory" }));
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  return {
-    app,
-    base: `http://127.0.0.1:${server.addr.port}`,
-    async [Symbol.asyncDispose]() {
-      await app[Symbol.asyncDispose]();
-      await server.shutdown();
-    },
-  };
-}
-
-function statusIs(state: string): string {
-  return `document.getElementById("status").dataset.state === ${js(state)}`;
-}
 
 function statusText(page: Page): Promise<string> {
   return page.evaluate(`document.getElementById("status").textContent`);
@@ -58,7 +35,7 @@ Deno.test({
   }`,
   ignore: ignored,
   async fn(t) {
-    await using server = await startServer();
+    await using server = await startPageServer();
     await using browser = await launchChromium();
     const viewport = { width: 800, height: 600 };
     await using first = await browser.newPage(viewport);

@@ -7,36 +7,17 @@
  */
 
 import assert from "node:assert/strict";
-import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
 
 const ignored = chromiumIgnored();
-const js = JSON.stringify;
-
-interface RunningServer extends AsyncDisposable {
-  app: App;
-  base: string;
-}
-
-async function startServer(): Promise<RunningServer> {
-  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory" }));
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  return {
-    app,
-    base: `http://127.0.0.1:${server.addr.port}`,
-    async [Symbol.asyncDispose]() {
-      await app[Symbol.asyncDispose]();
-      await server.shutdown();
-    },
-  };
-}
 
 async function join(page: Page, base: string, name: string): Promise<void> {
   await page.goto(`${base}/?room=lobby`);
   await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
   await page.click("#connect");
-  await page.waitFor(`document.getElementById("status").dataset.state === "connected"`);
+  await page.waitFor(statusIs("connected"));
 }
 
 function typingText(page: Page): Promise<string> {
@@ -47,7 +28,7 @@ Deno.test({
   name: `the others see who is typing${ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""}`,
   ignore: ignored,
   async fn(t) {
-    await using server = await startServer();
+    await using server = await startPageServer();
     await using browser = await launchChromium();
     await using alice = await browser.newPage({ width: 800, height: 600 });
     await using bob = await browser.newPage({ width: 800, height: 600 });
