@@ -271,38 +271,182 @@ function meta(sender, timestamp, tag) {
   const line = el("div", "meta");
   line.append(typeof sender === "string" ? userText("span", "sender", sender) : sender);
   if (tag !== undefined) line.append(el("span", "tag", tag));
+  line.append(timeElement(timestamp));
+  return line;
+}
+
+function timeElement(timestamp) {
   const time = formatTime(timestamp);
   const stamp = el("time", "time", time.text);
   stamp.dateTime = timestamp;
   stamp.title = time.full;
-  line.append(stamp);
-  return line;
+  return stamp;
 }
 
-function renderChat(frame, live) {
+// ---------------------------------------------------------------------------
+// Days and groups: a separator before the first item of each day, and one person's
+// messages in a row (within GROUP_MS of the one before) under one header.
+
+const GROUP_MS = 5 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** What was rendered last: its day, and the group a next message may join. */
+const flow = {
+  /** The local day of the last dated item ("" before any). */
+  day: "",
+  /** @type {{ key: string, time: number } | null} */
+  group: null,
+};
+
+function dayKey(date) {
+  return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
+}
+
+/**
+ * The label of the separator before the first item of `date`'s day: "Today", "Yesterday", or
+ * the weekday and date, with the year when it is not the current one. Exported for the tests.
+ */
+export function dayLabel(date, now = new Date()) {
+  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+  const day = new Date(date.getFullYear(), date.getMonth(), date.getDate());
+  const days = Math.round((today.getTime() - day.getTime()) / DAY_MS);
+  if (days === 0) return "Today";
+  if (days === 1) return "Yesterday";
+  const options = { weekday: "long", day: "numeric", month: "long" };
+  if (date.getFullYear() !== now.getFullYear()) options.year = "numeric";
+  return date.toLocaleDateString(undefined, options);
+}
+
+/** Adds a day separator when `timestamp` falls on another day than the last dated item. */
+function placeDay(timestamp) {
+  const date = new Date(timestamp);
+  if (Number.isNaN(date.getTime())) return;
+  const key = dayKey(date);
+  if (key === flow.day) return;
+  flow.day = key;
+  flow.group = null;
+  const item = el("li", "day");
+  item.dataset.testid = "day";
+  item.setAttribute("role", "separator");
+  const label = el("span", "day-label", dayLabel(date));
+  item.setAttribute("aria-label", label.textContent);
+  item.append(label);
+  ui.messages.append(item);
+}
+
+/** Whether a message of `key` at `timestamp` continues the group above it; it becomes the last. */
+function continuesGroup(key, timestamp) {
+  placeDay(timestamp);
+  const time = new Date(timestamp).getTime();
+  const last = flow.group;
+  flow.group = { key, time };
+  // Own messages carry the page's clock until stored: a little skew must not split them.
+  return last !== null && last.key === key && Math.abs(time - last.time) <= GROUP_MS;
+}
+
+// ---------------------------------------------------------------------------
+// Links: http(s) URLs in message text become links, built node by node (never as HTML).
+
+const URL_CANDIDATE = /\bhttps?:\/\/[^\s<>"]+/gi;
+const TRAILING = ".,;:!?'";
+
+/** The URL at the start of `candidate`, without trailing punctuation or an unopened `)`. */
+function trimUrl(candidate) {
+  let url = candidate;
+  for (;;) {
+    const last = url.at(-1);
+    if (last !== undefined && TRAILING.includes(last)) {
+      url = url.slice(0, -1);
+    } else if (last === ")" && url.split("(").length < url.split(")").length) {
+      url = url.slice(0, -1);
+    } else {
+      return url;
+    }
+  }
+}
+
+function isWebUrl(text) {
+  try {
+    const url = new URL(text);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** The message text as nodes: text nodes, and `<a>` for each http(s) URL. */
+function linkify(text) {
+  const nodes = [];
+  let at = 0;
+  for (const match of text.matchAll(URL_CANDIDATE)) {
+    const url = trimUrl(match[0]);
+    if (!isWebUrl(url)) continue;
+    if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
+    const link = document.createElement("a");
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.append(document.createTextNode(url));
+    nodes.push(link);
+    at = match.index + url.length;
+  }
+  if (at < text.length) nodes.push(document.createTextNode(text.slice(at)));
+  return nodes;
+}
+
+function messageText(text) {
+  const node = userText("p", "text");
+  node.append(...linkify(text));
+  return node;
+}
+
+// ---------------------------------------------------------------------------
+// Chat and private messages
+
+/**
+ * Renders a chat or private message and returns its item. `pending`: one's own, just sent,
+ * shown at once and waiting for its fate.
+ */
+function renderMessage(frame, { live = true, pending = false } = {}) {
+  const isPrivate = frame.type === "private";
   const own = sameName(frame.username, state.username);
-  const item = el("li", `message ${own ? "own" : "other"}`);
+  const other = own ? frame.to : frame.sender;
+  const key = `${isPrivate ? `private:${nameKey(other ?? "")}` : "room"}:${
+    nameKey(frame.username)
+  }`;
+  const continued = continuesGroup(key, frame.timestamp);
+  const item = el("li", `message ${isPrivate ? "private " : ""}${own ? "own" : "other"}`);
+  if (continued) item.classList.add("continued");
   item.dataset.testid = "message";
-  item.dataset.id = String(frame.id);
-  item.dataset.room = frame.room;
+  if (isPrivate) item.dataset.private = "true";
+  else item.dataset.room = frame.room;
+  if (frame.id !== undefined) item.dataset.id = String(frame.id);
+  if (own) item.dataset.state = pending ? "pending" : "stored";
   const bubble = el("div", "bubble");
-  bubble.append(meta(frame.sender, frame.timestamp), userText("p", "text", frame.message));
+  const head = meta(
+    isPrivate ? privateLine(own, other) : frame.sender,
+    frame.timestamp,
+    isPrivate ? "Private" : undefined,
+  );
+  // The header is shown once per group; the others keep it for screen readers, and their time.
+  if (continued) {
+    head.classList.add("continued-meta");
+    for (const part of head.querySelectorAll(".sender, .tag")) {
+      part.classList.add("visually-hidden");
+    }
+  }
+  if (pending) head.append(el("span", "send-state", "Sending…"));
+  bubble.append(head, messageText(frame.message));
   item.append(bubble);
   append(item, { own: own && live, live });
-  if (live && !own) announce(`${frame.sender}: ${frame.message}`);
-}
-
-function renderPrivate(frame) {
-  const own = sameName(frame.username, state.username);
-  const item = el("li", `message private ${own ? "own" : "other"}`);
-  item.dataset.testid = "message";
-  item.dataset.private = "true";
-  const bubble = el("div", "bubble");
-  const who = privateLine(own, own ? frame.to : frame.sender);
-  bubble.append(meta(who, frame.timestamp, "Private"), userText("p", "text", frame.message));
-  item.append(bubble);
-  append(item, { own });
-  if (!own) announce(`Private message from ${frame.sender}: ${frame.message}`);
+  if (live && !own) {
+    announce(
+      isPrivate
+        ? `Private message from ${frame.sender}: ${frame.message}`
+        : `${frame.sender}: ${frame.message}`,
+    );
+  }
+  return item;
 }
 
 /** The sender line of a private message, naming each side once: "alice → you", "you → bob". */
@@ -316,7 +460,107 @@ function privateLine(own, other) {
   return line;
 }
 
+// ---------------------------------------------------------------------------
+// One's own messages: shown at once as pending, then stored (the echo is not shown
+// again) or failed with the reason and a Retry button.
+
+/** @type {{ text: string, options: { room: string, to?: string }, cid: string, item: HTMLElement }[]} */
+let outbox = [];
+/** Client ids of one's own messages already on screen: their echoes are not shown again. */
+const shownCids = new Set();
+/** This page's client id prefix, learned from the first fate: other tabs' ids differ. */
+let cidPrefix = "";
+
+function rememberCid(cid) {
+  shownCids.add(cid);
+  if (shownCids.size > 1000) shownCids.delete(shownCids.values().next().value);
+}
+
+function sendMessage(text, options) {
+  const frame = {
+    type: options.to === undefined ? "message" : "private",
+    username: state.username,
+    sender: state.username === "" ? "you" : state.username,
+    to: options.to,
+    room: options.room,
+    message: text,
+    timestamp: new Date().toISOString(),
+  };
+  const entry = { text, options, cid: "", item: renderMessage(frame, { pending: true }) };
+  outbox.push(entry);
+  state.chat.send(text, options).then((fate) => settle(entry, fate));
+}
+
+/** Whether an own echo is for this outbox entry: same text, same room or person. */
+function sameTarget(entry, frame) {
+  if (entry.text !== frame.message) return false;
+  return frame.type === "private"
+    ? entry.options.to !== undefined && sameName(entry.options.to, frame.to)
+    : entry.options.to === undefined && entry.options.room === frame.room;
+}
+
+/**
+ * Takes an echo of one's own message: true when it is already on screen (pending or
+ * stored), so it is not shown twice. The echo comes before the fate that it settles.
+ */
+function takeEcho(frame) {
+  const cid = frame.cid;
+  if (typeof cid !== "string" || !sameName(frame.username, state.username)) return false;
+  if (shownCids.has(cid)) return true;
+  if (cidPrefix !== "" && !cid.startsWith(`${cidPrefix}-`)) return false;
+  const entry = outbox.find((e) => e.cid === cid) ??
+    outbox.find((e) => e.cid === "" && sameTarget(e, frame));
+  if (entry === undefined) return false;
+  stored(entry, frame);
+  return true;
+}
+
+function settle(entry, fate) {
+  outbox = outbox.filter((e) => e !== entry);
+  if (fate.status === "stored") {
+    const cid = fate.frame.cid ?? "";
+    const dash = cid.lastIndexOf("-");
+    if (dash > 0) cidPrefix = cid.slice(0, dash);
+    if (entry.item.dataset.state === "pending") stored(entry, fate.frame);
+  } else {
+    failed(entry, fate.reason);
+  }
+}
+
+function stored(entry, frame) {
+  entry.cid = frame.cid ?? "";
+  if (entry.cid !== "") rememberCid(entry.cid);
+  const item = entry.item;
+  item.dataset.state = "stored";
+  if (frame.id !== undefined) item.dataset.id = String(frame.id);
+  item.querySelector(".send-state")?.remove();
+  const time = item.querySelector("time");
+  if (time !== null && typeof frame.timestamp === "string") {
+    time.replaceWith(timeElement(frame.timestamp));
+  }
+}
+
+function failed(entry, reason) {
+  const item = entry.item;
+  item.dataset.state = "failed";
+  item.querySelector(".send-state")?.remove();
+  const retry = el("button", "retry", "Retry");
+  retry.type = "button";
+  retry.addEventListener("click", () => {
+    if (state.chat === null) return;
+    item.remove();
+    sendMessage(entry.text, entry.options);
+    ui.message.focus();
+  });
+  const line = el("div", "failure");
+  line.append(userText("span", "reason", `Not sent: ${reason}`), retry);
+  item.querySelector(".bubble")?.append(line);
+  announce(`Not sent (${reason}): ${entry.text}`);
+}
+
 function renderSystem(frame, live) {
+  placeDay(frame.timestamp);
+  flow.group = null;
   const item = el("li", "message system");
   item.dataset.testid = "system";
   // Join and leave notices are live only, without an id.
@@ -324,11 +568,7 @@ function renderSystem(frame, live) {
   item.dataset.room = frame.room;
   item.dataset.event = frame.event;
   const bubble = el("div", "bubble");
-  const time = formatTime(frame.timestamp);
-  const stamp = el("time", "time", time.text);
-  stamp.dateTime = frame.timestamp;
-  stamp.title = time.full;
-  bubble.append(userText("span", "text", frame.message), stamp);
+  bubble.append(userText("span", "text", frame.message), timeElement(frame.timestamp));
   item.append(bubble);
   append(item, { live });
   if (live) announce(frame.message);
@@ -336,6 +576,7 @@ function renderSystem(frame, live) {
 
 /** A notice made by the page itself (errors, reconnects); it has no server id. */
 function renderNotice(text, kind = "notice") {
+  flow.group = null;
   const item = el("li", `message system local ${kind}`);
   item.dataset.testid = kind;
   const bubble = el("div", "bubble");
@@ -349,6 +590,9 @@ function clearMessages() {
   ui.messages.replaceChildren();
   ui.newMessages.hidden = true;
   state.pinned = true;
+  flow.day = "";
+  flow.group = null;
+  outbox = [];
 }
 
 // ---------------------------------------------------------------------------
@@ -438,9 +682,9 @@ function connect() {
   on("joined", onJoined);
   on("users", ({ room, users }) => room === state.room && setUsers(users));
   on("message", ({ frame, replayed }) => {
-    if (frame.room !== state.room) return;
-    renderChat(frame, !replayed);
     if (!replayed) stoppedTyping(frame.username);
+    if (takeEcho(frame) || frame.room !== state.room) return;
+    renderMessage(frame, { live: !replayed });
   });
   on("typing", onTyping);
   on("system", ({ frame, replayed }) => {
@@ -449,8 +693,8 @@ function connect() {
     if (!replayed) followTarget(frame);
   });
   on("private", ({ frame }) => {
-    renderPrivate(frame);
     stoppedTyping(frame.username);
+    if (!takeEcho(frame)) renderMessage(frame);
   });
   on(
     "gap",
@@ -753,13 +997,12 @@ ui.composer.addEventListener("submit", (event) => {
   if (text.trim() === "" || state.chat === null) return;
   if (!checkSize()) return;
   // Queued by the client while reconnecting or paced under the rate limit: the text box
-  // clears at once, and a message the server refuses says so with its reason.
+  // clears at once and the message shows as pending until its fate: stored, or failed
+  // with the reason and a Retry button.
   const options = state.privateTo === ""
     ? { room: state.room }
     : { to: state.privateTo, room: state.room };
-  state.chat.send(text, options).then((fate) => {
-    if (fate.status === "refused") renderNotice(`Not sent (${fate.reason}): ${text}`, "error");
-  });
+  sendMessage(text, options);
   ui.message.value = "";
   ui.composerError.textContent = "";
   ui.message.focus();
