@@ -37,7 +37,7 @@ import {
 } from "./events.ts";
 import { Pacer } from "./pacer.ts";
 import { RoomLog } from "./room_log.ts";
-import { type Fate, type Outgoing, SendQueue } from "./send_queue.ts";
+import { type Fate, type Outgoing, type Sending, sending, SendQueue } from "./send_queue.ts";
 import { TIMERS, type Timers } from "./timers.ts";
 
 // WebSocket.OPEN and CLOSED, without needing a global WebSocket (see the `webSocket` option).
@@ -194,18 +194,22 @@ export class ChatClient {
   /**
    * Sends a chat message to a room (the first room when omitted), or a
    * private message with `to`. The promise settles with its fate: stored
-   * (with the frame as stored) or refused (with the server's code and reason).
+   * (with the frame as stored) or refused (with the server's code and reason);
+   * its `cid` is the client id the stored frame will carry.
    */
-  send(text: string, options: { room?: string; to?: string } = {}): Promise<Fate> {
+  send(text: string, options: { room?: string; to?: string } = {}): Sending {
     if (this.#state === "closed") {
-      return Promise.resolve({ status: "refused", code: "closed", reason: "Client closed" });
+      return sending(
+        Promise.resolve({ status: "refused", code: "closed", reason: "Client closed" }),
+        "",
+      );
     }
     const room = roomKey(options.room ?? this.#firstRoom);
     const frame = options.to === undefined
       ? { type: "message" as const, message: text, room }
       : { type: "private" as const, to: options.to, message: text, room };
     const tooBig = this.#tooBig(frame);
-    if (tooBig !== undefined) return Promise.resolve(tooBig);
+    if (tooBig !== undefined) return sending(Promise.resolve(tooBig), "");
     const fate = this.#queue.add(frame);
     this.#pump();
     return fate;

@@ -27,6 +27,6 @@ export { newKey } from "./keys.ts";
 export { type BackoffOptions, DEFAULT_BACKOFF, reconnectDelay } from "./backoff.ts";
 export { describeClose, isFinalClose, PING_TIMEOUT_REASON } from "./close_labels.ts";
 export type { Unsubscribe } from "./emitter.ts";
-export type { Fate, RefusalCode } from "./send_queue.ts";
+export type { Fate, RefusalCode, Sending } from "./send_queue.ts";
 export { TIMERS, type Timers } from "./timers.ts";
 export * from "../chat/protocol.ts";

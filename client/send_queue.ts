@@ -25,6 +25,13 @@ export type Fate =
   | { status: "stored"; frame: MessageFrame | PrivateFrame }
   | { status: "refused"; code: RefusalCode; reason: string };
 
+/**
+ * A message's fate to come, and its client id (`cid`), known at once: the
+ * stored frame, which may arrive before the fate, carries it; "" for a
+ * message refused before it got one.
+ */
+export type Sending = Promise<Fate> & { readonly cid: string };
+
 /** A chat or private message with its client id. */
 export type OutgoingFrame = (ClientChatMessage | ClientPrivateMessage) & { cid: string };
 
@@ -64,13 +71,13 @@ export class SendQueue {
   }
 
   /** Queues a message; its fate settles the returned promise. */
-  add(frame: ClientChatMessage | ClientPrivateMessage): Promise<Fate> {
+  add(frame: ClientChatMessage | ClientPrivateMessage): Sending {
     if (this.#items.length >= this.#limit) {
       const reason = `Too many messages waiting to be sent: ${this.#items.length}`;
-      return Promise.resolve({ status: "refused", code: "queue_full", reason });
+      return sending(Promise.resolve({ status: "refused", code: "queue_full", reason }), "");
     }
     const cid = `${this.#prefix}-${++this.#counter}`;
-    return new Promise((settle) => {
+    const fate = new Promise<Fate>((settle) => {
       this.#items.push({
         frame: { ...frame, cid },
         sent: false,
@@ -79,6 +86,7 @@ export class SendQueue {
         settle,
       });
     });
+    return sending(fate, cid);
   }
 
   /** The oldest message ready to go out: not sent, not held by an unfinished replay. */
@@ -122,4 +130,9 @@ export class SendQueue {
     this.#items = [];
     for (const item of items) item.settle({ status: "refused", code, reason });
   }
+}
+
+/** A fate promise with its client id. */
+export function sending(fate: Promise<Fate>, cid: string): Sending {
+  return Object.assign(fate, { cid });
 }

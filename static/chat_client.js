@@ -663,14 +663,14 @@ var SendQueue = class {
   add(frame) {
     if (this.#items.length >= this.#limit) {
       const reason = `Too many messages waiting to be sent: ${this.#items.length}`;
-      return Promise.resolve({
+      return sending(Promise.resolve({
         status: "refused",
         code: "queue_full",
         reason
-      });
+      }), "");
     }
     const cid = `${this.#prefix}-${++this.#counter}`;
-    return new Promise((settle) => {
+    const fate = new Promise((settle) => {
       this.#items.push({
         frame: {
           ...frame,
@@ -682,6 +682,7 @@ var SendQueue = class {
         settle
       });
     });
+    return sending(fate, cid);
   }
   /** The oldest message ready to go out: not sent, not held by an unfinished replay. */
   next(ready) {
@@ -724,6 +725,11 @@ var SendQueue = class {
     });
   }
 };
+function sending(fate, cid) {
+  return Object.assign(fate, {
+    cid
+  });
+}
 
 // client/timers.ts
 var TIMERS = Object.freeze({
@@ -849,15 +855,16 @@ var ChatClient = class {
   /**
    * Sends a chat message to a room (the first room when omitted), or a
    * private message with `to`. The promise settles with its fate: stored
-   * (with the frame as stored) or refused (with the server's code and reason).
+   * (with the frame as stored) or refused (with the server's code and reason);
+   * its `cid` is the client id the stored frame will carry.
    */
   send(text, options = {}) {
     if (this.#state === "closed") {
-      return Promise.resolve({
+      return sending(Promise.resolve({
         status: "refused",
         code: "closed",
         reason: "Client closed"
-      });
+      }), "");
     }
     const room = roomKey(options.room ?? this.#firstRoom);
     const frame = options.to === void 0 ? {
@@ -871,7 +878,7 @@ var ChatClient = class {
       room
     };
     const tooBig = this.#tooBig(frame);
-    if (tooBig !== void 0) return Promise.resolve(tooBig);
+    if (tooBig !== void 0) return sending(Promise.resolve(tooBig), "");
     const fate = this.#queue.add(frame);
     this.#pump();
     return fate;

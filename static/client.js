@@ -18,6 +18,8 @@ import {
 } from "./chat_client.js";
 
 const NAME_KEY = "chat.username";
+// The server grants at most ten times its interval; asking for more gets that.
+const HIDDEN_HEARTBEAT_MS = 10 * 60_000;
 const KEY_KEY = "chat.key";
 const SESSION_KEY = "chat.session";
 // Within this many pixels of the bottom the log counts as "at the bottom".
@@ -407,9 +409,19 @@ function messageText(text) {
  * Renders a chat or private message and returns its item. `pending`: one's own, just sent,
  * shown at once and waiting for its fate.
  */
+/**
+ * Whether one wrote it: by identity (`uid`, the same across renames, reloads and this
+ * browser's tabs), by name for a frame without one (a pending message, an older server).
+ */
+function isOwn(frame) {
+  const uid = state.chat?.uid ?? "";
+  if (typeof frame.uid === "string" && uid !== "") return frame.uid === uid;
+  return sameName(frame.username, state.username);
+}
+
 function renderMessage(frame, { live = true, pending = false } = {}) {
   const isPrivate = frame.type === "private";
-  const own = sameName(frame.username, state.username);
+  const own = isOwn(frame);
   const other = own ? frame.to : frame.sender;
   const key = `${isPrivate ? `private:${nameKey(other ?? "")}` : "room"}:${
     nameKey(frame.username)
@@ -468,8 +480,6 @@ function privateLine(own, other) {
 let outbox = [];
 /** Client ids of one's own messages already on screen: their echoes are not shown again. */
 const shownCids = new Set();
-/** This page's client id prefix, learned from the first fate: other tabs' ids differ. */
-let cidPrefix = "";
 
 function rememberCid(cid) {
   shownCids.add(cid);
@@ -486,17 +496,11 @@ function sendMessage(text, options) {
     message: text,
     timestamp: new Date().toISOString(),
   };
-  const entry = { text, options, cid: "", item: renderMessage(frame, { pending: true }) };
+  const sending = state.chat.send(text, options);
+  // The client id is known at once: the echo, which may come before the fate, carries it.
+  const entry = { text, options, cid: sending.cid, item: renderMessage(frame, { pending: true }) };
   outbox.push(entry);
-  state.chat.send(text, options).then((fate) => settle(entry, fate));
-}
-
-/** Whether an own echo is for this outbox entry: same text, same room or person. */
-function sameTarget(entry, frame) {
-  if (entry.text !== frame.message) return false;
-  return frame.type === "private"
-    ? entry.options.to !== undefined && sameName(entry.options.to, frame.to)
-    : entry.options.to === undefined && entry.options.room === frame.room;
+  sending.then((fate) => settle(entry, fate));
 }
 
 /**
@@ -505,11 +509,9 @@ function sameTarget(entry, frame) {
  */
 function takeEcho(frame) {
   const cid = frame.cid;
-  if (typeof cid !== "string" || !sameName(frame.username, state.username)) return false;
+  if (typeof cid !== "string" || cid === "") return false;
   if (shownCids.has(cid)) return true;
-  if (cidPrefix !== "" && !cid.startsWith(`${cidPrefix}-`)) return false;
-  const entry = outbox.find((e) => e.cid === cid) ??
-    outbox.find((e) => e.cid === "" && sameTarget(e, frame));
+  const entry = outbox.find((e) => e.cid === cid);
   if (entry === undefined) return false;
   stored(entry, frame);
   return true;
@@ -518,9 +520,6 @@ function takeEcho(frame) {
 function settle(entry, fate) {
   outbox = outbox.filter((e) => e !== entry);
   if (fate.status === "stored") {
-    const cid = fate.frame.cid ?? "";
-    const dash = cid.lastIndexOf("-");
-    if (dash > 0) cidPrefix = cid.slice(0, dash);
     if (entry.item.dataset.state === "pending") stored(entry, fate.frame);
   } else {
     failed(entry, fate.reason);
@@ -1044,8 +1043,16 @@ ui.newMessages.addEventListener("click", () => {
   ui.message.focus();
 });
 
+// A hidden tab's timers are throttled and it may be frozen: it asks for a heartbeat ten
+// times slower (the most the server grants) rather than be dropped, and takes the
+// server's own again, or reconnects at once, when shown.
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") reconnectNow();
+  if (document.visibilityState === "visible") {
+    state.chat?.setHeartbeatInterval();
+    reconnectNow();
+  } else {
+    state.chat?.setHeartbeatInterval(HIDDEN_HEARTBEAT_MS);
+  }
 });
 addEventListener("online", reconnectNow);
 

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { eventually } from "./helpers/eventually.ts";
 
 const ignored = chromiumIgnored();
 
@@ -21,6 +22,12 @@ async function submitJoin(page: Page, base: string, name: string, room: string):
   await page.goto(`${base}/?room=${encodeURIComponent(room)}`);
   await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
   await page.click("#connect");
+}
+
+/** An expression true when the log shows `text` as one's own message. */
+function ownText(text: string): string {
+  return `[...document.querySelectorAll('#messages .message.own .text')]
+    .some((e) => e.textContent === ${js(text)})`;
 }
 
 function users(page: Page): Promise<string[]> {
@@ -67,11 +74,72 @@ Deno.test({
       );
     });
 
+    await t.step(
+      "after a rename and a reload one's earlier messages are still one's own",
+      async () => {
+        await second.evaluate(`document.getElementById("message").value = "mine, before"`);
+        await second.press("Enter", { selector: "#message" });
+        await second.waitFor(ownText("mine, before"));
+        await second.click("#rename-button");
+        await second.evaluate(`document.getElementById("rename-input").value = "Tabitha"`);
+        await second.press("Enter", { selector: "#rename-input" });
+        await second.waitFor(`document.getElementById("my-name").textContent === "Tabitha"`);
+        await second.goto(`${server.base}/`);
+        await second.waitFor(statusIs("connected"));
+        await second.waitFor(ownText("mine, before"));
+      },
+    );
+
     await t.step("after Disconnect a reload shows the form again", async () => {
       await second.click("#disconnect");
       await second.goto(`${server.base}/`);
       await second.waitFor(`!document.getElementById("join-form").hidden`);
       assert.ok(await second.evaluate(statusIs("idle")));
+    });
+  },
+});
+
+Deno.test({
+  name: `a hidden tab beats slower and is not dropped while frozen${
+    ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""
+  }`,
+  ignore: ignored,
+  async fn(t) {
+    // The page's heartbeat route: a ping every 300 ms, dropped after 1 s of silence.
+    await using server = await startPageServer({
+      HEARTBEAT_INTERVAL_MS: "300",
+      HEARTBEAT_TIMEOUT_MS: "1000",
+    });
+    await using browser = await launchChromium();
+    await using page = await browser.newPage({ width: 800, height: 600 });
+    await submitJoin(page, server.base, "Sleepy", "lobby");
+    await page.waitFor(statusIs("connected"));
+    const frozenFor = async (ms: number) => {
+      await page.session.send("Page.setWebLifecycleState", { state: "frozen" });
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      await page.session.send("Page.setWebLifecycleState", { state: "active" });
+    };
+
+    await t.step("hidden, then frozen for 2.5 s: still the same connection", async () => {
+      await page.evaluate(`(() => {
+        Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+      })()`);
+      // The ack of the slower heartbeat comes back before the page freezes.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await frozenFor(2500);
+      await page.waitFor(statusIs("connected"));
+      assert.equal(server.app.manager.metrics.heartbeatTimeouts, 0);
+    });
+    await t.step("shown again, the server's own pace: frozen 2.5 s is a timeout", async () => {
+      await page.evaluate(`(() => {
+        Object.defineProperty(document, "visibilityState", { value: "visible", configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+      })()`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await frozenFor(2500);
+      await eventually("dropped", () => server.app.manager.metrics.heartbeatTimeouts === 1);
+      await page.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
     });
   },
 });
