@@ -42,7 +42,7 @@ export type Command =
   | { kind: "invalid"; reason: string };
 
 /** The help text, printed by `/help`. */
-export const HELP = [
+export const HELP: string = [
   "/msg NAME TEXT   a private message",
   "/join ROOM       join a room; your messages go there",
   "/leave [ROOM]    leave a room (the current one)",
