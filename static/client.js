@@ -24,6 +24,11 @@ const KEY_KEY = "chat.key";
 const SESSION_KEY = "chat.session";
 // Within this many pixels of the bottom the log counts as "at the bottom".
 const STICKY_PX = 48;
+// Items kept per room not shown (the room shown keeps all of its own).
+const KEPT_ITEMS = 500;
+// The list of other rooms, while open, is asked for again this often.
+const ROOMS_REFRESH_MS = 30_000;
+const BASE_TITLE = document.title;
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -54,6 +59,12 @@ const ui = {
   switchInput: $("switch-input"),
   switchError: $("switch-error"),
   disconnect: $("disconnect"),
+  rooms: $("rooms"),
+  roomList: $("room-list"),
+  moreRooms: $("more-rooms"),
+  otherRooms: $("other-rooms"),
+  otherRoomsStatus: $("other-rooms-status"),
+  roomsError: $("rooms-error"),
   send: $("send"),
   messages: $("messages"),
   newMessages: $("new-messages"),
@@ -78,8 +89,17 @@ const state = {
   username: "",
   /** The room shown. */
   room: DEFAULT_ROOM,
-  /** Set while a room switch waits for `joined`. */
+  /** Set while a join from the form or the list waits for `joined`: then it is shown. */
   pendingRoom: "",
+  /** Rooms of the tab's session to join again after a reload (beside the one shown). */
+  restoreRooms: [],
+  /** Rooms this page asked to leave: their `left` needs no notice. */
+  leaving: new Set(),
+  /** @type {{ room: string, count: number }[]} Rooms from GET /api/rooms, as last told. */
+  otherRooms: [],
+  otherRoomsError: "",
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  otherRoomsTimer: undefined,
   /** Whether the current socket got its `welcome`. */
   live: false,
   /** The application heartbeat, as the welcome announced it. */
@@ -163,12 +183,25 @@ function saveSession(session) {
 function loadSession() {
   try {
     const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
-    return typeof session?.username === "string" && typeof session?.room === "string"
-      ? session
-      : null;
+    if (typeof session?.username !== "string" || typeof session?.room !== "string") return null;
+    const rooms = Array.isArray(session.rooms)
+      ? session.rooms.filter((room) => typeof room === "string" && roomName(room) === room)
+      : [];
+    return { username: session.username, room: session.room, rooms };
   } catch {
     return null;
   }
+}
+
+/** The session of a connected tab: its name, the room shown and every room it is in. */
+function persistSession() {
+  if (state.chat === null) return;
+  const rooms = state.chat.rooms;
+  saveSession({
+    username: state.username,
+    room: state.room,
+    rooms: rooms.includes(state.room) ? rooms : [state.room, ...rooms],
+  });
 }
 
 function setRoomInUrl(room) {
@@ -227,6 +260,8 @@ function showPanels() {
   const wanted = state.chat !== null;
   ui.joinForm.hidden = wanted;
   ui.session.hidden = !wanted;
+  ui.rooms.hidden = !wanted;
+  if (!wanted) ui.moreRooms.open = false;
   ui.myName.textContent = state.username === "" ? "(anonymous)" : state.username;
   ui.roomName.textContent = `#${state.room}`;
   ui.message.disabled = !wanted;
@@ -237,6 +272,7 @@ function showPanels() {
     hideInlineForm(ui.renameForm, ui.renameButton);
     hideInlineForm(ui.switchForm, ui.switchButton);
   }
+  renderRooms();
 }
 
 // ---------------------------------------------------------------------------
@@ -253,8 +289,14 @@ function scrollToBottom() {
   state.pinned = true;
 }
 
-/** Appends one rendered item, keeping the view at the bottom unless the user scrolled up. */
-function append(item, { own = false, live = true } = {}) {
+/** Appends one rendered item to a room's log; the one shown stays at the bottom unless the
+ * user scrolled up. */
+function append(log, item, { own = false, live = true } = {}) {
+  if (log.room !== state.room) {
+    log.holder.append(item);
+    trim(log.holder);
+    return;
+  }
   const stick = own || isAtBottom();
   ui.messages.append(item);
   if (stick) scrollToBottom();
@@ -292,13 +334,50 @@ function timeElement(timestamp) {
 const GROUP_MS = 5 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** What was rendered last: its day, and the group a next message may join. */
-const flow = {
-  /** The local day of the last dated item ("" before any). */
-  day: "",
-  /** @type {{ key: string, time: number } | null} */
-  group: null,
-};
+// ---------------------------------------------------------------------------
+// Room logs: each room the page is in keeps its rendered items. Those of the room shown
+// are in #messages; a room not shown keeps them in a list of its own, off the page, and
+// they move back into #messages when it is shown again.
+
+/**
+ * @typedef {object} RoomLog
+ * @property {string} room
+ * @property {HTMLOListElement} holder The room's items while it is not shown.
+ * @property {{ day: string, group: { key: string, time: number } | null }} flow What was
+ *   rendered last: the local day of the last dated item ("" before any), and the group a
+ *   next message may join.
+ * @property {number} unread Messages that came while the room was not shown.
+ * @property {number} scrollTop
+ * @property {boolean} pinned
+ */
+
+/** @type {Map<string, RoomLog>} */
+const logs = new Map();
+
+function logFor(room) {
+  let log = logs.get(room);
+  if (log === undefined) {
+    log = {
+      room,
+      holder: document.createElement("ol"),
+      flow: { day: "", group: null },
+      unread: 0,
+      scrollTop: 0,
+      pinned: true,
+    };
+    logs.set(room, log);
+  }
+  return log;
+}
+
+/** The list a room's items go to: #messages for the room shown. */
+function listOf(log) {
+  return log.room === state.room ? ui.messages : log.holder;
+}
+
+function trim(list) {
+  while (list.childElementCount > KEPT_ITEMS) list.firstElementChild?.remove();
+}
 
 function dayKey(date) {
   return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
@@ -320,7 +399,8 @@ export function dayLabel(date, now = new Date()) {
 }
 
 /** Adds a day separator when `timestamp` falls on another day than the last dated item. */
-function placeDay(timestamp) {
+function placeDay(log, timestamp) {
+  const flow = log.flow;
   const date = new Date(timestamp);
   if (Number.isNaN(date.getTime())) return;
   const key = dayKey(date);
@@ -333,12 +413,13 @@ function placeDay(timestamp) {
   const label = el("span", "day-label", dayLabel(date));
   item.setAttribute("aria-label", label.textContent);
   item.append(label);
-  ui.messages.append(item);
+  listOf(log).append(item);
 }
 
 /** Whether a message of `key` at `timestamp` continues the group above it; it becomes the last. */
-function continuesGroup(key, timestamp) {
-  placeDay(timestamp);
+function continuesGroup(log, key, timestamp) {
+  const flow = log.flow;
+  placeDay(log, timestamp);
   const time = new Date(timestamp).getTime();
   const last = flow.group;
   flow.group = { key, time };
@@ -426,7 +507,10 @@ function renderMessage(frame, { live = true, pending = false } = {}) {
   const key = `${isPrivate ? `private:${nameKey(other ?? "")}` : "room"}:${
     nameKey(frame.username)
   }`;
-  const continued = continuesGroup(key, frame.timestamp);
+  // Private messages show in the room shown.
+  const log = logFor(isPrivate ? state.room : frame.room);
+  const shown = log.room === state.room;
+  const continued = continuesGroup(log, key, frame.timestamp);
   const item = el("li", `message ${isPrivate ? "private " : ""}${own ? "own" : "other"}`);
   if (continued) item.classList.add("continued");
   item.dataset.testid = "message";
@@ -450,8 +534,8 @@ function renderMessage(frame, { live = true, pending = false } = {}) {
   if (pending) head.append(el("span", "send-state", "Sending…"));
   bubble.append(head, messageText(frame.message));
   item.append(bubble);
-  append(item, { own: own && live, live });
-  if (live && !own) {
+  append(log, item, { own: own && live, live });
+  if (live && !own && shown) {
     announce(
       isPrivate
         ? `Private message from ${frame.sender}: ${frame.message}`
@@ -558,8 +642,9 @@ function failed(entry, reason) {
 }
 
 function renderSystem(frame, live) {
-  placeDay(frame.timestamp);
-  flow.group = null;
+  const log = logFor(frame.room);
+  placeDay(log, frame.timestamp);
+  log.flow.group = null;
   const item = el("li", "message system");
   item.dataset.testid = "system";
   // Join and leave notices are live only, without an id.
@@ -569,28 +654,28 @@ function renderSystem(frame, live) {
   const bubble = el("div", "bubble");
   bubble.append(userText("span", "text", frame.message), timeElement(frame.timestamp));
   item.append(bubble);
-  append(item, { live });
-  if (live) announce(frame.message);
+  append(log, item, { live });
+  if (live && log.room === state.room) announce(frame.message);
 }
 
 /** A notice made by the page itself (errors, reconnects); it has no server id. */
-function renderNotice(text, kind = "notice") {
-  flow.group = null;
+function renderNotice(text, kind = "notice", room = state.room) {
+  const log = logFor(room);
+  log.flow.group = null;
   const item = el("li", `message system local ${kind}`);
   item.dataset.testid = kind;
   const bubble = el("div", "bubble");
   bubble.append(userText("span", "text", text));
   item.append(bubble);
-  append(item);
-  announce(text);
+  append(log, item);
+  if (log.room === state.room) announce(text);
 }
 
 function clearMessages() {
   ui.messages.replaceChildren();
+  logs.clear();
   ui.newMessages.hidden = true;
   state.pinned = true;
-  flow.day = "";
-  flow.group = null;
   outbox = [];
 }
 
@@ -645,6 +730,243 @@ function setPrivateTarget(name) {
 }
 
 // ---------------------------------------------------------------------------
+// Rooms: the page stays in every room it joined and shows one; the others count what
+// came while they were not shown. Room names go to the DOM as text only.
+
+/** The rooms the page is in, the one shown among them even before the welcome. */
+function myRooms() {
+  const rooms = state.chat?.rooms ?? [];
+  return rooms.includes(state.room) ? rooms : [state.room, ...rooms];
+}
+
+function totalUnread() {
+  let total = 0;
+  for (const log of logs.values()) total += log.unread;
+  return total;
+}
+
+/** A hidden tab's title carries the unread total: "(3) Deno Chat". */
+function updateTitle() {
+  const total = totalUnread();
+  const title = document.visibilityState === "hidden" && total > 0
+    ? `(${total}) ${BASE_TITLE}`
+    : BASE_TITLE;
+  if (document.title !== title) document.title = title;
+}
+
+/** A message (not a notice) came to `room`: counted unless it is in view. */
+function countUnread(room) {
+  if (room === state.room && document.visibilityState !== "hidden") return;
+  logFor(room).unread++;
+  renderRooms();
+}
+
+function renderRooms() {
+  const rooms = myRooms();
+  // The list is built again: the focused control is found again by its room.
+  const active = document.activeElement;
+  const focused = active instanceof HTMLElement && ui.roomList.contains(active)
+    ? { room: active.closest("[data-room]")?.dataset.room, leave: active.matches(".room-leave") }
+    : null;
+  const items = rooms.map((room) => {
+    const count = room === state.room ? 0 : logs.get(room)?.unread ?? 0;
+    const item = el("li", "room");
+    item.dataset.room = room;
+    const button = el("button", "room-button");
+    button.type = "button";
+    button.append(userText("span", "room-label", `#${room}`));
+    if (room === state.room) button.setAttribute("aria-current", "true");
+    if (count > 0) {
+      const badge = el("span", "unread", String(count));
+      badge.setAttribute("aria-hidden", "true");
+      button.append(badge, el("span", "visually-hidden", `, ${count} unread`));
+    }
+    item.append(button);
+    // Never one's last room: a page is always in one.
+    if (rooms.length > 1) {
+      const leave = el("button", "room-leave", "×");
+      leave.type = "button";
+      leave.title = `Leave #${room}`;
+      leave.setAttribute("aria-label", `Leave #${room}`);
+      leave.disabled = !state.live;
+      item.append(leave);
+    }
+    return item;
+  });
+  ui.roomList.replaceChildren(...items);
+  if (focused !== null) {
+    const again = [...ui.roomList.children].find((item) => item.dataset.room === focused.room);
+    const control = again?.querySelector(focused.leave ? ".room-leave" : ".room-button") ??
+      again?.querySelector(".room-button") ??
+      ui.roomList.querySelector('[aria-current="true"]');
+    if (control instanceof HTMLElement) control.focus();
+  }
+  renderOtherRooms();
+  updateTitle();
+}
+
+/** Shows one of the page's rooms: its own items, online list and address; nothing is left. */
+function showRoom(room) {
+  if (room !== state.room) {
+    const old = logFor(state.room);
+    old.scrollTop = ui.messages.scrollTop;
+    old.pinned = state.pinned;
+    old.holder.replaceChildren(...ui.messages.childNodes);
+    trim(old.holder);
+    state.room = room;
+    const log = logFor(room);
+    ui.messages.replaceChildren(...log.holder.childNodes);
+    ui.newMessages.hidden = true;
+    if (log.pinned) scrollToBottom();
+    else {
+      ui.messages.scrollTop = log.scrollTop;
+      state.pinned = isAtBottom();
+    }
+    setPrivateTarget("");
+    typists.clear();
+    renderTyping();
+    setUsers(state.chat?.users(room) ?? []);
+    announce(`Showing #${room}`);
+  }
+  logFor(room).unread = 0;
+  setRoomInUrl(room);
+  persistSession();
+  showPanels();
+}
+
+/** Joins `room` and shows it once joined; a room the page is in is only shown. */
+function joinRoom(room, onError) {
+  const chat = state.chat;
+  if (chat === null) return;
+  if (chat.rooms.includes(room)) {
+    showRoom(room);
+    return;
+  }
+  state.pendingRoom = room;
+  chat.join(room).catch((error) => {
+    if (state.pendingRoom === room) state.pendingRoom = "";
+    onError(error.message);
+  });
+}
+
+/** Leaves a room, never the last one; the room shown gives way to another first. */
+function leaveRoom(room) {
+  const chat = state.chat;
+  if (chat === null || !state.live) return;
+  const others = chat.rooms.filter((r) => r !== room);
+  if (others.length === 0) return;
+  if (room === state.room) showRoom(others[0]);
+  state.leaving.add(room);
+  chat.leave(room);
+}
+
+function onLeft(room) {
+  const ours = state.leaving.delete(room);
+  const next = state.chat?.rooms[0];
+  if (room === state.room) {
+    if (next === undefined) {
+      renderNotice(`You are no longer in #${room}.`, "warning");
+      return;
+    }
+    showRoom(next);
+  }
+  logs.delete(room);
+  if (!ours) renderNotice(`You are no longer in #${room}.`, "warning");
+  persistSession();
+  renderRooms();
+  if (document.activeElement === document.body || document.activeElement === null) {
+    ui.roomList.querySelector('[aria-current="true"]')?.focus();
+  }
+}
+
+/** The rooms of GET /api/rooms (with the tab's JWT when the server asks for one). */
+async function refreshOtherRooms() {
+  const token = authToken();
+  try {
+    const response = await fetch("/api/rooms", {
+      headers: token === "" ? {} : { authorization: `Bearer ${token}` },
+      cache: "no-store",
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const body = await response.json();
+    const rooms = Array.isArray(body?.rooms) ? body.rooms : [];
+    state.otherRooms = rooms
+      .filter((entry) => typeof entry?.room === "string")
+      .map((entry) => ({
+        room: entry.room,
+        count: Array.isArray(entry.users) ? entry.users.length : 0,
+      }));
+    state.otherRoomsError = "";
+  } catch (error) {
+    state.otherRoomsError = `Could not load the rooms (${error.message}).`;
+  }
+  renderOtherRooms();
+}
+
+function renderOtherRooms() {
+  const mine = new Set(myRooms());
+  const others = state.otherRooms.filter((entry) => !mine.has(entry.room));
+  ui.otherRooms.replaceChildren(...others.map(({ room, count }) => {
+    const item = el("li", "other-room");
+    item.dataset.room = room;
+    const button = el("button", "join-room");
+    button.type = "button";
+    button.append(
+      userText("span", "room-label", `#${room}`),
+      el("span", "room-count", `${count} online`),
+    );
+    button.setAttribute("aria-label", `Join #${room}, ${count} online`);
+    button.disabled = !state.live;
+    item.append(button);
+    return item;
+  }));
+  const status = state.otherRoomsError !== ""
+    ? state.otherRoomsError
+    : others.length === 0
+    ? "No other rooms. Join one by name with Join room."
+    : "";
+  if (ui.otherRoomsStatus.textContent !== status) ui.otherRoomsStatus.textContent = status;
+}
+
+ui.roomList.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button") : null;
+  const room = button?.closest("[data-room]")?.dataset.room;
+  if (button === null || button === undefined || room === undefined) return;
+  ui.roomsError.textContent = "";
+  if (button.matches(".room-leave")) leaveRoom(room);
+  else showRoom(room);
+});
+
+ui.otherRooms.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button") : null;
+  const room = button?.closest("[data-room]")?.dataset.room;
+  if (room === undefined) return;
+  ui.roomsError.textContent = "";
+  ui.moreRooms.open = false;
+  joinRoom(room, (message) => {
+    ui.roomsError.textContent = message;
+  });
+});
+
+// Asked for when the list is opened, then every ROOMS_REFRESH_MS while it stays open.
+ui.moreRooms.addEventListener("toggle", () => {
+  clearInterval(state.otherRoomsTimer);
+  state.otherRoomsTimer = undefined;
+  if (!ui.moreRooms.open) return;
+  if (state.otherRooms.length === 0 && state.otherRoomsError === "") {
+    ui.otherRoomsStatus.textContent = "Loading…";
+  }
+  refreshOtherRooms();
+  state.otherRoomsTimer = setInterval(refreshOtherRooms, ROOMS_REFRESH_MS);
+});
+
+ui.moreRooms.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || !ui.moreRooms.open) return;
+  ui.moreRooms.open = false;
+  ui.moreRooms.querySelector("summary")?.focus();
+});
+
+// ---------------------------------------------------------------------------
 // Connection: a ChatClient and the page's answers to its events
 
 // With AUTH_SECRET on the server, open the page as /#token=<jwt>: a fragment
@@ -681,30 +1003,25 @@ function connect() {
   on("joined", onJoined);
   on("users", ({ room, users }) => room === state.room && setUsers(users));
   on("message", ({ frame, replayed }) => {
-    if (!replayed) stoppedTyping(frame.username);
-    if (takeEcho(frame) || frame.room !== state.room) return;
+    if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
+    if (takeEcho(frame)) return;
     renderMessage(frame, { live: !replayed });
+    if (!replayed && !isOwn(frame)) countUnread(frame.room);
   });
   on("typing", onTyping);
   on("system", ({ frame, replayed }) => {
-    if (frame.room !== state.room) return;
     renderSystem(frame, !replayed);
-    if (!replayed) followTarget(frame);
+    if (!replayed && frame.room === state.room) followTarget(frame);
   });
   on("private", ({ frame }) => {
     stoppedTyping(frame.username);
-    if (!takeEcho(frame)) renderMessage(frame);
+    if (takeEcho(frame)) return;
+    renderMessage(frame);
+    if (!isOwn(frame)) countUnread(state.room);
   });
-  on(
-    "gap",
-    ({ room }) => room === state.room && renderNotice("Some messages may be missing.", "warning"),
-  );
+  on("gap", ({ room }) => renderNotice("Some messages may be missing.", "warning", room));
   on("renamed", ({ to }) => renamed(to));
-  on("left", ({ room }) => {
-    if (room === state.room && state.pendingRoom === "") {
-      renderNotice(`You are no longer in #${room}.`, "warning");
-    }
-  });
+  on("left", ({ room }) => onLeft(room));
   on("error", (frame) => renderNotice(frame.message, "error"));
   chat.connect();
   showPanels();
@@ -778,40 +1095,61 @@ function onState(event) {
 }
 
 function onWelcome(frame) {
+  const chat = state.chat;
   state.username = frame.username;
-  state.room = frame.room;
   state.heartbeat = frame.heartbeat !== null;
   state.maxMessageBytes = frame.limits.max_message_bytes;
   state.pendingRoom = "";
+  // The room shown stays shown across a reconnect; the welcome's room is taken when the
+  // page is not in the room shown (the first welcome spells it as the server does).
+  if (!chat.rooms.includes(state.room)) {
+    const gone = state.room;
+    if (logs.has(frame.room)) {
+      showRoom(frame.room);
+      logs.delete(gone);
+    } else {
+      const log = logs.get(gone);
+      logs.delete(gone);
+      state.room = frame.room;
+      if (log !== undefined) {
+        log.room = frame.room;
+        logs.set(frame.room, log);
+      }
+      setUsers(chat.users(frame.room));
+    }
+  }
+  // A reload: the session's other rooms are joined again, the one shown stays shown.
+  const restore = state.restoreRooms;
+  state.restoreRooms = [];
+  for (const room of restore) {
+    if (!chat.rooms.includes(room)) chat.join(room).catch(() => {});
+  }
   setRoomInUrl(state.room);
-  saveSession({ username: state.username, room: state.room });
+  persistSession();
   connectedStatus();
   showPanels();
 }
 
-/** A room switch is answered: the new room is shown before its history arrives. */
+/** A room is joined (or joined again after a reconnect); one joined from the form or the
+ * list is shown before its history arrives, and the others stay. */
 function onJoined(frame) {
-  if (frame.room !== state.pendingRoom) return;
-  const old = state.room;
-  state.pendingRoom = "";
-  state.chat?.leave(old);
-  state.room = frame.room;
-  setPrivateTarget("");
-  clearMessages();
-  typists.clear();
-  renderTyping();
-  setRoomInUrl(state.room);
-  saveSession({ username: state.username, room: state.room });
-  setUsers(frame.users);
-  hideInlineForm(ui.switchForm, ui.switchButton);
-  showPanels();
-  ui.message.focus();
+  logFor(frame.room);
+  if (frame.room === state.pendingRoom) {
+    state.pendingRoom = "";
+    hideInlineForm(ui.switchForm, ui.switchButton);
+    showRoom(frame.room);
+    ui.message.focus();
+    return;
+  }
+  if (frame.room === state.room) setUsers(frame.users);
+  persistSession();
+  renderRooms();
 }
 
 function renamed(name) {
   state.username = name;
   saveName(name);
-  saveSession({ username: name, room: state.room });
+  persistSession();
   ui.username.value = name;
   hideInlineForm(ui.renameForm, ui.renameButton);
   connectedStatus();
@@ -827,6 +1165,8 @@ function disconnect() {
   const chat = state.chat;
   state.chat = null;
   state.live = false;
+  state.pendingRoom = "";
+  state.otherRooms = [];
   clearInterval(state.countdownTimer);
   chat?.close();
   saveSession(null);
@@ -880,6 +1220,7 @@ ui.joinForm.addEventListener("submit", (event) => {
   if (name !== "") saveName(name);
   state.username = name;
   state.room = room;
+  state.restoreRooms = [];
   state.lastReason = "";
   clearMessages();
   setUsers([]);
@@ -933,15 +1274,20 @@ ui.switchForm.addEventListener("submit", (event) => {
     ui.switchError.textContent = "Room names are 1 to 32 letters, digits, spaces, _ - or .";
     return;
   }
-  if (room === state.room || state.chat === null) {
+  if (state.chat === null) {
     hideInlineForm(ui.switchForm, ui.switchButton);
     return;
   }
+  // Joins without leaving; a room the page is in already is only shown.
+  if (state.chat.rooms.includes(room)) {
+    hideInlineForm(ui.switchForm, ui.switchButton);
+    showRoom(room);
+    ui.message.focus();
+    return;
+  }
   ui.switchError.textContent = "";
-  state.pendingRoom = room;
-  state.chat.join(room).catch((error) => {
-    state.pendingRoom = "";
-    ui.switchError.textContent = error.message;
+  joinRoom(room, (message) => {
+    ui.switchError.textContent = message;
     ui.switchInput.focus();
   });
 });
@@ -1050,8 +1396,13 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible") {
     state.chat?.setHeartbeatInterval();
     reconnectNow();
+    // What came to the room shown while hidden is seen now.
+    const log = logs.get(state.room);
+    if (log !== undefined) log.unread = 0;
+    renderRooms();
   } else {
     state.chat?.setHeartbeatInterval(HIDDEN_HEARTBEAT_MS);
+    updateTitle();
   }
 });
 addEventListener("online", reconnectNow);
@@ -1074,6 +1425,7 @@ addEventListener("online", reconnectNow);
     // A reload of a connected tab: back to the same name and room without pressing Connect.
     ui.username.value = state.username = session.username;
     ui.room.value = state.room = session.room;
+    state.restoreRooms = session.rooms.filter((room) => room !== session.room);
     connect();
   }
 }
