@@ -247,6 +247,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     roomsPerIpPerMin: config.roomsPerIpPerMin,
     replayMaxBytes: config.replayMaxBytes,
+    roomPresenceLimit: config.roomPresenceLimit,
   });
   await manager.ready();
   // Started once the engine is up, so a failed start leaves no timer behind; stopped on dispose.

@@ -94,6 +94,8 @@ export interface CommandsOptions {
   maxRoomsPerConnection: number;
   /** See {@linkcode DEFAULT_COMMANDS}. */
   authenticated: boolean;
+  /** Names in one `users` answer at most; a bigger room's list comes in pages. */
+  roomPresenceLimit: number;
   /** The heartbeat's ping interval, which a client may ask to scale. */
   heartbeatIntervalMs: number;
   /** The heartbeat's timeout, scaled with the interval. */
@@ -399,7 +401,15 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
     const { username } = client;
     return c.parts.outbox.send(
       client,
-      joinedFrame({ username, room, users, recovered: true, epoch, more: false }),
+      joinedFrame({
+        username,
+        room,
+        users,
+        recovered: true,
+        epoch,
+        more: false,
+        limit: c.parts.roomPresenceLimit,
+      }),
     );
   }
   const max = c.parts.maxRoomsPerConnection;
@@ -420,17 +430,22 @@ const leave: Handler<"leave"> = (c, client, msg) => {
   c.parts.outbox.send(client, leftFrame(room));
 };
 
+/** The online users of a room, a page of ROOM_PRESENCE_LIMIT names from `offset`. */
 const users: Handler<"users"> = (c, client, msg) => {
   const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
-  const send = (users: string[]) =>
+  const offset = msg.offset ?? 0;
+  const limit = c.parts.roomPresenceLimit;
+  const send = (all: string[]) =>
     c.parts.outbox.send(client, {
       type: "users",
       room,
-      users,
-      connected_count: users.length,
+      users: all.slice(offset, offset + limit),
+      connected_count: all.length,
+      offset,
+      more: offset + limit < all.length,
       sender: SYSTEM_SENDER,
-      message: usersText(room, users),
+      message: usersText(room, all),
     });
   if (c.parts.presence === undefined) return send(c.parts.registry.users(room));
   c.parts.registry.allUsers(room).then(send);

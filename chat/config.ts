@@ -69,6 +69,8 @@ export interface Config {
   roomsPerIpPerMin: number;
   /** REPLAY_MAX_BYTES: history bytes in one welcome, joined or history frame; more follows as the socket drains. */
   replayMaxBytes: number;
+  /** ROOM_PRESENCE_LIMIT: members up to which joins and leaves are announced; name lists are paged at it. */
+  roomPresenceLimit: number;
   /** HISTORY_ON_JOIN: messages of history sent on joining a room. */
   historyOnJoin: number;
   /** REDIS_URL: the Redis server of the redis engine. */
@@ -131,6 +133,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   roomTtlS: DEFAULT_ENGINE.roomTtlS,
   roomsPerIpPerMin: DEFAULT_CONNECTION_MANAGER.roomsPerIpPerMin,
   replayMaxBytes: DEFAULT_CONNECTION_MANAGER.replayMaxBytes,
+  roomPresenceLimit: DEFAULT_CONNECTION_MANAGER.roomPresenceLimit,
   presenceTtlS: DEFAULT_ENGINE.presenceTtlS,
   redisUrl: DEFAULT_REDIS_ENGINE.url,
 });
@@ -241,13 +244,17 @@ function origins(env: Env): string[] {
 /** The settings that bound what clients can make the server store and send. */
 function resourceBounds(
   env: Env,
-): Pick<Config, "historyMaxBytes" | "roomTtlS" | "roomsPerIpPerMin" | "replayMaxBytes"> {
+): Pick<
+  Config,
+  "historyMaxBytes" | "roomTtlS" | "roomsPerIpPerMin" | "replayMaxBytes" | "roomPresenceLimit"
+> {
   const d = DEFAULT_CONFIG;
   return {
     historyMaxBytes: integer(env, "HISTORY_MAX_BYTES", d.historyMaxBytes, 65_536, 2 ** 40),
     roomTtlS: integer(env, "ROOM_TTL_S", d.roomTtlS, 60, 10 * 365 * 86_400),
     roomsPerIpPerMin: integer(env, "ROOMS_PER_IP_PER_MIN", d.roomsPerIpPerMin, 1, 1_000_000),
     replayMaxBytes: integer(env, "REPLAY_MAX_BYTES", d.replayMaxBytes, 4096, 64 * 1024 * 1024),
+    roomPresenceLimit: integer(env, "ROOM_PRESENCE_LIMIT", d.roomPresenceLimit, 1, 100_000),
   };
 }
 

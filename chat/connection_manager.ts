@@ -46,7 +46,7 @@ import {
   type StoredFrame,
   type SystemEvent,
 } from "./protocol.ts";
-import { Publisher, stampId } from "./publisher.ts";
+import { DEFAULT_PUBLISHER, Publisher, stampId } from "./publisher.ts";
 import { Registry, type RoomInfo } from "./registry.ts";
 import { DEFAULT_REPLAY, Replay } from "./replay.ts";
 import { DEFAULT_ROOM_QUOTA, RoomQuota } from "./room_quota.ts";
@@ -71,6 +71,7 @@ export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   authenticated: boolean;
   roomsPerIpPerMin: number;
   replayMaxBytes: number;
+  roomPresenceLimit: number;
 }> = Object.freeze({
   ...DEFAULT_HEARTBEAT,
   ...DEFAULT_ROOM_QUOTA,
@@ -78,6 +79,7 @@ export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   ...DEFAULT_COMMANDS,
   maxBufferedBytes: DEFAULT_OUTBOX.maxBufferedBytes,
   ...DEFAULT_REPLAY,
+  ...DEFAULT_PUBLISHER,
   historyLimit: DEFAULT_MEMORY_ENGINE.historyLimit,
 });
 
@@ -107,6 +109,8 @@ export interface ConnectionManagerOptions {
   maxRoomsPerConnection?: number;
   /** Messages of history in `welcome`. */
   historyOnJoin?: number;
+  /** Room members up to which joins and leaves are announced; lists of names are paged at it. */
+  roomPresenceLimit?: number;
   /** Messages replayed at most on recovery; also the MemoryEngine's history when none is given. */
   historyLimit?: number;
   /** Sustained frames per second per connection. */
@@ -187,7 +191,10 @@ export class ConnectionManager implements AsyncDisposable {
       dropSlow: (c) => this.#drop(c, CloseCode.SlowConsumer, CloseReason.SlowConsumer),
     });
     const parts = { engine, registry, outbox, clock, log, metrics };
-    const publisher = this.#publisher = new Publisher(parts);
+    const publisher = this.#publisher = new Publisher({
+      ...parts,
+      roomPresenceLimit: s.roomPresenceLimit,
+    });
     this.#replayMaxBytes = s.replayMaxBytes;
     const replay = this.#replay = new Replay({ ...s, ...parts, publisher, scheduler });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });

@@ -108,6 +108,8 @@ export interface ClientUsers {
   type: "users";
   /** A room the connection is in; its first room when omitted. */
   room?: string;
+  /** The page of a big room's list to start at. Default 0. */
+  offset?: number;
 }
 
 /**
@@ -287,8 +289,10 @@ export interface WelcomeFrame extends SystemText {
   uid: string;
   /** The room the connection joined: its first room. */
   room: string;
-  /** The online users of the room. */
+  /** The online users of the room: the first ROOM_PRESENCE_LIMIT of them. */
   users: string[];
+  /** How many users the room has; more than `users` holds in a big room (ask `users` for pages). */
+  user_count: number;
   /** The heartbeat settings; null without the application heartbeat. */
   heartbeat: HeartbeatInfo | null;
   /** Server time, ISO 8601. */
@@ -314,8 +318,10 @@ export interface JoinedFrame extends SystemText {
   type: "joined";
   /** The room joined or resumed. */
   room: string;
-  /** The online users of the room. */
+  /** The online users of the room: the first ROOM_PRESENCE_LIMIT of them. */
   users: string[];
+  /** How many users the room has; more than `users` holds in a big room (ask `users` for pages). */
+  user_count: number;
   /** As in {@linkcode WelcomeFrame.history}. */
   history: RoomFrame[];
   /** As in {@linkcode WelcomeFrame.recovered}. */
@@ -352,10 +358,14 @@ export interface UsersFrame extends SystemText {
   type: "users";
   /** The room asked about. */
   room: string;
-  /** The online users of the room. */
+  /** The online users of the room from `offset`: ROOM_PRESENCE_LIMIT of them at most. */
   users: string[];
-  /** The number of `users`. */
+  /** How many users the room has. */
   connected_count: number;
+  /** The place of `users[0]` in the whole list. */
+  offset: number;
+  /** True when more users follow: ask again with `offset` past these. */
+  more: boolean;
 }
 
 /** The server's application ping on the heartbeat route. */

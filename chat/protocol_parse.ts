@@ -147,7 +147,15 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
   users: (fields) => {
     const room = optionalString(fields, "room");
     if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
-    return ok(room === undefined ? { type: "users" } : { type: "users", room });
+    const offset = fields.offset;
+    if (offset !== undefined && !(Number.isSafeInteger(offset) && (offset as number) >= 0)) {
+      return fail(ErrorCode.BadMessage, "Field offset must be a non-negative integer");
+    }
+    return ok({
+      type: "users",
+      ...(room === undefined ? {} : { room }),
+      ...(offset === undefined ? {} : { offset: offset as number }),
+    });
   },
 };
 

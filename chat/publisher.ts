@@ -50,6 +50,16 @@ export function stampId(offset: number, payload: string): string {
   return payload.slice(0, at + 1) + '"id":' + offset + "," + payload.slice(at + 1);
 }
 
+/** The defaults of the publisher's settings; ROOM_PRESENCE_LIMIT reads its own here. */
+export const DEFAULT_PUBLISHER: Readonly<{ roomPresenceLimit: number }> = Object.freeze({
+  /**
+   * Members of a room (its connections on this process) up to which joins
+   * and leaves are announced; a bigger room is told none (each would cost a
+   * frame to every member), and its lists of names are paged at this size.
+   */
+  roomPresenceLimit: 100,
+});
+
 /** What the publisher needs from the manager. */
 export interface PublisherOptions {
   /** The manager's engine. */
@@ -64,6 +74,8 @@ export interface PublisherOptions {
   log: Logger;
   /** The counters to update. */
   metrics: Metrics;
+  /** See {@linkcode DEFAULT_PUBLISHER}. */
+  roomPresenceLimit: number;
 }
 
 /** Publishes room messages, private messages and system notices. */
@@ -149,6 +161,9 @@ export class Publisher {
    * for every reload or restart. A failure is logged.
    */
   notify(room: string, event: SystemEvent, message: string, user?: string): void {
+    // Counted with the member who leaves: a room is big while it has more than the limit.
+    const members = (this.#o.registry.rooms.get(room)?.size ?? 0) + (event === "leave" ? 1 : 0);
+    if (members > this.#o.roomPresenceLimit) return;
     const draft = this.systemDraft(room, event, message, user);
     this.#publishNotice(room, { draft, options: LIVE }).catch((error) =>
       this.noticeFailed(room, error)

@@ -73,6 +73,8 @@ export interface ReplayOptions {
   rateLimitPerS: number;
   /** The frames a client may send at once, told in `welcome`. */
   rateLimitBurst: number;
+  /** Names listed in `welcome` and `joined` at most; `user_count` counts them all. */
+  roomPresenceLimit: number;
 }
 
 /**
@@ -135,15 +137,22 @@ function spliceHistory(
   return JSON.stringify(frame).replace('"history":[]', () => `"history":[${texts.join(",")}]`);
 }
 
-/** A `joined` frame whose history is spliced in later (empty here). */
+/**
+ * A `joined` frame whose history is spliced in later (empty here), listing
+ * the first `limit` of the room's `users` and counting them all.
+ */
 export function joinedFrame(
-  f: Omit<JoinedFrame, "type" | "history" | "sender" | "message"> & { username: string },
+  f: Omit<JoinedFrame, "type" | "history" | "sender" | "message" | "user_count"> & {
+    username: string;
+    limit: number;
+  },
 ): JoinedFrame {
-  const { username, room, users, recovered, epoch, more } = f;
+  const { username, room, users, recovered, epoch, more, limit } = f;
   return {
     type: "joined",
     room,
-    users,
+    users: users.length > limit ? users.slice(0, limit) : users,
+    user_count: users.length,
     history: [],
     recovered,
     epoch,
@@ -348,7 +357,15 @@ export class Replay {
     const epoch = this.#o.engine.epoch;
     const frame: WelcomeFrame | JoinedFrame = p.welcome
       ? this.#welcome(client, { room, users, recovered, more })
-      : joinedFrame({ username: client.username, room, users, recovered, epoch, more });
+      : joinedFrame({
+        username: client.username,
+        room,
+        users,
+        recovered,
+        epoch,
+        more,
+        limit: this.#o.roomPresenceLimit,
+      });
     this.#o.outbox.sendText(client, spliceHistory(frame, texts));
     if (p.welcome) client.welcomed = true;
   }
@@ -374,7 +391,8 @@ export class Replay {
       id: client.id,
       username: client.username,
       room: f.room,
-      users: f.users,
+      users: f.users.length > w.roomPresenceLimit ? f.users.slice(0, w.roomPresenceLimit) : f.users,
+      user_count: f.users.length,
       heartbeat: client.heartbeat
         ? { interval_ms: w.heartbeatIntervalMs, timeout_ms: w.heartbeatTimeoutMs }
         : null,

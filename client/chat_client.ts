@@ -23,6 +23,7 @@ import {
   roomName,
   type ServerMessage,
   TYPING_INTERVAL_MS,
+  type UsersFrame,
   type WelcomeFrame,
 } from "../chat/protocol.ts";
 import { reconnectDelay } from "./backoff.ts";
@@ -141,7 +142,12 @@ export class ChatClient {
     return this.#queue.size;
   }
 
-  /** The online users of `room` (the first room when omitted), as last told. */
+  /** How many users `room` has (the first room when omitted), as last told. */
+  userCount(room?: string): number {
+    return this.#rooms.get(roomKey(room ?? this.#firstRoom))?.count ?? 0;
+  }
+
+  /** The online users of `room` (the first room when omitted), as last told: a big room's first page. */
   users(room?: string): string[] {
     return [...(this.#rooms.get(roomKey(room ?? this.#firstRoom))?.users ?? [])];
   }
@@ -293,9 +299,17 @@ export class ChatClient {
     this.#write({ type: "heartbeat", interval_ms: intervalMs ?? 0 });
   }
 
-  /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
-  refreshUsers(room?: string): boolean {
-    return this.#write({ type: "users", room: room ?? this.#firstRoom });
+  /**
+   * Asks the server for the online users of a room; the `users` event
+   * answers. A big room's list comes in pages: ask again from `offset` (the
+   * names held so far) for the next. False when not connected.
+   */
+  refreshUsers(room?: string, offset = 0): boolean {
+    return this.#write({
+      type: "users",
+      room: room ?? this.#firstRoom,
+      ...(offset ? { offset } : {}),
+    });
   }
 
   // -------------------------------------------------------------------------
@@ -438,7 +452,7 @@ export class ChatClient {
       case "private":
         return this.#onPrivate(frame);
       case "users":
-        return this.#setUsers(frame.room, frame.users);
+        return this.#setUsers(frame);
       case "ping":
         this.#write({ type: "pong" });
         return;
@@ -512,10 +526,10 @@ export class ChatClient {
       log.forget();
       this.#events.emit("gap", { room: frame.room });
     }
-    log.setUsers(frame.users);
+    log.setUsers(frame.users, { count: frame.user_count });
     log.live = true;
     log.replaying = frame.more;
-    this.#events.emit("users", { room: frame.room, users: [...log.users] });
+    this.#emitUsers(log);
   }
 
   #afterEntry(frame: WelcomeFrame | JoinedFrame): void {
@@ -547,7 +561,7 @@ export class ChatClient {
     }
     this.#events.emit("system", { frame, replayed });
     if (replayed || !log.applyPresence(frame)) return;
-    this.#events.emit("users", { room: frame.room, users: [...log.users] });
+    this.#emitUsers(log);
     if (
       frame.event === "rename" && frame.user !== undefined &&
       nameKey(frame.old_name ?? "") === nameKey(this.#username)
@@ -584,11 +598,16 @@ export class ChatClient {
     pending?.resolve(name);
   }
 
-  #setUsers(room: string, users: string[]): void {
+  #emitUsers(log: RoomLog): void {
+    this.#events.emit("users", { room: log.room, users: [...log.users], count: log.count });
+  }
+
+  #setUsers(frame: UsersFrame): void {
+    const { room, users } = frame;
     const log = this.#rooms.get(room);
     if (log === undefined) return;
-    log.setUsers(users);
-    this.#events.emit("users", { room, users: [...log.users] });
+    log.setUsers(users, { count: frame.connected_count, offset: frame.offset });
+    this.#emitUsers(log);
   }
 
   #onError(frame: ErrorFrame): void {

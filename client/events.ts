@@ -58,7 +58,7 @@ export interface ChatClientEvents {
   /** A private message to or from this user. */
   private: StoredEvent<PrivateFrame>;
   /** The online users of a room changed. */
-  users: { room: string; users: string[] };
+  users: { room: string; users: string[]; count: number };
   /** Messages of a room may be missing: the server could not recover them all. */
   gap: { room: string };
   /** This user's name changed. */

@@ -17,8 +17,10 @@ export class RoomLog {
   readonly room: string;
   /** The highest id seen; 0 before any. */
   last = 0;
-  /** The online users, as the server last told. */
+  /** The online users, as the server last told: the first page of a big room's. */
   users: string[] = [];
+  /** How many users the room has; more than `users` holds in a big room. */
+  count = 0;
   /** Whether the current socket is in the room (its `welcome` or `joined` came). */
   live = false;
   /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
@@ -49,9 +51,11 @@ export class RoomLog {
     this.last = 0;
   }
 
-  /** Replaces the online users. */
-  setUsers(users: readonly string[]): void {
-    this.users = [...new Set(users)];
+  /** Replaces the online users (or adds a later page, from `offset`), and their count. */
+  setUsers(users: readonly string[], page: { count?: number; offset?: number } = {}): void {
+    const first = page.offset === undefined || page.offset === 0;
+    this.users = [...new Set(first ? users : [...this.users, ...users])];
+    this.count = page.count ?? this.users.length;
   }
 
   /**
@@ -65,8 +69,11 @@ export class RoomLog {
     if (frame.event === "join") {
       if (this.users.some((u) => same(u, user))) return false;
       this.users = [...this.users, user];
+      this.count++;
     } else if (frame.event === "leave" || frame.event === "kick") {
+      const before = this.users.length;
       this.users = this.users.filter((u) => !same(u, user));
+      if (this.users.length < before) this.count = Math.max(this.users.length, this.count - 1);
     } else if (frame.event === "rename" && frame.old_name !== undefined) {
       const old = frame.old_name;
       this.users = this.users.map((u) => (same(u, old) ? user : u));

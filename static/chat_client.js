@@ -346,11 +346,18 @@ var PARSERS = {
   users: (fields) => {
     const room = optionalString(fields, "room");
     if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
-    return ok(room === void 0 ? {
-      type: "users"
-    } : {
+    const offset = fields.offset;
+    if (offset !== void 0 && !(Number.isSafeInteger(offset) && offset >= 0)) {
+      return fail(ErrorCode.BadMessage, "Field offset must be a non-negative integer");
+    }
+    return ok({
       type: "users",
-      room
+      ...room === void 0 ? {} : {
+        room
+      },
+      ...offset === void 0 ? {} : {
+        offset
+      }
     });
   }
 };
@@ -584,8 +591,10 @@ var RoomLog = class {
   room;
   /** The highest id seen; 0 before any. */
   last = 0;
-  /** The online users, as the server last told. */
+  /** The online users, as the server last told: the first page of a big room's. */
   users = [];
+  /** How many users the room has; more than `users` holds in a big room. */
+  count = 0;
   /** Whether the current socket is in the room (its `welcome` or `joined` came). */
   live = false;
   /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
@@ -612,11 +621,16 @@ var RoomLog = class {
     this.#ids.clear();
     this.last = 0;
   }
-  /** Replaces the online users. */
-  setUsers(users) {
+  /** Replaces the online users (or adds a later page, from `offset`), and their count. */
+  setUsers(users, page = {}) {
+    const first = page.offset === void 0 || page.offset === 0;
     this.users = [
-      ...new Set(users)
+      ...new Set(first ? users : [
+        ...this.users,
+        ...users
+      ])
     ];
+    this.count = page.count ?? this.users.length;
   }
   /**
    * Updates the online users from a `system` notice; true when they changed.
@@ -632,8 +646,11 @@ var RoomLog = class {
         ...this.users,
         user
       ];
+      this.count++;
     } else if (frame.event === "leave" || frame.event === "kick") {
+      const before = this.users.length;
       this.users = this.users.filter((u) => !same(u, user));
+      if (this.users.length < before) this.count = Math.max(this.users.length, this.count - 1);
     } else if (frame.event === "rename" && frame.old_name !== void 0) {
       const old = frame.old_name;
       this.users = this.users.map((u) => same(u, old) ? user : u);
@@ -811,7 +828,11 @@ var ChatClient = class {
   get queued() {
     return this.#queue.size;
   }
-  /** The online users of `room` (the first room when omitted), as last told. */
+  /** How many users `room` has (the first room when omitted), as last told. */
+  userCount(room) {
+    return this.#rooms.get(roomKey(room ?? this.#firstRoom))?.count ?? 0;
+  }
+  /** The online users of `room` (the first room when omitted), as last told: a big room's first page. */
   users(room) {
     return [
       ...this.#rooms.get(roomKey(room ?? this.#firstRoom))?.users ?? []
@@ -985,11 +1006,18 @@ var ChatClient = class {
       interval_ms: intervalMs ?? 0
     });
   }
-  /** Asks the server for the online users of a room; the `users` event answers. False when not connected. */
-  refreshUsers(room) {
+  /**
+   * Asks the server for the online users of a room; the `users` event
+   * answers. A big room's list comes in pages: ask again from `offset` (the
+   * names held so far) for the next. False when not connected.
+   */
+  refreshUsers(room, offset = 0) {
     return this.#write({
       type: "users",
-      room: room ?? this.#firstRoom
+      room: room ?? this.#firstRoom,
+      ...offset ? {
+        offset
+      } : {}
     });
   }
   // -------------------------------------------------------------------------
@@ -1147,7 +1175,7 @@ var ChatClient = class {
       case "private":
         return this.#onPrivate(frame);
       case "users":
-        return this.#setUsers(frame.room, frame.users);
+        return this.#setUsers(frame);
       case "ping":
         this.#write({
           type: "pong"
@@ -1229,15 +1257,12 @@ var ChatClient = class {
         room: frame.room
       });
     }
-    log.setUsers(frame.users);
+    log.setUsers(frame.users, {
+      count: frame.user_count
+    });
     log.live = true;
     log.replaying = frame.more;
-    this.#events.emit("users", {
-      room: frame.room,
-      users: [
-        ...log.users
-      ]
-    });
+    this.#emitUsers(log);
   }
   #afterEntry(frame) {
     for (const stored of frame.history) this.#onRoomFrame(stored, true);
@@ -1271,12 +1296,7 @@ var ChatClient = class {
       replayed
     });
     if (replayed || !log.applyPresence(frame)) return;
-    this.#events.emit("users", {
-      room: frame.room,
-      users: [
-        ...log.users
-      ]
-    });
+    this.#emitUsers(log);
     if (frame.event === "rename" && frame.user !== void 0 && nameKey(frame.old_name ?? "") === nameKey(this.#username)) {
       this.#renamed(frame.user);
     }
@@ -1314,16 +1334,24 @@ var ChatClient = class {
     });
     pending?.resolve(name);
   }
-  #setUsers(room, users) {
-    const log = this.#rooms.get(room);
-    if (log === void 0) return;
-    log.setUsers(users);
+  #emitUsers(log) {
     this.#events.emit("users", {
-      room,
+      room: log.room,
       users: [
         ...log.users
-      ]
+      ],
+      count: log.count
     });
+  }
+  #setUsers(frame) {
+    const { room, users } = frame;
+    const log = this.#rooms.get(room);
+    if (log === void 0) return;
+    log.setUsers(users, {
+      count: frame.connected_count,
+      offset: frame.offset
+    });
+    this.#emitUsers(log);
   }
   #onError(frame) {
     const cid = frame.cid;

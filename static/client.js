@@ -112,6 +112,8 @@ const state = {
   maxMessageBytes: Infinity,
   /** @type {string[]} */
   users: [],
+  /** The current room's user count: more than `users` lists in a big room. */
+  userCount: 0,
   privateTo: "",
   /** Whether the log was at its bottom as last seen; it stays there when its box shrinks. */
   pinned: true,
@@ -682,8 +684,10 @@ function clearMessages() {
 // ---------------------------------------------------------------------------
 // Online users
 
-function setUsers(users) {
+/** Shows the online users; `count` is the room's total, more than the list in a big room. */
+function setUsers(users, count = users.length) {
   state.users = [...new Set(users)];
+  state.userCount = Math.max(count, state.users.length);
   renderUsers();
 }
 
@@ -717,7 +721,7 @@ function renderUsers() {
     return item;
   });
   ui.userList.replaceChildren(...items);
-  ui.userCount.textContent = String(state.users.length);
+  ui.userCount.textContent = String(state.userCount);
 }
 
 function setPrivateTarget(name) {
@@ -825,7 +829,7 @@ function showRoom(room) {
     setPrivateTarget("");
     typists.clear();
     renderTyping();
-    setUsers(state.chat?.users(room) ?? []);
+    setUsers(state.chat?.users(room) ?? [], state.chat?.userCount(room));
     announce(`Showing #${room}`);
   }
   logFor(room).unread = 0;
@@ -1001,7 +1005,7 @@ function connect() {
   on("state", onState);
   on("welcome", onWelcome);
   on("joined", onJoined);
-  on("users", ({ room, users }) => room === state.room && setUsers(users));
+  on("users", ({ room, users, count }) => room === state.room && setUsers(users, count));
   on("message", ({ frame, replayed }) => {
     if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
@@ -1115,7 +1119,7 @@ function onWelcome(frame) {
         log.room = frame.room;
         logs.set(frame.room, log);
       }
-      setUsers(chat.users(frame.room));
+      setUsers(chat.users(frame.room), chat.userCount(frame.room));
     }
   }
   // A reload: the session's other rooms are joined again, the one shown stays shown.
@@ -1141,7 +1145,7 @@ function onJoined(frame) {
     ui.message.focus();
     return;
   }
-  if (frame.room === state.room) setUsers(frame.users);
+  if (frame.room === state.room) setUsers(frame.users, frame.user_count);
   persistSession();
   renderRooms();
 }

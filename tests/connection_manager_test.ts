@@ -228,6 +228,8 @@ Deno.test("users lists the online users of a room", async () => {
     room: "lobby",
     users: ["alice", "bob"],
     connected_count: 2,
+    offset: 0,
+    more: false,
     sender: "System",
     message: "Online in lobby (2): alice, bob.",
   });

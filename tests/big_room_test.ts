@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { ChatClient } from "../client/mod.ts";
+import { startServer } from "./helpers/app_server.ts";
+import { eventually } from "./helpers/eventually.ts";
+import { TestClient } from "./helpers/ws_client.ts";
+
+Deno.test("a room above ROOM_PRESENCE_LIMIT announces no joins or leaves and pages its names", async (t) => {
+  await using server = await startServer({ ROOM_PRESENCE_LIMIT: "3" });
+  const open = async (name: string) => {
+    const client = await TestClient.connect(server.url(`/ws/chat/${name}?room=big`));
+    return { client, welcome: await client.next("welcome") };
+  };
+  const first = await open("u1");
+  const second = await open("u2");
+  const third = await open("u3");
+  const joins = () => first.client.frames.filter((f) => f.type === "system" && f.event === "join");
+  try {
+    await t.step("up to the limit, joins are announced", async () => {
+      await first.client.next((f) => f.event === "join" && f.user === "u3");
+      assert.deepEqual(third.welcome.users, ["u1", "u2", "u3"]);
+      assert.equal(third.welcome.user_count, 3);
+    });
+    await using fourth = await TestClient.connect(server.url("/ws/chat/u4?room=big"));
+    const welcome = await fourth.next("welcome");
+    await t.step("past it, a join is not announced to everyone", async () => {
+      // A message after the join: had the join been announced, it would have come first.
+      fourth.sendJson({ type: "message", message: "after u4 joined" });
+      await first.client.next((f) => f.message === "after u4 joined");
+      assert.ok(!joins().some((f) => f.user === "u4"), "u4's join was announced");
+    });
+    await t.step("the welcome lists the first names and counts them all", () => {
+      assert.deepEqual(welcome.users, ["u1", "u2", "u3"]);
+      assert.equal(welcome.user_count, 4);
+    });
+    await t.step("users comes in pages", async () => {
+      fourth.sendJson({ type: "users" });
+      const page1 = await fourth.next("users");
+      assert.deepEqual([page1.users, page1.offset, page1.more, page1.connected_count], [
+        ["u1", "u2", "u3"],
+        0,
+        true,
+        4,
+      ]);
+      fourth.sendJson({ type: "users", offset: 3 });
+      const page2 = await fourth.next("users");
+      assert.deepEqual([page2.users, page2.offset, page2.more], [["u4"], 3, false]);
+      fourth.sendJson({ type: "users", offset: -1 });
+      assert.equal((await fourth.next("error")).code, "bad_message");
+    });
+    await t.step(
+      "a leave from the big room is not announced; below the limit again it is",
+      async () => {
+        await fourth.close();
+        second.client.close();
+        await first.client.next((f) => f.event === "leave" && f.user === "u2");
+        const leaves = first.client.frames.filter((f) => f.event === "leave").map((f) => f.user);
+        assert.deepEqual(leaves, ["u2"]);
+      },
+    );
+  } finally {
+    for (const c of [first, second, third]) await c.client.close();
+  }
+});
+
+Deno.test("ChatClient counts a big room's users and reads its list in pages", async () => {
+  await using server = await startServer({ ROOM_PRESENCE_LIMIT: "2" });
+  const others = [];
+  for (const name of ["a1", "a2", "a3"]) {
+    const client = await TestClient.connect(server.url(`/ws/chat/${name}?room=big`));
+    await client.next("welcome");
+    others.push(client);
+  }
+  const counts: number[] = [];
+  await using chat = new ChatClient({ url: server.httpUrl("/"), username: "me", room: "big" });
+  chat.on("users", ({ count }) => counts.push(count));
+  try {
+    chat.connect();
+    await eventually("open", () => chat.state === "open");
+    assert.deepEqual([chat.users(), chat.userCount()], [["a1", "a2"], 4]);
+    assert.ok(chat.refreshUsers("big", chat.users().length));
+    await eventually("the next page", () => chat.users().length === 4);
+    assert.deepEqual(chat.users(), ["a1", "a2", "a3", "me"]);
+    assert.equal(counts.at(-1), 4);
+  } finally {
+    for (const client of others) await client.close();
+  }
+});
