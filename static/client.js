@@ -68,6 +68,7 @@ const ui = {
   send: $("send"),
   messages: $("messages"),
   newMessages: $("new-messages"),
+  notifyButton: $("notify-button"),
   typing: $("typing"),
   announcer: $("announcer"),
   userCount: $("user-count"),
@@ -1010,7 +1011,9 @@ function connect() {
     if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame, { live: !replayed });
-    if (!replayed && !isOwn(frame)) countUnread(frame.room);
+    if (replayed || isOwn(frame)) return;
+    countUnread(frame.room);
+    if (mentionsMe(frame.message)) notify(`${frame.sender} in #${frame.room}`, frame.message);
   });
   on("typing", onTyping);
   on("system", ({ frame, replayed }) => {
@@ -1021,7 +1024,9 @@ function connect() {
     stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame);
-    if (!isOwn(frame)) countUnread(state.room);
+    if (isOwn(frame)) return;
+    countUnread(state.room);
+    notify(`${frame.sender} (private)`, frame.message);
   });
   on("gap", ({ room }) => renderNotice("Some messages may be missing.", "warning", room));
   on("renamed", ({ to }) => renamed(to));
@@ -1029,6 +1034,37 @@ function connect() {
   on("error", (frame) => renderNotice(frame.message, "error"));
   chat.connect();
   showPanels();
+}
+
+// ---------------------------------------------------------------------------
+// Browser notifications: a private message or a mention (@name) while the tab is hidden,
+// once the person allowed them (the Notify me button asks, on their click).
+
+const notifications = typeof Notification === "function";
+
+function showNotifyButton() {
+  ui.notifyButton.hidden = !notifications || Notification.permission !== "default";
+}
+
+/** Whether a message's text mentions this user as @name (names compared as the server does). */
+function mentionsMe(text) {
+  if (state.username === "") return false;
+  for (const match of text.matchAll(/@([\p{L}\p{M}\p{N}_.-]+(?: [\p{L}\p{M}\p{N}_.-]+)?)/gu)) {
+    const words = match[1].split(" ");
+    // "@Anne Marie" may be a two-word name or a name then a word.
+    if (sameName(words[0], state.username) || sameName(match[1], state.username)) return true;
+  }
+  return false;
+}
+
+function notify(title, body) {
+  if (!notifications || Notification.permission !== "granted") return;
+  if (document.visibilityState !== "hidden") return;
+  const note = new Notification(title, { body: body.slice(0, 200), tag: "chat" });
+  note.addEventListener?.("click", () => {
+    focus();
+    note.close?.();
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -1235,6 +1271,9 @@ ui.joinForm.addEventListener("submit", (event) => {
 });
 
 ui.disconnect.addEventListener("click", disconnect);
+ui.notifyButton.addEventListener("click", () => {
+  Notification.requestPermission().then(showNotifyButton, showNotifyButton);
+});
 ui.retryNow.addEventListener("click", reconnectNow);
 
 ui.renameButton.addEventListener("click", () => {
@@ -1420,6 +1459,7 @@ addEventListener("online", reconnectNow);
   ui.username.value = loadName();
   // Nothing was tried yet: neutral, not the red "disconnected" of a failure.
   setStatus("idle", "Not connected");
+  showNotifyButton();
   setUsers([]);
   showPanels();
   const session = loadSession();
