@@ -520,6 +520,7 @@ export class ChatClient {
       this.#rooms.set(frame.room, log);
     }
     this.#epoch = frame.epoch;
+    log.recovering = log.last > 0 && frame.recovered;
     // Not recovered: `since` was older than the history, or of another epoch (the server's
     // ids started again). Either way the ids seen so far in the room mean nothing now.
     if (log.last > 0 && !frame.recovered) {
@@ -547,6 +548,8 @@ export class ChatClient {
 
   /** A room's replay is over: messages in doubt that it did not show stored go out again. */
   #replayDone(room: string): void {
+    const log = this.#rooms.get(room);
+    if (log !== undefined) log.recovering = false;
     this.#queue.clear((item) => item.frame.type === "message" && item.frame.room === room);
     this.#pump();
   }
@@ -554,12 +557,13 @@ export class ChatClient {
   #onRoomFrame(frame: RoomFrame, replayed: boolean): void {
     const log = this.#rooms.get(frame.room);
     if (log === undefined || !log.firstSight(frame)) return;
+    const missed = replayed && log.recovering;
     if (frame.type === "message") {
       this.#settleOwn(frame);
-      this.#events.emit("message", { frame, replayed });
+      this.#events.emit("message", { frame, replayed, missed });
       return;
     }
-    this.#events.emit("system", { frame, replayed });
+    this.#events.emit("system", { frame, replayed, missed });
     if (replayed || !log.applyPresence(frame)) return;
     this.#emitUsers(log);
     if (
@@ -578,7 +582,7 @@ export class ChatClient {
 
   #onPrivate(frame: PrivateFrame): void {
     this.#settleOwn(frame);
-    this.#events.emit("private", { frame, replayed: false });
+    this.#events.emit("private", { frame, replayed: false, missed: false });
   }
 
   #settleOwn(frame: MessageFrame | PrivateFrame): void {

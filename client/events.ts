@@ -39,6 +39,11 @@ export interface StoredEvent<F> {
   frame: F;
   /** True for history (on join or after a reconnect), false for a live frame. */
   replayed: boolean;
+  /**
+   * True for a frame replayed after a reconnect that the client had not
+   * seen (sent while it was away): new to the reader, like a live one.
+   */
+  missed: boolean;
 }
 
 /** The events of a {@linkcode ChatClient} and their payloads. */

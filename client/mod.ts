@@ -24,6 +24,7 @@ export {
   type StoredEvent,
 } from "./events.ts";
 export { newKey } from "./keys.ts";
+export { mentions } from "./mentions.ts";
 export { type BackoffOptions, DEFAULT_BACKOFF, reconnectDelay } from "./backoff.ts";
 export { describeClose, isFinalClose, PING_TIMEOUT_REASON } from "./close_labels.ts";
 export type { Unsubscribe } from "./emitter.ts";

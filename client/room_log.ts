@@ -23,6 +23,8 @@ export class RoomLog {
   count = 0;
   /** Whether the current socket is in the room (its `welcome` or `joined` came). */
   live = false;
+  /** True while a replay brings what was missed since `last` (a resume, not a first join). */
+  recovering = false;
   /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
   replaying = false;
   #ids = new Set<number>();

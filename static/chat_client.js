@@ -597,6 +597,8 @@ var RoomLog = class {
   count = 0;
   /** Whether the current socket is in the room (its `welcome` or `joined` came). */
   live = false;
+  /** True while a replay brings what was missed since `last` (a resume, not a first join). */
+  recovering = false;
   /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
   replaying = false;
   #ids = /* @__PURE__ */ new Set();
@@ -1251,6 +1253,7 @@ var ChatClient = class {
       this.#rooms.set(frame.room, log);
     }
     this.#epoch = frame.epoch;
+    log.recovering = log.last > 0 && frame.recovered;
     if (log.last > 0 && !frame.recovered) {
       log.forget();
       this.#events.emit("gap", {
@@ -1277,23 +1280,28 @@ var ChatClient = class {
   }
   /** A room's replay is over: messages in doubt that it did not show stored go out again. */
   #replayDone(room) {
+    const log = this.#rooms.get(room);
+    if (log !== void 0) log.recovering = false;
     this.#queue.clear((item) => item.frame.type === "message" && item.frame.room === room);
     this.#pump();
   }
   #onRoomFrame(frame, replayed) {
     const log = this.#rooms.get(frame.room);
     if (log === void 0 || !log.firstSight(frame)) return;
+    const missed = replayed && log.recovering;
     if (frame.type === "message") {
       this.#settleOwn(frame);
       this.#events.emit("message", {
         frame,
-        replayed
+        replayed,
+        missed
       });
       return;
     }
     this.#events.emit("system", {
       frame,
-      replayed
+      replayed,
+      missed
     });
     if (replayed || !log.applyPresence(frame)) return;
     this.#emitUsers(log);
@@ -1310,7 +1318,8 @@ var ChatClient = class {
     this.#settleOwn(frame);
     this.#events.emit("private", {
       frame,
-      replayed: false
+      replayed: false,
+      missed: false
     });
   }
   #settleOwn(frame) {
@@ -1437,6 +1446,18 @@ function newKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
+
+// client/mentions.ts
+var MENTION = /(?<![\p{L}\p{M}\p{N}_.-])@([\p{L}\p{M}\p{N}_.-]+(?: [\p{L}\p{M}\p{N}_.-]+)?)/gu;
+function mentions(text, name) {
+  if (name === "") return false;
+  const key = nameKey(name);
+  for (const match of text.matchAll(MENTION)) {
+    const words = match[1];
+    if (nameKey(words.split(" ")[0]) === key || nameKey(words) === key) return true;
+  }
+  return false;
+}
 export {
   ChatClient,
   ChatError,
@@ -1454,6 +1475,7 @@ export {
   describeClose,
   isFinalClose,
   isReservedName,
+  mentions,
   nameKey,
   newKey,
   normalizeName,

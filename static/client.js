@@ -9,6 +9,7 @@ import {
   ChatClient,
   DEFAULT_ROOM,
   describeClose,
+  mentions,
   nameKey,
   newKey,
   normalizeName,
@@ -1007,12 +1008,14 @@ function connect() {
   on("welcome", onWelcome);
   on("joined", onJoined);
   on("users", ({ room, users, count }) => room === state.room && setUsers(users, count));
-  on("message", ({ frame, replayed }) => {
+  on("message", ({ frame, replayed, missed }) => {
     if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame, { live: !replayed });
-    if (replayed || isOwn(frame)) return;
-    countUnread(frame.room);
+    if (isOwn(frame)) return;
+    // Missed while away (replayed after a reconnect) is new to the reader too.
+    if (!replayed || missed) countUnread(frame.room);
+    if (replayed) return;
     if (mentionsMe(frame.message)) notify(`${frame.sender} in #${frame.room}`, frame.message);
   });
   on("typing", onTyping);
@@ -1046,15 +1049,9 @@ function showNotifyButton() {
   ui.notifyButton.hidden = !notifications || Notification.permission !== "default";
 }
 
-/** Whether a message's text mentions this user as @name (names compared as the server does). */
+/** Whether a message's text mentions this user as @name. */
 function mentionsMe(text) {
-  if (state.username === "") return false;
-  for (const match of text.matchAll(/@([\p{L}\p{M}\p{N}_.-]+(?: [\p{L}\p{M}\p{N}_.-]+)?)/gu)) {
-    const words = match[1].split(" ");
-    // "@Anne Marie" may be a two-word name or a name then a word.
-    if (sameName(words[0], state.username) || sameName(match[1], state.username)) return true;
-  }
-  return false;
+  return mentions(text, state.username);
 }
 
 function notify(title, body) {

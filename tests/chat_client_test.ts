@@ -4,6 +4,7 @@ import {
   type ChatClientOptions,
   describeClose,
   type Fate,
+  mentions,
   newKey,
   PING_TIMEOUT_REASON,
   reconnectDelay,
@@ -29,11 +30,15 @@ function chatClient(server: TestServer, options: Partial<ChatClientOptions> = {}
   const messages: string[] = [];
   const states: StateEvent[] = [];
   const gaps: string[] = [];
-  client.on("message", ({ frame }) => messages.push(frame.message));
+  const missed: string[] = [];
+  client.on("message", ({ frame, missed: away }) => {
+    messages.push(frame.message);
+    if (away) missed.push(frame.message);
+  });
   client.on("state", (event) => states.push(event));
   client.on("gap", ({ room }) => gaps.push(room));
   const open = () => eventually("the client is open", () => client.state === "open");
-  return { client, sockets, messages, states, gaps, open };
+  return { client, sockets, messages, missed, states, gaps, open };
 }
 
 Deno.test("ChatClient resumes after a dropped socket: every message once, in order", async () => {
@@ -56,6 +61,7 @@ Deno.test("ChatClient resumes after a dropped socket: every message once, in ord
   await eventually("alice has m6", () => alice.messages.includes("m6"));
   assert.deepEqual(alice.messages, ["m1", "m2", "m3", "m4", "m5", "m6"]);
   assert.deepEqual(alice.gaps, []);
+  assert.deepEqual(alice.missed, ["m4", "m5", "m6"], "missed is what came while away");
   assert.ok(alice.states.some((s) => s.state === "reconnecting"), "no reconnecting state");
 });
 
@@ -345,4 +351,22 @@ Deno.test("a close is described for a person", () => {
   assert.equal(describeClose(4009, "Username already in use"), "Username already in use");
   assert.equal(describeClose(1006), "Connection lost");
   assert.equal(describeClose(0), "Could not reach the server");
+});
+
+Deno.test("mentions finds @name as the server compares names", async (t) => {
+  for (
+    const [text, name, expected] of [
+      ["hey @anne, look", "Anne", true],
+      ["@ＡＮＮＥ!", "anne", true],
+      ["@Anne Marie are you there", "Anne Marie", true],
+      ["@Anne Marie are you there", "Anne", true],
+      ["just chatting with annex", "Anne", false],
+      ["mail anne@example.com", "example.com", false],
+      ["@annex", "Anne", false],
+    ] as const
+  ) {
+    await t.step(`${JSON.stringify(text)} mentions ${name}: ${expected}`, () => {
+      assert.equal(mentions(text, name), expected);
+    });
+  }
 });
