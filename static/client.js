@@ -11,18 +11,21 @@ import {
   describeClose,
   mentions,
   nameKey,
-  newKey,
   normalizeName,
   roomName,
   SYSTEM_SENDER,
-  TYPING_TTL_MS,
 } from "./chat_client.js";
+import { dayLabel } from "./days.js";
+import { linkify } from "./links.js";
+import { notificationsAsked, notify } from "./notify.js";
+import { TypingLine } from "./typing.js";
+import { browserKey, loadName, loadSession, saveName, saveSession } from "./storage.js";
 
-const NAME_KEY = "chat.username";
+// The separators' labels, exported for the tests (they import the page module).
+export { dayLabel };
+
 // The server grants at most ten times its interval; asking for more gets that.
 const HIDDEN_HEARTBEAT_MS = 10 * 60_000;
-const KEY_KEY = "chat.key";
-const SESSION_KEY = "chat.session";
 // Within this many pixels of the bottom the log counts as "at the bottom".
 const STICKY_PX = 48;
 // Items kept per room not shown (the room shown keeps all of its own).
@@ -140,61 +143,6 @@ function userText(tag, className, text) {
   const node = el(tag, className, text);
   node.dir = "auto";
   return node;
-}
-
-function loadName() {
-  try {
-    return localStorage.getItem(NAME_KEY) ?? "";
-  } catch {
-    // Storage can be off (privacy settings); the page works without it.
-    return "";
-  }
-}
-
-function saveName(name) {
-  try {
-    localStorage.setItem(NAME_KEY, name);
-  } catch {
-    // See loadName.
-  }
-}
-
-// This browser's key: its tabs present it, so they may share one name that other browsers
-// cannot take. Without storage each tab is a browser of its own.
-function browserKey() {
-  try {
-    let key = localStorage.getItem(KEY_KEY);
-    if (key === null) {
-      key = newKey();
-      localStorage.setItem(KEY_KEY, key);
-    }
-    return key;
-  } catch {
-    return newKey();
-  }
-}
-
-// The session of this tab (its name and room once welcomed), so a reload reconnects by itself.
-function saveSession(session) {
-  try {
-    if (session === null) sessionStorage.removeItem(SESSION_KEY);
-    else sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-  } catch {
-    // See loadName.
-  }
-}
-
-function loadSession() {
-  try {
-    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? "null");
-    if (typeof session?.username !== "string" || typeof session?.room !== "string") return null;
-    const rooms = Array.isArray(session.rooms)
-      ? session.rooms.filter((room) => typeof room === "string" && roomName(room) === room)
-      : [];
-    return { username: session.username, room: session.room, rooms };
-  } catch {
-    return null;
-  }
 }
 
 /** The session of a connected tab: its name, the room shown and every room it is in. */
@@ -336,7 +284,6 @@ function timeElement(timestamp) {
 // messages in a row (within GROUP_MS of the one before) under one header.
 
 const GROUP_MS = 5 * 60 * 1000;
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 // ---------------------------------------------------------------------------
 // Room logs: each room the page is in keeps its rendered items. Those of the room shown
@@ -387,21 +334,6 @@ function dayKey(date) {
   return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
 }
 
-/**
- * The label of the separator before the first item of `date`'s day: "Today", "Yesterday", or
- * the weekday and date, with the year when it is not the current one. Exported for the tests.
- */
-export function dayLabel(date, now = new Date()) {
-  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
-  const day = new Date(date.getFullYear(), date.getMonth(), date.getDate());
-  const days = Math.round((today.getTime() - day.getTime()) / DAY_MS);
-  if (days === 0) return "Today";
-  if (days === 1) return "Yesterday";
-  const options = { weekday: "long", day: "numeric", month: "long" };
-  if (date.getFullYear() !== now.getFullYear()) options.year = "numeric";
-  return date.toLocaleDateString(undefined, options);
-}
-
 /** Adds a day separator when `timestamp` falls on another day than the last dated item. */
 function placeDay(log, timestamp) {
   const flow = log.flow;
@@ -429,56 +361,6 @@ function continuesGroup(log, key, timestamp) {
   flow.group = { key, time };
   // Own messages carry the page's clock until stored: a little skew must not split them.
   return last !== null && last.key === key && Math.abs(time - last.time) <= GROUP_MS;
-}
-
-// ---------------------------------------------------------------------------
-// Links: http(s) URLs in message text become links, built node by node (never as HTML).
-
-const URL_CANDIDATE = /\bhttps?:\/\/[^\s<>"]+/gi;
-const TRAILING = ".,;:!?'";
-
-/** The URL at the start of `candidate`, without trailing punctuation or an unopened `)`. */
-function trimUrl(candidate) {
-  let url = candidate;
-  for (;;) {
-    const last = url.at(-1);
-    if (last !== undefined && TRAILING.includes(last)) {
-      url = url.slice(0, -1);
-    } else if (last === ")" && url.split("(").length < url.split(")").length) {
-      url = url.slice(0, -1);
-    } else {
-      return url;
-    }
-  }
-}
-
-function isWebUrl(text) {
-  try {
-    const url = new URL(text);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
-  } catch {
-    return false;
-  }
-}
-
-/** The message text as nodes: text nodes, and `<a>` for each http(s) URL. */
-function linkify(text) {
-  const nodes = [];
-  let at = 0;
-  for (const match of text.matchAll(URL_CANDIDATE)) {
-    const url = trimUrl(match[0]);
-    if (!isWebUrl(url)) continue;
-    if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
-    const link = document.createElement("a");
-    link.href = url;
-    link.target = "_blank";
-    link.rel = "noopener noreferrer";
-    link.append(document.createTextNode(url));
-    nodes.push(link);
-    at = match.index + url.length;
-  }
-  if (at < text.length) nodes.push(document.createTextNode(text.slice(at)));
-  return nodes;
 }
 
 function messageText(text) {
@@ -829,8 +711,7 @@ function showRoom(room) {
       state.pinned = isAtBottom();
     }
     setPrivateTarget("");
-    typists.clear();
-    renderTyping();
+    typing.clear();
     setUsers(state.chat?.users(room) ?? [], state.chat?.userCount(room));
     announce(`Showing #${room}`);
   }
@@ -1039,14 +920,8 @@ function connect() {
   showPanels();
 }
 
-// ---------------------------------------------------------------------------
-// Browser notifications: a private message or a mention (@name) while the tab is hidden,
-// once the person allowed them (the Notify me button asks, on their click).
-
-const notifications = typeof Notification === "function";
-
 function showNotifyButton() {
-  ui.notifyButton.hidden = !notifications || Notification.permission !== "default";
+  ui.notifyButton.hidden = !notificationsAsked();
 }
 
 /** Whether a message's text mentions this user as @name. */
@@ -1054,57 +929,16 @@ function mentionsMe(text) {
   return mentions(text, state.username);
 }
 
-function notify(title, body) {
-  if (!notifications || Notification.permission !== "granted") return;
-  if (document.visibilityState !== "hidden") return;
-  const note = new Notification(title, { body: body.slice(0, 200), tag: "chat" });
-  note.addEventListener?.("click", () => {
-    focus();
-    note.close?.();
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Who is typing: each shown for TYPING_TTL_MS after their last typing frame
-
-/** @type {Map<string, { name: string, private: boolean, until: number }>} */
-const typists = new Map();
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let typingTimer;
+// Who is typing in the room shown, or to this user.
+const typing = new TypingLine(ui.typing);
 
 function onTyping(frame) {
-  const toMe = frame.to !== undefined;
-  if (!toMe && frame.room !== state.room) return;
-  typists.set(nameKey(frame.user), {
-    name: frame.user,
-    private: toMe,
-    until: Date.now() + TYPING_TTL_MS,
-  });
-  renderTyping();
+  if (frame.to === undefined && frame.room !== state.room) return;
+  typing.show(frame);
 }
 
 function stoppedTyping(name) {
-  if (typists.delete(nameKey(name))) renderTyping();
-}
-
-function renderTyping() {
-  clearTimeout(typingTimer);
-  const now = Date.now();
-  for (const [key, typist] of typists) if (typist.until <= now) typists.delete(key);
-  const list = [...typists.values()];
-  let text = "";
-  if (list.length === 1) {
-    text = `${list[0].name} is typing${list[0].private ? " to you" : ""}…`;
-  } else if (list.length === 2) {
-    text = `${list[0].name} and ${list[1].name} are typing…`;
-  } else if (list.length > 2) {
-    text = "Several people are typing…";
-  }
-  ui.typing.textContent = text;
-  if (list.length > 0) {
-    const next = Math.min(...list.map((typist) => typist.until));
-    typingTimer = setTimeout(renderTyping, next - now);
-  }
+  typing.stop(name);
 }
 
 function onState(event) {
