@@ -8,36 +8,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
+import { js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
-const js = JSON.stringify;
 const ROOM = "comfort";
-
-interface RunningServer {
-  app: App;
-  server: Deno.HttpServer<Deno.NetAddr>;
-  port: number;
-}
-
-async function startServer(port = 0): Promise<RunningServer> {
-  const app = await createApp(loadConfig({ CHAT_ENGINE: "memory" }));
-  const server = Deno.serve({ port, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  return { app, server, port: server.addr.port };
-}
-
-/** Closes every socket (1001, without notices), then waits for the HTTP server to finish. */
-async function stopServer(running: RunningServer): Promise<void> {
-  await running.app[Symbol.asyncDispose]();
-  await running.server.shutdown();
-}
-
-function statusIs(state: string): string {
-  return `document.getElementById("status").dataset.state === ${js(state)}`;
-}
 
 async function join(page: Page, base: string, name: string): Promise<void> {
   await page.goto(`${base}/?room=${ROOM}`);
@@ -140,7 +117,7 @@ Deno.test({
   }`,
   ignore: ignored,
   async fn(t) {
-    let running = await startServer();
+    let running: PageServer = await startPageServer();
     const base = `http://127.0.0.1:${running.port}`;
     try {
       await using browser = await launchChromium();
@@ -266,7 +243,7 @@ Deno.test({
 
       await t.step("sent while the server is down: pending, then stored exactly once", async () => {
         const port = running.port;
-        await stopServer(running);
+        await running[Symbol.asyncDispose]();
         await alice.waitFor(statusIs("reconnecting"));
         await bob.waitFor(statusIs("reconnecting"));
         const text = "Written while the server was down";
@@ -277,7 +254,7 @@ Deno.test({
         assert.equal(pending.state, "pending");
         assert.match(pending.said, /Sending…/);
         assert.deepEqual(await lowContrast(alice, text), []);
-        running = await startServer(port);
+        running = await startPageServer({}, port);
         for (const page of [alice, bob]) {
           await page.evaluate(`dispatchEvent(new Event("online"))`);
           await page.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
@@ -305,9 +282,9 @@ Deno.test({
           await alice.click(`#user-list [data-user="Carl"]`);
           await alice.waitFor(`!document.getElementById("private-target").hidden`);
           const port = running.port;
-          await stopServer(running);
+          await running[Symbol.asyncDispose]();
           await alice.waitFor(statusIs("reconnecting"));
-          running = await startServer(port);
+          running = await startPageServer({}, port);
         }
         const text = "Carl, are you there?";
         await say(alice, text);
@@ -336,7 +313,7 @@ Deno.test({
         assert.ok(await alice.evaluate(`${items(text)}[0].dataset.private === "true"`));
       });
     } finally {
-      await stopServer(running);
+      await running[Symbol.asyncDispose]();
     }
   },
 });

@@ -8,47 +8,25 @@
  */
 
 import assert from "node:assert/strict";
-import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
+import { js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
-const js = JSON.stringify;
 
-interface RunningServer {
-  app: App;
-  server: Deno.HttpServer<Deno.NetAddr>;
-  port: number;
-}
-
-/** Starts the app on 127.0.0.1 with a fresh memory engine on a free port. */
-async function startServer(): Promise<RunningServer> {
-  const config = loadConfig({
-    CHAT_ENGINE: "memory",
+/** The page's server: the heartbeat runs, and test clients may post 30 messages at once. */
+function startServer(): Promise<PageServer> {
+  return startPageServer({
     HEARTBEAT_INTERVAL_MS: "1000",
     HEARTBEAT_TIMEOUT_MS: "10000",
-    // The test clients below post 30 messages at once.
     RATE_LIMIT_BURST: "100",
   });
-  const app = await createApp(config);
-  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
-  return { app, server, port: server.addr.port };
-}
-
-/** Closes every socket (1001), then waits for the HTTP server to finish. */
-async function stopServer(running: RunningServer): Promise<void> {
-  await running.app[Symbol.asyncDispose]();
-  await running.server.shutdown();
 }
 
 // ---------------------------------------------------------------------------
 // Page helpers (the few of browser_test.ts this file needs)
-
-function statusIs(state: string): string {
-  return `document.getElementById("status").dataset.state === ${js(state)}`;
-}
 
 /** Opens the chat page, fills the join form and waits for `welcome`. */
 async function join(page: Page, base: string, name: string, room: string): Promise<void> {
@@ -355,7 +333,7 @@ Deno.test({
           try {
             await using page = await browser.newPage(viewport);
             await join(page, `http://127.0.0.1:${own.port}`, "Rita", "lobby");
-            await stopServer(own);
+            await own[Symbol.asyncDispose]();
             stopped = true;
             // Failed attempts lengthen the backoff; wait for a countdown of at least 4 s,
             // so no attempt (a change of state) falls in the 2.5 s watched below.
@@ -399,12 +377,12 @@ Deno.test({
             assert.equal(seen.live.length, 1, `the live region changed: ${js(seen)}`);
             assert.match(seen.live[0]!, /Reconnecting/);
           } finally {
-            if (!stopped) await stopServer(own);
+            if (!stopped) await own[Symbol.asyncDispose]();
           }
         },
       );
     } finally {
-      await stopServer(running);
+      await running[Symbol.asyncDispose]();
     }
   },
 });
