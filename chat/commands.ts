@@ -38,6 +38,7 @@ import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
 import { leftFrame, usersText } from "./notices.ts";
 import { joinedFrame, type Replay } from "./replay.ts";
+import { publicUserId } from "./user_ids.ts";
 import type { RoomQuota } from "./room_quota.ts";
 
 /** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
@@ -281,7 +282,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
     ? defaultRoom(client) ?? DEFAULT_ROOM
     : memberRoom(c, client, msg.room);
   if (room === undefined) return;
-  const send = (name: string, key: string) =>
+  const send = (name: string, key: string, toUid: string | undefined) =>
     c.parts.publisher.publishPrivate(client, key, {
       type: "private",
       room,
@@ -293,8 +294,9 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       timestamp: c.isoTime(now),
       ...(msg.cid === undefined ? {} : { cid: msg.cid }),
       uid: client.uid,
+      ...(toUid === undefined ? {} : { to_uid: toUid }),
     });
-  if (first !== undefined) return send(first.username, first.key);
+  if (first !== undefined) return send(first.username, first.key, first.uid);
   const fail = c.errorLater(client);
   const notFound = (shown: string) =>
     fail(ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
@@ -304,7 +306,8 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
     (holder) => {
       if (client.closing) return;
       if (holder === undefined) return notFound(to);
-      send(holder.username, nameKey(holder.username));
+      const toUid = holder.userId === null ? undefined : publicUserId(holder.userId);
+      send(holder.username, nameKey(holder.username), toUid);
     },
     () => {
       if (!client.closing) fail(ErrorCode.Unavailable, "Message not stored; try again");
@@ -495,4 +498,5 @@ const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.f
   leave,
   users,
   typing,
+  conversation: (c, client, msg) => c.parts.replay.conversation(client, msg.with, msg.since),
 });

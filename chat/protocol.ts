@@ -126,6 +126,19 @@ export interface ClientTyping {
   to?: string;
 }
 
+/**
+ * Asks for the private messages of a conversation: the latest, or those
+ * after `since`. Answered with a `conversation` frame.
+ */
+export interface ClientConversation {
+  /** Always `conversation`. */
+  type: "conversation";
+  /** The other person's public uid (from a private frame's `uid` or `to_uid`). */
+  with: string;
+  /** The last id seen in the conversation: what came after it is sent. */
+  since?: number;
+}
+
 /** Ask for every message of a room after `since`, then live ones. */
 export interface ClientResume {
   /** Always `resume`. */
@@ -149,6 +162,7 @@ export type ClientMessage =
   | ClientLeave
   | ClientUsers
   | ClientTyping
+  | ClientConversation
   | ClientResume;
 
 // ---------------------------------------------------------------------------
@@ -208,6 +222,11 @@ export interface PrivateFrame {
   cid?: string;
   /** The author's public identity, as on {@linkcode MessageFrame.uid}. */
   uid?: string;
+  /**
+   * The target's public identity, when known: then the message is kept in
+   * the conversation of the two uids, which `conversation` reads again.
+   */
+  to_uid?: string;
 }
 
 /** What a system notice is about. */
@@ -344,6 +363,20 @@ export interface HistoryFrame extends SystemText {
   more: boolean;
 }
 
+/** The private messages of a conversation, oldest first, as stored. */
+export interface ConversationFrame {
+  /** Always `conversation`. */
+  type: "conversation";
+  /** The other person's public uid, as asked. */
+  with: string;
+  /** The messages, oldest first: the latest, or those after `since`. */
+  history: PrivateFrame[];
+  /** False when `since` was older than the retained history. */
+  recovered: boolean;
+  /** True when more follow: ask again with `since` the last id here. */
+  more: boolean;
+}
+
 /** The answer to an in-band `leave`. */
 export interface LeftFrame extends SystemText {
   /** Always `left`. */
@@ -429,6 +462,7 @@ export type ServerMessage =
   | PingFrame
   | HeartbeatAckFrame
   | TypingFrame
+  | ConversationFrame
   | ErrorFrame;
 
 // The naming rules live in one module that imports nothing.

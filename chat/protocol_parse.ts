@@ -52,6 +52,9 @@ function plainMessage(text: string): ParseResult {
   return typeof message === "string" ? ok({ type: "message", message }) : message;
 }
 
+/** A public uid, as user_ids.ts makes them: `u` or `c` and 16 base64url characters. */
+const UID = /^[uc][A-Za-z0-9_-]{16}$/;
+
 /** The `cid` a client may tag a frame with; printable and short, as it is echoed. */
 const CID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -132,6 +135,18 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
   leave: (fields) => {
     const room = requiredString(fields, "room");
     return typeof room === "string" ? ok({ type: "leave", room }) : room;
+  },
+  conversation: (fields) => {
+    const other = fields.with;
+    if (typeof other !== "string" || !UID.test(other)) {
+      return fail(ErrorCode.BadMessage, "Field with must be a uid");
+    }
+    const since = fields.since;
+    if (since === undefined) return ok({ type: "conversation", with: other });
+    if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+      return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
+    }
+    return ok({ type: "conversation", with: other, since });
   },
   typing: (fields) => {
     const room = optionalString(fields, "room");

@@ -10,6 +10,7 @@
 import type { Client } from "./client.ts";
 import type { Clock } from "./clock.ts";
 import {
+  conversationChannel,
   type Engine,
   type Presence,
   privateChannel,
@@ -126,7 +127,12 @@ export class Publisher {
   publishPrivate(client: Client, toKey: string, draft: Draft): void {
     const started = performance.now();
     const payload = JSON.stringify(draft);
-    const pair = privateChannel(client.key, toKey);
+    // Between two known identities the conversation is kept by their uids, so it can be read
+    // again (a reload, another tab) by them alone, not by whoever holds a name later.
+    const toUid = draft.type === "private" ? draft.to_uid : undefined;
+    const pair = toUid === undefined
+      ? privateChannel(client.key, toKey)
+      : conversationChannel(client.uid, toUid);
     this.#engine.publish(pair, payload, STORED).then((position) => {
       const text = stampId(position!.offset, payload);
       const sends = [this.#engine.publish(userChannel(toKey), text, STORED)];

@@ -15,12 +15,18 @@
 
 import type { BacklogItem, Client } from "./client.ts";
 import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
-import type { Engine, HistoryPage, Presence } from "./engines/engine.ts";
+import {
+  conversationChannel,
+  type Engine,
+  type HistoryPage,
+  type Presence,
+} from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Outbox } from "./outbox.ts";
 import { historyText, joinedText, welcomeText } from "./notices.ts";
 import {
+  ErrorCode,
   type HistoryFrame,
   type JoinedFrame,
   SYSTEM_SENDER,
@@ -343,6 +349,40 @@ export class Replay {
       p.sent = Math.max(p.sent, next.id);
     }
     return texts;
+  }
+
+  /**
+   * Sends `client` its conversation with `other` (a uid): the latest
+   * messages, or those after `since`, at most REPLAY_MAX_BYTES. The channel
+   * holds the client's own uid, so no one reads a conversation not theirs.
+   */
+  conversation(client: Client, other: string, since: number | undefined): void {
+    const o = this.#o;
+    const limit = since === undefined ? o.historyOnJoin : o.historyLimit;
+    const query = since === undefined ? { limit } : { after: since, limit };
+    o.engine.history(conversationChannel(client.uid, other), query).then((page) => {
+      if (client.closing) return;
+      const texts: string[] = [];
+      let bytes = 0;
+      for (const p of page.publications) {
+        const text = stampId(p.offset, p.payload);
+        bytes += utf8Length(text);
+        if (texts.length > 0 && bytes > o.replayMaxBytes) break;
+        texts.push(text);
+      }
+      const more = texts.length < page.publications.length ||
+        (since !== undefined && page.publications.length === limit);
+      const head = JSON.stringify({
+        type: "conversation",
+        with: other,
+        recovered: page.complete,
+        more,
+      });
+      o.outbox.sendText(client, `${head.slice(0, -1)},"history":[${texts.join(",")}]}`);
+    }, () => {
+      const message = "Conversation not available; try again";
+      if (!client.closing) o.outbox.sendError(client, { code: ErrorCode.Unavailable, message });
+    });
   }
 
   /** Sends the `welcome` or `joined` with the first page. */

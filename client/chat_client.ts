@@ -10,6 +10,7 @@
 
 import {
   CloseCode,
+  type ConversationFrame,
   DEFAULT_ROOM,
   type ErrorFrame,
   type HeartbeatInfo,
@@ -28,6 +29,7 @@ import {
 } from "../chat/protocol.ts";
 import { reconnectDelay } from "./backoff.ts";
 import { isFinalClose } from "./close_labels.ts";
+import { Conversations } from "./conversations.ts";
 import { Emitter, type Unsubscribe } from "./emitter.ts";
 import {
   type ChatClientEvents,
@@ -44,6 +46,8 @@ import { TIMERS, type Timers } from "./timers.ts";
 // WebSocket.OPEN and CLOSED, without needing a global WebSocket (see the `webSocket` option).
 const OPEN = 1;
 const CLOSED = 3;
+/** Conversations read again after a reconnect: the most recently active. */
+const RESUMED_CONVERSATIONS = 5;
 /** The longest wait before a message refused as rate limited goes again. */
 const RETRY_MAX_MS = 5000;
 
@@ -100,6 +104,10 @@ export class ChatClient {
   #pumpTimer: unknown;
   #heartbeatTimer: unknown;
   #seq = 0;
+  /** The private conversations seen, by the other person's uid. */
+  readonly #talks = new Conversations();
+  /** Conversations asked for again after a reconnect, whose frames are `missed`. */
+  readonly #resuming = new Set<string>();
   /** When a `typing` frame last went out, per room or `@person`. */
   readonly #typedAt = new Map<string, number>();
 
@@ -288,6 +296,15 @@ export class ChatClient {
   }
 
   /**
+   * Asks for the conversation with the person of public uid `other` (a
+   * private frame's `uid` or `to_uid`): its latest messages come as
+   * `private` events with `replayed`, each once. False when not connected.
+   */
+  conversation(other: string): boolean {
+    return this.#write({ type: "conversation", with: other });
+  }
+
+  /**
    * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
    * battery), in milliseconds between pings; the server takes it within 1 to
    * 10 times its own interval and scales its timeout alike. Without an
@@ -461,6 +478,8 @@ export class ChatClient {
       case "heartbeat_ack":
         if (frame.heartbeat !== undefined) this.#heartbeat = frame.heartbeat;
         return;
+      case "conversation":
+        return this.#onConversation(frame);
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
@@ -494,7 +513,12 @@ export class ChatClient {
       const since = log.last > 0 ? { since: log.last, ...(epoch === "" ? {} : { epoch }) } : {};
       this.#write({ type: "join", room: log.room, ...since });
     }
-    // Private messages are not replayed: those in doubt go out again now.
+    // Conversations between identities are read again from where they were.
+    for (const resume of this.#talks.resumes(RESUMED_CONVERSATIONS)) {
+      this.#resuming.add(resume.with);
+      this.#write({ type: "conversation", ...resume });
+    }
+    // Private messages in doubt go out again now (one kept by uids may then come twice).
     this.#queue.clear((item) => item.frame.type === "private");
     this.#startHeartbeat(frame);
     this.#pump();
@@ -582,7 +606,23 @@ export class ChatClient {
 
   #onPrivate(frame: PrivateFrame): void {
     this.#settleOwn(frame);
+    const other = Conversations.other(frame, this.#uid);
+    if (other !== undefined && !this.#talks.record(other, frame)) return;
     this.#events.emit("private", { frame, replayed: false, missed: false });
+  }
+
+  /** A conversation read again: what was not shown yet, and the next page when there is one. */
+  #onConversation(frame: ConversationFrame): void {
+    const missed = this.#resuming.delete(frame.with);
+    for (const stored of frame.history) {
+      if (!this.#talks.record(frame.with, stored)) continue;
+      this.#settleOwn(stored);
+      this.#events.emit("private", { frame: stored, replayed: true, missed });
+    }
+    if (frame.more && frame.history.length > 0) {
+      if (missed) this.#resuming.add(frame.with);
+      this.#write({ type: "conversation", with: frame.with, since: this.#talks.last(frame.with) });
+    }
   }
 
   #settleOwn(frame: MessageFrame | PrivateFrame): void {

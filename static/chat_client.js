@@ -220,6 +220,7 @@ function plainMessage(text) {
     message
   }) : message;
 }
+var UID = /^[uc][A-Za-z0-9_-]{16}$/;
 var CID = /^[A-Za-z0-9_-]{1,64}$/;
 function withCid(fields, result) {
   const cid = fields.cid;
@@ -327,6 +328,25 @@ var PARSERS = {
       type: "leave",
       room
     }) : room;
+  },
+  conversation: (fields) => {
+    const other = fields.with;
+    if (typeof other !== "string" || !UID.test(other)) {
+      return fail(ErrorCode.BadMessage, "Field with must be a uid");
+    }
+    const since = fields.since;
+    if (since === void 0) return ok({
+      type: "conversation",
+      with: other
+    });
+    if (typeof since !== "number" || !Number.isSafeInteger(since) || since < 0) {
+      return fail(ErrorCode.BadMessage, "Field since must be a non-negative integer");
+    }
+    return ok({
+      type: "conversation",
+      with: other,
+      since
+    });
   },
   typing: (fields) => {
     const room = optionalString(fields, "room");
@@ -489,6 +509,59 @@ function isFinalClose(close, welcomed) {
   return close.code === CloseCode.UsernameInUse && !welcomed;
 }
 
+// client/conversations.ts
+var MAX_CONVERSATIONS = 200;
+var SEEN_LIMIT = 500;
+var Conversations = class {
+  #byUid = /* @__PURE__ */ new Map();
+  /** The other person of a private frame, seen from `me`; undefined without uids. */
+  static other(frame, me) {
+    return frame.uid === me ? frame.to_uid : frame.uid;
+  }
+  /** Records a frame of the conversation with `other`; false when it was seen already. */
+  record(other, frame) {
+    let talk = this.#byUid.get(other);
+    if (talk === void 0) {
+      talk = {
+        last: 0,
+        ids: /* @__PURE__ */ new Set()
+      };
+      if (this.#byUid.size >= MAX_CONVERSATIONS) {
+        const oldest = this.#byUid.keys().next().value;
+        if (oldest !== void 0) this.#byUid.delete(oldest);
+      }
+    }
+    this.#byUid.delete(other);
+    this.#byUid.set(other, talk);
+    if (talk.ids.has(frame.id)) return false;
+    talk.ids.add(frame.id);
+    if (talk.ids.size > SEEN_LIMIT) {
+      const oldest = talk.ids.values().next().value;
+      if (oldest !== void 0) talk.ids.delete(oldest);
+    }
+    if (frame.id > talk.last) talk.last = frame.id;
+    return true;
+  }
+  /**
+   * The conversations to resume after a reconnect, the most recently active
+   * `count`: each other person and the last id seen. (Each is a frame the
+   * rate limit counts; the others are read when opened.)
+   */
+  resumes(count) {
+    const recent = count > 0 ? [
+      ...this.#byUid
+    ].slice(-count) : [];
+    return recent.map(([uid, talk]) => ({
+      with: uid,
+      since: talk.last
+    }));
+  }
+  /** The last id seen with `other`; 0 when none. */
+  last(other) {
+    return this.#byUid.get(other)?.last ?? 0;
+  }
+};
+
 // client/emitter.ts
 var Emitter = class {
   #listeners = /* @__PURE__ */ new Map();
@@ -585,7 +658,7 @@ var Pacer = class {
 };
 
 // client/room_log.ts
-var SEEN_LIMIT = 2e3;
+var SEEN_LIMIT2 = 2e3;
 var RoomLog = class {
   /** The room's name as the server spells it. */
   room;
@@ -611,7 +684,7 @@ var RoomLog = class {
     if (frame.id === void 0) return true;
     if (this.#ids.has(frame.id)) return false;
     this.#ids.add(frame.id);
-    if (this.#ids.size > SEEN_LIMIT) {
+    if (this.#ids.size > SEEN_LIMIT2) {
       const oldest = this.#ids.values().next().value;
       if (oldest !== void 0) this.#ids.delete(oldest);
     }
@@ -761,6 +834,7 @@ var TIMERS = Object.freeze({
 // client/chat_client.ts
 var OPEN = 1;
 var CLOSED = 3;
+var RESUMED_CONVERSATIONS = 5;
 var RETRY_MAX_MS = 5e3;
 function roomKey(room) {
   return roomName(room) ?? room;
@@ -794,6 +868,10 @@ var ChatClient = class {
   #pumpTimer;
   #heartbeatTimer;
   #seq = 0;
+  /** The private conversations seen, by the other person's uid. */
+  #talks = new Conversations();
+  /** Conversations asked for again after a reconnect, whose frames are `missed`. */
+  #resuming = /* @__PURE__ */ new Set();
   /** When a `typing` frame last went out, per room or `@person`. */
   #typedAt = /* @__PURE__ */ new Map();
   /** A client that connects when `connect()` is called. */
@@ -995,6 +1073,17 @@ var ChatClient = class {
     })) this.#typedAt.set(key, now);
   }
   /**
+   * Asks for the conversation with the person of public uid `other` (a
+   * private frame's `uid` or `to_uid`): its latest messages come as
+   * `private` events with `replayed`, each once. False when not connected.
+   */
+  conversation(other) {
+    return this.#write({
+      type: "conversation",
+      with: other
+    });
+  }
+  /**
    * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
    * battery), in milliseconds between pings; the server takes it within 1 to
    * 10 times its own interval and scales its timeout alike. Without an
@@ -1188,6 +1277,8 @@ var ChatClient = class {
       case "heartbeat_ack":
         if (frame.heartbeat !== void 0) this.#heartbeat = frame.heartbeat;
         return;
+      case "conversation":
+        return this.#onConversation(frame);
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
@@ -1227,6 +1318,13 @@ var ChatClient = class {
         type: "join",
         room: log.room,
         ...since
+      });
+    }
+    for (const resume of this.#talks.resumes(RESUMED_CONVERSATIONS)) {
+      this.#resuming.add(resume.with);
+      this.#write({
+        type: "conversation",
+        ...resume
       });
     }
     this.#queue.clear((item) => item.frame.type === "private");
@@ -1316,11 +1414,34 @@ var ChatClient = class {
   }
   #onPrivate(frame) {
     this.#settleOwn(frame);
+    const other = Conversations.other(frame, this.#uid);
+    if (other !== void 0 && !this.#talks.record(other, frame)) return;
     this.#events.emit("private", {
       frame,
       replayed: false,
       missed: false
     });
+  }
+  /** A conversation read again: what was not shown yet, and the next page when there is one. */
+  #onConversation(frame) {
+    const missed = this.#resuming.delete(frame.with);
+    for (const stored of frame.history) {
+      if (!this.#talks.record(frame.with, stored)) continue;
+      this.#settleOwn(stored);
+      this.#events.emit("private", {
+        frame: stored,
+        replayed: true,
+        missed
+      });
+    }
+    if (frame.more && frame.history.length > 0) {
+      if (missed) this.#resuming.add(frame.with);
+      this.#write({
+        type: "conversation",
+        with: frame.with,
+        since: this.#talks.last(frame.with)
+      });
+    }
   }
   #settleOwn(frame) {
     const { cid, uid } = frame;

@@ -26,6 +26,8 @@ export { dayLabel };
 
 // The server grants at most ten times its interval; asking for more gets that.
 const HIDDEN_HEARTBEAT_MS = 10 * 60_000;
+// Private conversations a tab keeps reading again after a reload.
+const TALKS_KEPT = 5;
 // Within this many pixels of the bottom the log counts as "at the bottom".
 const STICKY_PX = 48;
 // Items kept per room not shown (the room shown keeps all of its own).
@@ -98,6 +100,10 @@ const state = {
   pendingRoom: "",
   /** Rooms of the tab's session to join again after a reload (beside the one shown). */
   restoreRooms: [],
+  /** @type {Set<string>} The uids of the people written with privately, most recent last. */
+  talks: new Set(),
+  /** @type {string[]} After a reload: the conversations to read again once welcomed. */
+  restoreTalks: [],
   /** Rooms this page asked to leave: their `left` needs no notice. */
   leaving: new Set(),
   /** @type {{ room: string, count: number }[]} Rooms from GET /api/rooms, as last told. */
@@ -145,6 +151,19 @@ function userText(tag, className, text) {
   return node;
 }
 
+// The people written with privately (at most TALKS_KEPT, the most recent), kept in the
+// tab's session so a reload reads their conversations again.
+function rememberTalk(frame) {
+  const chat = state.chat;
+  if (chat === null) return;
+  const other = frame.uid === chat.uid ? frame.to_uid : frame.uid;
+  if (typeof other !== "string" || other === chat.uid) return;
+  state.talks.delete(other);
+  state.talks.add(other);
+  if (state.talks.size > TALKS_KEPT) state.talks.delete(state.talks.values().next().value);
+  persistSession();
+}
+
 /** The session of a connected tab: its name, the room shown and every room it is in. */
 function persistSession() {
   if (state.chat === null) return;
@@ -153,6 +172,7 @@ function persistSession() {
     username: state.username,
     room: state.room,
     rooms: rooms.includes(state.room) ? rooms : [state.room, ...rooms],
+    talks: [...state.talks],
   });
 }
 
@@ -905,6 +925,7 @@ function connect() {
     if (!replayed && frame.room === state.room) followTarget(frame);
   });
   on("private", ({ frame }) => {
+    rememberTalk(frame);
     stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame);
@@ -995,6 +1016,8 @@ function onWelcome(frame) {
   for (const room of restore) {
     if (!chat.rooms.includes(room)) chat.join(room).catch(() => {});
   }
+  // A reload: the private conversations are read again (each message once).
+  for (const uid of state.restoreTalks.splice(0)) chat.conversation(uid);
   setRoomInUrl(state.room);
   persistSession();
   connectedStatus();
@@ -1301,6 +1324,8 @@ addEventListener("online", reconnectNow);
     ui.username.value = state.username = session.username;
     ui.room.value = state.room = session.room;
     state.restoreRooms = session.rooms.filter((room) => room !== session.room);
+    state.restoreTalks = session.talks;
+    state.talks = new Set(session.talks);
     connect();
   }
 }

@@ -57,7 +57,11 @@ export function loadSession() {
     const rooms = Array.isArray(session.rooms)
       ? session.rooms.filter((room) => typeof room === "string" && roomName(room) === room)
       : [];
-    return { username: session.username, room: session.room, rooms };
+    // The uids of the people this tab wrote with privately: their conversations are read again.
+    const talks = Array.isArray(session.talks)
+      ? session.talks.filter((uid) => typeof uid === "string" && /^[uc][\w-]{16}$/.test(uid))
+      : [];
+    return { username: session.username, room: session.room, rooms, talks };
   } catch {
     return null;
   }

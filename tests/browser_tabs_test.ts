@@ -11,6 +11,7 @@ import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
 
@@ -141,5 +142,31 @@ Deno.test({
       await eventually("dropped", () => server.app.manager.metrics.heartbeatTimeouts === 1);
       await page.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
     });
+  },
+});
+
+Deno.test({
+  name: `a reload shows the private conversation again${
+    ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""
+  }`,
+  ignore: ignored,
+  async fn() {
+    await using server = await startPageServer();
+    await using browser = await launchChromium();
+    await using page = await browser.newPage({ width: 800, height: 600 });
+    await submitJoin(page, server.base, "Priya", "lobby");
+    await page.waitFor(statusIs("connected"));
+    await using bob = await TestClient.connect(
+      `ws://127.0.0.1:${server.port}/ws/chat/Bob`,
+      { protocols: ["chat", "key.bob-key-0123456789abcdefgh"] },
+    );
+    await bob.next("welcome");
+    bob.sendJson({ type: "private", to: "Priya", message: "a secret for you" });
+    const shown = `[...document.querySelectorAll('#messages [data-private="true"] .text')]
+      .filter((e) => e.textContent === "a secret for you").length`;
+    await page.waitFor(`${shown} === 1`);
+    await page.goto(`${server.base}/`);
+    await page.waitFor(statusIs("connected"));
+    await page.waitFor(`${shown} === 1`);
   },
 });

@@ -289,6 +289,66 @@ Deno.test("ChatClients with one key share a name: two tabs of one person", async
   assert.equal(other.states.at(-1)?.code, 4009);
 });
 
+Deno.test("ChatClient reads a private conversation again after a reconnect, each message once", async (t) => {
+  await using server = await startServer();
+  const aliceKey = newKey();
+  const alice = chatClient(server, { username: "alice", key: aliceKey });
+  const bob = chatClient(server, { username: "bob", key: newKey() });
+  await using _a = alice.client;
+  await using _b = bob.client;
+  // Alice's other tab keeps her online while this one is away.
+  await using otherTab = await TestClient.connect(server.url("/ws/chat/alice"), {
+    protocols: ["chat", `key.${aliceKey}`],
+  });
+  await otherTab.next("welcome");
+  const privates: { message: string; missed: boolean }[] = [];
+  alice.client.on(
+    "private",
+    ({ frame, missed }) => privates.push({ message: frame.message, missed }),
+  );
+  alice.client.connect();
+  bob.client.connect();
+  await alice.open();
+  await bob.open();
+
+  await t.step(
+    "what came while this tab was away comes after the reconnect, marked missed",
+    async () => {
+      assert.equal((await bob.client.send("before", { to: "alice" })).status, "stored");
+      await eventually("alice has it", () => privates.length === 1);
+      alice.sockets.at(-1)?.close();
+      await eventually("alice is away", () => alice.client.state !== "open");
+      assert.equal((await bob.client.send("while away", { to: "alice" })).status, "stored");
+      await alice.open();
+      await eventually("alice has it", () => privates.some((p) => p.message === "while away"));
+      assert.equal((await bob.client.send("after", { to: "alice" })).status, "stored");
+      await eventually("alice has after", () => privates.some((p) => p.message === "after"));
+      assert.deepEqual(privates, [
+        { message: "before", missed: false },
+        { message: "while away", missed: true },
+        { message: "after", missed: false },
+      ]);
+    },
+  );
+  await t.step(
+    "a new page asks for the conversation by uid and gets each message once",
+    async () => {
+      const page = chatClient(server, { username: "alice", key: aliceKey });
+      await using _p = page.client;
+      const shown: string[] = [];
+      page.client.on("private", ({ frame }) => shown.push(frame.message));
+      page.client.connect();
+      await page.open();
+      assert.ok(page.client.conversation(bob.client.uid));
+      await eventually("all three", () => shown.length === 3);
+      assert.ok(page.client.conversation(bob.client.uid));
+      assert.equal((await bob.client.send("last", { to: "alice" })).status, "stored");
+      await eventually("the last", () => shown.includes("last"));
+      assert.deepEqual(shown, ["before", "while away", "after", "last"]);
+    },
+  );
+});
+
 Deno.test("ChatClient rename to its own name, or in no room, settles at once", async () => {
   await using server = await startServer();
   const alice = chatClient(server, { username: "alice" });

@@ -228,6 +228,16 @@ export function privateChannel(a: string, b: string): string {
   return a < b ? `@${a}|${b}` : `@${b}|${a}`;
 }
 
+/**
+ * The channel whose history keeps the conversation of two identities (their
+ * public uids), the same both ways: only a participant can name it, since
+ * the server puts the asker's own uid in.
+ */
+export function conversationChannel(a: string, b: string): string {
+  // "=" is in neither a name nor a uid: no collision with a room or a name pair.
+  return a < b ? `@=${a}|${b}` : `@=${b}|${a}`;
+}
+
 /** The channel a process subscribes to for the deliveries to one user (the name's nameKey). */
 export function userChannel(key: string): string {
   // "~" never starts a room or pair name.
