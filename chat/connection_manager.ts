@@ -28,7 +28,12 @@ import type {
   ConnectOptions,
   RawFrame,
 } from "./connection.ts";
-import type { Engine, EngineStats, EngineStatus } from "./engines/engine.ts";
+import {
+  conversationChannel,
+  type Engine,
+  type EngineStats,
+  type EngineStatus,
+} from "./engines/engine.ts";
 import { DEFAULT_MEMORY_ENGINE, MemoryEngine } from "./engines/memory.ts";
 import { Fanout } from "./fanout.ts";
 import { DEFAULT_HEARTBEAT, Heartbeat } from "./heartbeat.ts";
@@ -42,6 +47,7 @@ import {
   CloseCode,
   CloseReason,
   nameKey,
+  type PrivateFrame,
   type RoomFrame,
   type StoredFrame,
   type SystemEvent,
@@ -236,8 +242,25 @@ export class ConnectionManager implements AsyncDisposable {
    * The newest stored frames of a room (before `before`), oldest first, at
    * most `replayMaxBytes` of them (at least one); rejects when the store fails.
    */
-  async history(room: string, options: HistoryOptions): Promise<RoomFrame[]> {
-    const page = await this.#engine.history(room, options);
+  history(room: string, options: HistoryOptions): Promise<RoomFrame[]> {
+    return this.#read<RoomFrame>(room, options);
+  }
+
+  /**
+   * The newest private messages between the user of public uid `me` and
+   * the person of uid `other`, as {@linkcode history} reads a room's: the
+   * caller proves `me` (a token's `sub` or a browser key), so only the two
+   * read their conversation.
+   */
+  conversation(
+    pair: { me: string; other: string },
+    options: HistoryOptions,
+  ): Promise<PrivateFrame[]> {
+    return this.#read<PrivateFrame>(conversationChannel(pair.me, pair.other), options);
+  }
+
+  async #read<F>(channel: string, options: HistoryOptions): Promise<F[]> {
+    const page = await this.#engine.history(channel, options);
     const texts: string[] = [];
     let bytes = 0;
     for (let i = page.publications.length - 1; i >= 0; i--) {
@@ -247,7 +270,7 @@ export class ConnectionManager implements AsyncDisposable {
       if (texts.length > 0 && bytes > this.#replayMaxBytes) break;
       texts.push(text);
     }
-    return texts.reverse().map((text) => JSON.parse(text) as RoomFrame);
+    return texts.reverse().map((text) => JSON.parse(text) as F);
   }
 
   /** The engine's stored bytes, evictions and expired channels. */

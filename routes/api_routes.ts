@@ -1,6 +1,7 @@
 /**
- * The read-only HTTP API under `/api/rooms`: rooms with member counts, a
- * room's stored messages page by page, and a room's users.
+ * The read-only HTTP API under `/api/rooms` and `/api/conversations`: rooms
+ * with member counts, a room's stored messages page by page, a room's
+ * users, and one's own private conversation with a person, page by page.
  *
  * Every request is counted per client address like a WebSocket handshake
  * (429 with Retry-After past the rate) and, with authentication on, needs
@@ -10,10 +11,11 @@
  * @module
  */
 
-import type { Gatekeeper } from "../chat/auth/gatekeeper.ts";
+import { type Admission, type Gatekeeper, handshakeKey } from "../chat/auth/gatekeeper.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { withDefaults } from "../chat/options.ts";
 import { roomName } from "../chat/protocol.ts";
+import { publicUserId } from "../chat/user_ids.ts";
 import {
   bearerToken,
   clientAddress,
@@ -60,6 +62,30 @@ function positive(url: URL, name: string): number | undefined | Response {
   return value;
 }
 
+/** `before` and `limit` of a page of messages, or a 400 response. */
+function pageQuery(url: URL): { before: number | undefined; limit: number } | Response {
+  const before = positive(url, "before");
+  if (before instanceof Response) return before;
+  const limit = positive(url, "limit");
+  if (limit instanceof Response) return limit;
+  return { before, limit: Math.min(limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT) };
+}
+
+/** A page of stored frames as the API answers it; `next_before` pages back. */
+function messagesPage<F extends { id?: number }>(head: Record<string, string>, frames: F[]) {
+  // A page holds at most REPLAY_MAX_BYTES, so it may end before `limit`: say
+  // there is more while ids below the first exist; the last page may be empty.
+  const first = frames[0];
+  const more = first !== undefined && (first.id ?? 0) > 1;
+  return json({ ...head, messages: frames, next_before: more ? first.id : null });
+}
+
+// A public uid, as chat/user_ids.ts makes them.
+const UID = /^[uc][A-Za-z0-9_-]{16}$/;
+
+/** What the gatekeeper said of each request being handled: a conversation needs its identity. */
+const admissions = new WeakMap<Request, Admission>();
+
 function roomParam(param: string | undefined): string | Response {
   const raw = param ?? "";
   const room = roomName(raw);
@@ -76,7 +102,10 @@ function guard(options: ApiRoutesOptions): (handler: RouteHandler) => RouteHandl
   return (handler) => async (req: Request, ctx: RouteContext) => {
     const remoteAddr = clientAddress(req, ctx.info, trustProxy);
     const token = bearerToken(req) || (ctx.url.searchParams.get("token") ?? "");
-    const admission = await gatekeeper({ remoteAddr, token });
+    // Without authentication a browser proves itself with its key, in a header (never a URL).
+    const key = handshakeKey([`key.${req.headers.get("x-chat-key") ?? ""}`]);
+    const admission = await gatekeeper({ remoteAddr, token, key });
+    admissions.set(req, admission);
     if (admission.kind === "throttled") {
       return jsonError(429, "Too many requests", {
         "retry-after": String(admission.retryAfterS),
@@ -109,22 +138,32 @@ export function createApiRoutes(options: ApiRoutesOptions): Route[] {
     route(["GET"], "/api/rooms/:room/messages", async (_req, { url, params }) => {
       const room = roomParam(params.room);
       if (room instanceof Response) return room;
-      const before = positive(url, "before");
-      if (before instanceof Response) return before;
-      const limit = positive(url, "limit");
-      if (limit instanceof Response) return limit;
-      const count = Math.min(limit ?? DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
-      let frames;
+      const query = pageQuery(url);
+      if (query instanceof Response) return query;
       try {
-        frames = await manager.history(room, { before, limit: count });
+        return messagesPage({ room }, await manager.history(room, query));
       } catch {
         return jsonError(503, "History unavailable; try again");
       }
-      // A page holds at most REPLAY_MAX_BYTES, so it may end before `count`: say
-      // there is more while ids below the first exist; the last page may be empty.
-      const first = frames[0];
-      const more = first !== undefined && (first.id ?? 0) > 1;
-      return json({ room, messages: frames, next_before: more ? first.id : null });
+    }),
+    route(["GET"], "/api/conversations/:uid/messages", async (req, { url, params }) => {
+      const other = params.uid ?? "";
+      if (!UID.test(other)) return jsonError(400, `Invalid uid: ${other.slice(0, 64)}`);
+      const admission = admissions.get(req);
+      const userId = admission?.kind === "identity" || admission?.kind === "anonymous"
+        ? admission.userId
+        : undefined;
+      if (userId === undefined) {
+        return jsonError(401, "A conversation needs your token or your browser key (X-Chat-Key)");
+      }
+      const query = pageQuery(url);
+      if (query instanceof Response) return query;
+      try {
+        const me = publicUserId(userId);
+        return messagesPage({ with: other }, await manager.conversation({ me, other }, query));
+      } catch {
+        return jsonError(503, "History unavailable; try again");
+      }
     }),
     route(["GET"], "/api/rooms/:room/users", async (_req, { params }) => {
       const room = roomParam(params.room);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { signJwt } from "../chat/auth/jwt.ts";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -67,6 +68,23 @@ Deno.test("a private conversation between two identities is kept and read again 
         await mallory.client.close();
       }
     });
+    await t.step("the history API serves it to a participant's key only", async () => {
+      const get = async (key?: string, uid = alice.uid) => {
+        const headers: Record<string, string> = key === undefined ? {} : { "x-chat-key": key };
+        const res = await fetch(server.httpUrl(`/api/conversations/${uid}/messages`), { headers });
+        return { status: res.status, body: await res.json() };
+      };
+      const bobs = await get(KEYS.bob);
+      assert.equal(bobs.status, 200);
+      assert.deepEqual(bobs.body.messages.map((f: { message: string }) => f.message), [
+        "p1",
+        "p2",
+        "p3",
+      ]);
+      assert.deepEqual((await get(KEYS.mallory)).body.messages, []);
+      assert.equal((await get()).status, 401);
+      assert.equal((await get(KEYS.bob, "alice")).status, 400);
+    });
     await t.step("a malformed uid is bad_message", async () => {
       bob.client.sendJson({ type: "conversation", with: "alice" });
       assert.equal((await bob.client.next("error")).code, "bad_message");
@@ -75,4 +93,24 @@ Deno.test("a private conversation between two identities is kept and read again 
     await alice.client.close();
     await bob.client.close();
   }
+});
+
+Deno.test("with AUTH_SECRET a conversation is the two tokens' subs, over WebSocket and the API", async () => {
+  const secret = "conversation-test-secret-0123456789";
+  await using server = await startServer({ AUTH_SECRET: secret });
+  const now = Math.floor(Date.now() / 1000);
+  const token = (sub: string, name: string) =>
+    signJwt({ sub, name, iat: now, exp: now + 600 }, secret);
+  const [aliceJwt, bobJwt] = [await token("sub-a", "alice"), await token("sub-b", "bob")];
+  await using alice = await TestClient.connect(server.url(`/ws/chat/x?token=${aliceJwt}`));
+  await using bob = await TestClient.connect(server.url(`/ws/chat/y?token=${bobJwt}`));
+  const aliceUid = String((await alice.next("welcome")).uid);
+  await bob.next("welcome");
+  alice.sendJson({ type: "private", to: "bob", message: "signed" });
+  await bob.next((f) => f.message === "signed");
+  const res = await fetch(server.httpUrl(`/api/conversations/${aliceUid}/messages`), {
+    headers: { authorization: `Bearer ${bobJwt}` },
+  });
+  const body = await res.json();
+  assert.deepEqual(body.messages.map((f: { message: string }) => f.message), ["signed"]);
 });
