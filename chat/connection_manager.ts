@@ -41,7 +41,6 @@ import { type Logger, silentLogger } from "./logger.ts";
 import { Metrics } from "./metrics.ts";
 import { type BanOptions, type KickOptions, Moderation } from "./moderation.ts";
 import { withDefaults } from "./options.ts";
-import { utf8Length } from "./bytes.ts";
 import { DEFAULT_OUTBOX, Outbox } from "./outbox.ts";
 import {
   CloseCode,
@@ -52,7 +51,7 @@ import {
   type StoredFrame,
   type SystemEvent,
 } from "./protocol.ts";
-import { DEFAULT_PUBLISHER, Publisher, stampId } from "./publisher.ts";
+import { DEFAULT_PUBLISHER, Publisher, stampedTexts } from "./publisher.ts";
 import { Registry, type RoomInfo } from "./registry.ts";
 import { DEFAULT_REPLAY, Replay } from "./replay.ts";
 import { DEFAULT_ROOM_QUOTA, RoomQuota } from "./room_quota.ts";
@@ -261,16 +260,8 @@ export class ConnectionManager implements AsyncDisposable {
 
   async #read<F>(channel: string, options: HistoryOptions): Promise<F[]> {
     const page = await this.#engine.history(channel, options);
-    const texts: string[] = [];
-    let bytes = 0;
-    for (let i = page.publications.length - 1; i >= 0; i--) {
-      const { offset, payload } = page.publications[i]!;
-      const text = stampId(offset, payload);
-      bytes += utf8Length(text) + 1;
-      if (texts.length > 0 && bytes > this.#replayMaxBytes) break;
-      texts.push(text);
-    }
-    return texts.reverse().map((text) => JSON.parse(text) as F);
+    const fit = { maxBytes: this.#replayMaxBytes, keep: "newest" } as const;
+    return stampedTexts(page.publications, fit).map((text) => JSON.parse(text) as F);
   }
 
   /** The engine's stored bytes, evictions and expired channels. */

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { utf8Length } from "./bytes.ts";
 import type { Client } from "./client.ts";
 import type { Clock } from "./clock.ts";
 import {
@@ -14,6 +15,7 @@ import {
   type Engine,
   type Presence,
   privateChannel,
+  type Publication,
   type PublishOptions,
   userChannel,
 } from "./engines/engine.ts";
@@ -49,6 +51,28 @@ export function stampId(offset: number, payload: string): string {
     return payload.length > 2 ? payload.slice(0, -1) + ',"id":' + offset + "}" : `{"id":${offset}}`;
   }
   return payload.slice(0, at + 1) + '"id":' + offset + "," + payload.slice(at + 1);
+}
+
+/**
+ * Stored publications stamped with their ids, oldest first: as many as fit
+ * in `maxBytes` (at least one; a comma counted after each), keeping the
+ * oldest (a recovery, read forward) or the newest (the latest page).
+ */
+export function stampedTexts(
+  publications: readonly Publication[],
+  fit: { maxBytes: number; keep: "oldest" | "newest" },
+): string[] {
+  const newest = fit.keep === "newest";
+  const texts: string[] = [];
+  let bytes = 0;
+  for (let n = 0; n < publications.length; n++) {
+    const { offset, payload } = publications[newest ? publications.length - 1 - n : n]!;
+    const text = stampId(offset, payload);
+    bytes += utf8Length(text) + 1;
+    if (texts.length > 0 && bytes > fit.maxBytes) break;
+    texts.push(text);
+  }
+  return newest ? texts.reverse() : texts;
 }
 
 /** The defaults of the publisher's settings; ROOM_PRESENCE_LIMIT reads its own here. */

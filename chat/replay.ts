@@ -32,7 +32,7 @@ import {
   SYSTEM_SENDER,
   type WelcomeFrame,
 } from "./protocol.ts";
-import { type Publisher, stampId } from "./publisher.ts";
+import { type Publisher, stampedTexts, stampId } from "./publisher.ts";
 import type { Registry } from "./registry.ts";
 
 /** Replay's defaults, as {@linkcode ConnectionManagerOptions} names them. */
@@ -362,14 +362,9 @@ export class Replay {
     const query = since === undefined ? { limit } : { after: since, limit };
     o.engine.history(conversationChannel(client.uid, other), query).then((page) => {
       if (client.closing) return;
-      const texts: string[] = [];
-      let bytes = 0;
-      for (const p of page.publications) {
-        const text = stampId(p.offset, p.payload);
-        bytes += utf8Length(text);
-        if (texts.length > 0 && bytes > o.replayMaxBytes) break;
-        texts.push(text);
-      }
+      // After `since`, read forward: the rest comes when asked for again.
+      const keep = since === undefined ? "newest" : "oldest";
+      const texts = stampedTexts(page.publications, { maxBytes: o.replayMaxBytes, keep });
       const more = texts.length < page.publications.length ||
         (since !== undefined && page.publications.length === limit);
       const head = JSON.stringify({
