@@ -468,4 +468,4 @@ export type ServerMessage =
 // The naming rules live in one module that imports nothing.
 export { isReservedName, nameKey, normalizeName, roomName } from "./names.ts";
 // The parse function lives in its own file of the protocol module.
-export { parseClientMessage, parseEpoch, type ParseResult } from "./protocol_parse.ts";
+export { isUid, parseClientMessage, parseEpoch, type ParseResult } from "./protocol_parse.ts";

@@ -52,8 +52,12 @@ function plainMessage(text: string): ParseResult {
   return typeof message === "string" ? ok({ type: "message", message }) : message;
 }
 
-/** A public uid, as user_ids.ts makes them: `u` or `c` and 16 base64url characters. */
 const UID = /^[uc][A-Za-z0-9_-]{16}$/;
+
+/** Whether a value is a public uid as the server makes them: `u` or `c` and 16 base64url characters. */
+export function isUid(value: string): boolean {
+  return UID.test(value);
+}
 
 /** The `cid` a client may tag a frame with; printable and short, as it is echoed. */
 const CID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -138,7 +142,7 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
   },
   conversation: (fields) => {
     const other = fields.with;
-    if (typeof other !== "string" || !UID.test(other)) {
+    if (typeof other !== "string" || !isUid(other)) {
       return fail(ErrorCode.BadMessage, "Field with must be a uid");
     }
     const since = fields.since;

@@ -14,7 +14,7 @@
 import { type Admission, type Gatekeeper, handshakeKey } from "../chat/auth/gatekeeper.ts";
 import type { ConnectionManager } from "../chat/connection_manager.ts";
 import { withDefaults } from "../chat/options.ts";
-import { roomName } from "../chat/protocol.ts";
+import { isUid, roomName } from "../chat/protocol.ts";
 import { publicUserId } from "../chat/user_ids.ts";
 import {
   bearerToken,
@@ -79,9 +79,6 @@ function messagesPage<F extends { id?: number }>(head: Record<string, string>, f
   const more = first !== undefined && (first.id ?? 0) > 1;
   return json({ ...head, messages: frames, next_before: more ? first.id : null });
 }
-
-// A public uid, as chat/user_ids.ts makes them.
-const UID = /^[uc][A-Za-z0-9_-]{16}$/;
 
 /** What the gatekeeper said of each request being handled: a conversation needs its identity. */
 const admissions = new WeakMap<Request, Admission>();
@@ -148,7 +145,7 @@ export function createApiRoutes(options: ApiRoutesOptions): Route[] {
     }),
     route(["GET"], "/api/conversations/:uid/messages", async (req, { url, params }) => {
       const other = params.uid ?? "";
-      if (!UID.test(other)) return jsonError(400, `Invalid uid: ${other.slice(0, 64)}`);
+      if (!isUid(other)) return jsonError(400, `Invalid uid: ${other.slice(0, 64)}`);
       const admission = admissions.get(req);
       const userId = admission?.kind === "identity" || admission?.kind === "anonymous"
         ? admission.userId
