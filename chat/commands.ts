@@ -11,7 +11,7 @@ import type { BanList } from "./ban_list.ts";
 import type { Client } from "./client.ts";
 import type { Clock } from "./clock.ts";
 import type { RawFrame } from "./connection.ts";
-import { type Presence, userChannel } from "./engines/engine.ts";
+import type { Presence } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Outbox } from "./outbox.ts";
@@ -30,14 +30,13 @@ import {
   parseClientMessage,
   roomName,
   SYSTEM_SENDER,
-  TYPING_INTERVAL_MS,
-  type TypingFrame,
 } from "./protocol.ts";
 import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
 import { leftFrame, usersText } from "./notices.ts";
 import { joinedFrame, type Replay } from "./replay.ts";
+import { typingOut } from "./typing.ts";
 import { publicUserId } from "./user_ids.ts";
 import type { RoomQuota } from "./room_quota.ts";
 
@@ -454,36 +453,12 @@ const users: Handler<"users"> = (c, client, msg) => {
   c.parts.registry.allUsers(room).then(send);
 };
 
-/** Typing targets remembered per connection; more start the memory afresh. */
-const TYPING_TARGETS = 16;
-
-/**
- * Whether a `typing` frame to `target` may pass at `now`: at most one per
- * TYPING_INTERVAL_MS per room or person. A typist sends on every key: the
- * rest are dropped without a word.
- */
-function typingPasses(client: Client, target: string, now: number): boolean {
-  const seen = client.typingAt ??= new Map();
-  if (now - (seen.get(target) ?? -Infinity) < TYPING_INTERVAL_MS) return false;
-  if (seen.size >= TYPING_TARGETS) seen.clear();
-  seen.set(target, now);
-  return true;
-}
-
-/** Passes "is typing" on, live only, to a room or to one person. */
+/** Passes "is typing" on, live only, to a room the client is in or to one person. */
 const typing: Handler<"typing"> = (c, client, msg, now) => {
-  if (msg.to !== undefined) {
-    const to = normalizeName(msg.to);
-    const room = defaultRoom(client);
-    if (to === undefined || room === undefined || !typingPasses(client, `@${nameKey(to)}`, now)) {
-      return;
-    }
-    const frame: TypingFrame = { type: "typing", room, user: client.username, to };
-    return c.parts.publisher.live(userChannel(nameKey(to)), frame);
-  }
-  const room = memberRoom(c, client, msg.room);
-  if (room === undefined || !typingPasses(client, room, now)) return;
-  c.parts.publisher.live(room, { type: "typing", room, user: client.username } as TypingFrame);
+  const room = msg.to === undefined ? memberRoom(c, client, msg.room) : defaultRoom(client);
+  if (room === undefined) return;
+  const out = typingOut(client, { room, to: msg.to, now });
+  if (out !== undefined) c.parts.publisher.live(out.channel, out.frame);
 };
 
 /** Every command a client may send, by its `type`. */
