@@ -51,6 +51,11 @@ const RESUMED_CONVERSATIONS = 5;
 /** The longest wait before a message refused as rate limited goes again. */
 const RETRY_MAX_MS = 5000;
 
+/** A frame's UTF-8 bytes as sent, with a client id of the longest kind the queue gives. */
+function frameBytes(frame: object): number {
+  return new TextEncoder().encode(JSON.stringify({ cid: "x".repeat(16), ...frame })).length;
+}
+
 /** A room's name as the server spells it (folded), or the name as given when it is invalid. */
 function roomKey(room: string): string {
   return roomName(room) ?? room;
@@ -218,10 +223,7 @@ export class ChatClient {
         "",
       );
     }
-    const room = roomKey(options.room ?? this.#firstRoom);
-    const frame = options.to === undefined
-      ? { type: "message" as const, message: text, room }
-      : { type: "private" as const, to: options.to, message: text, room };
+    const frame = this.#frame(text, options);
     const tooBig = this.#tooBig(frame);
     if (tooBig !== undefined) return sending(Promise.resolve(tooBig), "");
     const fate = this.#queue.add(frame);
@@ -229,14 +231,29 @@ export class ChatClient {
     return fate;
   }
 
+  /**
+   * The UTF-8 bytes `send(text, options)` would send, client id included:
+   * more than the server's `limits.max_message_bytes` is refused.
+   */
+  messageBytes(text: string, options: { room?: string; to?: string } = {}): number {
+    return frameBytes(this.#frame(text, options));
+  }
+
+  #frame(text: string, options: { room?: string; to?: string }) {
+    const room = roomKey(options.room ?? this.#firstRoom);
+    return options.to === undefined
+      ? { type: "message" as const, message: text, room }
+      : { type: "private" as const, to: options.to, message: text, room };
+  }
+
   /** The refusal of a frame over the server's limit (known from the first welcome). */
   #tooBig(frame: object): Fate | undefined {
-    const bytes = new TextEncoder().encode(JSON.stringify({ cid: "x".repeat(16), ...frame }));
-    if (bytes.length <= this.#maxMessageBytes) return undefined;
+    const bytes = frameBytes(frame);
+    if (bytes <= this.#maxMessageBytes) return undefined;
     return {
       status: "refused",
       code: "message_too_big",
-      reason: `Message too big: ${bytes.length} bytes`,
+      reason: `Message too big: ${bytes} bytes`,
     };
   }
 

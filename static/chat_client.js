@@ -221,6 +221,9 @@ function plainMessage(text) {
   }) : message;
 }
 var UID = /^[uc][A-Za-z0-9_-]{16}$/;
+function isUid(value) {
+  return UID.test(value);
+}
 var CID = /^[A-Za-z0-9_-]{1,64}$/;
 function withCid(fields, result) {
   const cid = fields.cid;
@@ -331,7 +334,7 @@ var PARSERS = {
   },
   conversation: (fields) => {
     const other = fields.with;
-    if (typeof other !== "string" || !UID.test(other)) {
+    if (typeof other !== "string" || !isUid(other)) {
       return fail(ErrorCode.BadMessage, "Field with must be a uid");
     }
     const since = fields.since;
@@ -836,6 +839,12 @@ var OPEN = 1;
 var CLOSED = 3;
 var RESUMED_CONVERSATIONS = 5;
 var RETRY_MAX_MS = 5e3;
+function frameBytes(frame) {
+  return new TextEncoder().encode(JSON.stringify({
+    cid: "x".repeat(16),
+    ...frame
+  })).length;
+}
 function roomKey(room) {
   return roomName(room) ?? room;
 }
@@ -967,8 +976,23 @@ var ChatClient = class {
         reason: "Client closed"
       }), "");
     }
+    const frame = this.#frame(text, options);
+    const tooBig = this.#tooBig(frame);
+    if (tooBig !== void 0) return sending(Promise.resolve(tooBig), "");
+    const fate = this.#queue.add(frame);
+    this.#pump();
+    return fate;
+  }
+  /**
+   * The UTF-8 bytes `send(text, options)` would send, client id included:
+   * more than the server's `limits.max_message_bytes` is refused.
+   */
+  messageBytes(text, options = {}) {
+    return frameBytes(this.#frame(text, options));
+  }
+  #frame(text, options) {
     const room = roomKey(options.room ?? this.#firstRoom);
-    const frame = options.to === void 0 ? {
+    return options.to === void 0 ? {
       type: "message",
       message: text,
       room
@@ -978,23 +1002,15 @@ var ChatClient = class {
       message: text,
       room
     };
-    const tooBig = this.#tooBig(frame);
-    if (tooBig !== void 0) return sending(Promise.resolve(tooBig), "");
-    const fate = this.#queue.add(frame);
-    this.#pump();
-    return fate;
   }
   /** The refusal of a frame over the server's limit (known from the first welcome). */
   #tooBig(frame) {
-    const bytes = new TextEncoder().encode(JSON.stringify({
-      cid: "x".repeat(16),
-      ...frame
-    }));
-    if (bytes.length <= this.#maxMessageBytes) return void 0;
+    const bytes = frameBytes(frame);
+    if (bytes <= this.#maxMessageBytes) return void 0;
     return {
       status: "refused",
       code: "message_too_big",
-      reason: `Message too big: ${bytes.length} bytes`
+      reason: `Message too big: ${bytes} bytes`
     };
   }
   /** Joins a room on the same socket; resolves with the `joined` frame. */
@@ -1596,6 +1612,7 @@ export {
   describeClose,
   isFinalClose,
   isReservedName,
+  isUid,
   mentions,
   nameKey,
   newKey,

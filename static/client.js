@@ -87,8 +87,6 @@ const ui = {
   composerError: $("composer-error"),
 };
 
-const encoder = new TextEncoder();
-
 const state = {
   /** @type {ChatClient | null} The client while the user wants to be connected. */
   chat: null,
@@ -1215,16 +1213,13 @@ ui.privateCancel.addEventListener("click", () => {
   ui.message.focus();
 });
 
-function frameFor(text) {
-  return state.privateTo === ""
-    ? { type: "message", room: state.room, message: text }
-    : { type: "private", to: state.privateTo, room: state.room, message: text };
+/** Where the composer sends: the room shown, or the person of the private bar. */
+function sendOptions() {
+  return state.privateTo === "" ? { room: state.room } : { to: state.privateTo, room: state.room };
 }
 
 function checkSize() {
-  // The client adds a client id of up to 16 characters to what it sends.
-  const frame = { ...frameFor(ui.message.value), cid: "x".repeat(16) };
-  const bytes = encoder.encode(JSON.stringify(frame)).length;
+  const bytes = state.chat?.messageBytes(ui.message.value, sendOptions()) ?? 0;
   const over = bytes > state.maxMessageBytes;
   ui.message.setAttribute("aria-invalid", String(over));
   ui.composerError.textContent = over
@@ -1241,10 +1236,7 @@ ui.composer.addEventListener("submit", (event) => {
   // Queued by the client while reconnecting or paced under the rate limit: the text box
   // clears at once and the message shows as pending until its fate: stored, or failed
   // with the reason and a Retry button.
-  const options = state.privateTo === ""
-    ? { room: state.room }
-    : { to: state.privateTo, room: state.room };
-  sendMessage(text, options);
+  sendMessage(text, sendOptions());
   ui.message.value = "";
   ui.composerError.textContent = "";
   ui.message.focus();
@@ -1262,7 +1254,7 @@ ui.message.addEventListener("keydown", (event) => {
 ui.message.addEventListener("input", () => {
   // Never for an empty box; the client sends at most one every 2 s.
   if (ui.message.value.trim() !== "") {
-    state.chat?.typing(state.privateTo === "" ? { room: state.room } : { to: state.privateTo });
+    state.chat?.typing(sendOptions());
   }
   // Encode only once the text could be near the limit: a UTF-16 unit is at most 3 bytes.
   if (ui.message.value.length * 3 > state.maxMessageBytes || ui.composerError.textContent) {
