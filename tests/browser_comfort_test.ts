@@ -9,19 +9,12 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
-import { js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
 const ROOM = "comfort";
-
-async function join(page: Page, base: string, name: string): Promise<void> {
-  await page.goto(`${base}/?room=${ROOM}`);
-  await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
-  await page.click("#connect");
-  await page.waitFor(statusIs("connected"));
-}
 
 async function say(page: Page, text: string): Promise<void> {
   await page.type("#message", text);
@@ -124,8 +117,8 @@ Deno.test({
       const viewport = { width: 900, height: 700 };
       await using alice = await browser.newPage(viewport);
       await using bob = await browser.newPage(viewport);
-      await join(alice, base, "Alice");
-      await join(bob, base, "Bob");
+      await joinPage(alice, { base, name: "Alice", room: ROOM });
+      await joinPage(bob, { base, name: "Bob", room: ROOM });
       await alice.waitFor(`document.querySelector('#user-list [data-user="Bob"]') !== null`);
 
       await t.step("one person's messages in a row share one header", async () => {

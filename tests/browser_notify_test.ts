@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
-import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, js, startPageServer } from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -52,10 +52,7 @@ Deno.test({
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 800, height: 600 });
     await page.session.send("Page.addScriptToEvaluateOnNewDocument", { source: FAKE_NOTIFICATION });
-    await page.goto(`${server.base}/?room=lobby`);
-    await page.evaluate(`document.getElementById("username").value = "Anne"`);
-    await page.click("#connect");
-    await page.waitFor(statusIs("connected"));
+    await joinPage(page, { base: server.base, name: "Anne" });
     await using bob = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws/chat/bob`);
     await bob.next("welcome");
     const said = (text: string) =>

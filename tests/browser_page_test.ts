@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
-import { js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
@@ -27,14 +27,6 @@ function startServer(): Promise<PageServer> {
 
 // ---------------------------------------------------------------------------
 // Page helpers (the few of browser_test.ts this file needs)
-
-/** Opens the chat page, fills the join form and waits for `welcome`. */
-async function join(page: Page, base: string, name: string, room: string): Promise<void> {
-  await page.goto(`${base}/?room=${encodeURIComponent(room)}`);
-  await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
-  await page.click("#connect");
-  await page.waitFor(statusIs("connected"));
-}
 
 /** Puts text in the composer and presses Enter. */
 async function say(page: Page, text: string): Promise<void> {
@@ -180,7 +172,7 @@ Deno.test({
         "right-to-left text gets its own direction; inputs follow what is typed",
         async () => {
           await using page = await browser.newPage(viewport);
-          await join(page, base, "Rana", "bidi");
+          await joinPage(page, { base: base, name: "Rana", room: "bidi" });
           const arabic = "مرحبا بالعالم!";
           const hebrew = "שלום עולם!";
           const latin = "Hello world!";
@@ -232,7 +224,7 @@ Deno.test({
         await using ann = await browser.newPage(viewport);
         await ann.goto(`${base}/`);
         await assertContrast(ann, "first screen");
-        await join(ann, base, "Ann", "contrast");
+        await joinPage(ann, { base: base, name: "Ann", room: "contrast" });
         await using ben = await client(base, "Ben", "contrast");
         await ann.waitFor(`document.querySelector('#user-list [data-user="Ben"]') !== null`);
         await say(ann, "Hello from Ann");
@@ -272,9 +264,9 @@ Deno.test({
 
       await t.step("a private message names its sender once", async () => {
         await using ann = await browser.newPage(viewport);
-        await join(ann, base, "Anneliese", "whisper");
+        await joinPage(ann, { base: base, name: "Anneliese", room: "whisper" });
         await using bea = await browser.newPage(viewport);
-        await join(bea, base, "Bea", "whisper");
+        await joinPage(bea, { base: base, name: "Bea", room: "whisper" });
         await ann.waitFor(`document.querySelector('#user-list [data-user="Bea"]') !== null`);
         await ann.click(`#user-list [data-user="Bea"]`);
         await ann.waitFor(`!document.getElementById("private-target").hidden`);
@@ -299,7 +291,7 @@ Deno.test({
         await using bart = await client(base, long, "mobile");
         await using max = await client(base, "Maximiliana Featherstonehaugh", "mobile");
         await using phone = await browser.newPage({ width: 360, height: 640 });
-        await join(phone, base, "Pat", "mobile");
+        await joinPage(phone, { base: base, name: "Pat", room: "mobile" });
         await phone.waitFor(`document.getElementById("user-count").textContent === "3"`);
         for (let i = 1; i <= 30; i++) {
           (i % 2 ? bart : max).sendJson({ type: "message", message: `Line ${i}` });
@@ -332,7 +324,11 @@ Deno.test({
           let stopped = false;
           try {
             await using page = await browser.newPage(viewport);
-            await join(page, `http://127.0.0.1:${own.port}`, "Rita", "lobby");
+            await joinPage(page, {
+              base: `http://127.0.0.1:${own.port}`,
+              name: "Rita",
+              room: "lobby",
+            });
             await own[Symbol.asyncDispose]();
             stopped = true;
             // Failed attempts lengthen the backoff; wait for a countdown of at least 4 s,

@@ -12,18 +12,11 @@
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
-import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, js, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
-
-async function join(page: Page, base: string, name: string, room: string): Promise<void> {
-  await page.goto(`${base}/?room=${encodeURIComponent(room)}`);
-  await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
-  await page.click("#connect");
-  await page.waitFor(statusIs("connected"));
-}
 
 /** A test client in `room`, past its welcome. */
 async function client(base: string, name: string, room: string): Promise<TestClient> {
@@ -86,7 +79,7 @@ Deno.test({
     await using tess = await client(server.base, "Tess", "first");
     await using sam = await client(server.base, "Sam", "second");
     const inRoom = (room: string) => server.app.manager.users(room).includes("Rea");
-    await join(page, server.base, "Rea", "first");
+    await joinPage(page, { base: server.base, name: "Rea", room: "first" });
 
     await t.step("the form joins a second room and the first stays", async () => {
       await joinFromForm(page, "second");
@@ -241,7 +234,7 @@ Deno.test({
     await using phone = await browser.newPage({ width: 360, height: 640 });
     await using tom = await client(server.base, "Tom", "first");
     await using _lou = await client(server.base, "Lou", "lounge");
-    await join(phone, server.base, "Pia", "first");
+    await joinPage(phone, { base: server.base, name: "Pia", room: "first" });
     for (const room of ["second", "a-rather-long-room-name", "fourth"]) {
       await joinFromForm(phone, room);
     }

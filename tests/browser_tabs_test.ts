@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
-import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { js, startPageServer, statusIs, submitJoin } from "./helpers/chat_page.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -17,12 +17,6 @@ const ignored = chromiumIgnored();
 
 function statusText(page: Page): Promise<string> {
   return page.evaluate(`document.getElementById("status").textContent`);
-}
-
-async function submitJoin(page: Page, base: string, name: string, room: string): Promise<void> {
-  await page.goto(`${base}/?room=${encodeURIComponent(room)}`);
-  await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
-  await page.click("#connect");
 }
 
 /** An expression true when the log shows `text` as one's own message. */
@@ -51,16 +45,16 @@ Deno.test({
     await using stranger = await browser.newPage(viewport);
 
     await t.step("a second tab of the same browser connects with the same name", async () => {
-      await submitJoin(first, server.base, "Tabby", "den");
+      await submitJoin(first, { base: server.base, name: "Tabby", room: "den" });
       await first.waitFor(statusIs("connected"));
-      await submitJoin(second, server.base, "Tabby", "den");
+      await submitJoin(second, { base: server.base, name: "Tabby", room: "den" });
       await second.waitFor(statusIs("connected"));
       assert.deepEqual(await users(second), ["Tabby"]);
       assert.deepEqual(server.app.manager.users("den"), ["Tabby"]);
     });
 
     await t.step("another browser asking for the name is refused", async () => {
-      await submitJoin(stranger, server.base, "Tabby", "den");
+      await submitJoin(stranger, { base: server.base, name: "Tabby", room: "den" });
       await stranger.waitFor(statusIs("disconnected"));
       assert.match(await statusText(stranger), /Username already in use/);
     });
@@ -113,7 +107,7 @@ Deno.test({
     });
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 800, height: 600 });
-    await submitJoin(page, server.base, "Sleepy", "lobby");
+    await submitJoin(page, { base: server.base, name: "Sleepy", room: "lobby" });
     await page.waitFor(statusIs("connected"));
     const frozenFor = async (ms: number) => {
       await page.session.send("Page.setWebLifecycleState", { state: "frozen" });
@@ -154,7 +148,7 @@ Deno.test({
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 800, height: 600 });
-    await submitJoin(page, server.base, "Priya", "lobby");
+    await submitJoin(page, { base: server.base, name: "Priya", room: "lobby" });
     await page.waitFor(statusIs("connected"));
     await using bob = await TestClient.connect(
       `ws://127.0.0.1:${server.port}/ws/chat/Bob`,

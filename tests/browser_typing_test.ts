@@ -9,16 +9,9 @@
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
-import { js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, startPageServer } from "./helpers/chat_page.ts";
 
 const ignored = chromiumIgnored();
-
-async function join(page: Page, base: string, name: string): Promise<void> {
-  await page.goto(`${base}/?room=lobby`);
-  await page.evaluate(`document.getElementById("username").value = ${js(name)}`);
-  await page.click("#connect");
-  await page.waitFor(statusIs("connected"));
-}
 
 function typingText(page: Page): Promise<string> {
   return page.evaluate(`document.getElementById("typing").textContent`);
@@ -32,8 +25,8 @@ Deno.test({
     await using browser = await launchChromium();
     await using alice = await browser.newPage({ width: 800, height: 600 });
     await using bob = await browser.newPage({ width: 800, height: 600 });
-    await join(alice, server.base, "Alice");
-    await join(bob, server.base, "Bob");
+    await joinPage(alice, { base: server.base, name: "Alice" });
+    await joinPage(bob, { base: server.base, name: "Bob" });
 
     await t.step("an empty input says nothing", async () => {
       await alice.type("#message", "   ");

@@ -12,6 +12,7 @@
  */
 
 import { type App, createApp, loadConfig } from "../../main.ts";
+import type { Page } from "./cdp.ts";
 
 /** A running app for a page to load. */
 export interface PageServer extends AsyncDisposable {
@@ -47,4 +48,27 @@ export const js: (value: unknown) => string = JSON.stringify;
 /** An expression true when the page's status is `state` (idle, connected, …). */
 export function statusIs(state: string): string {
   return `document.getElementById("status").dataset.state === ${js(state)}`;
+}
+
+/** Where and as whom a page joins. */
+export interface JoinAs {
+  /** The server's `http://` base. */
+  base: string;
+  /** The name typed into the join form. */
+  name: string;
+  /** The room, given as `?room=`. Default `lobby`. */
+  room?: string;
+}
+
+/** Opens the page and submits the join form, without waiting for the answer. */
+export async function submitJoin(page: Page, as: JoinAs): Promise<void> {
+  await page.goto(`${as.base}/?room=${encodeURIComponent(as.room ?? "lobby")}`);
+  await page.evaluate(`document.getElementById("username").value = ${js(as.name)}`);
+  await page.click("#connect");
+}
+
+/** Opens the page, submits the join form and waits until it is connected. */
+export async function joinPage(page: Page, as: JoinAs): Promise<void> {
+  await submitJoin(page, as);
+  await page.waitFor(statusIs("connected"));
 }
