@@ -570,7 +570,6 @@ export class ChatClient {
     }
     log.setUsers(frame.users, { count: frame.user_count });
     log.live = true;
-    log.replaying = frame.more;
     this.#emitUsers(log);
   }
 
@@ -580,10 +579,8 @@ export class ChatClient {
   }
 
   #onHistory(frame: HistoryFrame): void {
-    const log = this.#rooms.get(frame.room);
-    if (log === undefined) return;
+    if (!this.#rooms.has(frame.room)) return;
     for (const stored of frame.history) this.#onRoomFrame(stored, true);
-    log.replaying = frame.more;
     if (!frame.more) this.#replayDone(frame.room);
   }
 

@@ -1,7 +1,7 @@
 /**
  * What a client remembers of each room it is in: the highest id seen (to
  * resume with `since`), the ids seen lately (a replay may overlap what was
- * shown), the online users, and whether a replay is still arriving.
+ * shown), the online users, and whether it is recovering what was missed.
  *
  * @module
  */
@@ -25,8 +25,6 @@ export class RoomLog {
   live = false;
   /** True while a replay brings what was missed since `last` (a resume, not a first join). */
   recovering = false;
-  /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
-  replaying = false;
   #ids = new Set<number>();
 
   /** An empty log of `room`. */

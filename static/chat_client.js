@@ -675,8 +675,6 @@ var RoomLog = class {
   live = false;
   /** True while a replay brings what was missed since `last` (a resume, not a first join). */
   recovering = false;
-  /** True from a `welcome`/`joined` with `more` until the last `history` frame. */
-  replaying = false;
   #ids = /* @__PURE__ */ new Set();
   /** An empty log of `room`. */
   constructor(room) {
@@ -1378,7 +1376,6 @@ var ChatClient = class {
       count: frame.user_count
     });
     log.live = true;
-    log.replaying = frame.more;
     this.#emitUsers(log);
   }
   #afterEntry(frame) {
@@ -1386,10 +1383,8 @@ var ChatClient = class {
     if (!frame.more) this.#replayDone(frame.room);
   }
   #onHistory(frame) {
-    const log = this.#rooms.get(frame.room);
-    if (log === void 0) return;
+    if (!this.#rooms.has(frame.room)) return;
     for (const stored of frame.history) this.#onRoomFrame(stored, true);
-    log.replaying = frame.more;
     if (!frame.more) this.#replayDone(frame.room);
   }
   /** A room's replay is over: messages in doubt that it did not show stored go out again. */
