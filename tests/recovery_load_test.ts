@@ -14,6 +14,13 @@ const REPLAY_MAX_BYTES = 256 * 1024;
  * at once; before replay in pages it was over 1 GB.
  */
 const RSS_BOUND_MB = 250;
+/**
+ * Peak RSS growth allowed from one round of 20 recoveries to the next: half
+ * of what a round sends (20 × 16 MB), so a server that kept even half of a
+ * round's pages goes red, while the garbage collector's own timing (up to
+ * 56 MB between rounds seen on CI) does not.
+ */
+const ROUND_GROWTH_MB = 160;
 
 /** The resident set of a process in MB, now (`rss`) and at its peak (`hwm`). */
 async function memoryMb(pid: number): Promise<{ rss: number; hwm: number }> {
@@ -141,7 +148,7 @@ Deno.test("a 1,000 × 16 KB recovery arrives whole and in order, and 20 at once 
       );
       // Bounded, not growing with each round of recoveries.
       assert.ok(
-        second <= first + 50,
+        second <= first + ROUND_GROWTH_MB,
         `peak RSS grew from ${first.toFixed(0)} to ${second.toFixed(0)} MB`,
       );
     });
