@@ -35,9 +35,10 @@ import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
 import { leftFrame, usersText } from "./notices.ts";
+import type { ReadPositions } from "./read_positions.ts";
 import { joinedFrame, type Replay } from "./replay.ts";
 import { typingOut } from "./typing.ts";
-import { publicUserId } from "./user_ids.ts";
+import { isIdentity, publicUserId } from "./user_ids.ts";
 import type { RoomQuota } from "./room_quota.ts";
 
 /** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
@@ -70,6 +71,8 @@ export interface CommandsOptions {
   publisher: Publisher;
   /** Sends history. */
   replay: Replay;
+  /** Read positions, receipts and the list of conversations. */
+  reads: ReadPositions;
   /** Checked whenever a name is taken. */
   bans: BanList;
   /** The new rooms each address may enter. */
@@ -281,7 +284,10 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
     ? defaultRoom(client) ?? DEFAULT_ROOM
     : memberRoom(c, client, msg.room);
   if (room === undefined) return;
-  const send = (name: string, key: string, toUid: string | undefined) =>
+  const send = (name: string, key: string, toUid: string | undefined) => {
+    if (isIdentity(client.uid) && toUid !== undefined && isIdentity(toUid)) {
+      c.parts.reads.index({ uid: client.uid, name: client.username }, { uid: toUid, name });
+    }
     c.parts.publisher.publishPrivate(client, key, {
       type: "private",
       room,
@@ -295,6 +301,7 @@ const privateMessage: Handler<"private"> = (c, client, msg, now) => {
       uid: client.uid,
       ...(toUid === undefined ? {} : { to_uid: toUid }),
     });
+  };
   if (first !== undefined) return send(first.username, first.key, first.uid);
   const fail = c.errorLater(client);
   const notFound = (shown: string) =>
@@ -461,6 +468,18 @@ const typing: Handler<"typing"> = (c, client, msg, now) => {
   if (out !== undefined) c.parts.publisher.live(out.channel, out.frame);
 };
 
+/** Stores a read position in a room the client is in or in a conversation of its identity. */
+const read: Handler<"read"> = (c, client, msg) => {
+  if (!c.parts.reads.identified(client)) return;
+  const position = { id: msg.id, epoch: msg.epoch };
+  if (msg.with !== undefined) {
+    const to = msg.to === undefined ? {} : { to: msg.to };
+    return void c.parts.reads.read(client, { with: msg.with, ...to }, position);
+  }
+  const room = memberRoom(c, client, msg.room);
+  if (room !== undefined) void c.parts.reads.read(client, { room }, position);
+};
+
 /** Every command a client may send, by its `type`. */
 const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
   message,
@@ -474,4 +493,8 @@ const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.f
   users,
   typing,
   conversation: (c, client, msg) => c.parts.replay.conversation(client, msg.with, msg.since),
+  read,
+  conversations: (c, client) => {
+    if (c.parts.reads.identified(client)) void c.parts.reads.list(client);
+  },
 });

@@ -52,6 +52,7 @@ import {
   type SystemEvent,
 } from "./protocol.ts";
 import { DEFAULT_PUBLISHER, Publisher, stampedTexts } from "./publisher.ts";
+import { ReadPositions } from "./read_positions.ts";
 import { Registry, type RoomInfo } from "./registry.ts";
 import { DEFAULT_REPLAY, Replay } from "./replay.ts";
 import { DEFAULT_ROOM_QUOTA, RoomQuota } from "./room_quota.ts";
@@ -201,12 +202,19 @@ export class ConnectionManager implements AsyncDisposable {
       roomPresenceLimit: s.roomPresenceLimit,
     });
     this.#replayMaxBytes = s.replayMaxBytes;
-    const replay = this.#replay = new Replay({ ...s, ...parts, publisher, scheduler });
+    const reads = new ReadPositions({ engine, outbox, registry, presence, log });
+    const replay = this.#replay = new Replay({
+      ...s,
+      ...parts,
+      publisher,
+      scheduler,
+      afterStart: (c, target) => void reads.send(c, target),
+    });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });
     const bans = this.#moderation.bans;
     const rooms = new RoomQuota({ registry, clock, roomsPerIpPerMin: s.roomsPerIpPerMin });
-    const common = { registry, outbox, replay, bans, presence, log, metrics, rooms };
+    const common = { registry, outbox, replay, bans, presence, log, metrics, rooms, reads };
     this.#admission = new Admission({
       ...s,
       ...common,

@@ -13,6 +13,13 @@
 
 export { CloseCode, CloseReason, ErrorCode } from "./protocol_codes.ts";
 import { ErrorCode } from "./protocol_codes.ts";
+import type {
+  ClientConversations,
+  ClientRead,
+  ConversationsFrame,
+  ReadFrame,
+  SeenFrame,
+} from "./protocol_reads.ts";
 
 /** The display name of the server in notices, reserved for users. */
 export const SYSTEM_SENDER = "System";
@@ -163,6 +170,8 @@ export type ClientMessage =
   | ClientUsers
   | ClientTyping
   | ClientConversation
+  | ClientConversations
+  | ClientRead
   | ClientResume;
 
 // ---------------------------------------------------------------------------
@@ -375,6 +384,8 @@ export interface ConversationFrame {
   recovered: boolean;
   /** True when more follow: ask again with `since` the last id here. */
   more: boolean;
+  /** The epoch of the ids: a read position of another epoch means nothing. */
+  epoch: string;
 }
 
 /** The answer to an in-band `leave`. */
@@ -463,8 +474,21 @@ export type ServerMessage =
   | HeartbeatAckFrame
   | TypingFrame
   | ConversationFrame
+  | ConversationsFrame
+  | ReadFrame
+  | SeenFrame
   | ErrorFrame;
 
+// Read positions, receipts and the list of conversations have their own file.
+export {
+  type ClientConversations,
+  type ClientRead,
+  CONVERSATIONS_LISTED,
+  type ConversationsFrame,
+  type ConversationSummary,
+  type ReadFrame,
+  type SeenFrame,
+} from "./protocol_reads.ts";
 // The naming rules live in one module that imports nothing.
 export { isReservedName, nameKey, normalizeName, roomName } from "./names.ts";
 // The parse function lives in its own file of the protocol module.

@@ -80,6 +80,8 @@ export const ErrorCode = {
   RateLimited: "rate_limited",
   /** The storage engine could not commit the message; it was not sent. */
   Unavailable: "unavailable",
+  /** A read position or the list of conversations needs an identity: a token or a browser key. */
+  NoIdentity: "no_identity",
   /** The frame is not allowed on this route (for example rename on `/ws`). */
   NotAllowed: "not_allowed",
 } as const;

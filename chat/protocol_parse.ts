@@ -117,6 +117,31 @@ function parseRecovery(fields: Fields, type: "join" | "resume"): ParseResult {
   return ok({ type, room, since, epoch });
 }
 
+/** A `read`: exactly one of a room and a conversation, a positive id and its epoch. */
+function parseRead(fields: Fields): ParseResult {
+  const { room, with: other, id } = fields;
+  if ((room === undefined) === (other === undefined)) {
+    return fail(ErrorCode.BadMessage, "Give one of room and with");
+  }
+  if (room !== undefined && typeof room !== "string") {
+    return fail(ErrorCode.BadMessage, "Field room must be a string");
+  }
+  if (other !== undefined && (typeof other !== "string" || !isUid(other))) {
+    return fail(ErrorCode.BadMessage, "Field with must be a uid");
+  }
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 1) {
+    return fail(ErrorCode.BadMessage, "Field id must be a positive integer");
+  }
+  const epoch = parseEpoch(fields.epoch);
+  if (epoch === undefined) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
+  const to = optionalString(fields, "to");
+  if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+  const where = typeof room === "string"
+    ? { room }
+    : { with: other as string, ...(to === undefined ? {} : { to }) };
+  return ok({ type: "read", ...where, id, epoch });
+}
+
 /** One parser per client frame type: routing is data. */
 const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseResult>> = {
   message: (fields) => parseChat(fields, "message"),
@@ -152,6 +177,8 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
     }
     return ok({ type: "conversation", with: other, since });
   },
+  read: parseRead,
+  conversations: () => ok({ type: "conversations" }),
   typing: (fields) => {
     const room = optionalString(fields, "room");
     if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");

@@ -81,6 +81,11 @@ export interface ReplayOptions {
   rateLimitBurst: number;
   /** Names listed in `welcome` and `joined` at most; `user_count` counts them all. */
   roomPresenceLimit: number;
+  /**
+   * Called once a room's `welcome` or `joined`, or a `conversation`, went
+   * out: what follows it (read positions) comes after it.
+   */
+  afterStart?: (client: Client, target: { room: string } | { with: string }) => void;
 }
 
 /**
@@ -372,8 +377,10 @@ export class Replay {
         with: other,
         recovered: page.complete,
         more,
+        epoch: page.position.epoch,
       });
       o.outbox.sendText(client, `${head.slice(0, -1)},"history":[${texts.join(",")}]}`);
+      o.afterStart?.(client, { with: other });
     }, () => {
       const message = "Conversation not available; try again";
       if (!client.closing) o.outbox.sendError(client, { code: ErrorCode.Unavailable, message });
@@ -403,6 +410,7 @@ export class Replay {
       });
     this.#o.outbox.sendText(client, spliceHistory(frame, texts));
     if (p.welcome) client.welcomed = true;
+    this.#o.afterStart?.(client, { room });
   }
 
   /** Sends the next page once the socket holds less than a page unsent. */

@@ -31,3 +31,8 @@ export function publicUserId(userId: string): string {
 export function connectionUserId(connectionId: string): string {
   return `c${connectionId.replaceAll("-", "").slice(0, LENGTH)}`;
 }
+
+/** Whether a public uid is an identity's (a token's or a browser key's), not one connection's. */
+export function isIdentity(uid: string): boolean {
+  return uid.startsWith("u");
+}

@@ -8,8 +8,11 @@
  * JSON once, without its id, and splices the offset the engine assigns into
  * it. Engines know nothing of frame types, names or counts.
  *
- * A channel is a room name, {@linkcode privateChannel} for the history of a
- * pair of users, or {@linkcode userChannel} for deliveries to one user.
+ * A channel is a room name, {@linkcode privateChannel} or
+ * {@linkcode conversationChannel} for the history of a pair of users,
+ * {@linkcode userChannel} for deliveries to one user, or
+ * {@linkcode readChannel} and {@linkcode conversationsChannel} for one
+ * identity's read positions and list of conversations.
  *
  * Every store is bounded (see {@linkcode DEFAULT_ENGINE}): at most
  * `historyLimit` publications per channel, at most `historyMaxBytes` of
@@ -236,6 +239,20 @@ export function privateChannel(a: string, b: string): string {
 export function conversationChannel(a: string, b: string): string {
   // "=" is in neither a name nor a uid: no collision with a room or a name pair.
   return a < b ? `@=${a}|${b}` : `@=${b}|${a}`;
+}
+
+/**
+ * The channel whose newest publication is one identity's (public uid's)
+ * read position in a room or conversation channel.
+ */
+export function readChannel(uid: string, channel: string): string {
+  // "^" starts no room, pair or user channel; a uid holds no "|".
+  return `^${uid}|${channel}`;
+}
+
+/** The channel that lists the conversations of one identity (public uid), newest last. */
+export function conversationsChannel(uid: string): string {
+  return `^${uid}`;
 }
 
 /** The channel a process subscribes to for the deliveries to one user (the name's nameKey). */
