@@ -39,6 +39,7 @@ import {
   type StateEvent,
 } from "./events.ts";
 import { Pacer } from "./pacer.ts";
+import { type ReadPosition, ReadState } from "./read_state.ts";
 import { RoomLog } from "./room_log.ts";
 import { type Fate, type Outgoing, type Sending, sending, SendQueue } from "./send_queue.ts";
 import { TIMERS, type Timers } from "./timers.ts";
@@ -115,6 +116,8 @@ export class ChatClient {
   readonly #resuming = new Set<string>();
   /** When a `typing` frame last went out, per room or `@person`. */
   readonly #typedAt = new Map<string, number>();
+  /** Own read positions, the others' receipts, and the `read` frames waiting. */
+  readonly #reads: ReadState;
 
   /** A client that connects when `connect()` is called. */
   constructor(options: ChatClientOptions) {
@@ -125,6 +128,7 @@ export class ChatClient {
     this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
     this.#username = options.username ?? "";
     this.#firstRoom = roomKey(options.room ?? DEFAULT_ROOM);
+    this.#reads = new ReadState({ timers: this.#timers, write: (f) => this.#write(f) });
   }
 
   /** The username: the one asked for, then the one the server gave. */
@@ -322,6 +326,59 @@ export class ChatClient {
   }
 
   /**
+   * Marks a room (the first when neither is given) or the conversation with
+   * the person of uid `with` read up to the newest message received; `to`,
+   * their name, lets the server show them a receipt at once. Stored by the
+   * server for this identity (a token or a key) and passed to its other
+   * tabs; sent at most once per READ_INTERVAL_MS per room or conversation,
+   * and after a reconnect when not connected. False when nothing new was read.
+   */
+  markRead(target: { room?: string; with?: string; to?: string } = {}): boolean {
+    const other = target.with;
+    const last = other === undefined
+      ? this.#rooms.get(roomKey(target.room ?? this.#firstRoom))?.last ?? 0
+      : this.#talks.last(other);
+    if (last === 0 || this.#epoch === "") return false;
+    const to = target.to === undefined ? {} : { to: target.to };
+    const where = other === undefined
+      ? { room: roomKey(target.room ?? this.#firstRoom) }
+      : { with: other, ...to };
+    return this.#reads.mark(where, { id: last, epoch: this.#epoch });
+  }
+
+  /**
+   * How many messages of a room (the first when neither is given) or of the
+   * conversation with uid `with` came after this identity's read position,
+   * counted by ids; undefined while no position is known.
+   */
+  unread(target: { room?: string; with?: string } = {}): number | undefined {
+    const other = target.with;
+    const where = other === undefined
+      ? { room: roomKey(target.room ?? this.#firstRoom) }
+      : { with: other };
+    const position = this.#reads.position(where);
+    if (position === undefined || position.epoch !== this.#epoch) return undefined;
+    const last = other === undefined
+      ? this.#rooms.get(where.room ?? "")?.last ?? 0
+      : this.#talks.last(other);
+    return Math.max(0, last - position.id);
+  }
+
+  /** How far the person of uid `other` has read their conversation with this client. */
+  seenBy(other: string): ReadPosition | undefined {
+    return this.#reads.seenBy(other);
+  }
+
+  /**
+   * Asks for this identity's conversations, newest first, with their newest
+   * ids and both read positions: the `conversations` event answers. False
+   * when not connected.
+   */
+  listConversations(): boolean {
+    return this.#write({ type: "conversations" });
+  }
+
+  /**
    * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
    * battery), in milliseconds between pings; the server takes it within 1 to
    * 10 times its own interval and scales its timeout alike. Without an
@@ -436,6 +493,7 @@ export class ChatClient {
 
   #end(code: number, reason: string): void {
     if (this.#state === "closed") return;
+    this.#reads.dispose();
     this.#queue.refuseAll("closed", reason || "Connection closed");
     this.#setState({ state: "closed", code, reason });
   }
@@ -500,6 +558,21 @@ export class ChatClient {
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
+      case "read":
+      case "seen":
+        if (this.#reads.receive(frame)) this.#events.emit(frame.type, frame);
+        return;
+      case "conversations":
+        for (const c of frame.conversations) {
+          if (c.read_id > 0) {
+            this.#reads.receive({ type: "read", with: c.with, id: c.read_id, epoch: c.epoch });
+          }
+          if (c.seen_id > 0) {
+            this.#reads.receive({ type: "seen", with: c.with, id: c.seen_id, epoch: c.epoch });
+          }
+        }
+        this.#events.emit("conversations", frame.conversations);
+        return;
     }
   }
 
@@ -537,6 +610,7 @@ export class ChatClient {
     }
     // Private messages in doubt go out again now (one kept by uids may then come twice).
     this.#queue.clear((item) => item.frame.type === "private");
+    this.#reads.flush();
     this.#startHeartbeat(frame);
     this.#pump();
   }

@@ -6,11 +6,14 @@
  */
 
 import type {
+  ConversationSummary,
   ErrorFrame,
   JoinedFrame,
   LeftFrame,
   MessageFrame,
   PrivateFrame,
+  ReadFrame,
+  SeenFrame,
   SystemFrame,
   TypingFrame,
   WelcomeFrame,
@@ -70,6 +73,12 @@ export interface ChatClientEvents {
   renamed: { from: string; to: string };
   /** Someone else is typing in a room, or to this user (`to`); show it for TYPING_TTL_MS. */
   typing: TypingFrame;
+  /** This identity's read position moved: read in another tab, or given back on join. */
+  read: ReadFrame;
+  /** The other person of a conversation read it up to an id (a read receipt). */
+  seen: SeenFrame;
+  /** The answer to `listConversations()`: newest first. */
+  conversations: ConversationSummary[];
   /** An error frame that answers no queued message, join or rename. */
   error: ErrorFrame;
 }

@@ -24,6 +24,7 @@ export {
   type StoredEvent,
 } from "./events.ts";
 export { newKey } from "./keys.ts";
+export { READ_INTERVAL_MS, type ReadPosition, type ReadTarget } from "./read_state.ts";
 export { mentions } from "./mentions.ts";
 export { type BackoffOptions, DEFAULT_BACKOFF, reconnectDelay } from "./backoff.ts";
 export { describeClose, isFinalClose, PING_TIMEOUT_REASON } from "./close_labels.ts";

@@ -64,9 +64,14 @@ var ErrorCode = {
   RateLimited: "rate_limited",
   /** The storage engine could not commit the message; it was not sent. */
   Unavailable: "unavailable",
+  /** A read position or the list of conversations needs an identity: a token or a browser key. */
+  NoIdentity: "no_identity",
   /** The frame is not allowed on this route (for example rename on `/ws`). */
   NotAllowed: "not_allowed"
 };
+
+// chat/protocol_reads.ts
+var CONVERSATIONS_LISTED = 20;
 
 // chat/names.ts
 var MAX_NAME_LENGTH = 32;
@@ -297,6 +302,39 @@ function parseRecovery(fields, type) {
     epoch
   });
 }
+function parseRead(fields) {
+  const { room, with: other, id } = fields;
+  if (room === void 0 === (other === void 0)) {
+    return fail(ErrorCode.BadMessage, "Give one of room and with");
+  }
+  if (room !== void 0 && typeof room !== "string") {
+    return fail(ErrorCode.BadMessage, "Field room must be a string");
+  }
+  if (other !== void 0 && (typeof other !== "string" || !isUid(other))) {
+    return fail(ErrorCode.BadMessage, "Field with must be a uid");
+  }
+  if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 1) {
+    return fail(ErrorCode.BadMessage, "Field id must be a positive integer");
+  }
+  const epoch = parseEpoch(fields.epoch);
+  if (epoch === void 0) return fail(ErrorCode.BadMessage, "Field epoch must be an epoch");
+  const to = optionalString(fields, "to");
+  if (to === null) return fail(ErrorCode.BadMessage, "Field to must be a string");
+  const where = typeof room === "string" ? {
+    room
+  } : {
+    with: other,
+    ...to === void 0 ? {} : {
+      to
+    }
+  };
+  return ok({
+    type: "read",
+    ...where,
+    id,
+    epoch
+  });
+}
 var PARSERS = {
   message: (fields) => parseChat(fields, "message"),
   private: (fields) => parseChat(fields, "private"),
@@ -351,6 +389,10 @@ var PARSERS = {
       since
     });
   },
+  read: parseRead,
+  conversations: () => ok({
+    type: "conversations"
+  }),
   typing: (fields) => {
     const room = optionalString(fields, "room");
     if (room === null) return fail(ErrorCode.BadMessage, "Field room must be a string");
@@ -660,6 +702,104 @@ var Pacer = class {
   }
 };
 
+// client/read_state.ts
+var READ_INTERVAL_MS = 1e3;
+function forward(next, known) {
+  return known === void 0 || known.epoch !== next.epoch || next.id > known.id;
+}
+function keyOf(target) {
+  return "room" in target ? `#${target.room}` : `@${target.with}`;
+}
+var ReadState = class {
+  #timers;
+  #write;
+  #own = /* @__PURE__ */ new Map();
+  #seen = /* @__PURE__ */ new Map();
+  /** Frames not sent yet (paced, or written while disconnected), by target. */
+  #due = /* @__PURE__ */ new Map();
+  #timer = /* @__PURE__ */ new Map();
+  #sentAt = /* @__PURE__ */ new Map();
+  /** Read state that writes its frames with `write` (false when not connected). */
+  constructor(options) {
+    this.#timers = options.timers;
+    this.#write = options.write;
+  }
+  /** The own position in a room or conversation; undefined when none is known. */
+  position(target) {
+    return this.#own.get(keyOf(target));
+  }
+  /** How far the person of `uid` has read their conversation with this client. */
+  seenBy(uid) {
+    return this.#seen.get(uid);
+  }
+  /** Takes a `read` or `seen` frame; true when it moved a position forward. */
+  receive(frame) {
+    const position = {
+      id: frame.id,
+      epoch: frame.epoch
+    };
+    if (frame.type === "seen") return this.#set(this.#seen, frame.with, position);
+    const target = frame.room !== void 0 ? {
+      room: frame.room
+    } : {
+      with: frame.with ?? ""
+    };
+    return this.#set(this.#own, keyOf(target), position);
+  }
+  /**
+   * Marks a room or conversation read up to `position`: known at once, sent
+   * now or, within {@linkcode READ_INTERVAL_MS} of the last, when it ends.
+   * `to` (the other person's name) lets the server pass a live receipt.
+   * False when it does not move the position forward.
+   */
+  mark(target, position) {
+    const key = keyOf(target);
+    if (!this.#set(this.#own, key, position)) return false;
+    const where = "room" in target ? {
+      room: target.room
+    } : {
+      with: target.with
+    };
+    const to = target.to === void 0 ? {} : {
+      to: target.to
+    };
+    this.#due.set(key, {
+      type: "read",
+      ...where,
+      ...to,
+      ...position
+    });
+    if (this.#timer.has(key)) return true;
+    const wait = (this.#sentAt.get(key) ?? -Infinity) + READ_INTERVAL_MS - this.#timers.now();
+    if (wait <= 0) this.#send(key);
+    else this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), wait));
+    return true;
+  }
+  /** Sends the frames that wait for a connection (after a welcome). */
+  flush() {
+    for (const key of [
+      ...this.#due.keys()
+    ]) if (!this.#timer.has(key)) this.#send(key);
+  }
+  /** Cancels the paced frames' timers. */
+  dispose() {
+    for (const timer of this.#timer.values()) this.#timers.clearTimeout(timer);
+    this.#timer.clear();
+  }
+  #send(key) {
+    this.#timer.delete(key);
+    const frame = this.#due.get(key);
+    if (frame === void 0 || !this.#write(frame)) return;
+    this.#due.delete(key);
+    this.#sentAt.set(key, this.#timers.now());
+  }
+  #set(map, key, position) {
+    if (!forward(position, map.get(key))) return false;
+    map.set(key, position);
+    return true;
+  }
+};
+
 // client/room_log.ts
 var SEEN_LIMIT2 = 2e3;
 var RoomLog = class {
@@ -881,6 +1021,8 @@ var ChatClient = class {
   #resuming = /* @__PURE__ */ new Set();
   /** When a `typing` frame last went out, per room or `@person`. */
   #typedAt = /* @__PURE__ */ new Map();
+  /** Own read positions, the others' receipts, and the `read` frames waiting. */
+  #reads;
   /** A client that connects when `connect()` is called. */
   constructor(options) {
     new URL(options.url);
@@ -889,6 +1031,10 @@ var ChatClient = class {
     this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
     this.#username = options.username ?? "";
     this.#firstRoom = roomKey(options.room ?? DEFAULT_ROOM);
+    this.#reads = new ReadState({
+      timers: this.#timers,
+      write: (f) => this.#write(f)
+    });
   }
   /** The username: the one asked for, then the one the server gave. */
   get username() {
@@ -1098,6 +1244,63 @@ var ChatClient = class {
     });
   }
   /**
+   * Marks a room (the first when neither is given) or the conversation with
+   * the person of uid `with` read up to the newest message received; `to`,
+   * their name, lets the server show them a receipt at once. Stored by the
+   * server for this identity (a token or a key) and passed to its other
+   * tabs; sent at most once per READ_INTERVAL_MS per room or conversation,
+   * and after a reconnect when not connected. False when nothing new was read.
+   */
+  markRead(target = {}) {
+    const other = target.with;
+    const last = other === void 0 ? this.#rooms.get(roomKey(target.room ?? this.#firstRoom))?.last ?? 0 : this.#talks.last(other);
+    if (last === 0 || this.#epoch === "") return false;
+    const to = target.to === void 0 ? {} : {
+      to: target.to
+    };
+    const where = other === void 0 ? {
+      room: roomKey(target.room ?? this.#firstRoom)
+    } : {
+      with: other,
+      ...to
+    };
+    return this.#reads.mark(where, {
+      id: last,
+      epoch: this.#epoch
+    });
+  }
+  /**
+   * How many messages of a room (the first when neither is given) or of the
+   * conversation with uid `with` came after this identity's read position,
+   * counted by ids; undefined while no position is known.
+   */
+  unread(target = {}) {
+    const other = target.with;
+    const where = other === void 0 ? {
+      room: roomKey(target.room ?? this.#firstRoom)
+    } : {
+      with: other
+    };
+    const position = this.#reads.position(where);
+    if (position === void 0 || position.epoch !== this.#epoch) return void 0;
+    const last = other === void 0 ? this.#rooms.get(where.room ?? "")?.last ?? 0 : this.#talks.last(other);
+    return Math.max(0, last - position.id);
+  }
+  /** How far the person of uid `other` has read their conversation with this client. */
+  seenBy(other) {
+    return this.#reads.seenBy(other);
+  }
+  /**
+   * Asks for this identity's conversations, newest first, with their newest
+   * ids and both read positions: the `conversations` event answers. False
+   * when not connected.
+   */
+  listConversations() {
+    return this.#write({
+      type: "conversations"
+    });
+  }
+  /**
    * Asks the server for a slower heartbeat (a hidden tab, a phone saving its
    * battery), in milliseconds between pings; the server takes it within 1 to
    * 10 times its own interval and scales its timeout alike. Without an
@@ -1227,6 +1430,7 @@ var ChatClient = class {
   }
   #end(code, reason) {
     if (this.#state === "closed") return;
+    this.#reads.dispose();
     this.#queue.refuseAll("closed", reason || "Connection closed");
     this.#setState({
       state: "closed",
@@ -1296,6 +1500,31 @@ var ChatClient = class {
       case "typing":
         if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
         return;
+      case "read":
+      case "seen":
+        if (this.#reads.receive(frame)) this.#events.emit(frame.type, frame);
+        return;
+      case "conversations":
+        for (const c of frame.conversations) {
+          if (c.read_id > 0) {
+            this.#reads.receive({
+              type: "read",
+              with: c.with,
+              id: c.read_id,
+              epoch: c.epoch
+            });
+          }
+          if (c.seen_id > 0) {
+            this.#reads.receive({
+              type: "seen",
+              with: c.with,
+              id: c.seen_id,
+              epoch: c.epoch
+            });
+          }
+        }
+        this.#events.emit("conversations", frame.conversations);
+        return;
     }
   }
   #onWelcome(frame) {
@@ -1342,6 +1571,7 @@ var ChatClient = class {
       });
     }
     this.#queue.clear((item) => item.frame.type === "private");
+    this.#reads.flush();
     this.#startHeartbeat(frame);
     this.#pump();
   }
@@ -1591,6 +1821,7 @@ function mentions(text, name) {
   return false;
 }
 export {
+  CONVERSATIONS_LISTED,
   ChatClient,
   ChatError,
   CloseCode,
@@ -1600,6 +1831,7 @@ export {
   ErrorCode,
   HEARTBEAT_MAX_SCALE,
   PING_TIMEOUT_REASON,
+  READ_INTERVAL_MS,
   SYSTEM_SENDER,
   TIMERS,
   TYPING_INTERVAL_MS,
