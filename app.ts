@@ -16,6 +16,8 @@ import type { Engine } from "./chat/engines/engine.ts";
 import { KvEngine } from "./chat/engines/kv.ts";
 import { MemoryEngine } from "./chat/engines/memory.ts";
 import { RedisEngine } from "./chat/engines/redis.ts";
+import { ShardedRedisEngine } from "./chat/engines/redis_shards.ts";
+import { parseRedisUrls } from "./chat/engines/redis_url.ts";
 import { type Logger, redactTokens, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
 import { createApiRoutes } from "./routes/api_routes.ts";
@@ -108,16 +110,21 @@ export function createEngine(
         clock,
         scheduler,
       });
-    case "redis":
-      return new RedisEngine({
-        url: config.redisUrl,
+    case "redis": {
+      const redis = {
         ...bounds,
         historyTtlS: config.historyTtlS,
         presenceTtlS: config.presenceTtlS,
         logger,
         clock,
         scheduler,
-      });
+      };
+      // A comma list shards the channels over several Redis servers.
+      const urls = parseRedisUrls(config.redisUrl);
+      return urls.length === 1
+        ? new RedisEngine({ url: urls[0], ...redis })
+        : new ShardedRedisEngine({ urls, ...redis });
+    }
     default:
       throw new RangeError(`Unsupported CHAT_ENGINE: ${config.engine}`);
   }

@@ -17,7 +17,7 @@ import { DEFAULT_TOKEN_CHECK } from "./auth/token_check.ts";
 import { DEFAULT_CONNECTION_MANAGER } from "./connection_manager.ts";
 import { DEFAULT_ENGINE } from "./engines/engine.ts";
 import { DEFAULT_REDIS_ENGINE } from "./engines/redis_options.ts";
-import { maskUrl, parseRedisUrl } from "./engines/redis_url.ts";
+import { parseRedisUrls, RedisUrlListError } from "./engines/redis_url.ts";
 import { DEFAULT_LOGGER, LOG_LEVELS, type LogLevel } from "./logger.ts";
 
 /** Storage and fan-out engines. */
@@ -73,7 +73,7 @@ export interface Config {
   roomPresenceLimit: number;
   /** HISTORY_ON_JOIN: messages of history sent on joining a room. */
   historyOnJoin: number;
-  /** REDIS_URL: the Redis server of the redis engine. */
+  /** REDIS_URL: the Redis server of the redis engine, or its shards comma-separated, in order. */
   redisUrl: string;
   /** Seconds a process's presence entries in Redis live without a refresh. */
   presenceTtlS: number;
@@ -186,17 +186,19 @@ function host(env: Env): string {
   return raw;
 }
 
+/** REDIS_URL: one Redis, or the shards as a comma-separated list, each entry trimmed. */
 function redisUrl(env: Env): string {
   const raw = env.REDIS_URL?.trim() ?? "";
   if (raw === "") return DEFAULT_CONFIG.redisUrl;
   try {
-    parseRedisUrl(raw);
-  } catch {
-    throw new RangeError(
-      `Invalid REDIS_URL (redis://[user:pass@]host[:port][/db] or rediss://…): ${maskUrl(raw)}`,
-    );
+    return parseRedisUrls(raw).join(",");
+  } catch (error) {
+    if (!(error instanceof RedisUrlListError)) throw error;
+    const hint = error.duplicate
+      ? "each Redis once"
+      : "redis://[user:pass@]host[:port][/db] or rediss://…, comma-separated for shards";
+    throw new RangeError(`Invalid REDIS_URL (${hint}): ${error.entry}`);
   }
-  return raw;
 }
 
 /**

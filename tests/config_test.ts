@@ -31,6 +31,17 @@ Deno.test("HOST, REDIS_URL and the secrets are checked and trimmed at start", as
       (error: Error) => !error.message.includes("hunter2") && error.message.includes("***"),
     );
     assert.equal(loadConfig({ REDIS_URL: "rediss://h:6380/2" }).redisUrl, "rediss://h:6380/2");
+    assert.throws(
+      () => loadConfig({ REDIS_URL: "redis://h:1,redis://user:hunter2@H:1/0" }),
+      (error: Error) => !error.message.includes("hunter2") && error.message.includes("***"),
+    );
+  });
+  await t.step("a comma list of Redis URLs (shards) is kept in order, each entry trimmed", () => {
+    const list = " redis://a:1 , rediss://u:p@b:2/3,redis://a:1/1 ";
+    assert.equal(
+      loadConfig({ REDIS_URL: list }).redisUrl,
+      "redis://a:1,rediss://u:p@b:2/3,redis://a:1/1",
+    );
   });
   await t.step("secrets are trimmed; empty turns the feature off", () => {
     const config = loadConfig({
@@ -122,6 +133,24 @@ Deno.test("loadConfig refuses bad values with a RangeError naming variable and v
     ["HOST with a scheme", { HOST: "http://0.0.0.0" }, "HOST", "http://0.0.0.0"],
     ["REDIS_URL of another scheme", { REDIS_URL: "http://x:6379" }, "REDIS_URL", "http://x:6379"],
     ["REDIS_URL without a host", { REDIS_URL: "redis://" }, "REDIS_URL", "redis://"],
+    [
+      "REDIS_URL with one bad shard",
+      { REDIS_URL: "redis://a:1, http://b:2" },
+      "REDIS_URL",
+      "http://b:2",
+    ],
+    [
+      "REDIS_URL with a Redis twice",
+      { REDIS_URL: "redis://a:1,redis://A:1/0" },
+      "REDIS_URL",
+      "redis://A:1/0",
+    ],
+    [
+      "REDIS_URL with an empty entry",
+      { REDIS_URL: "redis://a:1,,redis://b:1" },
+      "REDIS_URL",
+      "redis://a:1,,redis://b:1",
+    ],
     ["blank AUTH_SECRET", { AUTH_SECRET: "   " }, "AUTH_SECRET", JSON.stringify("   ")],
     ["blank ADMIN_TOKEN", { ADMIN_TOKEN: " \n" }, "ADMIN_TOKEN", JSON.stringify(" \n")],
     ["blank METRICS_TOKEN", { METRICS_TOKEN: "\t" }, "METRICS_TOKEN", JSON.stringify("\t")],

@@ -66,3 +66,46 @@ export function parseRedisUrl(url: string): RedisUrlOptions {
 export function maskUrl(url: string): string {
   return url.replace(/^([^:/?#]*:\/\/[^:@/?#]*):[^@/?#]*@/, "$1:***@");
 }
+
+/** Why {@linkcode parseRedisUrls} refused a list: one entry and what is wrong with it. */
+export class RedisUrlListError extends TypeError {
+  /** The offending entry, its password masked (the whole list when an entry is empty). */
+  readonly entry: string;
+  /** True when the entry names a Redis an earlier entry names already. */
+  readonly duplicate: boolean;
+
+  /** An error naming the entry. */
+  constructor(entry: string, duplicate: boolean) {
+    super(`${duplicate ? "Duplicate" : "Invalid"} Redis URL: ${entry}`);
+    this.name = "RedisUrlListError";
+    this.entry = entry;
+    this.duplicate = duplicate;
+  }
+}
+
+/**
+ * Splits a comma-separated list of Redis URLs (the shards, in order) and
+ * checks each with {@linkcode parseRedisUrl}. Two entries naming the same
+ * host, port and database are refused: a Redis listed twice would shift
+ * every later shard's channels and hold twice its share.
+ *
+ * @throws {RedisUrlListError} naming the first malformed or repeated entry.
+ */
+export function parseRedisUrls(list: string): string[] {
+  const urls = list.split(",").map((entry) => entry.trim());
+  const seen = new Set<string>();
+  for (const url of urls) {
+    if (url === "") throw new RedisUrlListError(urls.map(maskUrl).join(","), false);
+    let options: RedisUrlOptions;
+    try {
+      options = parseRedisUrl(url);
+    } catch {
+      throw new RedisUrlListError(maskUrl(url), false);
+    }
+    // Credentials and TLS do not make another server: the address and database do.
+    const key = `${options.hostname.toLowerCase()}:${options.port}/${options.db}`;
+    if (seen.has(key)) throw new RedisUrlListError(maskUrl(url), true);
+    seen.add(key);
+  }
+  return urls;
+}

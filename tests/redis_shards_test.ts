@@ -1,0 +1,252 @@
+import assert from "node:assert/strict";
+import { fnv1a64, jumpHash, shardOf } from "../chat/engines/jump_hash.ts";
+import { RedisClient } from "../chat/engines/redis_client.ts";
+import { ShardedRedisEngine, type ShardedRedisOptions } from "../chat/engines/redis_shards.ts";
+import {
+  payload,
+  type Started,
+  startRecorded,
+  store,
+  testEngineContract,
+} from "./helpers/engine_contract.ts";
+import { eventually } from "./helpers/eventually.ts";
+import { ignoreRedisTests, type RedisServer, startRedis } from "./helpers/redis_server.ts";
+
+const ignore = ignoreRedisTests();
+const FAST_RECONNECT = { minDelayMs: 10, maxDelayMs: 200 };
+const SHARDS = 3;
+
+/** `count` channel names, the same on every run. */
+function names(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `room-${i}`);
+}
+
+Deno.test("jump consistent hashing places channels stably, evenly and moves few when a shard is added", async (t) => {
+  await t.step("matches the published FNV-1a 64 and jump hash vectors", () => {
+    assert.equal(fnv1a64(""), 0xcbf29ce484222325n);
+    assert.equal(fnv1a64("a"), 0xaf63dc4c8601ec8cn);
+    assert.equal(fnv1a64("foobar"), 0x85944171f73967e8n);
+    const vectors: [bigint, number, number][] = [
+      [1n, 1, 0],
+      [42n, 57, 43],
+      [0xDEAD10CCn, 1, 0],
+      [0xDEAD10CCn, 666, 361],
+      [256n, 1024, 520],
+      [18446744073709551615n, 128, 92],
+      [128n, 100_000_000, 38172097],
+    ];
+    for (const [key, buckets, bucket] of vectors) {
+      assert.equal(jumpHash(key, buckets), bucket, `jumpHash(${key}, ${buckets})`);
+    }
+  });
+
+  await t.step("a channel lands on the same shard on every call and every deploy", () => {
+    // Pinned: a change here would move live channels away from their history.
+    const placed = ["lobby", "general", "@alice|bob", "~alice", "日本", "room-42"]
+      .map((channel) => shardOf(channel, SHARDS));
+    assert.deepEqual(placed, [2, 1, 2, 1, 0, 1]);
+    for (const channel of names(100)) assert.equal(shardOf(channel, 1), 0);
+  });
+
+  await t.step("10,000 channels over 3 shards: each holds a third, within 5%", () => {
+    const counts = new Array<number>(SHARDS).fill(0);
+    for (const channel of names(10_000)) counts[shardOf(channel, SHARDS)]!++;
+    for (const count of counts) {
+      assert.ok(Math.abs(count - 10_000 / SHARDS) < 10_000 / SHARDS * 0.05, `${counts}`);
+    }
+  });
+
+  await t.step("a fourth shard takes about a quarter of the channels and moves no others", () => {
+    const channels = names(10_000);
+    const moved = channels.filter((c) => shardOf(c, SHARDS) !== shardOf(c, SHARDS + 1));
+    assert.ok(moved.length > 2000 && moved.length < 3000, `moved ${moved.length}`);
+    for (const channel of moved) assert.equal(shardOf(channel, SHARDS + 1), SHARDS, channel);
+  });
+
+  await t.step("refuses a shard count that is not a positive integer", () => {
+    for (const buckets of [0, -1, 1.5, NaN]) {
+      assert.throws(() => jumpHash(1n, buckets), RangeError);
+    }
+  });
+});
+
+/** The first channel name of the form `${stem}-${i}` that lives on each shard. */
+function channelPerShard(stem: string): string[] {
+  const found: string[] = [];
+  for (let i = 0; found.filter(Boolean).length < SHARDS; i++) {
+    const channel = `${stem}-${i}`;
+    found[shardOf(channel, SHARDS)] ??= channel;
+  }
+  return found;
+}
+
+/** Three throw-away Redis servers. */
+async function startShards(
+  options: { appendOnly?: boolean } = {},
+): Promise<RedisServer[] & AsyncDisposable> {
+  const settled = await Promise.allSettled(
+    Array.from({ length: SHARDS }, () => startRedis(options)),
+  );
+  const servers = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  const dispose = () => Promise.all(servers.map((s) => s[Symbol.asyncDispose]())).then(() => {});
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed !== undefined) {
+    await dispose();
+    throw failed.reason;
+  }
+  return Object.assign(servers, { [Symbol.asyncDispose]: dispose });
+}
+
+// On one shard: the contract orders publications across channels and bounds
+// the bytes of the least recently active channel first, which several shards
+// keep per shard only; the tests below cover what several shards change.
+testEngineContract({
+  name: "sharded redis (one shard)",
+  ignore,
+  shared: true,
+  persistent: true,
+  async open() {
+    const redis = await startRedis();
+    const urls = [redis.url];
+    return {
+      engine: (spec) => new ShardedRedisEngine({ urls, ...spec, reconnect: FAST_RECONNECT }),
+      [Symbol.asyncDispose]: () => redis[Symbol.asyncDispose](),
+    };
+  },
+});
+
+Deno.test("the sharded redis engine refuses a repeated or malformed shard URL", () => {
+  const cases: [string, string[], string][] = [
+    ["the same server twice", ["redis://127.0.0.1:7001", "redis://127.0.0.1:7001/0"], "Duplicate"],
+    ["no URL", [], "No Redis URL"],
+    ["a malformed one", ["redis://127.0.0.1:7001", "http://x"], "Invalid Redis URL: http://x"],
+  ];
+  for (const [what, urls, message] of cases) {
+    assert.throws(() => new ShardedRedisEngine({ urls }), TypeError, what);
+    assert.throws(() => new ShardedRedisEngine({ urls }), new RegExp(message), what);
+  }
+});
+
+/** A started sharded engine that records its deliveries; its own process, as it were. */
+async function open(urls: string[], options: Partial<ShardedRedisOptions> = {}) {
+  const engine = new ShardedRedisEngine({ urls, reconnect: FAST_RECONNECT, ...options });
+  const started: Started = await startRecorded(engine);
+  return Object.assign(started, {
+    engine,
+    [Symbol.asyncDispose]: () => engine[Symbol.asyncDispose](),
+  });
+}
+
+/** Which shards hold a key. */
+async function holders(clients: RedisClient[], key: string): Promise<number[]> {
+  const found = await Promise.all(clients.map((c) => c.command(["EXISTS", key])));
+  return found.flatMap((n, shard) => n === 1 ? [shard] : []);
+}
+
+Deno.test({
+  name:
+    "the sharded redis engine routes channels by hash, keeps presence on the first shard, and " +
+    "loses only a down shard's channels",
+  ignore,
+}, async (t) => {
+  await using servers = await startShards();
+  const urls = servers.map((s) => s.url);
+  await using a = await open(urls);
+  await using b = await open(urls);
+  const clients = servers.map((s) => new RedisClient({ url: s.url }));
+  await Promise.all(clients.map((c) => c.connect()));
+  try {
+    await t.step(
+      "a stored publish lands on the shard its channel hashes to, and only there",
+      async () => {
+        for (const channel of names(30)) {
+          await store(a.engine, channel, payload(channel, "hello"));
+          const key = `chat:stream:${channel}`;
+          assert.deepEqual(await holders(clients, key), [shardOf(channel, SHARDS)], channel);
+        }
+      },
+    );
+
+    await t.step("stats add up every shard's stored bytes", async () => {
+      const stored = await Promise.all(clients.map((c) => c.command(["GET", "chat:stored_bytes"])));
+      const total = stored.reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
+      assert.ok(total > 0);
+      assert.equal(a.engine.stats().storedBytes, total);
+    });
+
+    await t.step("historyMaxBytes bounds the shards together, not each one", async () => {
+      const max = 30_000;
+      await using small = await open(urls, { historyMaxBytes: max, keyPrefix: "small:" });
+      for (const channel of names(30)) {
+        for (let i = 0; i < 2; i++) await store(small.engine, channel, "x".repeat(1000));
+      }
+      assert.ok(small.engine.stats().evictions > 0);
+      assert.ok(small.engine.stats().storedBytes <= max, `${small.engine.stats().storedBytes}`);
+    });
+
+    await t.step("presence and names live on the first shard, seen by every process", async () => {
+      a.engine.presence.connect("Alice");
+      a.engine.presence.join("lobby", "Alice");
+      await eventually(
+        "Alice in b's list",
+        async () => (await b.engine.presence.users("lobby")).includes("Alice"),
+      );
+      assert.equal((await b.engine.presence.lookup("alice"))?.username, "Alice");
+      assert.deepEqual(await holders(clients, "chat:presence:lobby"), [0]);
+    });
+
+    const [, , down] = channelPerShard("live");
+    const up = channelPerShard("live").slice(0, 2);
+    await t.step(
+      "while a shard is down only its channels fail; they come back with it",
+      async () => {
+        for (const channel of [...up, down!]) b.engine.subscribe(channel);
+        await eventually("b follows every channel", async () => {
+          for (const channel of [...up, down!]) await store(a.engine, channel, "probe");
+          return [...up, down!].every((c) => b.got.some((d) => d.channel === c));
+        });
+        await servers[2]!.kill9();
+        await eventually("a degraded", () => a.engine.status() === "degraded");
+        await assert.rejects(a.engine.publish(down!, "lost", { history: true }));
+        await assert.rejects(a.engine.history(down!, { limit: 10 }));
+        for (const channel of up) {
+          const { offset } = await store(a.engine, channel, "during");
+          await eventually(
+            `b got ${channel}`,
+            () => b.got.some((d) => d.channel === channel && d.offset === offset),
+          );
+        }
+        assert.ok((await a.engine.history(up[0]!, { limit: 1 })).publications.length === 1);
+        await servers[2]!.restart();
+        await eventually("a ok", () => a.engine.status() === "ok", { timeoutMs: 5000 });
+        await eventually("b ok", () => b.engine.status() === "ok", { timeoutMs: 5000 });
+        const back = await store(a.engine, down!, "after");
+        await eventually(
+          "b got the back shard's channel again",
+          () => b.got.some((d) => d.channel === down && d.payload === "after"),
+        );
+        assert.equal(back.epoch, a.engine.epoch);
+      },
+    );
+
+    await t.step(
+      "one epoch for all shards, the same on every process, new when one lost its data",
+      async () => {
+        // The restarted shard ran without persistence: its offsets began again.
+        await eventually("b saw the new epoch", async () => {
+          await b.engine.history(down!, { limit: 1 });
+          return b.engine.epoch === a.engine.epoch;
+        });
+        const before = a.engine.epoch;
+        await servers[1]!.restart();
+        await eventually("a back", () => a.engine.status() === "ok", { timeoutMs: 5000 });
+        const moved = await store(a.engine, up[1]!, "new epoch");
+        assert.notEqual(moved.epoch, before);
+        assert.equal(moved.epoch, a.engine.epoch);
+        assert.match(a.engine.epoch, /^[\w-]{1,64}$/);
+      },
+    );
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+});
