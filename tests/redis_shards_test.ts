@@ -10,7 +10,10 @@ import {
   testEngineContract,
 } from "./helpers/engine_contract.ts";
 import { eventually } from "./helpers/eventually.ts";
+import type { Frame } from "./helpers/fakes.ts";
 import { ignoreRedisTests, type RedisServer, startRedis } from "./helpers/redis_server.ts";
+import { type ServerProcess, spawnServer } from "./helpers/server_process.ts";
+import { TestClient } from "./helpers/ws_client.ts";
 
 const ignore = ignoreRedisTests();
 const FAST_RECONNECT = { minDelayMs: 10, maxDelayMs: 200 };
@@ -246,6 +249,171 @@ Deno.test({
         assert.match(a.engine.epoch, /^[\w-]{1,64}$/);
       },
     );
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+});
+
+/** A `deno run main.ts` process on the sharded redis engine. */
+function startInstance(redisUrl: string): Promise<ServerProcess> {
+  return spawnServer({
+    args: ["run", "-A", "--unstable-kv", "main.ts"],
+    env: {
+      PORT: "0",
+      HOST: "127.0.0.1",
+      CHAT_ENGINE: "redis",
+      REDIS_URL: redisUrl,
+      // The "listening" line that carries the port is logged at info.
+      LOG_LEVEL: "info",
+      PRESENCE_TTL_S: "3",
+      RATE_LIMIT_PER_S: "500",
+      RATE_LIMIT_BURST: "500",
+    },
+    timeoutMs: 20_000,
+  });
+}
+
+/** Both processes, or neither: one that started is stopped when the other failed. */
+async function startInstances(redisUrl: string): Promise<ServerProcess[]> {
+  const started = await Promise.allSettled([startInstance(redisUrl), startInstance(redisUrl)]);
+  const failed = started.find((r) => r.status === "rejected");
+  const up = started.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  if (failed === undefined) return up;
+  for (const server of up) await server[Symbol.asyncDispose]();
+  throw failed.reason;
+}
+
+async function health(server: ServerProcess): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+  return (await res.json()).status;
+}
+
+/** A user in every room, on one process: the first room by URL, the others by `join`. */
+async function enter(
+  server: ServerProcess,
+  name: string,
+  rooms: { room: string; since?: number; epoch?: string }[],
+): Promise<TestClient> {
+  const [first, ...others] = rooms;
+  const query = first!.since === undefined ? "" : `&since=${first!.since}&epoch=${first!.epoch}`;
+  const url = `ws://127.0.0.1:${server.port}/ws/chat/${name}?room=${first!.room}${query}`;
+  const client = await TestClient.connect(url);
+  await client.next("welcome");
+  for (const other of others) {
+    client.sendJson({ type: "join", ...other });
+    await client.next((f) => f.type === "joined" && f.room === other.room);
+  }
+  return client;
+}
+
+/** The chat messages of a room a client got, by text, live or from history. */
+function said(client: TestClient, room: string): string[] {
+  const live = client.frames.filter((f) => f.type === "message" && f.room === room);
+  const replayed = client.frames
+    .filter((f) => (f.type === "welcome" || f.type === "joined") && f.room === room)
+    .flatMap((f) => (f.history as Frame[]).filter((h) => h.type === "message"));
+  return [...replayed, ...live].map((f) => String(f.message));
+}
+
+/** The newest message id of a room a client saw. */
+function lastId(client: TestClient, room: string): number {
+  const ids = client.frames.filter((f) => f.room === room && typeof f.id === "number")
+    .map((f) => f.id as number);
+  return Math.max(0, ...ids);
+}
+
+Deno.test({
+  name: "two server processes on three Redis shards: chat, private messages, recovery, and a " +
+    "shard's outage that only its rooms notice",
+  ignore,
+}, async (t) => {
+  await using servers = await startShards({ appendOnly: true });
+  const [a, b] = await startInstances(servers.map((s) => s.url).join(","));
+  await using _a = a!;
+  await using _b = b!;
+  const rooms = channelPerShard("hall");
+  const clients: TestClient[] = [];
+  try {
+    const alice = await enter(a!, "Alice", rooms.map((room) => ({ room })));
+    clients.push(alice);
+    let bob = await enter(b!, "Bob", rooms.map((room) => ({ room })));
+    clients.push(bob);
+    const epoch = String(bob.frames.find((f) => f.type === "welcome")!.epoch);
+
+    await t.step("users on two processes chat in a room on every shard", async () => {
+      assert.equal(alice.frames.find((f) => f.type === "welcome")!.epoch, epoch);
+      for (const room of rooms) alice.sendJson({ type: "message", room, message: `hi ${room}` });
+      await eventually(
+        "Bob got every room's message",
+        () => rooms.every((room) => said(bob, room).includes(`hi ${room}`)),
+      );
+    });
+
+    await t.step("a private message crosses processes", async () => {
+      alice.sendJson({ type: "private", to: "Bob", message: "psst" });
+      const got = await bob.next((f) => f.type === "private" && f.message === "psst");
+      assert.equal(got.username, "Alice");
+    });
+
+    await t.step("a user who drops recovers with since in the rooms of every shard", async () => {
+      const seen = rooms.map((room) => ({ room, since: lastId(bob, room), epoch }));
+      await bob.close();
+      await alice.next((f) => f.type === "system" && f.event === "leave" && f.user === "Bob");
+      for (const room of rooms) {
+        for (let i = 0; i < 3; i++) {
+          alice.sendJson({ type: "message", room, message: `missed ${i}` });
+        }
+      }
+      await eventually(
+        "Alice's acknowledgements",
+        () =>
+          rooms.every((room) =>
+            said(alice, room).filter((m) => m.startsWith("missed")).length === 3
+          ),
+      );
+      bob = await enter(a!, "Bob", seen);
+      clients.push(bob);
+      for (const room of rooms) {
+        const start = bob.frames.find((f) =>
+          (f.type === "welcome" || f.type === "joined") && f.room === room
+        )!;
+        assert.equal(start.recovered, true, room);
+        assert.deepEqual(said(bob, room), ["missed 0", "missed 1", "missed 2"], room);
+      }
+    });
+
+    const [up0, up1, down] = rooms as [string, string, string];
+    await t.step(
+      "a killed shard fails only its rooms, which work again once it is back",
+      async () => {
+        await servers[2]!.kill9();
+        for (const server of [a!, b!]) {
+          await eventually("degraded", async () => await health(server) === "degraded");
+        }
+        alice.sendJson({ type: "message", room: down, message: "lost", cid: "lost" });
+        const refused = await alice.next((f) => f.type === "error" && f.cid === "lost");
+        assert.equal(refused.code, "unavailable");
+        for (const room of [up0, up1]) {
+          alice.sendJson({ type: "message", room, message: "still here" });
+        }
+        await eventually(
+          "Bob got the other shards' rooms",
+          () => [up0, up1].every((room) => said(bob, room).includes("still here")),
+        );
+        await servers[2]!.restart();
+        for (const server of [a!, b!]) {
+          await eventually("ok", async () => await health(server) === "ok", { timeoutMs: 10_000 });
+        }
+        alice.sendJson({ type: "message", room: down, message: "back" });
+        await eventually(
+          "Bob got the returned shard's room",
+          () => said(bob, down).includes("back"),
+        );
+      },
+    );
+  } catch (error) {
+    console.error(`A:\n${a!.lines.slice(-20).join("\n")}\nB:\n${b!.lines.slice(-20).join("\n")}`);
+    throw error;
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
