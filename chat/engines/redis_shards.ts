@@ -152,11 +152,6 @@ export class ShardedRedisEngine implements Engine {
     return sum;
   }
 
-  /** The index of the shard a channel lives on, as every process computes it. */
-  shardOf(channel: string): number {
-    return shardOf(channel, this.#shards.length);
-  }
-
   /** Disposes every shard: presence removed, connections and timers closed. */
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.all(this.#shards.map((shard) => shard[Symbol.asyncDispose]()));
