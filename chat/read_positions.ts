@@ -77,6 +77,8 @@ function channelOf(client: Client, target: ReadTarget): string {
 export class ReadPositions {
   #o: ReadPositionsOptions;
   #indexed = new Set<string>();
+  /** The last store under way per read channel. */
+  #writing = new Map<string, Promise<void>>();
 
   /** Read positions over the manager's engine and sockets. */
   constructor(options: ReadPositionsOptions) {
@@ -96,8 +98,22 @@ export class ReadPositions {
    * is of another epoch), then tells the client's tabs and, in a
    * conversation, the other person.
    */
-  async read(client: Client, target: ReadTarget, position: Position): Promise<void> {
+  read(client: Client, target: ReadTarget, position: Position): Promise<void> {
     const channel = readChannel(client.uid, channelOf(client, target));
+    // One at a time per channel in this process: two tabs' reads do not store out of order.
+    const before = this.#writing.get(channel) ?? Promise.resolve();
+    const done = before.then(() => this.#store(client, { target, position, channel }));
+    this.#writing.set(channel, done);
+    return done.finally(() => {
+      if (this.#writing.get(channel) === done) this.#writing.delete(channel);
+    });
+  }
+
+  async #store(
+    client: Client,
+    read: { target: ReadTarget; position: Position; channel: string },
+  ): Promise<void> {
+    const { target, position, channel } = read;
     try {
       const stored = await this.#position(channel);
       if (stored?.epoch === position.epoch && stored.id >= position.id) return;
