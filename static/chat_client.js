@@ -554,6 +554,674 @@ function isFinalClose(close, welcomed) {
   return close.code === CloseCode.UsernameInUse && !welcomed;
 }
 
+// client/link.ts
+var OPEN = 1;
+var CLOSED = 3;
+function linkUrl(options) {
+  const url = new URL(options.url);
+  url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+  const name = options.username;
+  url.pathname = name === "" ? "/ws/chat" : `/ws/chat/${encodeURIComponent(name)}`;
+  const params = new URLSearchParams({
+    room: options.room,
+    batch: "1"
+  });
+  if (options.heartbeat) params.set("heartbeat", "1");
+  if (options.since > 0) {
+    params.set("since", String(options.since));
+    if (options.epoch !== "") params.set("epoch", options.epoch);
+  }
+  url.search = params.toString();
+  return url.href;
+}
+function linkProtocols(secrets) {
+  const { token = "", key = "" } = secrets;
+  const list = [
+    ...token === "" ? [] : [
+      `bearer.${token}`
+    ],
+    ...key === "" ? [] : [
+      `key.${key}`
+    ]
+  ];
+  return list.length === 0 ? [] : [
+    "chat",
+    ...list
+  ];
+}
+var Link = class {
+  #socket;
+  #dropped = false;
+  /** Opens the socket; throws what the WebSocket constructor throws. */
+  constructor(options) {
+    const open = options.webSocket ?? ((url, list) => new WebSocket(url, list));
+    const socket = this.#socket = open(options.url, options.protocols);
+    socket.addEventListener("message", (event) => {
+      if (this.#dropped || typeof event.data !== "string") return;
+      options.onData();
+      for (const line of event.data.split("\n")) {
+        if (this.#dropped) return;
+        options.onText(line);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (!this.#dropped) options.onClose(event.code, event.reason);
+    });
+  }
+  /** Whether the socket is open: frames can be sent. */
+  get open() {
+    return this.#socket.readyState === OPEN;
+  }
+  /** Whether the socket has closed. */
+  get closed() {
+    return this.#socket.readyState === CLOSED;
+  }
+  /** Sends a frame as JSON. */
+  send(frame) {
+    this.#socket.send(JSON.stringify(frame));
+  }
+  /** Stops telling the client anything: it has given up on this socket. */
+  drop() {
+    this.#dropped = true;
+  }
+  /** Closes the socket; the promise resolves once it has closed. */
+  close(code, reason) {
+    const closed = new Promise((resolve) => this.#socket.addEventListener("close", () => resolve()));
+    this.#socket.close(code, reason);
+    return closed;
+  }
+};
+
+// client/connection.ts
+var Connection = class {
+  #options;
+  #timers;
+  #link = null;
+  #state = "idle";
+  #welcomed = false;
+  /** Whether any socket got a welcome since `connect()`. */
+  #everWelcomed = false;
+  #attempt = 0;
+  #timer;
+  /** A connection that opens with `connect()`. */
+  constructor(options) {
+    this.#options = options;
+    this.#timers = options.timers;
+  }
+  /** The connection state. */
+  get state() {
+    return this.#state;
+  }
+  /** Whether the current socket got its welcome. */
+  get welcomed() {
+    return this.#welcomed;
+  }
+  /** Opens the connection unless it is open or opening. */
+  connect() {
+    if (this.#state !== "idle" && this.#state !== "closed") return;
+    this.#attempt = 0;
+    this.#everWelcomed = false;
+    this.#open();
+  }
+  /** Reconnects at once when a reconnect is waiting. */
+  reconnectNow() {
+    if (this.#state !== "reconnecting") return;
+    this.#timers.clearTimeout(this.#timer);
+    this.#open();
+  }
+  /** Closes for good; resolves once the socket has closed. */
+  close() {
+    const link = this.#link;
+    this.#detach();
+    this.#timers.clearTimeout(this.#timer);
+    this.#end(CloseCode.Normal, "");
+    if (link === null || link.closed) return Promise.resolve();
+    return link.close(CloseCode.Normal, "Bye");
+  }
+  /** The socket got its welcome: frames may go, and the backoff starts again. */
+  welcome() {
+    this.#welcomed = this.#everWelcomed = true;
+    this.#attempt = 0;
+  }
+  /** Tells the `open` state, once the welcome is taken in. */
+  opened() {
+    this.#setState({
+      state: "open"
+    });
+  }
+  /** Whether a frame can be sent now: the socket is open and welcomed. */
+  get writable() {
+    return this.#link !== null && this.#link.open && this.#welcomed;
+  }
+  /** Sends a frame on the socket; only when `writable`. */
+  send(frame) {
+    this.#link?.send(frame);
+  }
+  /** Gives up on a link that brought nothing for a whole heartbeat timeout, and reconnects. */
+  timeout() {
+    const link = this.#link;
+    this.#closed(CloseCode.HeartbeatTimeout, "No answer from the server");
+    link?.close(CloseCode.HeartbeatTimeout, "Heartbeat timeout");
+  }
+  #open() {
+    this.#setState({
+      state: "connecting"
+    });
+    this.#welcomed = false;
+    const { client, onData, onText } = this.#options;
+    try {
+      this.#link = new Link({
+        url: this.#options.url(),
+        protocols: linkProtocols(client),
+        webSocket: client.webSocket,
+        onData,
+        onText,
+        onClose: (code, reason) => this.#closed(code, reason)
+      });
+    } catch (error) {
+      this.#closed(1006, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    onData();
+  }
+  #detach() {
+    this.#link?.drop();
+    this.#link = null;
+    this.#welcomed = false;
+    this.#timers.clearTimeout(this.#timer);
+    this.#options.onDetach();
+  }
+  #closed(code, reason) {
+    this.#detach();
+    this.#options.onDrop(reason || "Connection closed");
+    if (this.#state === "closed") return;
+    const { reconnect } = this.#options.client;
+    if (reconnect === false || isFinalClose({
+      code,
+      reason
+    }, this.#everWelcomed)) {
+      this.#end(code, reason);
+      return;
+    }
+    const delayMs = reconnectDelay({
+      attempt: this.#attempt++,
+      random: this.#timers.random()
+    }, reconnect);
+    this.#timer = this.#timers.setTimeout(() => this.#open(), delayMs);
+    this.#setState({
+      state: "reconnecting",
+      code,
+      reason,
+      delayMs
+    });
+  }
+  #end(code, reason) {
+    if (this.#state === "closed") return;
+    this.#options.onEnd(reason || "Connection closed");
+    this.#setState({
+      state: "closed",
+      code,
+      reason
+    });
+  }
+  #setState(event) {
+    this.#state = event.state;
+    this.#options.events.emit("state", event);
+  }
+};
+
+// client/emitter.ts
+var Emitter = class {
+  #listeners = /* @__PURE__ */ new Map();
+  /** Calls `listener` with every `type` event until the returned function is called. */
+  on(type, listener) {
+    let set = this.#listeners.get(type);
+    if (set === void 0) {
+      set = /* @__PURE__ */ new Set();
+      this.#listeners.set(type, set);
+    }
+    const entry = listener;
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+  /** Calls the listeners of `type`; one that throws is reported and the others still run. */
+  emit(type, payload) {
+    const set = this.#listeners.get(type);
+    if (set === void 0) return;
+    for (const listener of [
+      ...set
+    ]) {
+      try {
+        listener(payload);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+};
+
+// client/events.ts
+var ChatError = class extends Error {
+  /** The error frame's code, or `closed` when the connection ended first. */
+  code;
+  /** An error with the server's code and message. */
+  constructor(code, message) {
+    super(message);
+    this.name = "ChatError";
+    this.code = code;
+  }
+};
+
+// client/heartbeat.ts
+var Heartbeat = class {
+  #timers;
+  #write;
+  #onTimeout;
+  /** The heartbeat in force: the welcome's, or the last ack's after `askInterval`. */
+  #info = null;
+  /** The ping interval asked for with `askInterval`; undefined for the server's own. */
+  #asked;
+  #lastFrameAt = 0;
+  #timer;
+  /** A heartbeat that beats once `start` is given the server's. */
+  constructor(options) {
+    this.#timers = options.timers;
+    this.#write = options.write;
+    this.#onTimeout = options.onTimeout;
+  }
+  /** Notes that a frame came (or a socket opened): the link is alive now. */
+  heard() {
+    this.#lastFrameAt = this.#timers.now();
+  }
+  /** Adopts a welcome's heartbeat (none when null) and beats at its interval. */
+  start(info) {
+    this.#info = info;
+    if (info === null) return;
+    if (this.#asked !== void 0) this.#write({
+      type: "heartbeat",
+      interval_ms: this.#asked
+    });
+    this.#timer = this.#timers.setTimeout(() => this.#beat(), info.interval_ms);
+  }
+  /** Adopts the heartbeat a `heartbeat_ack` gives, when it gives one. */
+  ack(info) {
+    if (info !== void 0) this.#info = info;
+  }
+  /**
+   * Asks the server for pings every `intervalMs` (its own interval when
+   * undefined), now when a heartbeat is in force and on every new socket.
+   */
+  askInterval(intervalMs) {
+    this.#asked = intervalMs;
+    if (this.#info === null) return;
+    this.#write({
+      type: "heartbeat",
+      interval_ms: intervalMs ?? 0
+    });
+  }
+  /** Stops beating (the socket is gone); the next `start` beats again. */
+  stop() {
+    this.#timers.clearTimeout(this.#timer);
+  }
+  #beat() {
+    const info = this.#info;
+    if (info === null) return;
+    if (this.#timers.now() - this.#lastFrameAt > info.timeout_ms) return this.#onTimeout();
+    this.#write({
+      type: "heartbeat"
+    });
+    this.#timer = this.#timers.setTimeout(() => this.#beat(), info.interval_ms);
+  }
+};
+
+// client/identity.ts
+var Identity = class {
+  #events;
+  #write;
+  #username;
+  #uid = "";
+  #rename;
+  /** The identity asked for, before any welcome. */
+  constructor(options) {
+    this.#username = options.username;
+    this.#events = options.events;
+    this.#write = options.write;
+  }
+  /** The username: the one asked for, then the one the server gave. */
+  get username() {
+    return this.#username;
+  }
+  /** The public uid of the last welcome; "" before one. */
+  get uid() {
+    return this.#uid;
+  }
+  /** Adopts a welcome's username and uid. */
+  welcome(frame) {
+    this.#username = frame.username;
+    this.#uid = frame.uid ?? "";
+  }
+  /** Whether `name` is this user's, compared as the server compares names. */
+  isMe(name) {
+    return nameKey(name) === nameKey(this.#username);
+  }
+  /** Whether this user sent a frame: by uid when it carries one, else by name. */
+  sent(frame) {
+    return frame.uid !== void 0 ? frame.uid === this.#uid : frame.username === this.#username;
+  }
+  /** Asks for a rename; resolves with the new name as the server spells it. */
+  rename(name, context) {
+    return new Promise((resolve, reject) => {
+      if (this.#rename !== void 0) {
+        reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
+        return;
+      }
+      if (this.isMe(name) && context.welcomed) {
+        resolve(this.#username);
+        return;
+      }
+      if (!this.#write({
+        type: "rename",
+        name,
+        cid: context.cid
+      })) {
+        reject(new ChatError("closed", "Not connected"));
+        return;
+      }
+      if (!context.inRoom) return resolve(name);
+      this.#rename = {
+        resolve,
+        reject,
+        cid: context.cid
+      };
+    });
+  }
+  /** Takes a live notice that changed a room's users: one renaming this user completes a rename. */
+  presence(frame) {
+    if (frame.event !== "rename" || frame.user === void 0) return;
+    if (!this.isMe(frame.old_name ?? "")) return;
+    const from = this.#username;
+    this.#username = frame.user;
+    const pending = this.#rename;
+    this.#rename = void 0;
+    this.#events.emit("renamed", {
+      from,
+      to: frame.user
+    });
+    pending?.resolve(frame.user);
+  }
+  /** Refuses the rename of client id `cid` with `error`; false when it is not the one waiting. */
+  refuse(cid, error) {
+    const pending = this.#rename;
+    if (pending?.cid !== cid) return false;
+    this.#rename = void 0;
+    pending.reject(error);
+    return true;
+  }
+  /** Fails the rename waiting for its notice, with `closed`. */
+  fail(reason) {
+    const pending = this.#rename;
+    this.#rename = void 0;
+    pending?.reject(new ChatError("closed", reason));
+  }
+};
+
+// client/pacer.ts
+var Pacer = class {
+  #perS = Infinity;
+  #burst = Infinity;
+  #tokens = Infinity;
+  #at = 0;
+  /**
+   * Adopts the server's limit, keeping one frame of the burst in reserve:
+   * a pong to the server's ping may have to go while messages are waiting.
+   */
+  configure(limit, now) {
+    if (limit === void 0 || !(limit.perS > 0) || !(limit.burst > 0)) {
+      this.#perS = this.#burst = this.#tokens = Infinity;
+      return;
+    }
+    this.#perS = limit.perS;
+    this.#burst = Math.max(1, limit.burst - 1);
+    this.#tokens = Math.min(this.#tokens, this.#burst);
+    this.#at = now;
+  }
+  /** Takes a token at `now`: 0 when the frame may go, else the milliseconds to wait. */
+  take(now) {
+    if (this.#perS === Infinity) return 0;
+    this.#refill(now);
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - this.#tokens) / this.#perS * 1e3);
+  }
+  /**
+   * Counts a frame that cannot wait (a heartbeat, a pong, a join): it goes
+   * at once, and the messages behind it wait the longer.
+   */
+  spend(now) {
+    if (this.#perS === Infinity) return;
+    this.#refill(now);
+    this.#tokens = Math.max(-this.#burst, this.#tokens - 1);
+  }
+  #refill(now) {
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) / 1e3 * this.#perS);
+    this.#at = now;
+  }
+  /** Empties the bucket, after the server said `rate_limited` all the same. */
+  drain(now) {
+    if (this.#perS === Infinity) return;
+    this.#tokens = 0;
+    this.#at = now;
+  }
+};
+
+// client/send_queue.ts
+var SendQueue = class {
+  #limit;
+  #items = [];
+  #counter = 0;
+  #prefix;
+  /** A queue holding at most `limit` messages; `random` makes its ids unique across tabs. */
+  constructor(limit, random) {
+    this.#limit = limit;
+    this.#prefix = Math.floor(random() * 36 ** 6).toString(36).padStart(6, "0");
+  }
+  /** The number of messages waiting for their fate. */
+  get size() {
+    return this.#items.length;
+  }
+  /** Queues a message; its fate settles the returned promise. */
+  add(frame) {
+    if (this.#items.length >= this.#limit) {
+      const reason = `Too many messages waiting to be sent: ${this.#items.length}`;
+      return sending(Promise.resolve({
+        status: "refused",
+        code: "queue_full",
+        reason
+      }), "");
+    }
+    const cid = `${this.#prefix}-${++this.#counter}`;
+    const fate = new Promise((settle) => {
+      this.#items.push({
+        frame: {
+          ...frame,
+          cid
+        },
+        sent: false,
+        uncertain: false,
+        retries: 0,
+        settle
+      });
+    });
+    return sending(fate, cid);
+  }
+  /** The oldest message ready to go out: not sent, not held by an unfinished replay. */
+  next(ready) {
+    return this.#items.find((item) => !item.sent && ready(item));
+  }
+  /** Settles the message with client id `cid`; false when none waits. */
+  settle(cid, fate) {
+    const index = this.#items.findIndex((item2) => item2.frame.cid === cid);
+    if (index < 0) return false;
+    const [item] = this.#items.splice(index, 1);
+    item?.settle(fate);
+    return true;
+  }
+  /** Puts a message refused for its rate back in line; its retries so far, or -1 when none has `cid`. */
+  retry(cid) {
+    const item = this.#items.find((candidate) => candidate.frame.cid === cid);
+    if (item === void 0) return -1;
+    item.sent = false;
+    return ++item.retries;
+  }
+  /** After a dropped socket: what was sent is uncertain and goes out again once cleared. */
+  dropped() {
+    for (const item of this.#items) {
+      if (item.sent) item.uncertain = true;
+      item.sent = false;
+    }
+  }
+  /** Marks the uncertain messages matching `which` as plain unsent ones. */
+  clear(which) {
+    for (const item of this.#items) if (item.uncertain && which(item)) item.uncertain = false;
+  }
+  /** Settles every message as refused with `code` and empties the queue. */
+  refuseAll(code, reason) {
+    const items = this.#items;
+    this.#items = [];
+    for (const item of items) item.settle({
+      status: "refused",
+      code,
+      reason
+    });
+  }
+};
+function sending(fate, cid) {
+  return Object.assign(fate, {
+    cid
+  });
+}
+
+// client/outbox.ts
+var RETRY_MAX_MS = 5e3;
+function frameBytes(frame) {
+  return new TextEncoder().encode(JSON.stringify({
+    cid: "x".repeat(16),
+    ...frame
+  })).length;
+}
+var Outbox = class {
+  #queue;
+  #pacer = new Pacer();
+  #timers;
+  #write;
+  #welcomed;
+  #roomReady;
+  #maxBytes = Infinity;
+  #timer;
+  /** An empty outbox. */
+  constructor(options) {
+    this.#timers = options.timers;
+    this.#queue = new SendQueue(options.maxQueued, options.timers.random);
+    this.#write = options.write;
+    this.#welcomed = options.welcomed;
+    this.#roomReady = options.roomReady;
+  }
+  /** Messages waiting for their fate. */
+  get size() {
+    return this.#queue.size;
+  }
+  /** Queues a message and sends what can go; refused at once when over the size limit. */
+  add(frame) {
+    const tooBig = this.#tooBig(frame);
+    if (tooBig !== void 0) return sending(Promise.resolve(tooBig), "");
+    const fate = this.#queue.add(frame);
+    this.pump();
+    return fate;
+  }
+  /** Adopts a welcome's size and rate limits. */
+  configure(limits) {
+    this.#maxBytes = limits.max_message_bytes;
+    const rate = limits.rate_per_s !== void 0 && limits.burst !== void 0 ? {
+      perS: limits.rate_per_s,
+      burst: limits.burst
+    } : void 0;
+    this.#pacer.configure(rate, this.#timers.now());
+  }
+  /** Counts a frame sent outside the queue (it cannot wait): the messages wait the longer. */
+  spend() {
+    this.#pacer.spend(this.#timers.now());
+  }
+  /** Settles the message with client id `cid`; false when none waits. */
+  settle(cid, fate) {
+    return this.#queue.settle(cid, fate);
+  }
+  /** Lets the messages in doubt matching `which` go again, and sends what can go. */
+  resend(which) {
+    this.#queue.clear(which);
+    this.pump();
+  }
+  /** Marks the messages in doubt matching `which` as plain unsent ones, sending nothing yet. */
+  clear(which) {
+    this.#queue.clear(which);
+  }
+  /** Takes a `rate_limited` error: true when its message will go again after a wait. */
+  rateLimited(frame) {
+    if (frame.cid === void 0 || frame.code !== "rate_limited") return false;
+    const retries = this.#queue.retry(frame.cid);
+    if (retries <= 0) return false;
+    this.#pacer.drain(this.#timers.now());
+    this.pump(Math.min(RETRY_MAX_MS, 1e3 * retries));
+    return true;
+  }
+  /** After a dropped socket: what was sent waits, in doubt, for the replay. */
+  dropped() {
+    this.#queue.dropped();
+  }
+  /** Refuses every message with `closed`, for good. */
+  refuseAll(reason) {
+    this.#queue.refuseAll("closed", reason);
+  }
+  /** Stops a pending `pump`. */
+  stop() {
+    this.#timers.clearTimeout(this.#timer);
+  }
+  /** Sends what the queue holds (after `delayMs`), as fast as the server's limit allows. */
+  pump(delayMs = 0) {
+    this.#timers.clearTimeout(this.#timer);
+    if (delayMs > 0) {
+      this.#timer = this.#timers.setTimeout(() => this.pump(), delayMs);
+      return;
+    }
+    if (!this.#welcomed()) return;
+    const ready = (item) => !item.uncertain && (item.frame.type === "private" || this.#roomReady(item.frame.room ?? ""));
+    for (let item = this.#queue.next(ready); item !== void 0; item = this.#queue.next(ready)) {
+      const tooBig = this.#tooBig(item.frame);
+      if (tooBig !== void 0) {
+        this.#queue.settle(item.frame.cid, tooBig);
+        continue;
+      }
+      const wait = this.#pacer.take(this.#timers.now());
+      if (wait > 0) return this.pump(wait);
+      if (!this.#write(item.frame)) return;
+      item.sent = true;
+    }
+  }
+  /** The refusal of a frame over the server's limit (known from the first welcome). */
+  #tooBig(frame) {
+    const bytes = frameBytes(frame);
+    if (bytes <= this.#maxBytes) return void 0;
+    return {
+      status: "refused",
+      code: "message_too_big",
+      reason: `Message too big: ${bytes} bytes`
+    };
+  }
+};
+
 // client/conversations.ts
 var MAX_CONVERSATIONS = 200;
 var SEEN_LIMIT = 500;
@@ -607,98 +1275,69 @@ var Conversations = class {
   }
 };
 
-// client/emitter.ts
-var Emitter = class {
-  #listeners = /* @__PURE__ */ new Map();
-  /** Calls `listener` with every `type` event until the returned function is called. */
-  on(type, listener) {
-    let set = this.#listeners.get(type);
-    if (set === void 0) {
-      set = /* @__PURE__ */ new Set();
-      this.#listeners.set(type, set);
+// client/private_talks.ts
+var RESUMED_CONVERSATIONS = 5;
+var PrivateTalks = class {
+  /** The private conversations seen, by the other person's uid. */
+  #talks = new Conversations();
+  /** Conversations asked for again after a reconnect, whose frames are `missed`. */
+  #resuming = /* @__PURE__ */ new Set();
+  #events;
+  #write;
+  #uid;
+  #settle;
+  /** No conversations yet. */
+  constructor(options) {
+    this.#events = options.events;
+    this.#write = options.write;
+    this.#uid = options.uid;
+    this.#settle = options.settle;
+  }
+  /** The last id seen in the conversation with uid `other`; 0 when none. */
+  last(other) {
+    return this.#talks.last(other);
+  }
+  /** Asks again, after a welcome, for what the most recent conversations missed. */
+  resume() {
+    for (const resume of this.#talks.resumes(RESUMED_CONVERSATIONS)) {
+      this.#resuming.add(resume.with);
+      this.#write({
+        type: "conversation",
+        ...resume
+      });
     }
-    const entry = listener;
-    set.add(entry);
-    return () => set.delete(entry);
   }
-  /** Calls the listeners of `type`; one that throws is reported and the others still run. */
-  emit(type, payload) {
-    const set = this.#listeners.get(type);
-    if (set === void 0) return;
-    for (const listener of [
-      ...set
-    ]) {
-      try {
-        listener(payload);
-      } catch (error) {
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
+  /** Takes a live private message; one seen already is dropped. */
+  receive(frame) {
+    this.#settle(frame);
+    const other = Conversations.other(frame, this.#uid());
+    if (other !== void 0 && !this.#talks.record(other, frame)) return;
+    this.#events.emit("private", {
+      frame,
+      replayed: false,
+      missed: false
+    });
+  }
+  /** A conversation read again: what was not shown yet, and the next page when there is one. */
+  conversation(frame) {
+    const missed = this.#resuming.delete(frame.with);
+    for (const stored of frame.history) {
+      if (!this.#talks.record(frame.with, stored)) continue;
+      this.#settle(stored);
+      this.#events.emit("private", {
+        frame: stored,
+        replayed: true,
+        missed
+      });
     }
-  }
-};
-
-// client/events.ts
-var ChatError = class extends Error {
-  /** The error frame's code, or `closed` when the connection ended first. */
-  code;
-  /** An error with the server's code and message. */
-  constructor(code, message) {
-    super(message);
-    this.name = "ChatError";
-    this.code = code;
-  }
-};
-
-// client/pacer.ts
-var Pacer = class {
-  #perS = Infinity;
-  #burst = Infinity;
-  #tokens = Infinity;
-  #at = 0;
-  /**
-   * Adopts the server's limit, keeping one frame of the burst in reserve:
-   * a pong to the server's ping may have to go while messages are waiting.
-   */
-  configure(limit, now) {
-    if (limit === void 0 || !(limit.perS > 0) || !(limit.burst > 0)) {
-      this.#perS = this.#burst = this.#tokens = Infinity;
-      return;
+    if (frame.more && frame.history.length > 0) {
+      if (missed) this.#resuming.add(frame.with);
+      this.#write({
+        type: "conversation",
+        with: frame.with,
+        since: this.#talks.last(frame.with)
+      });
     }
-    this.#perS = limit.perS;
-    this.#burst = Math.max(1, limit.burst - 1);
-    this.#tokens = Math.min(this.#tokens, this.#burst);
-    this.#at = now;
-  }
-  /** Takes a token at `now`: 0 when the frame may go, else the milliseconds to wait. */
-  take(now) {
-    if (this.#perS === Infinity) return 0;
-    this.#refill(now);
-    if (this.#tokens >= 1) {
-      this.#tokens -= 1;
-      return 0;
-    }
-    return Math.ceil((1 - this.#tokens) / this.#perS * 1e3);
-  }
-  /**
-   * Counts a frame that cannot wait (a heartbeat, a pong, a join): it goes
-   * at once, and the messages behind it wait the longer.
-   */
-  spend(now) {
-    if (this.#perS === Infinity) return;
-    this.#refill(now);
-    this.#tokens = Math.max(-this.#burst, this.#tokens - 1);
-  }
-  #refill(now) {
-    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) / 1e3 * this.#perS);
-    this.#at = now;
-  }
-  /** Empties the bucket, after the server said `rate_limited` all the same. */
-  drain(now) {
-    if (this.#perS === Infinity) return;
-    this.#tokens = 0;
-    this.#at = now;
   }
 };
 
@@ -877,290 +1516,76 @@ var RoomLog = class {
   }
 };
 
-// client/send_queue.ts
-var SendQueue = class {
-  #limit;
-  #items = [];
-  #counter = 0;
-  #prefix;
-  /** A queue holding at most `limit` messages; `random` makes its ids unique across tabs. */
-  constructor(limit, random) {
-    this.#limit = limit;
-    this.#prefix = Math.floor(random() * 36 ** 6).toString(36).padStart(6, "0");
-  }
-  /** The number of messages waiting for their fate. */
-  get size() {
-    return this.#items.length;
-  }
-  /** Queues a message; its fate settles the returned promise. */
-  add(frame) {
-    if (this.#items.length >= this.#limit) {
-      const reason = `Too many messages waiting to be sent: ${this.#items.length}`;
-      return sending(Promise.resolve({
-        status: "refused",
-        code: "queue_full",
-        reason
-      }), "");
-    }
-    const cid = `${this.#prefix}-${++this.#counter}`;
-    const fate = new Promise((settle) => {
-      this.#items.push({
-        frame: {
-          ...frame,
-          cid
-        },
-        sent: false,
-        uncertain: false,
-        retries: 0,
-        settle
-      });
-    });
-    return sending(fate, cid);
-  }
-  /** The oldest message ready to go out: not sent, not held by an unfinished replay. */
-  next(ready) {
-    return this.#items.find((item) => !item.sent && ready(item));
-  }
-  /** Settles the message with client id `cid`; false when none waits. */
-  settle(cid, fate) {
-    const index = this.#items.findIndex((item2) => item2.frame.cid === cid);
-    if (index < 0) return false;
-    const [item] = this.#items.splice(index, 1);
-    item?.settle(fate);
-    return true;
-  }
-  /** Puts a message refused for its rate back in line; its retries so far, or -1 when none has `cid`. */
-  retry(cid) {
-    const item = this.#items.find((candidate) => candidate.frame.cid === cid);
-    if (item === void 0) return -1;
-    item.sent = false;
-    return ++item.retries;
-  }
-  /** After a dropped socket: what was sent is uncertain and goes out again once cleared. */
-  dropped() {
-    for (const item of this.#items) {
-      if (item.sent) item.uncertain = true;
-      item.sent = false;
-    }
-  }
-  /** Marks the uncertain messages matching `which` as plain unsent ones. */
-  clear(which) {
-    for (const item of this.#items) if (item.uncertain && which(item)) item.uncertain = false;
-  }
-  /** Settles every message as refused with `code` and empties the queue. */
-  refuseAll(code, reason) {
-    const items = this.#items;
-    this.#items = [];
-    for (const item of items) item.settle({
-      status: "refused",
-      code,
-      reason
-    });
-  }
-};
-function sending(fate, cid) {
-  return Object.assign(fate, {
-    cid
-  });
-}
-
-// client/timers.ts
-var TIMERS = Object.freeze({
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle),
-  random: () => Math.random()
-});
-
-// client/chat_client.ts
-var OPEN = 1;
-var CLOSED = 3;
-var RESUMED_CONVERSATIONS = 5;
-var RETRY_MAX_MS = 5e3;
-function frameBytes(frame) {
-  return new TextEncoder().encode(JSON.stringify({
-    cid: "x".repeat(16),
-    ...frame
-  })).length;
-}
+// client/rooms.ts
 function roomKey(room) {
   return roomName(room) ?? room;
 }
-var ChatClient = class {
-  #options;
-  #timers;
-  #events = new Emitter();
-  #queue;
-  #pacer = new Pacer();
-  #rooms = /* @__PURE__ */ new Map();
+var Rooms = class {
+  #logs = /* @__PURE__ */ new Map();
   #joins = /* @__PURE__ */ new Map();
-  #rename;
-  #socket = null;
-  #state = "idle";
-  #username;
-  #firstRoom;
+  #events;
+  #write;
+  #onMessage;
+  #onPresence;
+  #onReplayDone;
+  #first;
   #epoch = "";
-  #uid = "";
-  /** The heartbeat in force: the welcome's, or the last ack's after `setHeartbeatInterval`. */
-  #heartbeat = null;
-  /** The ping interval asked for with `setHeartbeatInterval`; undefined for the server's own. */
-  #beatInterval;
-  #welcomed = false;
-  /** Whether any socket got a welcome since `connect()`. */
-  #everWelcomed = false;
-  #attempt = 0;
-  #lastFrameAt = 0;
-  #maxMessageBytes = Infinity;
-  #timer;
-  #pumpTimer;
-  #heartbeatTimer;
-  #seq = 0;
-  /** The private conversations seen, by the other person's uid. */
-  #talks = new Conversations();
-  /** Conversations asked for again after a reconnect, whose frames are `missed`. */
-  #resuming = /* @__PURE__ */ new Set();
-  /** When a `typing` frame last went out, per room or `@person`. */
-  #typedAt = /* @__PURE__ */ new Map();
-  /** Own read positions, the others' receipts, and the `read` frames waiting. */
-  #reads;
-  /** A client that connects when `connect()` is called. */
+  /** No rooms yet; `first` is the room the first socket asks for. */
   constructor(options) {
-    new URL(options.url);
-    this.#options = options;
-    this.#timers = options.timers ?? TIMERS;
-    this.#queue = new SendQueue(options.maxQueued ?? 100, this.#timers.random);
-    this.#username = options.username ?? "";
-    this.#firstRoom = roomKey(options.room ?? DEFAULT_ROOM);
-    this.#reads = new ReadState({
-      timers: this.#timers,
-      write: (f) => this.#write(f)
-    });
+    this.#first = roomKey(options.first);
+    this.#events = options.events;
+    this.#write = options.write;
+    this.#onMessage = options.onMessage;
+    this.#onPresence = options.onPresence;
+    this.#onReplayDone = options.onReplayDone;
   }
-  /** The username: the one asked for, then the one the server gave. */
-  get username() {
-    return this.#username;
+  /** The first room: the one the socket's URL names, and the default of every method. */
+  get first() {
+    return this.#first;
   }
-  /**
-   * This user's public identity, from the last welcome ("" before one): own
-   * messages carry it as `uid`, across renames, reloads and tabs with one key.
-   */
-  get uid() {
-    return this.#uid;
+  /** The epoch of the last welcome or joined; "" before one. */
+  get epoch() {
+    return this.#epoch;
   }
-  /** The connection state. */
-  get state() {
-    return this.#state;
+  /** The highest id seen in the first room, which the socket's URL resumes it from; 0 when none. */
+  get firstLast() {
+    return this.#logs.get(this.#first)?.last ?? 0;
   }
   /** The rooms the client is in, the first one first. */
-  get rooms() {
+  get names() {
     return [
-      ...this.#rooms.keys()
+      ...this.#logs.keys()
     ];
   }
-  /** Messages waiting for their fate. */
-  get queued() {
-    return this.#queue.size;
+  /** How many rooms the client is in. */
+  get size() {
+    return this.#logs.size;
   }
-  /** How many users `room` has (the first room when omitted), as last told. */
+  /** `room` as the server spells it, or the first room when omitted. */
+  key(room) {
+    return roomKey(room ?? this.#first);
+  }
+  /** The highest id seen in `room` (the first when omitted); 0 when none. */
+  last(room) {
+    return this.#logs.get(this.key(room))?.last ?? 0;
+  }
+  /** How many users `room` (the first when omitted) has, as last told. */
   userCount(room) {
-    return this.#rooms.get(roomKey(room ?? this.#firstRoom))?.count ?? 0;
+    return this.#logs.get(this.key(room))?.count ?? 0;
   }
-  /** The online users of `room` (the first room when omitted), as last told: a big room's first page. */
+  /** The online users of `room` (the first when omitted), as last told. */
   users(room) {
     return [
-      ...this.#rooms.get(roomKey(room ?? this.#firstRoom))?.users ?? []
+      ...this.#logs.get(this.key(room))?.users ?? []
     ];
   }
-  /** Calls `listener` with every `type` event; returns the function that stops it. */
-  on(type, listener) {
-    return this.#events.on(type, listener);
+  /** Whether messages to `room` may go: not while the client rejoins it. */
+  ready(room) {
+    return this.#logs.get(room)?.live !== false;
   }
-  /** Opens the connection; it reconnects by itself until `close()`. */
-  connect() {
-    if (this.#state !== "idle" && this.#state !== "closed") return;
-    this.#attempt = 0;
-    this.#everWelcomed = false;
-    this.#open();
-  }
-  /** Reconnects at once when a reconnect is waiting (a tab shown again, the network back). */
-  reconnectNow() {
-    if (this.#state !== "reconnecting") return;
-    this.#timers.clearTimeout(this.#timer);
-    this.#open();
-  }
-  /**
-   * Closes the connection for good; queued messages are refused with
-   * `closed`. The promise resolves once the socket has closed.
-   */
-  close() {
-    const socket = this.#socket;
-    this.#detach();
-    this.#timers.clearTimeout(this.#timer);
-    this.#end(CloseCode.Normal, "");
-    if (socket === null || socket.readyState === CLOSED) return Promise.resolve();
-    const closed = new Promise((resolve) => socket.addEventListener("close", () => resolve()));
-    socket.close(CloseCode.Normal, "Bye");
-    return closed;
-  }
-  /** Closes the client, for `await using`. */
-  [Symbol.asyncDispose]() {
-    return this.close();
-  }
-  /**
-   * Sends a chat message to a room (the first room when omitted), or a
-   * private message with `to`. The promise settles with its fate: stored
-   * (with the frame as stored) or refused (with the server's code and reason);
-   * its `cid` is the client id the stored frame will carry.
-   */
-  send(text, options = {}) {
-    if (this.#state === "closed") {
-      return sending(Promise.resolve({
-        status: "refused",
-        code: "closed",
-        reason: "Client closed"
-      }), "");
-    }
-    const frame = this.#frame(text, options);
-    const tooBig = this.#tooBig(frame);
-    if (tooBig !== void 0) return sending(Promise.resolve(tooBig), "");
-    const fate = this.#queue.add(frame);
-    this.#pump();
-    return fate;
-  }
-  /**
-   * The UTF-8 bytes `send(text, options)` would send, client id included:
-   * more than the server's `limits.max_message_bytes` is refused.
-   */
-  messageBytes(text, options = {}) {
-    return frameBytes(this.#frame(text, options));
-  }
-  #frame(text, options) {
-    const room = roomKey(options.room ?? this.#firstRoom);
-    return options.to === void 0 ? {
-      type: "message",
-      message: text,
-      room
-    } : {
-      type: "private",
-      to: options.to,
-      message: text,
-      room
-    };
-  }
-  /** The refusal of a frame over the server's limit (known from the first welcome). */
-  #tooBig(frame) {
-    const bytes = frameBytes(frame);
-    if (bytes <= this.#maxMessageBytes) return void 0;
-    return {
-      status: "refused",
-      code: "message_too_big",
-      reason: `Message too big: ${bytes} bytes`
-    };
-  }
-  /** Joins a room on the same socket; resolves with the `joined` frame. */
-  join(room) {
+  /** Joins `room` with the client id `cid`; resolves with the `joined` frame. */
+  join(room, cid) {
     return new Promise((resolve, reject) => {
-      const cid = this.#cid();
       if (!this.#write({
         type: "join",
         room,
@@ -1176,6 +1601,311 @@ var ChatClient = class {
       });
     });
   }
+  /**
+   * Adopts a welcome: enters its room, the first from now on. Returns the
+   * joins that resume the other rooms, to write once the welcome is told.
+   */
+  welcome(frame) {
+    this.#first = frame.room;
+    const epoch = this.#epoch;
+    const rejoin = [
+      ...this.#logs.values()
+    ].filter((log) => log.room !== frame.room).map((log) => {
+      const since = log.last > 0 ? {
+        since: log.last,
+        ...epoch === "" ? {} : {
+          epoch
+        }
+      } : {};
+      return {
+        type: "join",
+        room: log.room,
+        ...since
+      };
+    });
+    this.#enter(frame);
+    return rejoin;
+  }
+  /** Shows a page of a room's history (a welcome's, a joined's, a later one); the last ends the replay. */
+  replay(frame) {
+    for (const stored of frame.history) this.roomFrame(stored, true);
+    if (!frame.more) this.#replayDone(frame.room);
+  }
+  /** Takes a `joined` frame: the answer to the oldest join of its room, or a resume. */
+  joined(frame) {
+    this.#enter(frame);
+    const key = nameKey(frame.room);
+    const entry = [
+      ...this.#joins
+    ].find(([, pending2]) => pending2.room === key);
+    if (entry !== void 0) this.#joins.delete(entry[0]);
+    const pending = entry?.[1];
+    this.#events.emit("joined", frame);
+    pending?.resolve(frame);
+    this.replay(frame);
+  }
+  /** Takes a further page of a room's history. */
+  history(frame) {
+    if (!this.#logs.has(frame.room)) return;
+    this.replay(frame);
+  }
+  /** Takes a `left` frame: the room is forgotten. */
+  left(frame) {
+    this.#logs.delete(frame.room);
+    if (frame.room === this.#first) this.#first = this.names[0] ?? this.#first;
+    this.#events.emit("left", frame);
+  }
+  /** Takes a page of a room's online users. */
+  setUsers(frame) {
+    const log = this.#logs.get(frame.room);
+    if (log === void 0) return;
+    log.setUsers(frame.users, {
+      count: frame.connected_count,
+      offset: frame.offset
+    });
+    this.#emitUsers(log);
+  }
+  /** Takes a room's message or notice, live or `replayed`; one seen already is dropped. */
+  roomFrame(frame, replayed) {
+    const log = this.#logs.get(frame.room);
+    if (log === void 0 || !log.firstSight(frame)) return;
+    const missed = replayed && log.recovering;
+    if (frame.type === "message") {
+      this.#onMessage(frame);
+      this.#events.emit("message", {
+        frame,
+        replayed,
+        missed
+      });
+      return;
+    }
+    this.#events.emit("system", {
+      frame,
+      replayed,
+      missed
+    });
+    if (replayed || !log.applyPresence(frame)) return;
+    this.#emitUsers(log);
+    this.#onPresence(frame);
+  }
+  /** Refuses the join of client id `cid` with `error`; false when none waits. */
+  refuseJoin(cid, error) {
+    const join = this.#joins.get(cid);
+    if (join === void 0) return false;
+    this.#joins.delete(cid);
+    join.reject(error);
+    return true;
+  }
+  /** The socket is gone: every room waits for its rejoin. */
+  detach() {
+    for (const log of this.#logs.values()) log.live = false;
+  }
+  /** Fails the joins waiting for an answer, with `closed`. */
+  failJoins(reason) {
+    const pending = [
+      ...this.#joins.values()
+    ];
+    this.#joins.clear();
+    for (const { reject } of pending) reject(new ChatError("closed", reason));
+  }
+  /** Adopts a welcome's or joined's epoch and users. */
+  #enter(frame) {
+    let log = this.#logs.get(frame.room);
+    if (log === void 0) {
+      log = new RoomLog(frame.room);
+      this.#logs.set(frame.room, log);
+    }
+    this.#epoch = frame.epoch;
+    log.recovering = log.last > 0 && frame.recovered;
+    if (log.last > 0 && !frame.recovered) {
+      log.forget();
+      this.#events.emit("gap", {
+        room: frame.room
+      });
+    }
+    log.setUsers(frame.users, {
+      count: frame.user_count
+    });
+    log.live = true;
+    this.#emitUsers(log);
+  }
+  /** A room's replay is over: messages in doubt that it did not show stored go out again. */
+  #replayDone(room) {
+    const log = this.#logs.get(room);
+    if (log !== void 0) log.recovering = false;
+    this.#onReplayDone(room);
+  }
+  #emitUsers(log) {
+    this.#events.emit("users", {
+      room: log.room,
+      users: [
+        ...log.users
+      ],
+      count: log.count
+    });
+  }
+};
+
+// client/timers.ts
+var TIMERS = Object.freeze({
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle),
+  random: () => Math.random()
+});
+
+// client/chat_client.ts
+var ChatClient = class {
+  #timers;
+  #events = new Emitter();
+  #outbox;
+  #rooms;
+  #talks;
+  #heartbeat;
+  #connection;
+  #me;
+  #seq = 0;
+  /** When a `typing` frame last went out, per room or `@person`. */
+  #typedAt = /* @__PURE__ */ new Map();
+  /** Own read positions, the others' receipts, and the `read` frames waiting. */
+  #reads;
+  /** A client that connects when `connect()` is called. */
+  constructor(options) {
+    new URL(options.url);
+    const timers = this.#timers = options.timers ?? TIMERS;
+    const events = this.#events;
+    const write = (frame) => this.#write(frame);
+    this.#outbox = new Outbox({
+      timers,
+      maxQueued: options.maxQueued ?? 100,
+      write: (frame) => this.#write(frame, true),
+      welcomed: () => this.#connection.welcomed,
+      roomReady: (room) => this.#rooms.ready(room)
+    });
+    this.#me = new Identity({
+      username: options.username ?? "",
+      events,
+      write
+    });
+    this.#rooms = new Rooms({
+      first: options.room ?? DEFAULT_ROOM,
+      events,
+      write,
+      onMessage: (frame) => this.#settleOwn(frame),
+      onPresence: (frame) => this.#me.presence(frame),
+      onReplayDone: (room) => this.#outbox.resend((item) => item.frame.type === "message" && item.frame.room === room)
+    });
+    this.#talks = new PrivateTalks({
+      events,
+      write,
+      uid: () => this.#me.uid,
+      settle: (frame) => this.#settleOwn(frame)
+    });
+    this.#heartbeat = new Heartbeat({
+      timers,
+      write,
+      onTimeout: () => this.#connection.timeout()
+    });
+    this.#reads = new ReadState({
+      timers,
+      write
+    });
+    this.#connection = this.#connect(options);
+  }
+  /** The username: the one asked for, then the one the server gave. */
+  get username() {
+    return this.#me.username;
+  }
+  /**
+   * This user's public identity, from the last welcome ("" before one): own
+   * messages carry it as `uid`, across renames, reloads and tabs with one key.
+   */
+  get uid() {
+    return this.#me.uid;
+  }
+  /** The connection state. */
+  get state() {
+    return this.#connection.state;
+  }
+  /** The rooms the client is in, the first one first. */
+  get rooms() {
+    return this.#rooms.names;
+  }
+  /** Messages waiting for their fate. */
+  get queued() {
+    return this.#outbox.size;
+  }
+  /** How many users `room` has (the first room when omitted), as last told. */
+  userCount(room) {
+    return this.#rooms.userCount(room);
+  }
+  /** The online users of `room` (the first room when omitted), as last told: a big room's first page. */
+  users(room) {
+    return this.#rooms.users(room);
+  }
+  /** Calls `listener` with every `type` event; returns the function that stops it. */
+  on(type, listener) {
+    return this.#events.on(type, listener);
+  }
+  /** Opens the connection; it reconnects by itself until `close()`. */
+  connect() {
+    this.#connection.connect();
+  }
+  /** Reconnects at once when a reconnect is waiting (a tab shown again, the network back). */
+  reconnectNow() {
+    this.#connection.reconnectNow();
+  }
+  /**
+   * Closes the connection for good; queued messages are refused with
+   * `closed`. The promise resolves once the socket has closed.
+   */
+  close() {
+    return this.#connection.close();
+  }
+  /** Closes the client, for `await using`. */
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+  /**
+   * Sends a chat message to a room (the first room when omitted), or a
+   * private message with `to`. The promise settles with its fate: stored
+   * (with the frame as stored) or refused (with the server's code and reason);
+   * its `cid` is the client id the stored frame will carry.
+   */
+  send(text, options = {}) {
+    if (this.#connection.state === "closed") {
+      return sending(Promise.resolve({
+        status: "refused",
+        code: "closed",
+        reason: "Client closed"
+      }), "");
+    }
+    return this.#outbox.add(this.#frame(text, options));
+  }
+  /**
+   * The UTF-8 bytes `send(text, options)` would send, client id included:
+   * more than the server's `limits.max_message_bytes` is refused.
+   */
+  messageBytes(text, options = {}) {
+    return frameBytes(this.#frame(text, options));
+  }
+  #frame(text, options) {
+    const room = this.#rooms.key(options.room);
+    return options.to === void 0 ? {
+      type: "message",
+      message: text,
+      room
+    } : {
+      type: "private",
+      to: options.to,
+      message: text,
+      room
+    };
+  }
+  /** Joins a room on the same socket; resolves with the `joined` frame. */
+  join(room) {
+    return this.#rooms.join(room, this.#cid());
+  }
   /** Leaves a room; the `left` event follows. False when not connected. */
   leave(room) {
     return this.#write({
@@ -1185,30 +1915,13 @@ var ChatClient = class {
   }
   /** Renames this user; resolves with the new name as the server spells it. */
   rename(name) {
-    return new Promise((resolve, reject) => {
-      const cid = this.#cid();
-      if (this.#rename !== void 0) {
-        reject(new ChatError("rename_pending", `A rename is under way: ${name}`));
-        return;
-      }
-      if (nameKey(name) === nameKey(this.#username) && this.#welcomed) {
-        resolve(this.#username);
-        return;
-      }
-      if (!this.#write({
-        type: "rename",
-        name,
-        cid
-      })) {
-        reject(new ChatError("closed", "Not connected"));
-        return;
-      }
-      if (this.#rooms.size === 0) return resolve(name);
-      this.#rename = {
-        resolve,
-        reject,
-        cid
-      };
+    const context = {
+      cid: this.#cid(),
+      welcomed: this.#connection.welcomed
+    };
+    return this.#me.rename(name, {
+      ...context,
+      inRoom: this.#rooms.size > 0
     });
   }
   /**
@@ -1218,7 +1931,7 @@ var ChatClient = class {
    */
   typing(options = {}) {
     const { to } = options;
-    const room = roomKey(options.room ?? this.#firstRoom);
+    const room = this.#rooms.key(options.room);
     const target = to === void 0 ? {
       room
     } : {
@@ -1253,20 +1966,21 @@ var ChatClient = class {
    */
   markRead(target = {}) {
     const other = target.with;
-    const last = other === void 0 ? this.#rooms.get(roomKey(target.room ?? this.#firstRoom))?.last ?? 0 : this.#talks.last(other);
-    if (last === 0 || this.#epoch === "") return false;
+    const last = other === void 0 ? this.#rooms.last(target.room) : this.#talks.last(other);
+    const epoch = this.#rooms.epoch;
+    if (last === 0 || epoch === "") return false;
     const to = target.to === void 0 ? {} : {
       to: target.to
     };
     const where = other === void 0 ? {
-      room: roomKey(target.room ?? this.#firstRoom)
+      room: this.#rooms.key(target.room)
     } : {
       with: other,
       ...to
     };
     return this.#reads.mark(where, {
       id: last,
-      epoch: this.#epoch
+      epoch
     });
   }
   /**
@@ -1277,13 +1991,13 @@ var ChatClient = class {
   unread(target = {}) {
     const other = target.with;
     const where = other === void 0 ? {
-      room: roomKey(target.room ?? this.#firstRoom)
+      room: this.#rooms.key(target.room)
     } : {
       with: other
     };
     const position = this.#reads.position(where);
-    if (position === void 0 || position.epoch !== this.#epoch) return void 0;
-    const last = other === void 0 ? this.#rooms.get(where.room ?? "")?.last ?? 0 : this.#talks.last(other);
+    if (position === void 0 || position.epoch !== this.#rooms.epoch) return void 0;
+    const last = other === void 0 ? this.#rooms.last(target.room) : this.#talks.last(other);
     return Math.max(0, last - position.id);
   }
   /** How far the person of uid `other` has read their conversation with this client. */
@@ -1307,12 +2021,7 @@ var ChatClient = class {
    * argument, back to the server's own. Kept across reconnects.
    */
   setHeartbeatInterval(intervalMs) {
-    this.#beatInterval = intervalMs;
-    if (this.#heartbeat === null) return;
-    this.#write({
-      type: "heartbeat",
-      interval_ms: intervalMs ?? 0
-    });
+    this.#heartbeat.askInterval(intervalMs);
   }
   /**
    * Asks the server for the online users of a room; the `users` event
@@ -1322,7 +2031,7 @@ var ChatClient = class {
   refreshUsers(room, offset = 0) {
     return this.#write({
       type: "users",
-      room: room ?? this.#firstRoom,
+      room: room ?? this.#rooms.first,
       ...offset ? {
         offset
       } : {}
@@ -1330,128 +2039,44 @@ var ChatClient = class {
   }
   // -------------------------------------------------------------------------
   // The socket
-  #open() {
-    this.#setState({
-      state: "connecting"
-    });
-    this.#welcomed = false;
-    const { token = "", key = "" } = this.#options;
-    const secrets = [
-      ...token === "" ? [] : [
-        `bearer.${token}`
-      ],
-      ...key === "" ? [] : [
-        `key.${key}`
-      ]
-    ];
-    const protocols = secrets.length === 0 ? [] : [
-      "chat",
-      ...secrets
-    ];
-    const open = this.#options.webSocket ?? ((url, list) => new WebSocket(url, list));
-    let socket;
-    try {
-      socket = open(this.#url(), protocols);
-    } catch (error) {
-      this.#closed(1006, error instanceof Error ? error.message : String(error));
-      return;
-    }
-    this.#socket = socket;
-    this.#lastFrameAt = this.#timers.now();
-    socket.addEventListener("message", (event) => {
-      if (this.#socket !== socket || typeof event.data !== "string") return;
-      this.#lastFrameAt = this.#timers.now();
-      for (const line of event.data.split("\n")) {
-        if (this.#socket !== socket) return;
-        this.#onText(line);
+  /** The connection, which tells each part of the client when a socket comes and goes. */
+  #connect(options) {
+    return new Connection({
+      client: options,
+      timers: this.#timers,
+      events: this.#events,
+      url: () => linkUrl({
+        url: options.url,
+        username: this.#me.username,
+        room: this.#rooms.first,
+        heartbeat: options.heartbeat !== false,
+        since: this.#rooms.firstLast,
+        epoch: this.#rooms.epoch
+      }),
+      onData: () => this.#heartbeat.heard(),
+      onText: (text) => this.#onText(text),
+      onDetach: () => {
+        this.#rooms.detach();
+        this.#outbox.stop();
+        this.#heartbeat.stop();
+      },
+      onDrop: (reason) => {
+        this.#outbox.dropped();
+        this.#rooms.failJoins(reason);
+        this.#me.fail(reason);
+      },
+      onEnd: (reason) => {
+        this.#reads.dispose();
+        this.#outbox.refuseAll(reason);
       }
     });
-    socket.addEventListener("close", (event) => {
-      if (this.#socket === socket) this.#closed(event.code, event.reason);
-    });
-  }
-  #url() {
-    const url = new URL(this.#options.url);
-    url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
-    const name = this.#username;
-    url.pathname = name === "" ? "/ws/chat" : `/ws/chat/${encodeURIComponent(name)}`;
-    const params = new URLSearchParams({
-      room: this.#firstRoom,
-      batch: "1"
-    });
-    if (this.#options.heartbeat !== false) params.set("heartbeat", "1");
-    const last = this.#rooms.get(this.#firstRoom)?.last ?? 0;
-    if (last > 0) {
-      params.set("since", String(last));
-      if (this.#epoch !== "") params.set("epoch", this.#epoch);
-    }
-    url.search = params.toString();
-    return url.href;
   }
   /** Sends a frame now; the server's rate limit counts it, so the pacer does too. */
   #write(frame, paced = false) {
-    const socket = this.#socket;
-    if (socket === null || socket.readyState !== OPEN || !this.#welcomed) return false;
-    if (!paced) this.#pacer.spend(this.#timers.now());
-    socket.send(JSON.stringify(frame));
+    if (!this.#connection.writable) return false;
+    if (!paced) this.#outbox.spend();
+    this.#connection.send(frame);
     return true;
-  }
-  #detach() {
-    this.#socket = null;
-    for (const log of this.#rooms.values()) log.live = false;
-    this.#welcomed = false;
-    this.#timers.clearTimeout(this.#timer);
-    this.#timers.clearTimeout(this.#pumpTimer);
-    this.#timers.clearTimeout(this.#heartbeatTimer);
-  }
-  #closed(code, reason) {
-    this.#detach();
-    this.#queue.dropped();
-    this.#failPending(reason || "Connection closed");
-    if (this.#state === "closed") return;
-    if (this.#options.reconnect === false || isFinalClose({
-      code,
-      reason
-    }, this.#everWelcomed)) {
-      this.#end(code, reason);
-      return;
-    }
-    const delayMs = reconnectDelay({
-      attempt: this.#attempt++,
-      random: this.#timers.random()
-    }, this.#options.reconnect);
-    this.#timer = this.#timers.setTimeout(() => this.#open(), delayMs);
-    this.#setState({
-      state: "reconnecting",
-      code,
-      reason,
-      delayMs
-    });
-  }
-  #end(code, reason) {
-    if (this.#state === "closed") return;
-    this.#reads.dispose();
-    this.#queue.refuseAll("closed", reason || "Connection closed");
-    this.#setState({
-      state: "closed",
-      code,
-      reason
-    });
-  }
-  #failPending(reason) {
-    const pending = [
-      ...this.#joins.values(),
-      ...this.#rename ? [
-        this.#rename
-      ] : []
-    ];
-    this.#joins.clear();
-    this.#rename = void 0;
-    for (const { reject } of pending) reject(new ChatError("closed", reason));
-  }
-  #setState(event) {
-    this.#state = event.state;
-    this.#events.emit("state", event);
   }
   #cid() {
     return `r${++this.#seq}`;
@@ -1473,18 +2098,18 @@ var ChatClient = class {
       case "welcome":
         return this.#onWelcome(frame);
       case "joined":
-        return this.#onJoined(frame);
+        return this.#rooms.joined(frame);
       case "history":
-        return this.#onHistory(frame);
+        return this.#rooms.history(frame);
       case "left":
-        return this.#onLeft(frame);
+        return this.#rooms.left(frame);
       case "message":
       case "system":
-        return this.#onRoomFrame(frame, false);
+        return this.#rooms.roomFrame(frame, false);
       case "private":
-        return this.#onPrivate(frame);
+        return this.#talks.receive(frame);
       case "users":
-        return this.#setUsers(frame);
+        return this.#rooms.setUsers(frame);
       case "ping":
         this.#write({
           type: "pong"
@@ -1493,12 +2118,11 @@ var ChatClient = class {
       case "error":
         return this.#onError(frame);
       case "heartbeat_ack":
-        if (frame.heartbeat !== void 0) this.#heartbeat = frame.heartbeat;
-        return;
+        return this.#heartbeat.ack(frame.heartbeat);
       case "conversation":
-        return this.#onConversation(frame);
+        return this.#talks.conversation(frame);
       case "typing":
-        if (nameKey(frame.user) !== nameKey(this.#username)) this.#events.emit("typing", frame);
+        if (!this.#me.isMe(frame.user)) this.#events.emit("typing", frame);
         return;
       case "read":
       case "seen":
@@ -1528,278 +2152,42 @@ var ChatClient = class {
     }
   }
   #onWelcome(frame) {
-    this.#welcomed = this.#everWelcomed = true;
-    this.#attempt = 0;
-    this.#username = frame.username;
-    this.#uid = frame.uid ?? "";
-    this.#firstRoom = frame.room;
-    const limit = frame.limits;
-    this.#maxMessageBytes = limit.max_message_bytes;
-    const rate = limit.rate_per_s !== void 0 && limit.burst !== void 0 ? {
-      perS: limit.rate_per_s,
-      burst: limit.burst
-    } : void 0;
-    this.#pacer.configure(rate, this.#timers.now());
-    const rejoin = [
-      ...this.#rooms.values()
-    ].filter((log) => log.room !== frame.room);
-    const epoch = this.#epoch;
-    this.#enter(frame);
-    this.#setState({
-      state: "open"
-    });
+    this.#connection.welcome();
+    this.#me.welcome(frame);
+    this.#outbox.configure(frame.limits);
+    const rejoin = this.#rooms.welcome(frame);
+    this.#connection.opened();
     this.#events.emit("welcome", frame);
-    this.#afterEntry(frame);
-    for (const log of rejoin) {
-      const since = log.last > 0 ? {
-        since: log.last,
-        ...epoch === "" ? {} : {
-          epoch
-        }
-      } : {};
-      this.#write({
-        type: "join",
-        room: log.room,
-        ...since
-      });
-    }
-    for (const resume of this.#talks.resumes(RESUMED_CONVERSATIONS)) {
-      this.#resuming.add(resume.with);
-      this.#write({
-        type: "conversation",
-        ...resume
-      });
-    }
-    this.#queue.clear((item) => item.frame.type === "private");
+    this.#rooms.replay(frame);
+    for (const join of rejoin) this.#write(join);
+    this.#talks.resume();
+    this.#outbox.clear((item) => item.frame.type === "private");
     this.#reads.flush();
-    this.#startHeartbeat(frame);
-    this.#pump();
-  }
-  #onJoined(frame) {
-    this.#enter(frame);
-    const key = nameKey(frame.room);
-    const entry = [
-      ...this.#joins
-    ].find(([, pending2]) => pending2.room === key);
-    if (entry !== void 0) this.#joins.delete(entry[0]);
-    const pending = entry?.[1];
-    this.#events.emit("joined", frame);
-    pending?.resolve(frame);
-    this.#afterEntry(frame);
-  }
-  /** Adopts a welcome's or joined's epoch, users and first page of history. */
-  #enter(frame) {
-    let log = this.#rooms.get(frame.room);
-    if (log === void 0) {
-      log = new RoomLog(frame.room);
-      this.#rooms.set(frame.room, log);
-    }
-    this.#epoch = frame.epoch;
-    log.recovering = log.last > 0 && frame.recovered;
-    if (log.last > 0 && !frame.recovered) {
-      log.forget();
-      this.#events.emit("gap", {
-        room: frame.room
-      });
-    }
-    log.setUsers(frame.users, {
-      count: frame.user_count
-    });
-    log.live = true;
-    this.#emitUsers(log);
-  }
-  #afterEntry(frame) {
-    for (const stored of frame.history) this.#onRoomFrame(stored, true);
-    if (!frame.more) this.#replayDone(frame.room);
-  }
-  #onHistory(frame) {
-    if (!this.#rooms.has(frame.room)) return;
-    for (const stored of frame.history) this.#onRoomFrame(stored, true);
-    if (!frame.more) this.#replayDone(frame.room);
-  }
-  /** A room's replay is over: messages in doubt that it did not show stored go out again. */
-  #replayDone(room) {
-    const log = this.#rooms.get(room);
-    if (log !== void 0) log.recovering = false;
-    this.#queue.clear((item) => item.frame.type === "message" && item.frame.room === room);
-    this.#pump();
-  }
-  #onRoomFrame(frame, replayed) {
-    const log = this.#rooms.get(frame.room);
-    if (log === void 0 || !log.firstSight(frame)) return;
-    const missed = replayed && log.recovering;
-    if (frame.type === "message") {
-      this.#settleOwn(frame);
-      this.#events.emit("message", {
-        frame,
-        replayed,
-        missed
-      });
-      return;
-    }
-    this.#events.emit("system", {
-      frame,
-      replayed,
-      missed
-    });
-    if (replayed || !log.applyPresence(frame)) return;
-    this.#emitUsers(log);
-    if (frame.event === "rename" && frame.user !== void 0 && nameKey(frame.old_name ?? "") === nameKey(this.#username)) {
-      this.#renamed(frame.user);
-    }
-  }
-  #onLeft(frame) {
-    this.#rooms.delete(frame.room);
-    if (frame.room === this.#firstRoom) this.#firstRoom = this.rooms[0] ?? this.#firstRoom;
-    this.#events.emit("left", frame);
-  }
-  #onPrivate(frame) {
-    this.#settleOwn(frame);
-    const other = Conversations.other(frame, this.#uid);
-    if (other !== void 0 && !this.#talks.record(other, frame)) return;
-    this.#events.emit("private", {
-      frame,
-      replayed: false,
-      missed: false
-    });
-  }
-  /** A conversation read again: what was not shown yet, and the next page when there is one. */
-  #onConversation(frame) {
-    const missed = this.#resuming.delete(frame.with);
-    for (const stored of frame.history) {
-      if (!this.#talks.record(frame.with, stored)) continue;
-      this.#settleOwn(stored);
-      this.#events.emit("private", {
-        frame: stored,
-        replayed: true,
-        missed
-      });
-    }
-    if (frame.more && frame.history.length > 0) {
-      if (missed) this.#resuming.add(frame.with);
-      this.#write({
-        type: "conversation",
-        with: frame.with,
-        since: this.#talks.last(frame.with)
-      });
-    }
+    this.#heartbeat.start(frame.heartbeat);
+    this.#outbox.pump();
   }
   #settleOwn(frame) {
-    const { cid, uid } = frame;
-    const own = uid !== void 0 ? uid === this.#uid : frame.username === this.#username;
-    if (cid !== void 0 && own) {
-      this.#queue.settle(cid, {
+    if (frame.cid !== void 0 && this.#me.sent(frame)) {
+      this.#outbox.settle(frame.cid, {
         status: "stored",
         frame
       });
     }
   }
-  #renamed(name) {
-    const from = this.#username;
-    this.#username = name;
-    const pending = this.#rename;
-    this.#rename = void 0;
-    this.#events.emit("renamed", {
-      from,
-      to: name
-    });
-    pending?.resolve(name);
-  }
-  #emitUsers(log) {
-    this.#events.emit("users", {
-      room: log.room,
-      users: [
-        ...log.users
-      ],
-      count: log.count
-    });
-  }
-  #setUsers(frame) {
-    const { room, users } = frame;
-    const log = this.#rooms.get(room);
-    if (log === void 0) return;
-    log.setUsers(users, {
-      count: frame.connected_count,
-      offset: frame.offset
-    });
-    this.#emitUsers(log);
-  }
   #onError(frame) {
-    const cid = frame.cid;
-    const retries = cid === void 0 || frame.code !== "rate_limited" ? -1 : this.#queue.retry(cid);
-    if (retries > 0) {
-      this.#pacer.drain(this.#timers.now());
-      this.#pump(Math.min(RETRY_MAX_MS, 1e3 * retries));
-      return;
-    }
+    if (this.#outbox.rateLimited(frame)) return;
+    const { cid } = frame;
     if (cid !== void 0) {
-      if (this.#queue.settle(cid, {
+      const fate = {
         status: "refused",
         code: frame.code,
         reason: frame.message
-      })) {
-        return;
-      }
-      const join = this.#joins.get(cid);
-      if (join !== void 0) {
-        this.#joins.delete(cid);
-        return join.reject(new ChatError(frame.code, frame.message));
-      }
-      if (this.#rename?.cid === cid) {
-        const { reject } = this.#rename;
-        this.#rename = void 0;
-        return reject(new ChatError(frame.code, frame.message));
-      }
+      };
+      if (this.#outbox.settle(cid, fate)) return;
+      const error = new ChatError(frame.code, frame.message);
+      if (this.#rooms.refuseJoin(cid, error) || this.#me.refuse(cid, error)) return;
     }
     this.#events.emit("error", frame);
-  }
-  // -------------------------------------------------------------------------
-  // Sending and the heartbeat
-  /** Sends what the queue holds, as fast as the server's limit allows. */
-  #pump(delayMs = 0) {
-    this.#timers.clearTimeout(this.#pumpTimer);
-    if (delayMs > 0) {
-      this.#pumpTimer = this.#timers.setTimeout(() => this.#pump(), delayMs);
-      return;
-    }
-    if (!this.#welcomed) return;
-    const ready = (item) => !item.uncertain && (item.frame.type === "private" || this.#rooms.get(item.frame.room ?? "")?.live !== false);
-    for (let item = this.#queue.next(ready); item !== void 0; item = this.#queue.next(ready)) {
-      const tooBig = this.#tooBig(item.frame);
-      if (tooBig !== void 0) {
-        this.#queue.settle(item.frame.cid, tooBig);
-        continue;
-      }
-      const wait = this.#pacer.take(this.#timers.now());
-      if (wait > 0) return this.#pump(wait);
-      if (!this.#write(item.frame, true)) return;
-      item.sent = true;
-    }
-  }
-  #startHeartbeat(frame) {
-    this.#heartbeat = frame.heartbeat;
-    if (frame.heartbeat === null) return;
-    if (this.#beatInterval !== void 0) {
-      this.#write({
-        type: "heartbeat",
-        interval_ms: this.#beatInterval
-      });
-    }
-    const beat = () => {
-      const heartbeat = this.#heartbeat;
-      if (heartbeat === null) return;
-      if (this.#timers.now() - this.#lastFrameAt > heartbeat.timeout_ms) {
-        const socket = this.#socket;
-        this.#closed(CloseCode.HeartbeatTimeout, "No answer from the server");
-        socket?.close(CloseCode.HeartbeatTimeout, "Heartbeat timeout");
-        return;
-      }
-      this.#write({
-        type: "heartbeat"
-      });
-      this.#heartbeatTimer = this.#timers.setTimeout(beat, heartbeat.interval_ms);
-    };
-    this.#heartbeatTimer = this.#timers.setTimeout(beat, frame.heartbeat.interval_ms);
   }
 };
 
