@@ -1371,13 +1371,22 @@ var ReadState = class {
   seenBy(uid) {
     return this.#seen.get(uid);
   }
-  /** Takes a `read` or `seen` frame; true when it moved a position forward. */
+  /**
+   * Takes a `read` or `seen` frame; true when it moved a position forward,
+   * or told a receipt again (a conversation opened: its messages are shown
+   * anew, and their receipt with them).
+   */
   receive(frame) {
     const position = {
       id: frame.id,
       epoch: frame.epoch
     };
-    if (frame.type === "seen") return this.#set(this.#seen, frame.with, position);
+    if (frame.type === "seen") {
+      const known = this.#seen.get(frame.with);
+      if (known?.epoch === position.epoch && known.id > position.id) return false;
+      this.#seen.set(frame.with, position);
+      return true;
+    }
     const target = frame.room !== void 0 ? {
       room: frame.room
     } : {

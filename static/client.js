@@ -18,6 +18,7 @@ import {
 import { dayLabel } from "./days.js";
 import { linkify } from "./links.js";
 import { notificationsAsked, notify } from "./notify.js";
+import { TalkList } from "./talks.js";
 import { TypingLine } from "./typing.js";
 import { browserKey, loadName, loadSession, saveName, saveSession } from "./storage.js";
 
@@ -85,6 +86,8 @@ const ui = {
   privateCancel: $("private-cancel"),
   message: $("message"),
   composerError: $("composer-error"),
+  talks: $("talks"),
+  talkList: $("talk-list"),
 };
 
 const state = {
@@ -267,7 +270,8 @@ function append(log, item, { own = false, live = true } = {}) {
     trim(log.holder);
     return;
   }
-  const stick = own || isAtBottom();
+  // Pinned, not measured: a box that shrank in this turn (a strip grew) is not scrolled up.
+  const stick = own || state.pinned || isAtBottom();
   ui.messages.append(item);
   if (stick) scrollToBottom();
   else {
@@ -418,8 +422,11 @@ function renderMessage(frame, { live = true, pending = false } = {}) {
   const item = el("li", `message ${isPrivate ? "private " : ""}${own ? "own" : "other"}`);
   if (continued) item.classList.add("continued");
   item.dataset.testid = "message";
-  if (isPrivate) item.dataset.private = "true";
-  else item.dataset.room = frame.room;
+  if (isPrivate) {
+    item.dataset.private = "true";
+    const with_ = own ? frame.to_uid : frame.uid;
+    if (typeof with_ === "string") item.dataset.with = with_;
+  } else item.dataset.room = frame.room;
   if (frame.id !== undefined) item.dataset.id = String(frame.id);
   if (own) item.dataset.state = pending ? "pending" : "stored";
   const bubble = el("div", "bubble");
@@ -520,6 +527,7 @@ function stored(entry, frame) {
   const item = entry.item;
   item.dataset.state = "stored";
   if (frame.id !== undefined) item.dataset.id = String(frame.id);
+  if (typeof frame.to_uid === "string") item.dataset.with = frame.to_uid;
   item.querySelector(".send-state")?.remove();
   const time = item.querySelector("time");
   if (time !== null && typeof frame.timestamp === "string") {
@@ -636,6 +644,87 @@ function setPrivateTarget(name) {
 }
 
 // ---------------------------------------------------------------------------
+// Read positions: stored by the server for this browser's key (or token), so every tab
+// and a reload know what was read. The room shown is read while the tab is visible and
+// its log at the bottom; a conversation, when its person is the private target.
+
+const talks = new TalkList({ list: ui.talkList, section: ui.talks, onPick: pickTalk });
+
+/** Whether the person is looking at the newest messages of the room shown. */
+function looking() {
+  return document.visibilityState === "visible" && state.pinned;
+}
+
+function markShownRead() {
+  if (looking()) state.chat?.markRead({ room: state.room });
+}
+
+/** A private frame's conversation in the list; its uid, or undefined without identities. */
+function noteTalk(frame) {
+  const own = isOwn(frame);
+  const uid = own ? frame.to_uid : frame.uid;
+  if (typeof uid !== "string" || !uid.startsWith("u") || uid === state.chat?.uid) return undefined;
+  const name = own ? frame.to : frame.sender;
+  talks.message(uid, name, { id: frame.id, own });
+  // One's own messages are read; theirs when the person is the one written to.
+  if (own || (looking() && sameName(state.privateTo, name))) {
+    state.chat?.markRead({ with: uid, to: name });
+    talks.read(uid, frame.id);
+  }
+  return uid;
+}
+
+/** A person chosen in the list: written to next, their conversation read. */
+function pickTalk(uid, name) {
+  setPrivateTarget(name);
+  state.chat?.conversation(uid);
+  if (state.chat?.markRead({ with: uid, to: name }) || state.chat?.unread({ with: uid }) === 0) {
+    talks.read(uid, talks.last(uid));
+  }
+  ui.message.focus();
+}
+
+/** This identity's position moved (another tab, or given back on join). */
+function onRead(frame) {
+  if (frame.with !== undefined) return talks.read(frame.with, frame.id);
+  const room = frame.room;
+  placeDivider(room, frame.id);
+  if (room === state.room && looking()) return markShownRead();
+  const unread = state.chat?.unread({ room });
+  if (unread !== undefined) logFor(room).unread = unread;
+  renderRooms();
+}
+
+/** "New messages" above the first message of others after `id`; none when all are read. */
+function placeDivider(room, id) {
+  const root = room === state.room ? ui.messages : logFor(room).holder;
+  root.querySelector(".new-divider")?.remove();
+  const first = [...root.querySelectorAll('[data-testid="message"].other')]
+    .find((item) => Number(item.dataset.id) > id);
+  if (first === undefined) return;
+  const divider = el("li", "new-divider", "New messages");
+  divider.setAttribute("role", "separator");
+  divider.dataset.testid = "new-divider";
+  first.before(divider);
+}
+
+/** "Seen" under one's last private message to `uid` that they have read. */
+function showSeen(uid, id) {
+  for (const mark of document.querySelectorAll(`.seen[data-with="${CSS.escape(uid)}"]`)) {
+    mark.remove();
+  }
+  const read = [...document.querySelectorAll(
+    `[data-testid="message"].own[data-with="${CSS.escape(uid)}"]`,
+  )].filter((item) => Number(item.dataset.id) <= id);
+  const last = read.at(-1);
+  if (last === undefined) return;
+  const mark = el("span", "seen", "Seen");
+  mark.dataset.with = uid;
+  mark.dataset.testid = "seen";
+  last.append(mark);
+}
+
+// ---------------------------------------------------------------------------
 // Rooms: the page stays in every room it joined and shows one; the others count what
 // came while they were not shown. Room names go to the DOM as text only.
 
@@ -646,7 +735,7 @@ function myRooms() {
 }
 
 function totalUnread() {
-  let total = 0;
+  let total = talks.total();
   for (const log of logs.values()) total += log.unread;
   return total;
 }
@@ -734,6 +823,7 @@ function showRoom(room) {
     announce(`Showing #${room}`);
   }
   logFor(room).unread = 0;
+  markShownRead();
   setRoomInUrl(room);
   persistSession();
   showPanels();
@@ -911,6 +1001,7 @@ function connect() {
     if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame, { live: !replayed });
+    if (frame.room === state.room && !replayed) markShownRead();
     if (isOwn(frame)) return;
     // Missed while away (replayed after a reconnect) is new to the reader too.
     if (!replayed || missed) countUnread(frame.room);
@@ -922,15 +1013,20 @@ function connect() {
     renderSystem(frame, !replayed);
     if (!replayed && frame.room === state.room) followTarget(frame);
   });
-  on("private", ({ frame }) => {
+  on("private", ({ frame, replayed, missed }) => {
     rememberTalk(frame);
-    stoppedTyping(frame.username);
+    if (!replayed) stoppedTyping(frame.username);
+    const talk = noteTalk(frame);
     if (takeEcho(frame)) return;
-    renderMessage(frame);
-    if (isOwn(frame)) return;
-    countUnread(state.room);
-    notify(`${frame.sender} (private)`, frame.message);
+    renderMessage(frame, { live: !replayed });
+    if (isOwn(frame) || (replayed && !missed)) return;
+    // Counted beside the person; a private message without identities, beside the room.
+    if (talk === undefined) countUnread(state.room);
+    if (!replayed) notify(`${frame.sender} (private)`, frame.message);
   });
+  on("read", (frame) => onRead(frame));
+  on("seen", (frame) => showSeen(frame.with, frame.id));
+  on("conversations", (list) => talks.setAll(list));
   on("gap", ({ room }) => renderNotice("Some messages may be missing.", "warning", room));
   on("renamed", ({ to }) => renamed(to));
   on("left", ({ room }) => onLeft(room));
@@ -1016,6 +1112,7 @@ function onWelcome(frame) {
   }
   // A reload: the private conversations are read again (each message once).
   for (const uid of state.restoreTalks.splice(0)) chat.conversation(uid);
+  chat.listConversations();
   setRoomInUrl(state.room);
   persistSession();
   connectedStatus();
@@ -1264,7 +1361,10 @@ ui.message.addEventListener("input", () => {
 
 ui.messages.addEventListener("scroll", () => {
   state.pinned = isAtBottom();
-  if (state.pinned) ui.newMessages.hidden = true;
+  if (state.pinned) {
+    ui.newMessages.hidden = true;
+    markShownRead();
+  }
 });
 
 // The log's box shrinks when the private bar, a form or a phone's keyboard opens, and its
@@ -1288,6 +1388,7 @@ document.addEventListener("visibilitychange", () => {
     // What came to the room shown while hidden is seen now.
     const log = logs.get(state.room);
     if (log !== undefined) log.unread = 0;
+    markShownRead();
     renderRooms();
   } else {
     state.chat?.setHeartbeatInterval(HIDDEN_HEARTBEAT_MS);

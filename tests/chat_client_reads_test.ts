@@ -69,8 +69,11 @@ Deno.test("ReadState sends one read per interval per target, the latest, and nev
   });
   await t.step("receipts are kept per person", () => {
     const { state } = readState();
-    state.receive({ type: "seen", with: "uB", id: 4, epoch: "e" });
+    assert.equal(state.receive({ type: "seen", with: "uB", id: 4, epoch: "e" }), true);
     assert.deepEqual(state.seenBy("uB"), { id: 4, epoch: "e" });
+    // Told again when a conversation is opened: shown again; an older one is not.
+    assert.equal(state.receive({ type: "seen", with: "uB", id: 4, epoch: "e" }), true);
+    assert.equal(state.receive({ type: "seen", with: "uB", id: 3, epoch: "e" }), false);
     assert.equal(state.seenBy("uC"), undefined);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Writes the page's screenshots in docs/screenshots/: desktop and a 360 px
  * phone, light and dark, with two rooms (an unread count on the other),
- * grouped messages, a day separator and someone typing. Run it by hand
+ * grouped messages, a day separator, someone typing and a conversation
+ * with unread private messages. Run it by hand
  * after a change to the page, and look at every image before committing:
  *
  * ```sh
@@ -42,8 +43,18 @@ await using browser = await launchChromium();
 const ws = (path: string) => `ws://127.0.0.1:${server.port}${path}`;
 await using bob = await TestClient.connect(ws("/ws/chat/Bob"));
 await using carol = await TestClient.connect(ws("/ws/chat/Carol?room=design"));
+// With a browser key: his private messages are kept as a conversation.
+await using dan = await TestClient.connect(ws("/ws/chat/Dan?room=design"), {
+  protocols: ["chat", "key.dan-screenshot-key-0123456789"],
+});
 await bob.next("welcome");
 await carol.next("welcome");
+await dan.next("welcome");
+
+async function whisper(to: string, message: string): Promise<void> {
+  dan.sendJson({ type: "private", to, message });
+  await dan.next((f) => f.type === "private" && f.message === message);
+}
 
 for (
   const [name, size] of [["desktop", { width: 900, height: 620 }], ["phone", {
@@ -68,6 +79,8 @@ for (
   await say(bob, "It reconnects by itself now, and nothing is lost.");
   await page.evaluate(`document.getElementById("message").value = "Yes! Trying it on my phone."`);
   await page.press("Enter", { selector: "#message" });
+  await whisper(me, "Demo at 3?");
+  await whisper(me, "I saved you a seat.");
   await say(bob, "Release notes: https://example.com/notes");
   await say(carol, "New mockups are up.", "design");
   await say(carol, "Two of them, for the room list.", "design");
