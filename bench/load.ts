@@ -55,6 +55,12 @@ export interface LoadConfig {
   batched?: boolean;
   /** Handshakes in flight while connecting. Default 64. */
   connectConcurrency?: number;
+  /** Rooms are named this plus their index. Default `r`. */
+  roomPrefix?: string;
+  /** Churn: every cycle joins this room instead of one of its own. Default: its own. */
+  churnRoom?: string;
+  /** Churn: members that join `churnRoom` and stay, connected before the cycles start. Default 0. */
+  members?: number;
 }
 
 /** What a load process prints when told to stop. */
@@ -272,7 +278,27 @@ class Load {
         const i = next++;
         const index = firstClient + i;
         const name = `${this.config.namePrefix ?? "u"}${index}`;
-        this.clients[i] = await this.open(index, name, `r${index % rooms}`);
+        this.clients[i] = await this.open(
+          index,
+          name,
+          `${this.config.roomPrefix ?? "r"}${index % rooms}`,
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  }
+
+  /** Churn: the members of the churn room, who stay while the others cycle. */
+  async connectMembers(): Promise<void> {
+    const members = this.config.members ?? 0;
+    const room = this.config.churnRoom;
+    if (members === 0 || room === undefined) return;
+    const concurrency = Math.max(1, Math.min(this.config.connectConcurrency ?? 64, members));
+    let next = 0;
+    const worker = async () => {
+      while (next < members) {
+        const i = next++;
+        this.clients.push(await this.open(i, `${this.config.namePrefix ?? "u"}m${i}`, room));
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
@@ -338,7 +364,8 @@ class Load {
     while (this.running && generation === this.#generation) {
       const name = `${this.config.namePrefix ?? "u"}c${first + worker}_${n++}`;
       try {
-        const { ws } = await this.open(first + worker, name, `churn${first + worker}`);
+        const room = this.config.churnRoom ?? `churn${first + worker}`;
+        const { ws } = await this.open(first + worker, name, room);
         const closed = new Promise<void>((resolve) => {
           ws.addEventListener("close", () => resolve());
         });
@@ -392,6 +419,7 @@ async function main(raw: string | undefined): Promise<void> {
   const load = new Load(config);
   const connectStart = performance.now();
   if (config.mode !== "churn") await load.connectAll();
+  else await load.connectMembers();
   const connectMs = performance.now() - connectStart;
   print({ event: "ready", clients: config.clients, connectMs });
   let measureStart = performance.now();

@@ -352,7 +352,7 @@ export interface AlternateOptions {
  * (closed loop at 256 clients keeps seconds of it): its CPU under a tenth
  * of a core over 100 ms, or 15 s at most.
  */
-async function quiet(server: ServerProcess): Promise<void> {
+export async function quiet(server: ServerProcess): Promise<void> {
   const deadline = performance.now() + 15_000;
   let last = await server.cpuSeconds();
   while (performance.now() < deadline) {

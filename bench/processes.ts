@@ -32,6 +32,10 @@ export interface ServerOptions {
    * `deno task start` ({@linkcode startTaskV8Flags}), for the baseline none.
    */
   v8Flags?: string;
+  /** The script of ours, relative to the repository. Default `main.ts`. */
+  script?: string;
+  /** Port on 127.0.0.1 (a restarted server takes its predecessor's). Default: a free one. */
+  port?: number;
 }
 
 /** A running server. */
@@ -212,7 +216,7 @@ function serverArgs(options: ServerOptions): { deno: string[]; inspectPort: numb
   }
   const inspectPort = options.inspect ? freePort() : undefined;
   if (inspectPort !== undefined) deno.push(`--inspect=127.0.0.1:${inspectPort}`);
-  deno.push(options.kind === "ours" ? "main.ts" : "bench/baseline_server.ts");
+  deno.push(options.kind === "ours" ? options.script ?? "main.ts" : "bench/baseline_server.ts");
   return { deno, inspectPort };
 }
 
@@ -221,7 +225,7 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   const { deno, inspectPort } = serverArgs(options);
   const { cmd, args } = command(options.cpus, deno);
   // At LOG_LEVEL=warn our server does not log `listening`: probe a chosen port too.
-  const chosen = freePort();
+  const chosen = options.port ?? freePort();
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,
@@ -263,25 +267,25 @@ async function collectGarbage(port: number): Promise<number> {
   return Number(usage.usedSize) / 1024;
 }
 
-/** A running load generator process. */
-export interface LoadProcess extends AsyncDisposable {
+/** A running load generator process; `R` is what it prints as a result. */
+export interface LoadProcess<R = LoadResult> extends AsyncDisposable {
   readonly pid: number;
   /** Resolves once every client is connected (ready). */
   readonly ready: Promise<{ connectMs: number }>;
   /** Sends `run`, `measure`, `pause` or `stop`. */
   send(command: "run" | "measure" | "pause" | "stop"): Promise<void>;
   /** Resolves with the next result not yet taken: each `pause` and the `stop` print one. */
-  nextResult(): Promise<LoadResult>;
+  nextResult(): Promise<R>;
 }
 
 /**
  * What a load process prints, in order: `ready` once, then one result per
  * `pause` and the `stop`.
  */
-class LoadEvents {
+class LoadEvents<R> {
   readonly ready = Promise.withResolvers<{ connectMs: number }>();
   // Results in the order printed; a result is resolved before or after it is asked for.
-  #results: PromiseWithResolvers<LoadResult>[] = [];
+  #results: PromiseWithResolvers<R>[] = [];
   #printed = 0;
   #taken = 0;
   #failure: Error | undefined;
@@ -290,9 +294,9 @@ class LoadEvents {
     this.ready.promise.catch(() => {});
   }
 
-  #slot(i: number): PromiseWithResolvers<LoadResult> {
+  #slot(i: number): PromiseWithResolvers<R> {
     while (this.#results.length <= i) {
-      const r = Promise.withResolvers<LoadResult>();
+      const r = Promise.withResolvers<R>();
       // Observed through nextResult(); keep a failure nobody asked for from being unhandled.
       r.promise.catch(() => {});
       this.#results.push(r);
@@ -301,7 +305,7 @@ class LoadEvents {
   }
 
   /** The next result not yet taken. */
-  next(): Promise<LoadResult> {
+  next(): Promise<R> {
     const i = this.#taken++;
     return this.#failure !== undefined && i >= this.#printed
       ? Promise.reject(this.#failure)
@@ -317,7 +321,7 @@ class LoadEvents {
       return;
     }
     if (event.event === "ready") this.ready.resolve({ connectMs: event.connectMs ?? NaN });
-    else if (event.event === "result") this.#slot(this.#printed++).resolve(event as LoadResult);
+    else if (event.event === "result") this.#slot(this.#printed++).resolve(event as R);
     else if (event.event === "error") {
       this.#failure ??= new Error(`Load generator failed: ${event.message}`);
       this.ready.reject(this.#failure);
@@ -358,12 +362,26 @@ function commandWriter(stdin: WritableStream<Uint8Array>): {
   };
 }
 
-/** Starts one load generator process with its configuration. */
-export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): LoadProcess {
+/** Options of {@linkcode startLoad}. */
+export interface LoadProcessOptions {
+  /** CPU list for taskset, e.g. `"1"`. Default: not pinned. */
+  cpus?: string;
+  /** The load script, relative to the repository, speaking load.ts's stdin and stdout. Default `bench/load.ts`. */
+  script?: string;
+}
+
+/**
+ * Starts one load generator process with its configuration; `R` is the
+ * result its script prints (load.ts's {@linkcode LoadResult} by default).
+ */
+export function startLoad<R = LoadResult>(
+  config: LoadConfig | object,
+  options: LoadProcessOptions = {},
+): LoadProcess<R> {
   const { cmd, args } = command(options.cpus, [
     "run",
     "--allow-net",
-    `${ROOT}bench/load.ts`,
+    `${ROOT}${options.script ?? "bench/load.ts"}`,
     JSON.stringify(config),
   ]);
   const child = new Deno.Command(cmd, {
@@ -374,7 +392,7 @@ export function startLoad(config: LoadConfig, options: { cpus?: string } = {}): 
     stderr: "inherit",
   }).spawn();
   const stdin = commandWriter(child.stdin);
-  const events = new LoadEvents();
+  const events = new LoadEvents<R>();
   const read = (async () => {
     for await (const line of lines(child.stdout)) events.line(line);
     events.ended();

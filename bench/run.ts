@@ -19,7 +19,15 @@
 import type { Measurement } from "./measure.ts";
 import { canPin, startTaskV8Flags } from "./processes.ts";
 import { pairRatios, type Pairs } from "./report.ts";
+import {
+  FULL_SCALE,
+  runScaleSuite,
+  type ScaleOptions,
+  scaleTargets,
+  SMALL_SCALE,
+} from "./scale_scenarios.ts";
 import { runSuite, type Section, type SuiteOptions } from "./scenarios.ts";
+import type { StormEngine } from "./storm.ts";
 import { median, medianInterval, pairBootstrap, pooledQuantile } from "./stats.ts";
 
 /** Settings of `--quick` and of the full run. */
@@ -79,6 +87,31 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
   const retries = arg("retries");
   if (retries !== undefined) options.retries = Number(retries);
   return options;
+}
+
+/** The sizes of the scale scenarios: the issue's, small with `--quick`, and their flags. */
+export function scaleOptions(args: readonly string[]): ScaleOptions {
+  const arg = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+  const scale: ScaleOptions = { ...(args.includes("--quick") ? SMALL_SCALE : FULL_SCALE) };
+  const numbers: [string, keyof ScaleOptions][] = [
+    ["storm-clients", "stormClients"],
+    ["storm-rooms", "stormRooms"],
+    ["storm-rate", "stormRate"],
+    ["bigroom-members", "bigRoomMembers"],
+    ["idle15k-connections", "idleConnections"],
+    ["idle15k-rooms", "idleRooms"],
+    ["chat-seconds", "chatSeconds"],
+  ];
+  for (const [flag, key] of numbers) {
+    const value = arg(flag);
+    if (value === undefined) continue;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`Invalid --${flag}: ${value}`);
+    (scale as unknown as Record<string, number>)[key] = n;
+  }
+  const engines = arg("storm-engines");
+  if (engines !== undefined) scale.stormEngines = engines.split(",") as StormEngine[];
+  return scale;
 }
 
 async function machine(): Promise<string> {
@@ -229,7 +262,12 @@ function idleTargets(sections: readonly Section[]): string[] {
 
 /** The target lines of a run's sections, each only when its scenario ran. */
 function targets(sections: Section[]): string[] {
-  return [...throughputTargets(sections), ...pacedTargets(sections), ...idleTargets(sections)];
+  return [
+    ...throughputTargets(sections),
+    ...pacedTargets(sections),
+    ...idleTargets(sections),
+    ...scaleTargets(sections),
+  ];
 }
 
 function v8FlagsNote(flags: string): string {
@@ -251,7 +289,9 @@ if (import.meta.main && Deno.args.some((a) => a.startsWith("--targets-of="))) {
     options.pin = false;
   }
   const started = performance.now();
+  const scale = scaleOptions(Deno.args);
   const sections = await runSuite(options);
+  await runScaleSuite(options, scale, sections);
   const minutes = (performance.now() - started) / 60_000;
   const out = [
     `## Results ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`,
@@ -287,7 +327,7 @@ if (import.meta.main && Deno.args.some((a) => a.startsWith("--targets-of="))) {
   if (file !== undefined) {
     await Deno.writeTextFile(
       file,
-      JSON.stringify({ options: { ...options, log: undefined }, sections }, null, 2),
+      JSON.stringify({ options: { ...options, log: undefined }, scale, sections }, null, 2),
     );
   }
 }

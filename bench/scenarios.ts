@@ -87,7 +87,8 @@ function wanted(options: SuiteOptions, id: string): boolean {
   return options.only === undefined || options.only.some((o) => id.includes(o));
 }
 
-function describe(m: Measurement): string {
+/** One line of progress for a measurement. */
+export function describe(m: Measurement): string {
   const parts = [
     `${m.kind.padEnd(8)}`,
     m.deliveriesPerS > 0 ? `${count(m.deliveriesPerS)} deliveries/s` : "",
@@ -111,7 +112,7 @@ function withSuiteFlags(options: SuiteOptions, built: MeasureOptions): MeasureOp
 }
 
 /** Runs ours and the baseline alternately, `repeats` pairs. */
-async function pairs(
+export async function pairs(
   options: SuiteOptions,
   id: string,
   repeats: number,
@@ -256,10 +257,12 @@ async function paced(options: SuiteOptions, sections: Section[]): Promise<void> 
 /** The heartbeat interval of the idle scenario: every second, so a short window holds several rounds. */
 const IDLE_HEARTBEAT_MS = 1000;
 
-/** Pairs of our server on the heartbeat route and the baseline, their clients idle. */
-function idlePairs(options: SuiteOptions): Promise<Pairs> {
-  const n = options.idleConnections;
-  return pairs(options, "idle", options.slowRepeats, (kind) => ({
+/** Pairs of our server on the heartbeat route and the baseline, `n` clients idle in `rooms`. */
+export function idlePairs(
+  options: SuiteOptions,
+  { id, n, rooms }: { id: string; n: number; rooms: number },
+): Promise<Pairs> {
+  return pairs(options, id, options.slowRepeats, (kind) => ({
     kind,
     route: "heartbeat",
     gc: true,
@@ -268,7 +271,7 @@ function idlePairs(options: SuiteOptions): Promise<Pairs> {
     load: {
       mode: "idle",
       clients: n,
-      rooms: Math.ceil(n / 10),
+      rooms,
       pong: true,
       connectConcurrency: 128,
     },
@@ -339,7 +342,7 @@ async function idle(options: SuiteOptions, sections: Section[]): Promise<void> {
   if (!wanted(options, "idle")) return;
   const n = options.idleConnections;
   options.log(`${n} idle connections (heartbeat every ${IDLE_HEARTBEAT_MS} ms)`);
-  const result = await idlePairs(options);
+  const result = await idlePairs(options, { id: "idle", n, rooms: Math.ceil(n / 10) });
   const traffic = await idleBaselineWithTraffic(options);
   const trafficPerConn = median(traffic.map((m) => (m.rssLoadedGcKb - m.rssBeforeKb) / n));
   const sweep = await measureSweep({ connections: n });
@@ -393,7 +396,7 @@ async function exists(path: string): Promise<boolean> {
  * Lets redis-server serve with our server: its URL goes in `run.env`, its
  * pid in `run.helperPids`, pinned to the server's CPU.
  */
-async function serveWithRedis(
+export async function serveWithRedis(
   server: { url: string; port: number },
   run: { env: Record<string, string>; helperPids: number[]; pin: boolean },
 ): Promise<void> {

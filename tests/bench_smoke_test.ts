@@ -8,6 +8,9 @@ import assert from "node:assert/strict";
 import type { LoadResult } from "../bench/load.ts";
 import { measure, measureAlternating } from "../bench/measure.ts";
 import { startLoad, startServer } from "../bench/processes.ts";
+import { runScaleSuite, scaleTargets, SMALL_SCALE } from "../bench/scale_scenarios.ts";
+import { type Section, serveWithRedis } from "../bench/scenarios.ts";
+import { measureStorm } from "../bench/storm.ts";
 
 Deno.test("the load generator counts deliveries from both servers", async (t) => {
   for (const kind of ["baseline", "ours"] as const) {
@@ -153,4 +156,100 @@ Deno.test("alternating windows measure both servers side by side", async () => {
     assert.equal(m.errors, 0);
     assert.ok(m.cpuS >= 0 && m.peakRssKb > 0);
   }
+});
+
+Deno.test("a reconnect storm brings every client back with nothing lost or repeated", async (t) => {
+  // Memory: the same process drops everyone (the scale test below restarts a kv server).
+  for (const engine of ["memory"] as const) {
+    await t.step(engine, async () => {
+      const m = await measureStorm({
+        engine,
+        clients: 20,
+        rooms: 2,
+        rate: 40,
+        beforeMs: 300,
+        pin: false,
+        withRedis: serveWithRedis,
+      });
+      assert.equal(m.notBack, 0, JSON.stringify(m));
+      assert.ok(m.published > 0, JSON.stringify(m));
+      assert.equal(m.expected, m.published * 10);
+      assert.deepEqual(
+        { lost: m.lost, duplicated: m.duplicated, repeated: m.repeatedIds, gaps: m.notRecovered },
+        { lost: 0, duplicated: 0, repeated: 0, gaps: 0 },
+        JSON.stringify(m),
+      );
+      // The page waits a second before its first attempt.
+      assert.ok(m.allBackMs >= 1000 && m.welcomeP99Ms <= m.allBackMs, JSON.stringify(m));
+    });
+  }
+});
+
+Deno.test("churn clients join the room whose members stay", async () => {
+  await using server = await startServer({ kind: "ours" });
+  await using load = startLoad({
+    base: server.base,
+    path: "/ws/chat/{name}?room={room}",
+    mode: "churn",
+    clients: 2,
+    churnRoom: "big",
+    members: 30,
+    ready: "welcome",
+  });
+  await load.ready;
+  const rooms = async () =>
+    (await (await fetch(`http://127.0.0.1:${server.port}/api/rooms`)).json()) as {
+      rooms: { room: string; connected_count: number }[];
+    };
+  const before = await rooms();
+  assert.deepEqual(before.rooms.map((r) => [r.room, r.connected_count]), [["big", 30]]);
+  await load.send("run");
+  await load.send("measure");
+  // A joiner is seen in the room between its welcome and its close, and never in another room.
+  let joined = false;
+  for (let i = 0; i < 40 && !joined; i++) {
+    const seen = await rooms();
+    assert.deepEqual(seen.rooms.map((r) => r.room), ["big"]);
+    joined = seen.rooms[0]!.connected_count > 30;
+  }
+  assert.ok(joined, "no joiner seen in the big room");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await load.send("stop");
+  const result = await load.nextResult();
+  assert.ok(result.cycles > 0 && result.errors === 0, JSON.stringify(result));
+});
+
+Deno.test("the scale scenarios run at a tiny size and give their target lines", async () => {
+  const sections: Section[] = [];
+  await runScaleSuite({
+    repeats: 1,
+    runs: 1,
+    seconds: 0.5,
+    warmupS: 0.1,
+    idleConnections: 0,
+    slowRepeats: 1,
+    pacedLoad: 0.5,
+    pacedClients: [],
+    maxOtherCpu: Infinity,
+    retries: 0,
+    retryUntil: 0,
+    pin: false,
+    // The big room's joiners are the churn test's above.
+    only: ["storm", "idle15k"],
+    log: () => {},
+  }, {
+    ...SMALL_SCALE,
+    stormClients: 20,
+    stormRooms: 2,
+    stormEngines: ["kv"],
+    bigRoomMembers: 30,
+    idleConnections: 40,
+    idleRooms: 2,
+    chatSeconds: 0.5,
+  }, sections);
+  assert.deepEqual(sections.map((s) => s.id), ["storm", "idle15k"]);
+  const lines = scaleTargets(sections);
+  assert.equal(lines.length, 5, lines.join("\n"));
+  assert.match(lines[0]!, /^- storm kv: all 20 back in \d+ ms .* lost 0, duplicated 0 ✓$/);
+  for (const line of lines.slice(1)) assert.doesNotMatch(line, /NaN/, line);
 });

@@ -1,0 +1,174 @@
+/**
+ * The `storm` scenario: every client of a server dropped at once and coming
+ * back as the chat page does, while messages keep flowing. On the memory
+ * engine the same process closes every socket with 1001 (see
+ * `storm_server.ts`); on kv and redis the server process stops (SIGTERM,
+ * which closes with 1001 too) and a new one starts on the same port with
+ * the same data.
+ *
+ * @module
+ */
+
+import { startRedis } from "../tools/redis_server.ts";
+import { cpuSeconds, startLoad, startServer } from "./processes.ts";
+import { count, fixed } from "./report.ts";
+import type { StormConfig, StormResult } from "./storm_load.ts";
+
+/** The engines a storm runs on. */
+export type StormEngine = "memory" | "kv" | "redis";
+
+/** Options of {@linkcode measureStorm}. */
+export interface StormOptions {
+  engine: StormEngine;
+  /** Reconnecting clients. */
+  clients: number;
+  /** Rooms they are spread over. */
+  rooms: number;
+  /** Messages per second published during the storm, all rooms together. */
+  rate: number;
+  /** Publishing before the drop, ms. */
+  beforeMs: number;
+  /** Pin the server to CPU 0 and the load to CPU 1. */
+  pin: boolean;
+  /** Writes the server's V8 CPU profile into this directory (of the server after a restart). Default none. */
+  profileDir?: string;
+  /** Lets redis-server serve with our server (its URL in `env`, its pid pinned with the server). */
+  withRedis: (
+    server: { url: string; port: number },
+    run: { env: Record<string, string>; helperPids: number[]; pin: boolean },
+  ) => Promise<void>;
+}
+
+/** A storm's result and what it ran on. */
+export interface StormMeasurement extends StormResult {
+  engine: StormEngine;
+  /** Milliseconds the server was away (kv, redis: stop to listening again; memory: 0). */
+  downMs: number;
+  /** CPU seconds from the drop to the result: the server (the one after a restart), the load. */
+  serverCpuS: number;
+  loadCpuS: number;
+}
+
+/** The target: every client back within this, ms. */
+export const STORM_TARGET_MS = 10_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The last value `read` gave, every 200 ms until `done` settles: a process
+ * that exits as it reports is read up to its last moments.
+ */
+async function sampleUntil(read: () => Promise<number>, done: Promise<unknown>): Promise<number> {
+  let last = await read();
+  let over = false;
+  done.finally(() => over = true).catch(() => {});
+  while (!over) {
+    await sleep(200);
+    last = await read().catch(() => last);
+  }
+  return last;
+}
+
+/** The server's environment for `engine`, with its data in `dir`. */
+async function stormEnv(
+  options: StormOptions,
+  dir: string,
+): Promise<{ env: Record<string, string>; redis?: AsyncDisposable }> {
+  const env: Record<string, string> = { CHAT_ENGINE: options.engine };
+  if (options.engine === "kv") env.KV_PATH = `${dir}/chat.kv`;
+  if (options.engine !== "redis") return { env };
+  const redis = await startRedis();
+  await options.withRedis(redis, { env, helperPids: [], pin: options.pin });
+  return { env, redis };
+}
+
+/** Runs one storm: connect, publish, drop everyone, wait until all are back and settled. */
+export async function measureStorm(options: StormOptions): Promise<StormMeasurement> {
+  const dir = await Deno.makeTempDir({ prefix: "chat_storm_" });
+  const { env, redis } = await stormEnv(options, dir);
+  const cpus = options.pin ? "0" : undefined;
+  const script = options.engine === "memory" ? "bench/storm_server.ts" : "main.ts";
+  const cpuProfDir = options.profileDir;
+  let server = await startServer({ kind: "ours", env, cpus, script, cpuProfDir });
+  const config: StormConfig = {
+    base: server.base,
+    clients: options.clients,
+    rooms: options.rooms,
+    rate: options.rate,
+    namePrefix: `u${crypto.randomUUID().slice(0, 6)}_`,
+  };
+  const load = startLoad<StormResult>(config, {
+    cpus: options.pin ? "1" : undefined,
+    script: "bench/storm_load.ts",
+  });
+  try {
+    const { connectMs } = await load.ready;
+    await load.send("run");
+    await sleep(options.beforeMs);
+    let downMs = 0;
+    const loadCpu = await cpuSeconds(load.pid);
+    let serverCpu = await server.cpuSeconds();
+    if (options.engine === "memory") {
+      Deno.kill(server.pid, "SIGUSR1");
+    } else {
+      const down = performance.now();
+      await server.stop({ graceful: true });
+      server = await startServer({
+        kind: "ours",
+        env,
+        cpus,
+        script,
+        cpuProfDir,
+        port: server.port,
+      });
+      downMs = performance.now() - down;
+      serverCpu = 0;
+    }
+    await load.send("stop");
+    const reported = load.nextResult();
+    const loadCpuS = await sampleUntil(() => cpuSeconds(load.pid), reported) - loadCpu;
+    const result = await reported;
+    const serverCpuS = await server.cpuSeconds() - serverCpu;
+    return { ...result, connectMs, engine: options.engine, downMs, serverCpuS, loadCpuS };
+  } finally {
+    await load[Symbol.asyncDispose]();
+    // A profile is written as the server exits on SIGTERM.
+    await server.stop({ graceful: cpuProfDir !== undefined });
+    await redis?.[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** One line of progress for a storm. */
+export function describeStorm(m: StormMeasurement): string {
+  return `  storm-${m.engine}: all back ${fixed(0)(m.allBackMs)} ms, welcome p99 ` +
+    `${fixed(0)(m.welcomeP99Ms)} ms, lost ${m.lost}, duplicated ${m.duplicated}, ` +
+    `published ${m.published}, not back ${m.notBack}, CPU s server ${fixed(1)(m.serverCpuS)} ` +
+    `load ${fixed(1)(m.loadCpuS)}`;
+}
+
+function verdict(m: StormMeasurement): string {
+  const ok = m.notBack === 0 && m.allBackMs <= STORM_TARGET_MS && m.lost === 0 &&
+    m.duplicated === 0;
+  return ok ? "✓" : "✗";
+}
+
+/** The storm section's table, a row per engine. */
+export function stormTable(results: readonly StormMeasurement[]): string {
+  const rows = results.map((m) =>
+    `| ${m.engine} | ${fixed(0)(m.allBackMs)} | ${fixed(0)(m.welcomeP50Ms)} / ${
+      fixed(0)(m.welcomeP99Ms)
+    } | ${fixed(0)(m.handshakeP99Ms)} | ${count(m.published)} | ${m.lost} | ${m.duplicated} | ${
+      m.repeatedIds + m.notRecovered
+    } | ${m.failedAttempts} | ${fixed(0)(m.downMs)} | ${verdict(m)} |`
+  );
+  return [
+    "| engine | all back, ms | to welcome p50 / p99, ms | handshake p99, ms | messages published | " +
+    "lost | duplicated | ids repeated + not recovered | failed attempts | server away, ms | " +
+    `target (all back ≤ ${STORM_TARGET_MS / 1000} s, 0 lost, 0 duplicated) |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...rows,
+  ].join("\n");
+}
