@@ -97,6 +97,7 @@ export function scaleOptions(args: readonly string[]): ScaleOptions {
     ["storm-clients", "stormClients"],
     ["storm-rooms", "stormRooms"],
     ["storm-rate", "stormRate"],
+    ["storm-first-spread", "stormFirstSpreadMs"],
     ["bigroom-members", "bigRoomMembers"],
     ["idle15k-connections", "idleConnections"],
     ["idle15k-rooms", "idleRooms"],

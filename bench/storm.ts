@@ -28,6 +28,8 @@ export interface StormOptions {
   rate: number;
   /** Publishing before the drop, ms. */
   beforeMs: number;
+  /** An experiment: spreads the first reconnect attempt over this much more (see `StormConfig`). Default 0. */
+  firstSpreadMs?: number;
   /** Pin the server to CPU 0 and the load to CPU 1. */
   pin: boolean;
   /** Writes the server's V8 CPU profile into this directory (of the server after a restart). Default none. */
@@ -97,6 +99,7 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
     clients: options.clients,
     rooms: options.rooms,
     rate: options.rate,
+    firstSpreadMs: options.firstSpreadMs,
     namePrefix: `u${crypto.randomUUID().slice(0, 6)}_`,
   };
   const load = startLoad<StormResult>(config, {

@@ -40,6 +40,12 @@ export interface StormConfig {
   afterMs?: number;
   /** A sender's reconnect delay: it is the fixture, not a page. Default 100. */
   senderRetryMs?: number;
+  /**
+   * An experiment, not the page: a client's first attempt after a drop waits
+   * up to this much more, uniformly at random (the page's first wait is the
+   * same second for everyone). Default 0.
+   */
+  firstSpreadMs?: number;
 }
 
 /** What the storm load prints for `stop`. */
@@ -175,9 +181,10 @@ class Storm {
     peer.welcomed = false;
     peer.ws = undefined;
     if (this.stopping && peer.sender) return;
+    const spread = peer.attempt === 0 ? Math.random() * (this.config.firstSpreadMs ?? 0) : 0;
     const delay = peer.sender
       ? this.config.senderRetryMs ?? 100
-      : reconnectDelay({ attempt: peer.attempt++, random: Math.random() });
+      : reconnectDelay({ attempt: peer.attempt++, random: Math.random() }) + spread;
     setTimeout(() => this.open(peer), delay);
   }
 
