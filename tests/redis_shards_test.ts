@@ -130,6 +130,32 @@ Deno.test("the sharded redis engine refuses a repeated or malformed shard URL", 
   }
 });
 
+Deno.test({
+  name: "the sharded redis engine does not start without every shard, naming the missing one",
+  ignore,
+}, async () => {
+  await using redis = await startRedis();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = listener.addr.port;
+  listener.close();
+  const engine = new ShardedRedisEngine({
+    urls: [redis.url, `redis://127.0.0.1:${dead}`],
+    reconnect: FAST_RECONNECT,
+  });
+  await assert.rejects(engine.start(() => {}), new RegExp(`127\\.0\\.0\\.1:${dead}`));
+  // Not disposed here: start closed the shard that did start, so only this check is connected.
+  const check = new RedisClient({ url: redis.url });
+  await check.connect();
+  try {
+    await eventually("the started shard's connections closed", async () => {
+      const list = String(await check.command(["CLIENT", "LIST"]));
+      return list.trim().split("\n").length === 1;
+    });
+  } finally {
+    await check.close();
+  }
+});
+
 /** A started sharded engine that records its deliveries; its own process, as it were. */
 async function open(urls: string[], options: Partial<ShardedRedisOptions> = {}) {
   const engine = new ShardedRedisEngine({ urls, reconnect: FAST_RECONNECT, ...options });
