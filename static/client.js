@@ -95,8 +95,10 @@ const state = {
   chat: null,
   /** The name asked for, then the one the server gave. */
   username: "",
-  /** The room shown. */
+  /** The room shown, or behind the conversation shown. */
   room: DEFAULT_ROOM,
+  /** The uid of the person whose conversation is shown instead of the room; "" for none. */
+  talk: "",
   /** Set while a join from the form or the list waits for `joined`: then it is shown. */
   pendingRoom: "",
   /** Rooms of the tab's session to join again after a reload (beside the one shown). */
@@ -236,7 +238,7 @@ function showPanels() {
   ui.rooms.hidden = !wanted;
   if (!wanted) ui.moreRooms.open = false;
   ui.myName.textContent = state.username === "" ? "(anonymous)" : state.username;
-  ui.roomName.textContent = `#${state.room}`;
+  ui.roomName.textContent = state.talk === "" ? `#${state.room}` : `${state.privateTo} (private)`;
   ui.message.disabled = !wanted;
   ui.send.disabled = !wanted;
   ui.renameButton.disabled = !state.live;
@@ -265,7 +267,7 @@ function scrollToBottom() {
 /** Appends one rendered item to a room's log; the one shown stays at the bottom unless the
  * user scrolled up. */
 function append(log, item, { own = false, live = true } = {}) {
-  if (log.room !== state.room) {
+  if (log.room !== shownKey()) {
     log.holder.append(item);
     trim(log.holder);
     return;
@@ -345,7 +347,7 @@ function logFor(room) {
 
 /** The list a room's items go to: #messages for the room shown. */
 function listOf(log) {
-  return log.room === state.room ? ui.messages : log.holder;
+  return log.room === shownKey() ? ui.messages : log.holder;
 }
 
 function trim(list) {
@@ -408,16 +410,32 @@ function isOwn(frame) {
   return sameName(frame.username, state.username);
 }
 
+/**
+ * Renders a frame where it belongs: a room's message in its room; a private message in the
+ * room shown (as the seed shows them), or in its conversation while that is shown, and, one
+ * between identities, in its conversation's log too, so the conversation is whole there.
+ */
 function renderMessage(frame, { live = true, pending = false } = {}) {
+  if (frame.type !== "private") return renderInto(logFor(frame.room), frame, { live, pending });
+  const talk = talkKeyOf(frame);
+  const key = talk !== undefined && talk === shownKey() ? talk : state.room;
+  const item = renderInto(logFor(key), frame, { live, pending });
+  // One's own pending message is copied once stored (see `stored`).
+  if (talk !== undefined && talk !== key && !pending) {
+    renderInto(logFor(talk), frame, { live: false, pending: false });
+  }
+  return item;
+}
+
+/** Renders a message frame into one log. */
+function renderInto(log, frame, { live, pending }) {
   const isPrivate = frame.type === "private";
   const own = isOwn(frame);
   const other = own ? frame.to : frame.sender;
   const key = `${isPrivate ? `private:${nameKey(other ?? "")}` : "room"}:${
     nameKey(frame.username)
   }`;
-  // Private messages show in the room shown.
-  const log = logFor(isPrivate ? state.room : frame.room);
-  const shown = log.room === state.room;
+  const shown = log.room === shownKey();
   const continued = continuesGroup(log, key, frame.timestamp);
   const item = el("li", `message ${isPrivate ? "private " : ""}${own ? "own" : "other"}`);
   if (continued) item.classList.add("continued");
@@ -487,6 +505,8 @@ function sendMessage(text, options) {
     username: state.username,
     sender: state.username === "" ? "you" : state.username,
     to: options.to,
+    // Written in the conversation shown: it goes to that conversation's log.
+    to_uid: options.to !== undefined && state.talk !== "" ? state.talk : undefined,
     room: options.room,
     message: text,
     timestamp: new Date().toISOString(),
@@ -529,6 +549,10 @@ function stored(entry, frame) {
   if (frame.id !== undefined) item.dataset.id = String(frame.id);
   if (typeof frame.to_uid === "string") item.dataset.with = frame.to_uid;
   item.querySelector(".send-state")?.remove();
+  const talk = frame.type === "private" ? talkKeyOf(frame) : undefined;
+  if (talk !== undefined && !listOf(logFor(talk)).contains(item)) {
+    renderInto(logFor(talk), frame, { live: false, pending: false });
+  }
   const time = item.querySelector("time");
   if (time !== null && typeof frame.timestamp === "string") {
     time.replaceWith(timeElement(frame.timestamp));
@@ -567,11 +591,11 @@ function renderSystem(frame, live) {
   bubble.append(userText("span", "text", frame.message), timeElement(frame.timestamp));
   item.append(bubble);
   append(log, item, { live });
-  if (live && log.room === state.room) announce(frame.message);
+  if (live && log.room === shownKey()) announce(frame.message);
 }
 
 /** A notice made by the page itself (errors, reconnects); it has no server id. */
-function renderNotice(text, kind = "notice", room = state.room) {
+function renderNotice(text, kind = "notice", room = shownKey()) {
   const log = logFor(room);
   log.flow.group = null;
   const item = el("li", `message system local ${kind}`);
@@ -580,7 +604,7 @@ function renderNotice(text, kind = "notice", room = state.room) {
   bubble.append(userText("span", "text", text));
   item.append(bubble);
   append(log, item);
-  if (log.room === state.room) announce(text);
+  if (log.room === shownKey()) announce(text);
 }
 
 function clearMessages() {
@@ -635,6 +659,8 @@ function renderUsers() {
 }
 
 function setPrivateTarget(name) {
+  // The conversation shown is the private target: without one, back to the room.
+  if (name === "" && state.talk !== "") return showRoom(state.room);
   state.privateTo = name;
   ui.privateTarget.hidden = name === "";
   ui.privateName.textContent = name;
@@ -655,8 +681,13 @@ function looking() {
   return document.visibilityState === "visible" && state.pinned;
 }
 
+/** Marks what is shown read: the room, or the conversation. */
 function markShownRead() {
-  if (looking()) state.chat?.markRead({ room: state.room });
+  const chat = state.chat;
+  if (chat === null || !looking()) return;
+  if (state.talk === "") return void chat.markRead({ room: state.room });
+  chat.markRead({ with: state.talk, to: state.privateTo });
+  talks.read(state.talk, talks.last(state.talk));
 }
 
 /** A private frame's conversation in the list; its uid, or undefined without identities. */
@@ -666,21 +697,18 @@ function noteTalk(frame) {
   if (typeof uid !== "string" || !uid.startsWith("u") || uid === state.chat?.uid) return undefined;
   const name = own ? frame.to : frame.sender;
   talks.message(uid, name, { id: frame.id, own });
-  // One's own messages are read; theirs when the person is the one written to.
-  if (own || (looking() && sameName(state.privateTo, name))) {
+  // One's own messages are read; theirs when their conversation is in view.
+  if (own || (looking() && state.talk === uid)) {
     state.chat?.markRead({ with: uid, to: name });
     talks.read(uid, frame.id);
   }
   return uid;
 }
 
-/** A person chosen in the list: written to next, their conversation read. */
+/** A person chosen in the list: their conversation shown (the rest read again), and read. */
 function pickTalk(uid, name) {
-  setPrivateTarget(name);
+  showTalk(uid, name);
   state.chat?.conversation(uid);
-  if (state.chat?.markRead({ with: uid, to: name }) || state.chat?.unread({ with: uid }) === 0) {
-    talks.read(uid, talks.last(uid));
-  }
   ui.message.focus();
 }
 
@@ -689,7 +717,7 @@ function onRead(frame) {
   if (frame.with !== undefined) return talks.read(frame.with, frame.id);
   const room = frame.room;
   placeDivider(room, frame.id);
-  if (room === state.room && looking()) return markShownRead();
+  if (room === shownKey() && looking()) return markShownRead();
   const unread = state.chat?.unread({ room });
   if (unread !== undefined) logFor(room).unread = unread;
   renderRooms();
@@ -697,7 +725,7 @@ function onRead(frame) {
 
 /** "New messages" above the first message of others after `id`; none when all are read. */
 function placeDivider(room, id) {
-  const root = room === state.room ? ui.messages : logFor(room).holder;
+  const root = room === shownKey() ? ui.messages : logFor(room).holder;
   root.querySelector(".new-divider")?.remove();
   const first = [...root.querySelectorAll('[data-testid="message"].other')]
     .find((item) => Number(item.dataset.id) > id);
@@ -751,7 +779,7 @@ function updateTitle() {
 
 /** A message (not a notice) came to `room`: counted unless it is in view. */
 function countUnread(room) {
-  if (room === state.room && document.visibilityState !== "hidden") return;
+  if (room === shownKey() && document.visibilityState !== "hidden") return;
   logFor(room).unread++;
   renderRooms();
 }
@@ -764,13 +792,13 @@ function renderRooms() {
     ? { room: active.closest("[data-room]")?.dataset.room, leave: active.matches(".room-leave") }
     : null;
   const items = rooms.map((room) => {
-    const count = room === state.room ? 0 : logs.get(room)?.unread ?? 0;
+    const count = room === shownKey() ? 0 : logs.get(room)?.unread ?? 0;
     const item = el("li", "room");
     item.dataset.room = room;
     const button = el("button", "room-button");
     button.type = "button";
     button.append(userText("span", "room-label", `#${room}`));
-    if (room === state.room) button.setAttribute("aria-current", "true");
+    if (room === shownKey()) button.setAttribute("aria-current", "true");
     if (count > 0) {
       const badge = el("span", "unread", String(count));
       badge.setAttribute("aria-hidden", "true");
@@ -800,25 +828,45 @@ function renderRooms() {
   updateTitle();
 }
 
+/** The key of the log shown: the room, or `@<uid>` for the conversation shown. */
+function shownKey() {
+  return state.talk === "" ? state.room : `@${state.talk}`;
+}
+
+/** The log of a private frame: its conversation's when both sides are identities. */
+function talkKeyOf(frame) {
+  const uid = isOwn(frame) ? frame.to_uid : frame.uid;
+  return typeof uid === "string" && uid.startsWith("u") && uid !== state.chat?.uid
+    ? `@${uid}`
+    : undefined;
+}
+
+/** Puts the log of `key` in #messages; the one shown keeps its items and scroll place. */
+function swapLog(key) {
+  const old = logFor(shownKey());
+  old.scrollTop = ui.messages.scrollTop;
+  old.pinned = state.pinned;
+  old.holder.replaceChildren(...ui.messages.childNodes);
+  trim(old.holder);
+  const log = logFor(key);
+  ui.messages.replaceChildren(...log.holder.childNodes);
+  ui.newMessages.hidden = true;
+  if (log.pinned) scrollToBottom();
+  else {
+    ui.messages.scrollTop = log.scrollTop;
+    state.pinned = isAtBottom();
+  }
+  typing.clear();
+}
+
 /** Shows one of the page's rooms: its own items, online list and address; nothing is left. */
 function showRoom(room) {
-  if (room !== state.room) {
-    const old = logFor(state.room);
-    old.scrollTop = ui.messages.scrollTop;
-    old.pinned = state.pinned;
-    old.holder.replaceChildren(...ui.messages.childNodes);
-    trim(old.holder);
+  if (room !== state.room || state.talk !== "") {
+    swapLog(room);
     state.room = room;
-    const log = logFor(room);
-    ui.messages.replaceChildren(...log.holder.childNodes);
-    ui.newMessages.hidden = true;
-    if (log.pinned) scrollToBottom();
-    else {
-      ui.messages.scrollTop = log.scrollTop;
-      state.pinned = isAtBottom();
-    }
+    state.talk = "";
+    talks.setCurrent("");
     setPrivateTarget("");
-    typing.clear();
     setUsers(state.chat?.users(room) ?? [], state.chat?.userCount(room));
     announce(`Showing #${room}`);
   }
@@ -826,6 +874,21 @@ function showRoom(room) {
   markShownRead();
   setRoomInUrl(room);
   persistSession();
+  showPanels();
+}
+
+/** Shows the conversation with the person of `uid` instead of the room; writes to them. */
+function showTalk(uid, name) {
+  if (state.talk !== uid) {
+    swapLog(`@${uid}`);
+    state.talk = uid;
+    talks.setCurrent(uid);
+    const seen = state.chat?.seenBy(uid);
+    if (seen !== undefined) showSeen(uid, seen.id);
+    announce(`Showing your conversation with ${name}`);
+  }
+  setPrivateTarget(name);
+  markShownRead();
   showPanels();
 }
 
@@ -1001,7 +1064,7 @@ function connect() {
     if (!replayed && frame.room === state.room) stoppedTyping(frame.username);
     if (takeEcho(frame)) return;
     renderMessage(frame, { live: !replayed });
-    if (frame.room === state.room && !replayed) markShownRead();
+    if (frame.room === shownKey() && !replayed) markShownRead();
     if (isOwn(frame)) return;
     // Missed while away (replayed after a reconnect) is new to the reader too.
     if (!replayed || missed) countUnread(frame.room);
@@ -1301,6 +1364,8 @@ ui.userList.addEventListener("click", (event) => {
   const target = event.target instanceof Element ? event.target.closest("button[data-user]") : null;
   if (target === null) return;
   const name = target.dataset.user ?? "";
+  // Written to from the room: a conversation shown gives way to it.
+  if (state.talk !== "") showRoom(state.room);
   setPrivateTarget(sameName(name, state.privateTo) ? "" : name);
   ui.message.focus();
 });

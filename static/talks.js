@@ -18,6 +18,8 @@ export class TalkList {
   #list;
   #section;
   #onPick;
+  /** The uid of the conversation shown; "" for none. */
+  #current = "";
 
   /**
    * A list drawn into `list` (inside `section`, hidden while empty); `onPick(uid, name)`
@@ -60,6 +62,12 @@ export class TalkList {
     this.render();
   }
 
+  /** Marks the conversation shown in the list ("" for none). */
+  setCurrent(uid) {
+    this.#current = uid;
+    this.render();
+  }
+
   /** Unread messages of the person of `uid`. */
   unread(uid) {
     const talk = this.#talks.get(uid);
@@ -92,6 +100,7 @@ export class TalkList {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "talk-button";
+    if (talk.uid === this.#current) button.setAttribute("aria-current", "true");
     const name = document.createElement("span");
     name.className = "talk-name";
     name.dir = "auto";

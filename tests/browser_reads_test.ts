@@ -83,9 +83,10 @@ Deno.test({
       const last = bob.c.frames.filter((f) => f.type === "private").at(-1)!;
       assert.equal(seen.id, last.id);
       assert.equal(
-        await page.evaluate(`document.getElementById("private-name").textContent`),
-        "Bob",
+        await page.evaluate(`document.getElementById("room-name").textContent`),
+        "Bob (private)",
       );
+      assert.deepEqual(await logTexts(page), ["hi 1", "hi 2"]);
     });
     await t.step("Alice's message shows Seen once Bob read it", async () => {
       await page.evaluate(`document.getElementById("message").value = "hello Bob"`);
@@ -104,9 +105,47 @@ Deno.test({
       );
     });
     await t.step(
+      "the conversation has a view of its own; the room keeps its private lines",
+      async () => {
+        bob.c.sendJson({ type: "message", message: "in the room" });
+        await bob.c.next((f) => f.type === "message" && f.message === "in the room");
+        await page.click(`#room-list [data-room="lobby"] .room-button`);
+        await page.waitFor(hasChat("in the room"));
+        // Received while the room was shown: there too, as the seed shows private messages.
+        assert.deepEqual(await logTexts(page), ["hi 1", "hi 2", "in the room"]);
+        await page.click(`#talk-list [data-uid="${bob.uid}"] .talk-button`);
+        await page.waitFor(hasChat("hello Bob"));
+        assert.deepEqual(await logTexts(page), ["hi 1", "hi 2", "hello Bob"]);
+      },
+    );
+    await t.step(
+      "written from the room, a private message is in the conversation too",
+      async () => {
+        const carol = await client(server.base, "Carol", {
+          room: "lobby",
+          key: "carol-key-0123456789abcdef",
+        });
+        await using _carol = carol.c;
+        await page.click(`#room-list [data-room="lobby"] .room-button`);
+        await page.waitFor(`document.querySelector('#user-list [data-user="Carol"]') !== null`);
+        await page.click('#user-list [data-user="Carol"]');
+        await page.evaluate(`document.getElementById("message").value = "hi Carol"`);
+        await page.press("Enter", { selector: "#message" });
+        await carol.c.next((f) => f.type === "private" && f.message === "hi Carol");
+        await page.waitFor(`document.querySelector('#messages [data-state="stored"]') !== null`);
+        assert.deepEqual(await logTexts(page), ["hi 1", "hi 2", "in the room", "hi Carol"]);
+        await page.click(`#talk-list [data-uid="${carol.uid}"] .talk-button`);
+        await page.waitFor(
+          `document.getElementById("room-name").textContent === "Carol (private)"`,
+        );
+        assert.deepEqual(await logTexts(page), ["hi Carol"]);
+        await page.click("#private-cancel");
+        await page.waitFor(`document.getElementById("room-name").textContent === "#lobby"`);
+      },
+    );
+    await t.step(
       "a new tab lists the conversation from the server, with what is unread",
       async () => {
-        await page.click("#private-cancel");
         bob.c.sendJson({ type: "private", to: "Alice", message: "hi 3" });
         await page.waitFor(`${talkUnread("Bob")} === "1"`);
         // The same browser: the same key, so the same person, with no session of its own.
@@ -114,7 +153,7 @@ Deno.test({
         await joinPage(other, { base: server.base, name: "Alice", room: "lobby" });
         await other.waitFor(`document.querySelector("#talk-list .talk") !== null`);
         assert.equal(await other.evaluate(talkUnread("Bob")), "1");
-        await other.click("#talk-list .talk-button");
+        await other.click(`#talk-list [data-uid="${bob.uid}"] .talk-button`);
         await other.waitFor(hasChat("hello Bob"));
         await other.waitFor(`document.querySelector('[data-testid="seen"]') !== null`);
         await page.waitFor(`${talkUnread("Bob")} === "none"`);
