@@ -92,7 +92,8 @@ export interface LoadResult {
 
 const MESSAGE_PREFIX = '{"type":"message"';
 const MESSAGE_KEY = '"message":"';
-const CONNECT_TIMEOUT_MS = 10_000;
+// Long enough for a handshake queued behind 15,000 others joining rooms of 100 (idle15k).
+const CONNECT_TIMEOUT_MS = 60_000;
 
 /** The current time in fractional milliseconds since the epoch, comparable across processes. */
 export function wallNow(): number {

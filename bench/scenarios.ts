@@ -257,17 +257,25 @@ async function paced(options: SuiteOptions, sections: Section[]): Promise<void> 
 /** The heartbeat interval of the idle scenario: every second, so a short window holds several rounds. */
 const IDLE_HEARTBEAT_MS = 1000;
 
-/** Pairs of our server on the heartbeat route and the baseline, `n` clients idle in `rooms`. */
+/**
+ * Pairs of our server on the heartbeat route and the baseline, `n` clients
+ * idle in `rooms`, pinged every `heartbeatMs` (default every second, so a
+ * short window holds several heartbeat rounds).
+ */
 export function idlePairs(
   options: SuiteOptions,
-  { id, n, rooms }: { id: string; n: number; rooms: number },
+  { id, n, rooms, heartbeatMs = IDLE_HEARTBEAT_MS }: {
+    id: string;
+    n: number;
+    rooms: number;
+    heartbeatMs?: number;
+  },
 ): Promise<Pairs> {
   return pairs(options, id, options.slowRepeats, (kind) => ({
     kind,
     route: "heartbeat",
     gc: true,
-    // Pings every second, so a short window holds several heartbeat rounds.
-    env: { HEARTBEAT_INTERVAL_MS: String(IDLE_HEARTBEAT_MS), HEARTBEAT_TIMEOUT_MS: "60000" },
+    env: { HEARTBEAT_INTERVAL_MS: String(heartbeatMs), HEARTBEAT_TIMEOUT_MS: "60000" },
     load: {
       mode: "idle",
       clients: n,

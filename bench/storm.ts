@@ -148,7 +148,9 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
 export function describeStorm(m: StormMeasurement): string {
   return `  storm-${m.engine}: all back ${fixed(0)(m.allBackMs)} ms, welcome p99 ` +
     `${fixed(0)(m.welcomeP99Ms)} ms, lost ${m.lost}, duplicated ${m.duplicated}, ` +
-    `published ${m.published}, not back ${m.notBack}, CPU s server ${fixed(1)(m.serverCpuS)} ` +
+    `published ${m.published}, not back ${m.notBack}, errors ${m.errors}, CPU s server ${
+      fixed(1)(m.serverCpuS)
+    } ` +
     `load ${fixed(1)(m.loadCpuS)}`;
 }
 

@@ -333,7 +333,8 @@ function lossLine(storm: Storm, c: Peer, seq: number): string {
   const sender = storm.senders[Number(c.room.slice(5))]!;
   return `${c.name} in ${c.room}: #${seq} (stored at ${at(sender.seenAt.get(seq) ?? NaN)}) ` +
     `missing; last id ${c.lastId}, back at ${at(c.backAt)}, last frame at ${at(c.lastFrameAt)}, ` +
-    `replay ${c.replaying ? "still going" : "done"}`;
+    `replay ${c.replaying ? "still going" : "done"}, ${c.drops} drops, ` +
+    `${c.welcomed ? "connected" : "not connected"} at the end`;
 }
 
 /** The result: each client's sequence numbers against its room's sender's. */
