@@ -144,8 +144,10 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
   return async (req, info) => {
     const url = new URL(req.url);
     let allowed: string[] | undefined;
+    const pathname = url.pathname;
     for (const r of routes) {
-      const match = r.pattern.exec({ pathname: url.pathname });
+      if (!pathname.startsWith(r.prefix)) continue;
+      const match = r.pattern.exec({ pathname });
       if (match === null) continue;
       const method = req.method === "HEAD" && r.methods.includes("GET") ? "GET" : req.method;
       if (!r.methods.includes(method)) {

@@ -22,6 +22,13 @@ export type RouteHandler = (req: Request, ctx: RouteContext) => Response | Promi
 export interface Route {
   /** Matched against the request URL's pathname. */
   pattern: URLPattern;
+  /**
+   * The pattern's literal start (up to its first parameter, wildcard or
+   * group): a pathname without it cannot match, and a `startsWith` costs a
+   * fraction of a URLPattern match, which every request paid for every
+   * route before its own.
+   */
+  prefix: string;
   /** Allowed methods; HEAD is allowed wherever GET is. */
   methods: readonly string[];
   /** Answers a matched request. */
@@ -30,7 +37,8 @@ export interface Route {
 
 /** Builds a route from a pathname pattern. */
 export function route(methods: readonly string[], pathname: string, handler: RouteHandler): Route {
-  return { pattern: new URLPattern({ pathname }), methods, handler };
+  const prefix = pathname.split(/[:*({\\]/, 1)[0]!;
+  return { pattern: new URLPattern({ pathname }), prefix, methods, handler };
 }
 
 /** A JSON response. */
