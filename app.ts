@@ -146,8 +146,8 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
     let allowed: string[] | undefined;
     const pathname = url.pathname;
     for (const r of routes) {
-      if (!pathname.startsWith(r.prefix)) continue;
-      const match = r.pattern.exec({ pathname });
+      if (r.exact ? pathname !== r.prefix : !pathname.startsWith(r.prefix)) continue;
+      const match = r.exact ? undefined : r.pattern.exec({ pathname });
       if (match === null) continue;
       const method = req.method === "HEAD" && r.methods.includes("GET") ? "GET" : req.method;
       if (!r.methods.includes(method)) {
@@ -155,7 +155,7 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
         continue;
       }
       const params: Record<string, string | undefined> = {};
-      for (const [key, value] of Object.entries(match.pathname.groups)) {
+      for (const [key, value] of Object.entries(match?.pathname.groups ?? {})) {
         params[key] = value === undefined ? undefined : decodeParam(value);
       }
       return await r.handler(req, { url, params, info });

@@ -29,6 +29,8 @@ export interface Route {
    * route before its own.
    */
   prefix: string;
+  /** Whether the pattern is all literal: then it matches its prefix exactly, with no parameters. */
+  exact: boolean;
   /** Allowed methods; HEAD is allowed wherever GET is. */
   methods: readonly string[];
   /** Answers a matched request. */
@@ -38,7 +40,8 @@ export interface Route {
 /** Builds a route from a pathname pattern. */
 export function route(methods: readonly string[], pathname: string, handler: RouteHandler): Route {
   const prefix = pathname.split(/[:*({\\]/, 1)[0]!;
-  return { pattern: new URLPattern({ pathname }), prefix, methods, handler };
+  const exact = prefix === pathname;
+  return { pattern: new URLPattern({ pathname }), prefix, exact, methods, handler };
 }
 
 /** A JSON response. */
