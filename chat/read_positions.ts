@@ -115,7 +115,13 @@ export class ReadPositions {
   ): Promise<void> {
     const { target, position, channel } = read;
     try {
-      const stored = await this.#position(channel);
+      const [top, stored] = await Promise.all([
+        this.#o.engine.history(channelOf(client, target), { limit: 0 }),
+        this.#position(channel),
+      ]);
+      // Only a message that exists: a position is never stored for a conversation that is not,
+      // so made-up uids cannot fill the store with channels.
+      if (top.position.epoch !== position.epoch || position.id > top.position.offset) return;
       if (stored?.epoch === position.epoch && stored.id >= position.id) return;
       await this.#o.engine.publish(channel, JSON.stringify(position), { history: true });
     } catch (error) {

@@ -39,6 +39,12 @@ Deno.test("a read position is stored per identity, shared by its tabs, and given
         first.client.sendJson({ type: "read", room: "lobby", id: last - 1, epoch: first.epoch });
         const moved = await second.client.next("read");
         assert.deepEqual(moved, { type: "read", room: "lobby", id: last - 1, epoch: first.epoch });
+        // Past the newest message, of another epoch, or in a conversation that does not
+        // exist: nothing is stored, so made-up positions cannot fill the store.
+        first.client.sendJson({ type: "read", room: "lobby", id: last + 1, epoch: first.epoch });
+        first.client.sendJson({ type: "read", room: "lobby", id: last, epoch: "other" });
+        const nobody = "uAAAAAAAAAAAAAAAA";
+        first.client.sendJson({ type: "read", with: nobody, id: 1, epoch: first.epoch });
         // Backwards is not stored: a stale tab does not undo what another read.
         first.client.sendJson({ type: "read", room: "lobby", id: 1, epoch: first.epoch });
         first.client.sendJson({ type: "read", room: "lobby", id: last, epoch: first.epoch });
