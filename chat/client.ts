@@ -143,6 +143,8 @@ export class Client implements Connection, TokenBucket {
   strikes = 0;
   /** When a `typing` frame was last passed on, per room or `@person`; null before any. */
   typingAt: Map<string, number> | null = null;
+  /** When this connection last had its conversations listed. */
+  listedAt = -Infinity;
 
   // ---- Heartbeat (heartbeat.ts).
   /** When the client last sent a frame. */

@@ -21,6 +21,7 @@ import {
   type ClientResume,
   CloseCode,
   CloseReason,
+  CONVERSATIONS_INTERVAL_MS,
   DEFAULT_ROOM,
   ErrorCode,
   HEARTBEAT_MAX_SCALE,
@@ -480,6 +481,16 @@ const read: Handler<"read"> = (c, client, msg) => {
   if (room !== undefined) void c.parts.reads.read(client, { room }, position);
 };
 
+/** Lists the client's conversations, at most once per CONVERSATIONS_INTERVAL_MS. */
+const conversations: Handler<"conversations"> = (c, client, _msg, now) => {
+  if (!c.parts.reads.identified(client)) return;
+  if (now - client.listedAt < CONVERSATIONS_INTERVAL_MS) {
+    return c.error(client, ErrorCode.RateLimited, "Conversations asked too often; wait a moment");
+  }
+  client.listedAt = now;
+  void c.parts.reads.list(client);
+};
+
 /** Every command a client may send, by its `type`. */
 const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
   message,
@@ -494,7 +505,5 @@ const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.f
   typing,
   conversation: (c, client, msg) => c.parts.replay.conversation(client, msg.with, msg.since),
   read,
-  conversations: (c, client) => {
-    if (c.parts.reads.identified(client)) void c.parts.reads.list(client);
-  },
+  conversations,
 });

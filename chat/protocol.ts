@@ -483,6 +483,7 @@ export type ServerMessage =
 export {
   type ClientConversations,
   type ClientRead,
+  CONVERSATIONS_INTERVAL_MS,
   CONVERSATIONS_LISTED,
   type ConversationsFrame,
   type ConversationSummary,

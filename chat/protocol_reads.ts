@@ -29,7 +29,11 @@ export interface ClientRead {
   to?: string;
 }
 
-/** Asks for the person's conversations, newest first: answered with `conversations`. */
+/**
+ * Asks for the person's conversations, newest first: answered with
+ * `conversations`, or `rate_limited` within {@linkcode CONVERSATIONS_INTERVAL_MS}
+ * of the last answer (each costs the store a few reads per conversation).
+ */
 export interface ClientConversations {
   /** Always `conversations`. */
   type: "conversations";
@@ -94,3 +98,6 @@ export interface ConversationsFrame {
 
 /** Conversations a `conversations` frame lists at most. */
 export const CONVERSATIONS_LISTED = 20;
+
+/** The least time between two `conversations` answers to one connection. */
+export const CONVERSATIONS_INTERVAL_MS = 2000;

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
+import { CONVERSATIONS_INTERVAL_MS } from "../chat/protocol.ts";
 import { ENGINE_NAMES, engineEnv } from "./helpers/engine_env.ts";
-import type { Frame } from "./helpers/fakes.ts";
+import { FakeClock, type Frame } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const KEYS = {
@@ -102,7 +103,9 @@ Deno.test("a read position needs an identity and a room the connection is in", a
 });
 
 Deno.test("conversations are listed with unread counts and read receipts", async (t) => {
-  await using server = await startServer();
+  // A clock the test moves: a connection's conversations are listed once per 2 s at most.
+  const clock = new FakeClock(Date.now());
+  await using server = await startServer({}, { clock });
   const alice = await tab(server, "alice", KEYS.alice);
   const bob = await tab(server, "bob", KEYS.bob);
   try {
@@ -136,6 +139,7 @@ Deno.test("conversations are listed with unread counts and read receipts", async
       assert.deepEqual(seen, { type: "seen", with: bob.uid, id: ids[1], epoch });
     });
     await t.step("both lists show it: one unread for bob, seen up to it for alice", async () => {
+      clock.time += CONVERSATIONS_INTERVAL_MS;
       bob.client.sendJson({ type: "conversations" });
       const [mine] = (await bob.client.next("conversations")).conversations as Frame[];
       assert.equal(mine!.read_id, ids[1]);
@@ -144,6 +148,14 @@ Deno.test("conversations are listed with unread counts and read receipts", async
       assert.equal(theirs!.with, bob.uid);
       assert.equal(theirs!.seen_id, ids[1]);
       assert.equal(theirs!.read_id, 0);
+    });
+    await t.step("asked again within 2 s: rate_limited, and answered after", async () => {
+      alice.client.sendJson({ type: "conversations" });
+      const error = await alice.client.next("error");
+      assert.equal(error.code, "rate_limited");
+      clock.time += CONVERSATIONS_INTERVAL_MS;
+      alice.client.sendJson({ type: "conversations" });
+      await alice.client.next("conversations");
     });
     await t.step(
       "opening the conversation gives its epoch, the own position and the receipt",
