@@ -36,14 +36,15 @@ export function createHealthRoutes(options: HealthRoutesOptions): Route[] {
     route(["GET"], "/healthz", () => {
       const { engine: name, status: engine } = manager.health();
       // 503 while the engine cannot store messages, so load balancers and
-      // Docker's HEALTHCHECK stop sending users here; the body says why.
+      // Docker's HEALTHCHECK stop sending users here; the body says why. With
+      // part of the store down (a shard) the other processes are no better.
       return json({
-        status: engine === "ok" ? "ok" : "degraded",
+        status: engine,
         engine: { name, status: engine },
         connections: manager.connectionCount,
         rooms: manager.roomCount,
         uptime_s: Math.round((Date.now() - startedAt) / 1000),
-      }, { status: engine === "ok" ? 200 : 503 });
+      }, { status: engine === "degraded" ? 503 : 200 });
     }),
     route(["GET"], "/metrics", (req) => {
       if (metricsToken !== "" && !timingSafeEqual(bearerToken(req), metricsToken)) {

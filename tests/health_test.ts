@@ -4,18 +4,23 @@ import { loadConfig } from "../chat/config.ts";
 import type { EngineStatus } from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
 
-/** A memory engine that reports its store as unreachable, as Redis does during an outage. */
-class DegradedEngine extends MemoryEngine {
+/** A memory engine that reports a status, as Redis does during an outage (of one shard). */
+class StatusEngine extends MemoryEngine {
+  #status: EngineStatus;
+  constructor(status: EngineStatus) {
+    super();
+    this.#status = status;
+  }
   override status(): EngineStatus {
-    return "degraded";
+    return this.#status;
   }
 }
 
-/** Serves the app on a free loopback port, degraded or not. */
-async function serveHealth(options: { degraded: boolean }) {
+/** Serves the app on a free loopback port with an engine of that status. */
+async function serveHealth(options: { status: EngineStatus }) {
   const app = await createApp(
     loadConfig({ CHAT_ENGINE: "memory" }),
-    options.degraded ? { engine: new DegradedEngine() } : {},
+    { engine: new StatusEngine(options.status) },
   );
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   return {
@@ -52,7 +57,7 @@ async function runHealthcheck(port: number): Promise<number> {
 
 Deno.test("/healthz answers 503 with its JSON body while the engine is degraded", async (t) => {
   await t.step("degraded", async () => {
-    await using server = await serveHealth({ degraded: true });
+    await using server = await serveHealth({ status: "degraded" });
     const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
     assert.equal(res.status, 503);
     assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
@@ -61,21 +66,25 @@ Deno.test("/healthz answers 503 with its JSON body while the engine is degraded"
     assert.deepEqual(body.engine, { name: "memory", status: "degraded" });
     assert.equal(body.connections, 0);
   });
-  await t.step("ok", async () => {
-    await using server = await serveHealth({ degraded: false });
-    const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
-    assert.equal(res.status, 200);
-    assert.equal((await res.json()).status, "ok");
-  });
+  for (const status of ["ok", "partial"] as const) {
+    await t.step(`${status}: 200`, async () => {
+      await using server = await serveHealth({ status });
+      const res = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+      assert.equal(res.status, 200);
+      const body = await res.json();
+      assert.equal(body.status, status);
+      assert.deepEqual(body.engine, { name: "memory", status });
+    });
+  }
 });
 
 Deno.test("the Dockerfile HEALTHCHECK asks the port in PORT and fails on a degraded engine", async (t) => {
   await t.step("exit 0 against a healthy server on a random port", async () => {
-    await using server = await serveHealth({ degraded: false });
+    await using server = await serveHealth({ status: "ok" });
     assert.equal(await runHealthcheck(server.port), 0);
   });
   await t.step("exit 1 against a degraded server", async () => {
-    await using server = await serveHealth({ degraded: true });
+    await using server = await serveHealth({ status: "degraded" });
     assert.equal(await runHealthcheck(server.port), 1);
   });
   await t.step("exit 1 when nothing listens on PORT", async () => {

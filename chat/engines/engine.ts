@@ -115,8 +115,12 @@ export interface History {
   history(channel: string, query: HistoryQuery): Promise<HistoryPage>;
 }
 
-/** Whether the engine can reach its backing store. */
-export type EngineStatus = "ok" | "degraded";
+/**
+ * Whether the engine can reach its backing store: "ok"; "partial" when part
+ * of it is down (a shard) and only the channels kept there fail; "degraded"
+ * when it cannot store messages or find who is online.
+ */
+export type EngineStatus = "ok" | "partial" | "degraded";
 
 /**
  * The defaults every engine shares: how much history a channel keeps and

@@ -46,7 +46,8 @@ export interface ShardedRedisOptions extends Omit<RedisEngineOptions, "url"> {
  * Publications of one channel keep their order; those of two channels on
  * two shards may arrive in another order than they were published.
  *
- * While a shard is unreachable `status()` is "degraded", and only the
+ * While a shard is unreachable `status()` is "partial" ("degraded" when it
+ * is the first, which keeps presence and names), and only the
  * channels that live on it fail: their publishes and history reads reject,
  * and their subscriptions catch up once it is back. With the first shard
  * down, presence reads reject too.
@@ -135,9 +136,15 @@ export class ShardedRedisEngine implements Engine {
     this.#shard(channel).unsubscribe(channel);
   }
 
-  /** "ok" while every shard is; "degraded" while any one is not. */
+  /**
+   * "ok" while every shard is; "degraded" while the first is not (no one
+   * can connect without presence) or none is; "partial" otherwise: a load
+   * balancer keeps sending users to a process that serves most rooms.
+   */
   status(): EngineStatus {
-    return this.#shards.every((shard) => shard.status() === "ok") ? "ok" : "degraded";
+    const up = this.#shards.filter((shard) => shard.status() === "ok").length;
+    if (up === this.#shards.length) return "ok";
+    return up === 0 || this.#shards[0]!.status() !== "ok" ? "degraded" : "partial";
   }
 
   /** The sum over the shards: every shard's store counts. */
