@@ -21,8 +21,6 @@ import {
   type ClientResume,
   CloseCode,
   CloseReason,
-  CONVERSATIONS_INTERVAL_MS,
-  DEFAULT_ROOM,
   ErrorCode,
   HEARTBEAT_MAX_SCALE,
   isReservedName,
@@ -36,10 +34,10 @@ import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
 import type { Registry } from "./registry.ts";
 import { leftFrame, usersText } from "./notices.ts";
+import { memberRoom } from "./command_rooms.ts";
+import { PRIVATE_COMMANDS } from "./private_commands.ts";
 import type { ReadPositions } from "./read_positions.ts";
 import { joinedFrame, type Replay } from "./replay.ts";
-import { typingOut } from "./typing.ts";
-import { isIdentity, publicUserId } from "./user_ids.ts";
 import type { RoomQuota } from "./room_quota.ts";
 
 /** The defaults of command handling, as {@linkcode ConnectionManagerOptions} names them. */
@@ -238,29 +236,6 @@ export class Commands {
   }
 }
 
-/** The client's first room: the default target of messages. */
-function defaultRoom(client: Client): string | undefined {
-  return client.rooms[0];
-}
-
-/**
- * The room a frame names (folded by `roomName`; the first room when it names
- * none) when the client is in it, or undefined after telling it it is not.
- */
-function memberRoom(c: Commands, client: Client, raw: string | undefined): string | undefined {
-  // The name as sent is usually the room's own spelling: no folding on the hot path.
-  if (raw === undefined || client.rooms.includes(raw)) {
-    const room = raw ?? defaultRoom(client);
-    if (room !== undefined) return room;
-  } else {
-    const room = roomName(raw);
-    if (room !== undefined && client.rooms.includes(room)) return room;
-  }
-  const shown = raw?.slice(0, 64) ?? "(none)";
-  c.error(client, ErrorCode.NotInRoom, `Not in room: ${shown}`);
-  return undefined;
-}
-
 const message: Handler<"message"> = (c, client, msg, now) => {
   const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
@@ -274,52 +249,6 @@ const message: Handler<"message"> = (c, client, msg, now) => {
     ...(msg.cid === undefined ? {} : { cid: msg.cid }),
     uid: client.uid,
   });
-};
-
-const privateMessage: Handler<"private"> = (c, client, msg, now) => {
-  // The same rules as a name, so any spelling that connects as José reaches José.
-  const to = normalizeName(msg.to);
-  const first = to === undefined ? undefined : c.parts.registry.byName.get(nameKey(to))?.[0];
-  // A room the sender names must be one it is in: the field is stored and shown to the target.
-  const room = msg.room === undefined
-    ? defaultRoom(client) ?? DEFAULT_ROOM
-    : memberRoom(c, client, msg.room);
-  if (room === undefined) return;
-  const send = (name: string, key: string, toUid: string | undefined) => {
-    if (isIdentity(client.uid) && toUid !== undefined && isIdentity(toUid)) {
-      c.parts.reads.index({ uid: client.uid, name: client.username }, { uid: toUid, name });
-    }
-    c.parts.publisher.publishPrivate(client, key, {
-      type: "private",
-      room,
-      username: client.username,
-      sender: client.username,
-      from: client.username,
-      to: name,
-      message: msg.message,
-      timestamp: c.isoTime(now),
-      ...(msg.cid === undefined ? {} : { cid: msg.cid }),
-      uid: client.uid,
-      ...(toUid === undefined ? {} : { to_uid: toUid }),
-    });
-  };
-  if (first !== undefined) return send(first.username, first.key, first.uid);
-  const fail = c.errorLater(client);
-  const notFound = (shown: string) =>
-    fail(ErrorCode.UserNotFound, `User not online: ${shown.slice(0, 64)}`);
-  if (to === undefined || c.parts.presence === undefined) return notFound(msg.to);
-  // Not here, but maybe on another process.
-  c.parts.presence.lookup(to).then(
-    (holder) => {
-      if (client.closing) return;
-      if (holder === undefined) return notFound(to);
-      const toUid = holder.userId === null ? undefined : publicUserId(holder.userId);
-      send(holder.username, nameKey(holder.username), toUid);
-    },
-    () => {
-      if (!client.closing) fail(ErrorCode.Unavailable, "Message not stored; try again");
-    },
-  );
 };
 
 const rename: Handler<"rename"> = (c, client, msg) => {
@@ -461,40 +390,9 @@ const users: Handler<"users"> = (c, client, msg) => {
   c.parts.registry.allUsers(room).then(send);
 };
 
-/** Passes "is typing" on, live only, to a room the client is in or to one person. */
-const typing: Handler<"typing"> = (c, client, msg, now) => {
-  const room = msg.to === undefined ? memberRoom(c, client, msg.room) : defaultRoom(client);
-  if (room === undefined) return;
-  const out = typingOut(client, { room, to: msg.to, now });
-  if (out !== undefined) c.parts.publisher.live(out.channel, out.frame);
-};
-
-/** Stores a read position in a room the client is in or in a conversation of its identity. */
-const read: Handler<"read"> = (c, client, msg) => {
-  if (!c.parts.reads.identified(client)) return;
-  const position = { id: msg.id, epoch: msg.epoch };
-  if (msg.with !== undefined) {
-    const to = msg.to === undefined ? {} : { to: msg.to };
-    return void c.parts.reads.read(client, { with: msg.with, ...to }, position);
-  }
-  const room = memberRoom(c, client, msg.room);
-  if (room !== undefined) void c.parts.reads.read(client, { room }, position);
-};
-
-/** Lists the client's conversations, at most once per CONVERSATIONS_INTERVAL_MS. */
-const conversations: Handler<"conversations"> = (c, client, _msg, now) => {
-  if (!c.parts.reads.identified(client)) return;
-  if (now - client.listedAt < CONVERSATIONS_INTERVAL_MS) {
-    return c.error(client, ErrorCode.RateLimited, "Conversations asked too often; wait a moment");
-  }
-  client.listedAt = now;
-  void c.parts.reads.list(client);
-};
-
 /** Every command a client may send, by its `type`. */
 const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.freeze({
   message,
-  private: privateMessage,
   rename,
   heartbeat,
   pong: () => {},
@@ -502,8 +400,6 @@ const COMMANDS: { readonly [T in ClientMessage["type"]]: Handler<T> } = Object.f
   resume: join,
   leave,
   users,
-  typing,
   conversation: (c, client, msg) => c.parts.replay.conversation(client, msg.with, msg.since),
-  read,
-  conversations,
+  ...PRIVATE_COMMANDS,
 });
