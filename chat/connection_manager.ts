@@ -202,7 +202,7 @@ export class ConnectionManager implements AsyncDisposable {
       roomPresenceLimit: s.roomPresenceLimit,
     });
     this.#replayMaxBytes = s.replayMaxBytes;
-    const reads = new ReadPositions({ engine, outbox, registry, presence, log });
+    const reads = new ReadPositions({ engine, outbox, registry, presence, log, clock });
     const replay = this.#replay = new Replay({
       ...s,
       ...parts,

@@ -23,6 +23,8 @@ import {
   readChannel,
   userChannel,
 } from "./engines/engine.ts";
+import type { Clock } from "./clock.ts";
+import { LogThrottle } from "./log_throttle.ts";
 import type { Logger } from "./logger.ts";
 import type { Outbox } from "./outbox.ts";
 import {
@@ -66,6 +68,8 @@ export interface ReadPositionsOptions {
   presence: Presence | undefined;
   /** Where failures are logged. */
   log: Logger;
+  /** Paces the failure lines. */
+  clock: Clock;
 }
 
 /** The channel of a target for a client: the room, or the client's conversation with the uid. */
@@ -76,6 +80,8 @@ function channelOf(client: Client, target: ReadTarget): string {
 /** Stores, passes on and reads back read positions; lists conversations. */
 export class ReadPositions {
   #o: ReadPositionsOptions;
+  /** Failures repeat for every read while the store is down: one line per interval. */
+  #failures: LogThrottle;
   #indexed = new Set<string>();
   /** The last store under way per read channel. */
   #writing = new Map<string, Promise<void>>();
@@ -83,6 +89,7 @@ export class ReadPositions {
   /** Read positions over the manager's engine and sockets. */
   constructor(options: ReadPositionsOptions) {
     this.#o = options;
+    this.#failures = new LogThrottle({ logger: options.log, clock: options.clock });
   }
 
   /** Whether the client has an identity to keep positions for; tells it when not. */
@@ -125,7 +132,7 @@ export class ReadPositions {
       if (stored?.epoch === position.epoch && stored.id >= position.id) return;
       await this.#o.engine.publish(channel, JSON.stringify(position), { history: true });
     } catch (error) {
-      this.#o.log.warn("read_failed", { error: String(error) });
+      this.#failures.warn("read_failed", { error: String(error) });
       return;
     }
     const where = "room" in target ? { room: target.room } : { with: target.with };
@@ -156,7 +163,7 @@ export class ReadPositions {
         this.#o.outbox.send(client, { type: "seen", with: target.with, ...seen });
       }
     } catch (error) {
-      this.#o.log.warn("read_failed", { error: String(error) });
+      this.#failures.warn("read_failed", { error: String(error) });
     }
   }
 
@@ -177,7 +184,7 @@ export class ReadPositions {
       engine.publish(conversationsChannel(to.uid), entry(from), { history: true }),
     ]).catch((error) => {
       this.#indexed.delete(pair);
-      this.#o.log.warn("index_failed", { error: String(error) });
+      this.#failures.warn("index_failed", { error: String(error) });
     });
   }
 
@@ -197,7 +204,7 @@ export class ReadPositions {
       );
       if (!client.closing) this.#o.outbox.send(client, { type: "conversations", conversations });
     } catch (error) {
-      this.#o.log.warn("read_failed", { error: String(error) });
+      this.#failures.warn("read_failed", { error: String(error) });
       const message = "Conversations not available; try again";
       if (!client.closing) {
         this.#o.outbox.sendError(client, { code: ErrorCode.Unavailable, message });

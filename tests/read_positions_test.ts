@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
+import type { HistoryPage, HistoryQuery } from "../chat/engines/engine.ts";
+import { MemoryEngine } from "../chat/engines/memory.ts";
+import { createLogger } from "../chat/logger.ts";
 import { CONVERSATIONS_INTERVAL_MS } from "../chat/protocol.ts";
 import { ENGINE_NAMES, engineEnv } from "./helpers/engine_env.ts";
+import { eventually } from "./helpers/eventually.ts";
 import { FakeClock, type Frame } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
@@ -187,5 +191,34 @@ Deno.test("conversations are listed with unread counts and read receipts", async
   } finally {
     await alice.client.close();
     await bob.client.close();
+  }
+});
+
+/** A memory engine whose read channels ("^…") cannot be read, as a store that is down. */
+class ReadsDownEngine extends MemoryEngine {
+  override history(channel: string, query: HistoryQuery): Promise<HistoryPage> {
+    if (channel.startsWith("^")) return Promise.reject(new Error("Store down"));
+    return super.history(channel, query);
+  }
+}
+
+Deno.test("reads failing while the store is down are logged once per interval, not per read", async () => {
+  const lines: { event?: string; count?: number }[] = [];
+  const logger = createLogger({ level: "warn", write: (line) => lines.push(JSON.parse(line)) });
+  await using server = await startServer({}, { engine: new ReadsDownEngine(), logger });
+  const alice = await tab(server, "alice", KEYS.alice);
+  try {
+    const last = await say(alice.client, 1);
+    // Fewer than the rate limit's burst (20), with the message and the users frame.
+    for (let i = 0; i < 15; i++) {
+      alice.client.sendJson({ type: "read", room: "lobby", id: last, epoch: alice.epoch });
+    }
+    // A frame after them: its answer comes once the reads were handled.
+    alice.client.sendJson({ type: "users" });
+    await alice.client.next("users");
+    await eventually("a failure logged", () => lines.some((l) => l.event === "read_failed"));
+    assert.equal(lines.filter((l) => l.event === "read_failed").length, 1);
+  } finally {
+    await alice.client.close();
   }
 });
