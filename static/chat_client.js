@@ -72,6 +72,7 @@ var ErrorCode = {
 
 // chat/protocol_reads.ts
 var CONVERSATIONS_LISTED = 20;
+var CONVERSATIONS_INTERVAL_MS = 2e3;
 
 // chat/names.ts
 var MAX_NAME_LENGTH = 32;
@@ -2218,6 +2219,7 @@ function mentions(text, name) {
   return false;
 }
 export {
+  CONVERSATIONS_INTERVAL_MS,
   CONVERSATIONS_LISTED,
   ChatClient,
   ChatError,
