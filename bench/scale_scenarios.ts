@@ -114,6 +114,9 @@ async function storms(
     });
     options.log(describeStorm(m));
     for (const line of m.lostSample) options.log(`    lost: ${line}`);
+    if (m.roomMismatches.length > 0) {
+      options.log(`    members on the server/expected: ${m.roomMismatches.join(", ")}`);
+    }
     results.push(m);
   }
   if (results.length === 0) return;

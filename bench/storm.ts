@@ -49,6 +49,12 @@ export interface StormMeasurement extends StormResult {
   /** CPU seconds from the drop to the result: the server (the one after a restart), the load. */
   serverCpuS: number;
   loadCpuS: number;
+  /**
+   * Rooms where the server counted other than their clients and sender at
+   * the end, as `room: counted/expected`: clients that believe they are in
+   * a room the server no longer has them in.
+   */
+  roomMismatches: string[];
 }
 
 /** The target: every client back within this, ms. */
@@ -71,6 +77,21 @@ async function sampleUntil(read: () => Promise<number>, done: Promise<unknown>):
     last = await read().catch(() => last);
   }
   return last;
+}
+
+/** The storm rooms whose member count on the server is not their clients' and sender's. */
+async function roomCounts(port: number, options: StormOptions): Promise<string[]> {
+  const response = await fetch(`http://127.0.0.1:${port}/api/rooms`);
+  const { rooms } = await response.json() as { rooms: { room: string; users: string[] }[] };
+  const counted = new Map(rooms.map((r) => [r.room, r.users.length]));
+  const out: string[] = [];
+  for (let r = 0; r < options.rooms; r++) {
+    const expected = Math.floor(options.clients / options.rooms) +
+      (r < options.clients % options.rooms ? 1 : 0) + 1;
+    const n = counted.get(`storm${r}`) ?? 0;
+    if (n !== expected) out.push(`storm${r}: ${n}/${expected}`);
+  }
+  return out;
 }
 
 /** The server's environment for `engine`, with its data in `dir`. */
@@ -129,12 +150,21 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
       downMs = performance.now() - down;
       serverCpu = 0;
     }
-    await load.send("stop");
+    await load.send("pause");
     const reported = load.nextResult();
     const loadCpuS = await sampleUntil(() => cpuSeconds(load.pid), reported) - loadCpu;
     const result = await reported;
     const serverCpuS = await server.cpuSeconds() - serverCpu;
-    return { ...result, connectMs, engine: options.engine, downMs, serverCpuS, loadCpuS };
+    const roomMismatches = await roomCounts(server.port, options);
+    return {
+      ...result,
+      connectMs,
+      engine: options.engine,
+      downMs,
+      serverCpuS,
+      loadCpuS,
+      roomMismatches,
+    };
   } finally {
     await load[Symbol.asyncDispose]();
     // A profile is written as the server exits on SIGTERM.

@@ -7,10 +7,11 @@
  * never got is lost, one a client got twice is duplicated.
  *
  * Speaks load.ts's protocol: prints `{"event":"ready"}` once every client
- * has its welcome; `run` starts the senders; `stop` waits until every
+ * has its welcome; `run` starts the senders; `pause` or `stop` waits until every
  * client was dropped and is back (or `maxWaitMs`), lets the senders go on
  * for `afterMs`, stops them, waits for the last messages and prints
- * `{"event":"result",...}` ({@linkcode StormResult}).
+ * `{"event":"result",...}` ({@linkcode StormResult}); after `pause` the
+ * clients stay connected until stdin closes.
  *
  * @module
  */
@@ -405,10 +406,11 @@ async function main(raw: string | undefined): Promise<void> {
   for await (const line of lines(Deno.stdin.readable)) {
     const command = line.trim();
     if (command === "run") stopPublishing = storm.publish();
-    if (command !== "stop") continue;
+    // `pause` keeps the clients connected after the result, for the runner to look at the server.
+    if (command !== "pause" && command !== "stop") continue;
     await finish(storm, stopPublishing);
     console.log(JSON.stringify(result(storm, connectMs)));
-    break;
+    if (command === "stop") break;
   }
   Deno.exit(0);
 }
