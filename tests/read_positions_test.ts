@@ -222,3 +222,34 @@ Deno.test("reads failing while the store is down are logged once per interval, n
     await alice.client.close();
   }
 });
+
+Deno.test("read positions and receipts reach tabs and people on another process", async (t) => {
+  for (const engine of ["kv", "redis"] as const) {
+    await t.step(engine, async () => {
+      await using store = await engineEnv(engine);
+      await using a = await startServer(store.env);
+      await using b = await startServer(store.env);
+      const alice = await tab(a, "alice", KEYS.alice);
+      const aliceOnB = await tab(b, "alice", KEYS.alice);
+      const bob = await tab(b, "bob", KEYS.bob);
+      try {
+        bob.client.sendJson({ type: "private", to: "alice", message: "across" });
+        const got = await alice.client.next((f) => f.message === "across");
+        const position = { id: Number(got.id), epoch: alice.epoch };
+        alice.client.sendJson({ type: "read", with: bob.uid, to: "bob", ...position });
+        assert.deepEqual(await bob.client.next("seen"), {
+          type: "seen",
+          with: alice.uid,
+          ...position,
+        });
+        assert.deepEqual(await aliceOnB.client.next("read"), {
+          type: "read",
+          with: bob.uid,
+          ...position,
+        });
+      } finally {
+        for (const c of [alice, aliceOnB, bob]) await c.client.close();
+      }
+    });
+  }
+});
