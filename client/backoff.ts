@@ -21,14 +21,16 @@ export const DEFAULT_BACKOFF: Readonly<Required<BackoffOptions>> = Object.freeze
 
 /**
  * The delay before reconnect attempt `attempt` (0 for the first), given a
- * random number in [0, 1): uniform between the floor and a ceiling that
- * doubles with every attempt.
+ * random number in [0, 1): uniform between the floor and a ceiling of
+ * twice the floor that doubles with every attempt. The first attempt is
+ * spread too (1 to 2 s by default): clients dropped together by a restart
+ * would otherwise all come back in the same instant.
  *
  * @example
  * ```ts
  * import { reconnectDelay } from "./backoff.ts";
- * reconnectDelay({ attempt: 0, random: 0.5 }); // 1000
- * reconnectDelay({ attempt: 3, random: 0.5 }); // 4500
+ * reconnectDelay({ attempt: 0, random: 0.5 }); // 1500
+ * reconnectDelay({ attempt: 3, random: 0.5 }); // 8500
  * ```
  */
 export function reconnectDelay(
@@ -36,6 +38,6 @@ export function reconnectDelay(
   options: BackoffOptions = {},
 ): number {
   const { minDelayMs, maxDelayMs } = { ...DEFAULT_BACKOFF, ...options };
-  const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(at.attempt, 30));
+  const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(at.attempt + 1, 30));
   return Math.round(minDelayMs + at.random * Math.max(0, ceiling - minDelayMs));
 }

@@ -476,7 +476,7 @@ function reconnectDelay(at, options = {}) {
     ...DEFAULT_BACKOFF,
     ...options
   };
-  const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(at.attempt, 30));
+  const ceiling = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(at.attempt + 1, 30));
   return Math.round(minDelayMs + at.random * Math.max(0, ceiling - minDelayMs));
 }
 

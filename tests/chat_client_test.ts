@@ -399,10 +399,14 @@ Deno.test("ChatClient asks for a slower heartbeat and keeps it across a reconnec
 });
 
 Deno.test("reconnect delays grow with jitter between the floor and a doubling ceiling", () => {
-  assert.equal(reconnectDelay({ attempt: 0, random: 0.99 }), 1000);
   assert.equal(reconnectDelay({ attempt: 3, random: 0 }), 1000);
-  assert.equal(reconnectDelay({ attempt: 3, random: 0.5 }), 4500);
+  assert.equal(reconnectDelay({ attempt: 3, random: 0.5 }), 8500);
   assert.equal(reconnectDelay({ attempt: 40, random: 0.999 }), 29971);
+});
+
+Deno.test("clients dropped together spread even their first reconnect over a second", () => {
+  const first = [0, 0.25, 0.5, 0.75, 0.999].map((random) => reconnectDelay({ attempt: 0, random }));
+  assert.deepEqual(first, [1000, 1250, 1500, 1750, 1999]);
 });
 
 Deno.test("a close is described for a person", () => {
