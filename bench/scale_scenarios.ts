@@ -114,6 +114,9 @@ async function storms(
     });
     options.log(describeStorm(m));
     for (const line of m.lostSample) options.log(`    lost: ${line}`);
+    if (m.stuckQueues.length > 0) {
+      options.log(`    queued bytes (Recv-Q/Send-Q): ${m.stuckQueues.slice(0, 20).join(", ")}`);
+    }
     if (m.roomMismatches.length > 0) {
       options.log(`    members on the server/expected: ${m.roomMismatches.join(", ")}`);
     }

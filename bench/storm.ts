@@ -55,6 +55,12 @@ export interface StormMeasurement extends StormResult {
    * a room the server no longer has them in.
    */
   roomMismatches: string[];
+  /**
+   * With copies lost: the server port's TCP connections holding unsent or
+   * unread bytes (`ss`), as `side Recv-Q/Send-Q` lines: data stuck in a
+   * client's receive queue means the client stopped reading. Else empty.
+   */
+  stuckQueues: string[];
 }
 
 /** The target: every client back within this, ms. */
@@ -92,6 +98,28 @@ async function roomCounts(port: number, options: StormOptions): Promise<string[]
     if (n !== expected) out.push(`storm${r}: ${n}/${expected}`);
   }
   return out;
+}
+
+/** The connections to or from `port` with bytes in their queues, per `ss -tn`. */
+async function queuedBytes(port: number): Promise<string[]> {
+  try {
+    const { stdout } = await new Deno.Command("ss", { args: ["-tn"], stderr: "null" }).output();
+    const rows = new TextDecoder().decode(stdout).split("\n").slice(1);
+    const out: string[] = [];
+    for (const row of rows) {
+      const [, recv, send, local, peer] = row.trim().split(/\s+/);
+      if (recv === undefined || (recv === "0" && send === "0")) continue;
+      const side = local?.endsWith(`:${port}`)
+        ? "server"
+        : peer?.endsWith(`:${port}`)
+        ? "client"
+        : "";
+      if (side !== "") out.push(`${side} ${recv}/${send}`);
+    }
+    return out;
+  } catch {
+    return ["ss not found"];
+  }
 }
 
 /** The server's environment for `engine`, with its data in `dir`. */
@@ -156,6 +184,7 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
     const result = await reported;
     const serverCpuS = await server.cpuSeconds() - serverCpu;
     const roomMismatches = await roomCounts(server.port, options);
+    const stuckQueues = result.lost > 0 ? await queuedBytes(server.port) : [];
     return {
       ...result,
       connectMs,
@@ -164,6 +193,7 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
       serverCpuS,
       loadCpuS,
       roomMismatches,
+      stuckQueues,
     };
   } finally {
     await load[Symbol.asyncDispose]();
