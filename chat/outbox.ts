@@ -18,7 +18,7 @@ import type { Scheduler, TimerHandle } from "./clock.ts";
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Metrics } from "./metrics.ts";
-import { type ErrorCode, type ServerMessage, SYSTEM_SENDER } from "./protocol.ts";
+import { CloseCode, type ErrorCode, type ServerMessage, SYSTEM_SENDER } from "./protocol.ts";
 
 /** The outbox's defaults, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_OUTBOX: Readonly<{ maxBufferedBytes: number; maxBatchBytes: number }> = Object
@@ -120,8 +120,7 @@ export class Outbox {
     client.framesOut++;
     const batch = client.batch;
     if (batch === null) {
-      client.socket.send(text);
-      this.#checkBuffered(client, bytes);
+      if (this.#send(client, text)) this.#checkBuffered(client, bytes);
       return;
     }
     // A batch stays under the largest frame a client could be expected to take whole.
@@ -162,8 +161,24 @@ export class Outbox {
     client.batchBytes = 0;
     // Not `closing`: an error frame batched just before a drop still goes out first.
     if (client.socket.readyState !== OPEN) return;
-    client.socket.send(text);
-    this.#checkBuffered(client, bytes);
+    if (this.#send(client, text)) this.#checkBuffered(client, bytes);
+  }
+
+  /**
+   * Gives a frame to the socket. A socket that throws is closed (1011) and
+   * the throw goes no further: it would end the fan-out or the flush loop
+   * it came from, and the clients after it there would get nothing, their
+   * batches never flushed again.
+   */
+  #send(client: Client, text: string): boolean {
+    try {
+      client.socket.send(text);
+      return true;
+    } catch (error) {
+      this.#o.log.warn("write_failed", { conn: client.id, error: String(error) });
+      if (!client.closing) this.close(client, CloseCode.InternalError, "Internal error");
+      return false;
+    }
   }
 
   /**
