@@ -15,15 +15,11 @@
 
 import type { BacklogItem, Client } from "./client.ts";
 import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
-import {
-  conversationChannel,
-  type Engine,
-  type HistoryPage,
-  type Presence,
-} from "./engines/engine.ts";
+import { conversationChannel, type Engine, type HistoryPage } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Outbox } from "./outbox.ts";
+import { PresenceCache } from "./presence_cache.ts";
 import { historyText, joinedText, welcomeText } from "./notices.ts";
 import {
   ErrorCode,
@@ -176,7 +172,8 @@ export function joinedFrame(
 /** Sends history to clients entering or resuming rooms. */
 export class Replay {
   #o: ReplayOptions;
-  #presence: Presence | undefined;
+  /** The rooms' users on every process, read once for a burst of welcomes. */
+  #presence: PresenceCache | undefined;
   /** Replays waiting for a socket to drain, with their timers. */
   #waiting = new Map<Pager, TimerHandle>();
   /** Publications read at most at once: a page's worth of 1 KB frames. */
@@ -185,7 +182,10 @@ export class Replay {
   /** Replay from the options' engine. */
   constructor(options: ReplayOptions) {
     this.#o = options;
-    this.#presence = options.engine.presence;
+    const presence = options.engine.presence;
+    this.#presence = presence === undefined
+      ? undefined
+      : new PresenceCache({ presence, clock: options.clock });
     this.#maxRead = Math.max(16, Math.floor(options.replayMaxBytes / 1024));
   }
 
@@ -233,7 +233,7 @@ export class Replay {
       readCount: 0,
       exhausted: !recovery,
       sent: since !== undefined && since > 0 ? since : 0,
-      everywhere: this.#presence?.users(room).catch(() => undefined),
+      everywhere: this.#presence?.users(room),
     };
     // A first visit or a stale `since` gets the recent tail, read whole: it is HISTORY_ON_JOIN long.
     const first = recovery

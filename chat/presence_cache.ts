@@ -1,0 +1,47 @@
+/**
+ * A room's users on every process, read once for the welcomes of a burst
+ * of joins: a reconnect storm brings a room's members back within a second
+ * or two, and each welcome read the list from the store again (on kv, a
+ * read of every member's key per join).
+ *
+ * @module
+ */
+
+import type { Clock } from "./clock.ts";
+import type { Presence } from "./engines/engine.ts";
+
+/**
+ * How long a room's list is reused, in ms: a join on another process within
+ * it is missing from a welcome's list (its notice, live, still comes to
+ * those already in the room).
+ */
+export const PRESENCE_CACHE_MS = 500;
+
+/** Rooms remembered at most; more start the memory afresh. */
+const MAX_ROOMS = 10_000;
+
+/** The lists of users of rooms on every process, each reused for {@linkcode PRESENCE_CACHE_MS}. */
+export class PresenceCache {
+  #presence: Presence;
+  #clock: Clock;
+  #ttlMs: number;
+  #rooms = new Map<string, { at: number; users: Promise<string[] | undefined> }>();
+
+  /** A cache over an engine's presence, timed by `clock`. */
+  constructor(options: { presence: Presence; clock: Clock; ttlMs?: number }) {
+    this.#presence = options.presence;
+    this.#clock = options.clock;
+    this.#ttlMs = options.ttlMs ?? PRESENCE_CACHE_MS;
+  }
+
+  /** The room's users on every process; undefined when the store could not say. */
+  users(room: string): Promise<string[] | undefined> {
+    const now = this.#clock.now();
+    const kept = this.#rooms.get(room);
+    if (kept !== undefined && now - kept.at < this.#ttlMs) return kept.users;
+    if (this.#rooms.size >= MAX_ROOMS) this.#rooms.clear();
+    const users = this.#presence.users(room).catch(() => undefined);
+    this.#rooms.set(room, { at: now, users });
+    return users;
+  }
+}
