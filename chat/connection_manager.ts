@@ -52,6 +52,7 @@ import {
   type SystemEvent,
 } from "./protocol.ts";
 import { DEFAULT_PUBLISHER, Publisher, stampedTexts } from "./publisher.ts";
+import { PresenceCache } from "./presence_cache.ts";
 import { ReadPositions } from "./read_positions.ts";
 import { Registry, type RoomInfo } from "./registry.ts";
 import { DEFAULT_REPLAY, Replay } from "./replay.ts";
@@ -197,9 +198,12 @@ export class ConnectionManager implements AsyncDisposable {
       dropSlow: (c) => this.#drop(c, CloseCode.SlowConsumer, CloseReason.SlowConsumer),
     });
     const parts = { engine, registry, outbox, clock, log, metrics };
+    // One read of a room's users on every process serves a burst of welcomes and the notices' limit.
+    const everywhere = presence === undefined ? undefined : new PresenceCache({ presence, clock });
     const publisher = this.#publisher = new Publisher({
       ...parts,
       roomPresenceLimit: s.roomPresenceLimit,
+      roomSize: (room) => everywhere?.count(room),
     });
     this.#replayMaxBytes = s.replayMaxBytes;
     const reads = new ReadPositions({ engine, outbox, registry, presence, log, clock });
@@ -209,6 +213,7 @@ export class ConnectionManager implements AsyncDisposable {
       publisher,
       scheduler,
       afterStart: (c, target) => void reads.send(c, target),
+      presence: everywhere,
     });
     this.#heartbeat = new Heartbeat({ ...s, clock, scheduler, log, metrics, outbox, drop });
     this.#moderation = new Moderation({ registry, outbox, publisher, log, drop });

@@ -20,12 +20,19 @@ export const PRESENCE_CACHE_MS = 500;
 /** Rooms remembered at most; more start the memory afresh. */
 const MAX_ROOMS = 10_000;
 
+/** One room's list: when it was asked for, the answer, and the size of the last answer. */
+interface Entry {
+  at: number;
+  users: Promise<string[] | undefined>;
+  count: number | undefined;
+}
+
 /** The lists of users of rooms on every process, each reused for {@linkcode PRESENCE_CACHE_MS}. */
 export class PresenceCache {
   #presence: Presence;
   #clock: Clock;
   #ttlMs: number;
-  #rooms = new Map<string, { at: number; users: Promise<string[] | undefined> }>();
+  #rooms = new Map<string, Entry>();
 
   /** A cache over an engine's presence, timed by `clock`. */
   constructor(options: { presence: Presence; clock: Clock; ttlMs?: number }) {
@@ -41,7 +48,16 @@ export class PresenceCache {
     if (kept !== undefined && now - kept.at < this.#ttlMs) return kept.users;
     if (this.#rooms.size >= MAX_ROOMS) this.#rooms.clear();
     const users = this.#presence.users(room).catch(() => undefined);
-    this.#rooms.set(room, { at: now, users });
+    const entry: Entry = { at: now, users, count: kept?.count };
+    this.#rooms.set(room, entry);
+    users.then((list) => {
+      if (list !== undefined) entry.count = list.length;
+    });
     return users;
+  }
+
+  /** How many users the room had on every process when last read, however long ago. */
+  count(room: string): number | undefined {
+    return this.#rooms.get(room)?.count;
   }
 }

@@ -78,9 +78,10 @@ export function stampedTexts(
 /** The defaults of the publisher's settings; ROOM_PRESENCE_LIMIT reads its own here. */
 export const DEFAULT_PUBLISHER: Readonly<{ roomPresenceLimit: number }> = Object.freeze({
   /**
-   * Members of a room (its connections on this process) up to which joins
-   * and leaves are announced; a bigger room is told none (each would cost a
-   * frame to every member), and its lists of names are paged at this size.
+   * Members of a room (on every process, as last read; its connections on
+   * this process when more) up to which joins and leaves are announced; a
+   * bigger room is told none (each would cost a frame to every member), and
+   * its lists of names are paged at this size.
    */
   roomPresenceLimit: 100,
 });
@@ -101,6 +102,8 @@ export interface PublisherOptions {
   metrics: Metrics;
   /** See {@linkcode DEFAULT_PUBLISHER}. */
   roomPresenceLimit: number;
+  /** A room's users on every process as last read; undefined when not known. */
+  roomSize?: (room: string) => number | undefined;
 }
 
 /** Publishes room messages, private messages and system notices. */
@@ -192,7 +195,9 @@ export class Publisher {
    */
   notify(room: string, event: SystemEvent, message: string, user?: string): void {
     // Counted with the member who leaves: a room is big while it has more than the limit.
-    const members = (this.#o.registry.rooms.get(room)?.size ?? 0) + (event === "leave" ? 1 : 0);
+    const here = (this.#o.registry.rooms.get(room)?.size ?? 0) + (event === "leave" ? 1 : 0);
+    // Each process counts the whole room: fifty processes of 99 members are a room of 4,950.
+    const members = Math.max(here, this.#o.roomSize?.(room) ?? 0);
     if (members > this.#o.roomPresenceLimit) return;
     const draft = this.systemDraft(room, event, message, user);
     this.#publishNotice(room, { draft, options: LIVE }).catch((error) =>

@@ -19,7 +19,7 @@ import { conversationChannel, type Engine, type HistoryPage } from "./engines/en
 import type { Logger } from "./logger.ts";
 import { utf8Length } from "./bytes.ts";
 import type { Outbox } from "./outbox.ts";
-import { PresenceCache } from "./presence_cache.ts";
+import type { PresenceCache } from "./presence_cache.ts";
 import { historyText, joinedText, welcomeText } from "./notices.ts";
 import {
   ErrorCode,
@@ -77,6 +77,8 @@ export interface ReplayOptions {
   rateLimitBurst: number;
   /** Names listed in `welcome` and `joined` at most; `user_count` counts them all. */
   roomPresenceLimit: number;
+  /** The rooms' users on every process; undefined when the engine serves one process. */
+  presence?: PresenceCache;
   /**
    * Called once a room's `welcome` or `joined`, or a `conversation`, went
    * out: what follows it (read positions) comes after it.
@@ -182,10 +184,7 @@ export class Replay {
   /** Replay from the options' engine. */
   constructor(options: ReplayOptions) {
     this.#o = options;
-    const presence = options.engine.presence;
-    this.#presence = presence === undefined
-      ? undefined
-      : new PresenceCache({ presence, clock: options.clock });
+    this.#presence = options.presence;
     this.#maxRead = Math.max(16, Math.floor(options.replayMaxBytes / 1024));
   }
 

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { ConnectionManager } from "../chat/connection_manager.ts";
+import type { Presence } from "../chat/engines/engine.ts";
+import { MemoryEngine } from "../chat/engines/memory.ts";
 import { ChatClient } from "../client/mod.ts";
 import { startServer } from "./helpers/app_server.ts";
 import { eventually } from "./helpers/eventually.ts";
+import { FakeClock, FakeScheduler, FakeSocket, settle } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 Deno.test("a room above ROOM_PRESENCE_LIMIT announces no joins or leaves and pages its names", async (t) => {
@@ -84,4 +88,37 @@ Deno.test("ChatClient counts a big room's users and reads its list in pages", as
   } finally {
     for (const client of others) await client.close();
   }
+});
+
+/** A memory engine whose presence says a room has `elsewhere` members on other processes. */
+class CrowdedEngine extends MemoryEngine {
+  readonly elsewhere = Array.from({ length: 10 }, (_, i) => `far${i}`);
+  readonly presence: Presence = {
+    join: () => {},
+    leave: () => {},
+    connect: () => {},
+    disconnect: () => {},
+    users: () => Promise.resolve(this.elsewhere),
+    lookup: () => Promise.resolve(undefined),
+  };
+}
+
+Deno.test("a room is big by its members on every process, not only on this one", async () => {
+  const clock = new FakeClock();
+  await using manager = new ConnectionManager({
+    clock,
+    scheduler: new FakeScheduler(clock),
+    engine: new CrowdedEngine(),
+    roomPresenceLimit: 3,
+  });
+  const first = new FakeSocket();
+  manager.connect(first, { username: "near1", room: "big" });
+  await settle();
+  assert.equal(first.framesOf("welcome")[0]?.user_count, 11);
+  // Two members here, ten elsewhere: no one hears of the join.
+  manager.connect(new FakeSocket(), { username: "near2", room: "big" });
+  await settle();
+  assert.deepEqual(first.framesOf("system").filter((f) => f.event === "join").map((f) => f.user), [
+    "near1",
+  ]);
 });
