@@ -103,7 +103,7 @@ export class ChatClient {
       settle: (frame) => this.#settleOwn(frame),
     });
     this.#heartbeat = new Heartbeat({ timers, write, onTimeout: () => this.#connection.timeout() });
-    this.#reads = new ReadState({ timers, write });
+    this.#reads = new ReadState({ timers, write: (frame) => this.#writeSpare(frame) });
     this.#connection = this.#connect(options);
   }
 
@@ -226,7 +226,8 @@ export class ChatClient {
   /**
    * Says this user is typing, in a room (the first when omitted) or to one
    * user with `to`; call it on every key press: it sends at most one frame
-   * per TYPING_INTERVAL_MS per room or person, and nothing while not connected.
+   * per TYPING_INTERVAL_MS per room or person, and nothing while not
+   * connected or while messages use every token of the rate limit.
    */
   typing(options: { room?: string; to?: string } = {}): void {
     const { to } = options;
@@ -235,7 +236,7 @@ export class ChatClient {
     const key = to === undefined ? room : `@${nameKey(to)}`;
     const now = this.#timers.now();
     if (now - (this.#typedAt.get(key) ?? -Infinity) < TYPING_INTERVAL_MS) return;
-    if (this.#write({ type: "typing", ...target })) this.#typedAt.set(key, now);
+    if (this.#writeSpare({ type: "typing", ...target })) this.#typedAt.set(key, now);
   }
 
   /**
@@ -359,6 +360,18 @@ export class ChatClient {
   #write(frame: object, paced = false): boolean {
     if (!this.#connection.writable) return false;
     if (!paced) this.#outbox.spend();
+    this.#connection.send(frame);
+    return true;
+  }
+
+  /**
+   * Writes a frame that can wait or be left out (a read position, "is
+   * typing") only with a token of the rate limit to spare: spent at once
+   * like a pong, it could push a fast typist's next frame over the
+   * server's limit.
+   */
+  #writeSpare(frame: object): boolean {
+    if (!this.#connection.writable || !this.#outbox.tryTake()) return false;
     this.#connection.send(frame);
     return true;
   }

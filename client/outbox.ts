@@ -92,6 +92,14 @@ export class Outbox {
     this.#pacer.spend(this.#timers.now());
   }
 
+  /**
+   * Takes a token for a frame that can wait (a read position): true when
+   * it may go now; false, and nothing taken, while messages use them all.
+   */
+  tryTake(): boolean {
+    return this.#pacer.take(this.#timers.now()) === 0;
+  }
+
   /** Settles the message with client id `cid`; false when none waits. */
   settle(cid: string, fate: Fate): boolean {
     return this.#queue.settle(cid, fate);

@@ -46,7 +46,10 @@ export class ReadState {
   #timer = new Map<string, unknown>();
   #sentAt = new Map<string, number>();
 
-  /** Read state that writes its frames with `write` (false when not connected). */
+  /**
+   * Read state that writes its frames with `write`: false when it sent
+   * nothing (not connected, or no token of the rate limit left).
+   */
   constructor(options: { timers: Timers; write: (frame: object) => boolean }) {
     this.#timers = options.timers;
     this.#write = options.write;
@@ -100,7 +103,10 @@ export class ReadState {
 
   /** Sends the frames that wait for a connection (after a welcome). */
   flush(): void {
-    for (const key of [...this.#due.keys()]) if (!this.#timer.has(key)) this.#send(key);
+    for (const key of [...this.#due.keys()]) {
+      this.#timers.clearTimeout(this.#timer.get(key));
+      this.#send(key);
+    }
   }
 
   /** Cancels the paced frames' timers. */
@@ -112,7 +118,12 @@ export class ReadState {
   #send(key: string): void {
     this.#timer.delete(key);
     const frame = this.#due.get(key);
-    if (frame === undefined || !this.#write(frame)) return;
+    if (frame === undefined) return;
+    if (!this.#write(frame)) {
+      // Not connected, or the rate limit's tokens are spent on messages: again an interval later.
+      this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
+      return;
+    }
     this.#due.delete(key);
     this.#sentAt.set(key, this.#timers.now());
   }

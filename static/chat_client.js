@@ -1156,6 +1156,13 @@ var Outbox = class {
   spend() {
     this.#pacer.spend(this.#timers.now());
   }
+  /**
+   * Takes a token for a frame that can wait (a read position): true when
+   * it may go now; false, and nothing taken, while messages use them all.
+   */
+  tryTake() {
+    return this.#pacer.take(this.#timers.now()) === 0;
+  }
   /** Settles the message with client id `cid`; false when none waits. */
   settle(cid, fate) {
     return this.#queue.settle(cid, fate);
@@ -1359,7 +1366,10 @@ var ReadState = class {
   #due = /* @__PURE__ */ new Map();
   #timer = /* @__PURE__ */ new Map();
   #sentAt = /* @__PURE__ */ new Map();
-  /** Read state that writes its frames with `write` (false when not connected). */
+  /**
+   * Read state that writes its frames with `write`: false when it sent
+   * nothing (not connected, or no token of the rate limit left).
+   */
   constructor(options) {
     this.#timers = options.timers;
     this.#write = options.write;
@@ -1428,7 +1438,10 @@ var ReadState = class {
   flush() {
     for (const key of [
       ...this.#due.keys()
-    ]) if (!this.#timer.has(key)) this.#send(key);
+    ]) {
+      this.#timers.clearTimeout(this.#timer.get(key));
+      this.#send(key);
+    }
   }
   /** Cancels the paced frames' timers. */
   dispose() {
@@ -1438,7 +1451,11 @@ var ReadState = class {
   #send(key) {
     this.#timer.delete(key);
     const frame = this.#due.get(key);
-    if (frame === void 0 || !this.#write(frame)) return;
+    if (frame === void 0) return;
+    if (!this.#write(frame)) {
+      this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
+      return;
+    }
     this.#due.delete(key);
     this.#sentAt.set(key, this.#timers.now());
   }
@@ -1818,7 +1835,7 @@ var ChatClient = class {
     });
     this.#reads = new ReadState({
       timers,
-      write
+      write: (frame) => this.#writeSpare(frame)
     });
     this.#connection = this.#connect(options);
   }
@@ -1937,7 +1954,8 @@ var ChatClient = class {
   /**
    * Says this user is typing, in a room (the first when omitted) or to one
    * user with `to`; call it on every key press: it sends at most one frame
-   * per TYPING_INTERVAL_MS per room or person, and nothing while not connected.
+   * per TYPING_INTERVAL_MS per room or person, and nothing while not
+   * connected or while messages use every token of the rate limit.
    */
   typing(options = {}) {
     const { to } = options;
@@ -1950,7 +1968,7 @@ var ChatClient = class {
     const key = to === void 0 ? room : `@${nameKey(to)}`;
     const now = this.#timers.now();
     if (now - (this.#typedAt.get(key) ?? -Infinity) < TYPING_INTERVAL_MS) return;
-    if (this.#write({
+    if (this.#writeSpare({
       type: "typing",
       ...target
     })) this.#typedAt.set(key, now);
@@ -2085,6 +2103,17 @@ var ChatClient = class {
   #write(frame, paced = false) {
     if (!this.#connection.writable) return false;
     if (!paced) this.#outbox.spend();
+    this.#connection.send(frame);
+    return true;
+  }
+  /**
+   * Writes a frame that can wait or be left out (a read position, "is
+   * typing") only with a token of the rate limit to spare: spent at once
+   * like a pong, it could push a fast typist's next frame over the
+   * server's limit.
+   */
+  #writeSpare(frame) {
+    if (!this.#connection.writable || !this.#outbox.tryTake()) return false;
     this.#connection.send(frame);
     return true;
   }

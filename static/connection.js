@@ -105,6 +105,27 @@ function onState(event) {
   showPanels();
 }
 
+/** Conversations listed again after a reconnect at most this long after it, at random. */
+const RELIST_SPREAD_MS = 10_000;
+/** @type {WeakSet<ChatClient>} Clients whose conversations were listed once. */
+const listed = new WeakSet();
+
+/**
+ * Lists the conversations (new ones may have begun while away): at once on a client's first
+ * welcome, and spread over RELIST_SPREAD_MS after a reconnect, so a server restart's every
+ * page does not ask in the same second.
+ */
+function listConversations(chat) {
+  if (!listed.has(chat)) {
+    listed.add(chat);
+    chat.listConversations();
+    return;
+  }
+  setTimeout(() => {
+    if (state.chat === chat && chat.state === "open") chat.listConversations();
+  }, Math.random() * RELIST_SPREAD_MS);
+}
+
 function onWelcome(frame) {
   const chat = state.chat;
   state.username = frame.username;
@@ -137,7 +158,7 @@ function onWelcome(frame) {
   }
   // A reload: the private conversations are read again (each message once).
   for (const uid of state.restoreTalks.splice(0)) chat.conversation(uid);
-  chat.listConversations();
+  listConversations(chat);
   setRoomInUrl(state.room);
   persistSession();
   connectedStatus();

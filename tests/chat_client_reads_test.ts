@@ -67,6 +67,17 @@ Deno.test("ReadState sends one read per interval per target, the latest, and nev
     state.flush();
     assert.deepEqual(written, [{ type: "read", room: "lobby", id: 2, epoch: "e" }]);
   });
+  await t.step("a write refused (no token to spare) is tried again an interval later", () => {
+    const { state, scheduler, written, link } = readState();
+    link.connected = false;
+    state.mark({ room: "lobby" }, { id: 2, epoch: "e" });
+    link.connected = true;
+    assert.equal(written.length, 0);
+    scheduler.advance(READ_INTERVAL_MS);
+    assert.deepEqual(written, [{ type: "read", room: "lobby", id: 2, epoch: "e" }]);
+    scheduler.advance(READ_INTERVAL_MS * 3);
+    assert.equal(written.length, 1, "sent once");
+  });
   await t.step("receipts are kept per person", () => {
     const { state } = readState();
     assert.equal(state.receive({ type: "seen", with: "uB", id: 4, epoch: "e" }), true);
@@ -132,4 +143,21 @@ Deno.test("ChatClient shares read positions between tabs and shows read receipts
     assert.equal(only?.with, bob.uid);
     assert.equal(only?.read_id, only?.last_id);
   });
+});
+
+Deno.test("a fast typist who reads as they go is never told rate_limited", async () => {
+  await using server = await startServer({ RATE_LIMIT_PER_S: "4", RATE_LIMIT_BURST: "4" });
+  await using alice = chatClient(server, "alice", newKey());
+  const errors: string[] = [];
+  alice.on("error", (frame) => errors.push(frame.code));
+  // As the page does: every message that comes marks the room read, and the person types on.
+  alice.on("message", () => {
+    alice.markRead();
+    alice.typing();
+  });
+  alice.connect();
+  await eventually("open", () => alice.state === "open");
+  const fates = await Promise.all(Array.from({ length: 12 }, (_, i) => alice.send(`m${i}`)));
+  assert.deepEqual(fates.map((f) => f.status), Array(12).fill("stored"));
+  assert.deepEqual(errors, []);
 });
