@@ -206,7 +206,7 @@ export class ConnectionManager implements AsyncDisposable {
       roomSize: (room) => everywhere?.count(room),
     });
     this.#replayMaxBytes = s.replayMaxBytes;
-    const reads = new ReadPositions({ engine, outbox, registry, presence, log, clock });
+    const reads = new ReadPositions({ engine, publisher, outbox, registry, presence, log, clock });
     const replay = this.#replay = new Replay({
       ...s,
       ...parts,

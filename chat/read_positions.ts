@@ -27,6 +27,7 @@ import type { Clock } from "./clock.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import type { Logger } from "./logger.ts";
 import type { Outbox } from "./outbox.ts";
+import type { Publisher } from "./publisher.ts";
 import {
   CONVERSATIONS_LISTED,
   type ConversationSummary,
@@ -58,8 +59,10 @@ interface Position {
 
 /** What read positions need from the manager. */
 export interface ReadPositionsOptions {
-  /** Stores and carries the positions. */
+  /** Stores the positions. */
   engine: Engine;
+  /** Passes frames on live. */
+  publisher: Publisher;
   /** Writes to sockets. */
   outbox: Outbox;
   /** Finds the other person of a conversation on this process. */
@@ -75,6 +78,11 @@ export interface ReadPositionsOptions {
 /** The channel of a target for a client: the room, or the client's conversation with the uid. */
 function channelOf(client: Client, target: ReadTarget): string {
   return "room" in target ? target.room : conversationChannel(client.uid, target.with);
+}
+
+/** A target as a frame names it: `room`, or `with` without the name in `to`. */
+function whereOf(target: ReadTarget): { room: string } | { with: string } {
+  return "room" in target ? { room: target.room } : { with: target.with };
 }
 
 /** Stores, passes on and reads back read positions; lists conversations. */
@@ -135,8 +143,7 @@ export class ReadPositions {
       this.#failures.warn("read_failed", { error: String(error) });
       return;
     }
-    const where = "room" in target ? { room: target.room } : { with: target.with };
-    const own: ReadFrame = { type: "read", ...where, ...position };
+    const own: ReadFrame = { type: "read", ...whereOf(target), ...position };
     this.#live(client.key, own);
     if ("with" in target && target.to !== undefined) {
       this.#seen(target.to, { with: target.with, from: client.uid, position });
@@ -157,8 +164,9 @@ export class ReadPositions {
         theirs === undefined ? undefined : this.#position(theirs),
       ]);
       if (client.closing) return;
-      const where = "room" in target ? { room: target.room } : { with: target.with };
-      if (own !== undefined) this.#o.outbox.send(client, { type: "read", ...where, ...own });
+      if (own !== undefined) {
+        this.#o.outbox.send(client, { type: "read", ...whereOf(target), ...own });
+      }
       if (seen !== undefined && "with" in target) {
         this.#o.outbox.send(client, { type: "seen", with: target.with, ...seen });
       }
@@ -237,7 +245,7 @@ export class ReadPositions {
 
   /** Publishes a frame live to the tabs of a name. */
   #live(key: string, frame: object): void {
-    this.#o.engine.publish(userChannel(key), JSON.stringify(frame)).catch(() => {});
+    this.#o.publisher.live(userChannel(key), frame);
   }
 
   /** Passes a read receipt live to the other person, when the name is theirs now. */
