@@ -38,7 +38,7 @@ import { Identity } from "./identity.ts";
 import { linkUrl } from "./link.ts";
 import { frameBytes, Outbox, type OutboxLimits } from "./outbox.ts";
 import { PrivateTalks } from "./private_talks.ts";
-import { type ReadPosition, ReadState } from "./read_state.ts";
+import { type ReadPosition, ReadState, type ReadTarget } from "./read_state.ts";
 import { Rooms } from "./rooms.ts";
 import { type Sending, sending } from "./send_queue.ts";
 import { TIMERS, type Timers } from "./timers.ts";
@@ -257,15 +257,11 @@ export class ChatClient {
    * and after a reconnect when not connected. False when nothing new was read.
    */
   markRead(target: { room?: string; with?: string; to?: string } = {}): boolean {
-    const other = target.with;
-    const last = other === undefined ? this.#rooms.last(target.room) : this.#talks.last(other);
+    const { where, last } = this.#readTarget(target);
     const epoch = this.#rooms.epoch;
     if (last === 0 || epoch === "") return false;
-    const to = target.to === undefined ? {} : { to: target.to };
-    const where = other === undefined
-      ? { room: this.#rooms.key(target.room) }
-      : { with: other, ...to };
-    return this.#reads.mark(where, { id: last, epoch });
+    const to = "with" in where && target.to !== undefined ? { to: target.to } : {};
+    return this.#reads.mark({ ...where, ...to }, { id: last, epoch });
   }
 
   /**
@@ -274,12 +270,18 @@ export class ChatClient {
    * counted by ids; undefined while no position is known.
    */
   unread(target: { room?: string; with?: string } = {}): number | undefined {
-    const other = target.with;
-    const where = other === undefined ? { room: this.#rooms.key(target.room) } : { with: other };
+    const { where, last } = this.#readTarget(target);
     const position = this.#reads.position(where);
     if (position === undefined || position.epoch !== this.#rooms.epoch) return undefined;
-    const last = other === undefined ? this.#rooms.last(target.room) : this.#talks.last(other);
     return Math.max(0, last - position.id);
+  }
+
+  /** A room (the first when neither is given) or a conversation, and the newest id received there. */
+  #readTarget(target: { room?: string; with?: string }): { where: ReadTarget; last: number } {
+    const other = target.with;
+    return other === undefined
+      ? { where: { room: this.#rooms.key(target.room) }, last: this.#rooms.last(target.room) }
+      : { where: { with: other }, last: this.#talks.last(other) };
   }
 
   /** How far the person of uid `other` has read their conversation with this client. */

@@ -1993,20 +1993,16 @@ var ChatClient = class {
    * and after a reconnect when not connected. False when nothing new was read.
    */
   markRead(target = {}) {
-    const other = target.with;
-    const last = other === void 0 ? this.#rooms.last(target.room) : this.#talks.last(other);
+    const { where, last } = this.#readTarget(target);
     const epoch = this.#rooms.epoch;
     if (last === 0 || epoch === "") return false;
-    const to = target.to === void 0 ? {} : {
+    const to = "with" in where && target.to !== void 0 ? {
       to: target.to
-    };
-    const where = other === void 0 ? {
-      room: this.#rooms.key(target.room)
-    } : {
-      with: other,
+    } : {};
+    return this.#reads.mark({
+      ...where,
       ...to
-    };
-    return this.#reads.mark(where, {
+    }, {
       id: last,
       epoch
     });
@@ -2017,16 +2013,25 @@ var ChatClient = class {
    * counted by ids; undefined while no position is known.
    */
   unread(target = {}) {
-    const other = target.with;
-    const where = other === void 0 ? {
-      room: this.#rooms.key(target.room)
-    } : {
-      with: other
-    };
+    const { where, last } = this.#readTarget(target);
     const position = this.#reads.position(where);
     if (position === void 0 || position.epoch !== this.#rooms.epoch) return void 0;
-    const last = other === void 0 ? this.#rooms.last(target.room) : this.#talks.last(other);
     return Math.max(0, last - position.id);
+  }
+  /** A room (the first when neither is given) or a conversation, and the newest id received there. */
+  #readTarget(target) {
+    const other = target.with;
+    return other === void 0 ? {
+      where: {
+        room: this.#rooms.key(target.room)
+      },
+      last: this.#rooms.last(target.room)
+    } : {
+      where: {
+        with: other
+      },
+      last: this.#talks.last(other)
+    };
   }
   /** How far the person of uid `other` has read their conversation with this client. */
   seenBy(other) {
