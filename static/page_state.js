@@ -141,9 +141,16 @@ export function shownKey() {
 
 /** The log of a private frame: its conversation's when both sides are identities. */
 export function talkKeyOf(frame) {
+  const uid = talkUidOf(frame);
+  return uid === undefined ? undefined : `@${uid}`;
+}
+
+/** The other person of a private frame, when both sides are identities; else undefined. */
+export function talkUidOf(frame) {
   const uid = isOwn(frame) ? frame.to_uid : frame.uid;
+  // "u…" is an identity's uid (a token or a key); "c…" one connection's, gone with it.
   return typeof uid === "string" && uid.startsWith("u") && uid !== state.chat?.uid
-    ? `@${uid}`
+    ? uid
     : undefined;
 }
 

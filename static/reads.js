@@ -3,7 +3,7 @@
 // its log at the bottom; a conversation, when its person is the private target.
 
 import { el } from "./dom.js";
-import { isOwn, logFor, logs, shownKey, state, ui } from "./page_state.js";
+import { isOwn, logFor, logs, shownKey, state, talkUidOf, ui } from "./page_state.js";
 import { TalkList } from "./talks.js";
 
 const BASE_TITLE = document.title;
@@ -40,9 +40,9 @@ export function markShownRead() {
 
 /** A private frame's conversation in the list; its uid, or undefined without identities. */
 export function noteTalk(frame) {
+  const uid = talkUidOf(frame);
+  if (uid === undefined) return undefined;
   const own = isOwn(frame);
-  const uid = own ? frame.to_uid : frame.uid;
-  if (typeof uid !== "string" || !uid.startsWith("u") || uid === state.chat?.uid) return undefined;
   const name = own ? frame.to : frame.sender;
   talks.message(uid, name, { id: frame.id, own });
   // One's own messages are read; theirs when their conversation is in view.
