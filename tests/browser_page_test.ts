@@ -9,10 +9,16 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
-import { joinPage, js, type PageServer, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import {
+  joinPage,
+  js,
+  type PageServer,
+  roomClient,
+  startPageServer,
+  statusIs,
+} from "./helpers/chat_page.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
-import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
 
@@ -37,14 +43,6 @@ async function say(page: Page, text: string): Promise<void> {
 function hasChat(text: string): string {
   return `[...document.querySelectorAll('#messages [data-testid="message"] .text')]
     .some((e) => e.textContent === ${js(text)})`;
-}
-
-/** A test client in `room`, past its welcome. */
-async function client(base: string, name: string, room: string): Promise<TestClient> {
-  const url = `${base.replace("http", "ws")}/ws/chat/${encodeURIComponent(name)}?room=${room}`;
-  const c = await TestClient.connect(url);
-  await c.next("welcome");
-  return c;
 }
 
 function setColorScheme(page: Page, scheme: "light" | "dark"): Promise<unknown> {
@@ -225,7 +223,7 @@ Deno.test({
         await ann.goto(`${base}/`);
         await assertContrast(ann, "first screen");
         await joinPage(ann, { base: base, name: "Ann", room: "contrast" });
-        await using ben = await client(base, "Ben", "contrast");
+        await using ben = await roomClient(base, { name: "Ben", room: "contrast" });
         await ann.waitFor(`document.querySelector('#user-list [data-user="Ben"]') !== null`);
         await say(ann, "Hello from Ann");
         ben.sendJson({ type: "message", message: "Hello from Ben" });
@@ -288,8 +286,11 @@ Deno.test({
       await t.step("a phone (360 px): the log stays pinned, online names are whole", async () => {
         // The others first: the phone's welcome lists them.
         const long = "Bartholomew Fitzgerald-Smythe";
-        await using bart = await client(base, long, "mobile");
-        await using max = await client(base, "Maximiliana Featherstonehaugh", "mobile");
+        await using bart = await roomClient(base, { name: long, room: "mobile" });
+        await using max = await roomClient(base, {
+          name: "Maximiliana Featherstonehaugh",
+          room: "mobile",
+        });
         await using phone = await browser.newPage({ width: 360, height: 640 });
         await joinPage(phone, { base: base, name: "Pat", room: "mobile" });
         await phone.waitFor(`document.getElementById("user-count").textContent === "3"`);

@@ -11,17 +11,21 @@
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
-import { joinPage, js, startPageServer, statusIs } from "./helpers/chat_page.ts";
-import { TestClient } from "./helpers/ws_client.ts";
+import {
+  joinPage,
+  js,
+  roomClient,
+  type RoomClientOptions,
+  startPageServer,
+  statusIs,
+} from "./helpers/chat_page.ts";
 
 const ignored = chromiumIgnored();
 
-/** A test client of `name` in `room`, with a browser key when given, past its welcome. */
-async function client(base: string, name: string, options: { room: string; key?: string }) {
-  const url = `${base.replace("http", "ws")}/ws/chat/${name}?room=${options.room}`;
-  const protocols = options.key === undefined ? ["chat"] : ["chat", `key.${options.key}`];
-  const c = await TestClient.connect(url, { protocols });
-  const welcome = await c.next("welcome");
+/** A test client of `name` in `room` with its uid and epoch from the welcome. */
+async function client(base: string, who: RoomClientOptions) {
+  const c = await roomClient(base, who);
+  const welcome = c.frames.find((f) => f.type === "welcome")!;
   return { c, uid: String(welcome.uid), epoch: String(welcome.epoch) };
 }
 
@@ -60,7 +64,8 @@ Deno.test({
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 900, height: 700 });
-    const bob = await client(server.base, "Bob", {
+    const bob = await client(server.base, {
+      name: "Bob",
       room: "lobby",
       key: "bob-key-0123456789abcdefgh",
     });
@@ -121,7 +126,8 @@ Deno.test({
     await t.step(
       "written from the room, a private message is in the conversation too",
       async () => {
-        const carol = await client(server.base, "Carol", {
+        const carol = await client(server.base, {
+          name: "Carol",
           room: "lobby",
           key: "carol-key-0123456789abcdef",
         });
@@ -171,7 +177,7 @@ Deno.test({
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 900, height: 700 });
-    const tess = await client(server.base, "Tess", { room: "dev" });
+    const tess = await client(server.base, { name: "Tess", room: "dev" });
     await using _tess = tess.c;
     await joinPage(page, { base: server.base, name: "Rea", room: "dev" });
     const say = async (text: string) => {

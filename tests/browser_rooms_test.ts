@@ -12,19 +12,10 @@
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
 import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
-import { joinPage, js, startPageServer, statusIs } from "./helpers/chat_page.ts";
+import { joinPage, js, roomClient, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { eventually } from "./helpers/eventually.ts";
-import { TestClient } from "./helpers/ws_client.ts";
 
 const ignored = chromiumIgnored();
-
-/** A test client in `room`, past its welcome. */
-async function client(base: string, name: string, room: string): Promise<TestClient> {
-  const url = `${base.replace("http", "ws")}/ws/chat/${encodeURIComponent(name)}?room=${room}`;
-  const c = await TestClient.connect(url);
-  await c.next("welcome");
-  return c;
-}
 
 /** The room-list item of `room`, as a selector. */
 const item = (room: string) => `#room-list [data-room=${js(room)}]`;
@@ -76,8 +67,8 @@ Deno.test({
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 900, height: 700 });
-    await using tess = await client(server.base, "Tess", "first");
-    await using sam = await client(server.base, "Sam", "second");
+    await using tess = await roomClient(server.base, { name: "Tess", room: "first" });
+    await using sam = await roomClient(server.base, { name: "Sam", room: "second" });
     const inRoom = (room: string) => server.app.manager.users(room).includes("Rea");
     await joinPage(page, { base: server.base, name: "Rea", room: "first" });
 
@@ -100,7 +91,7 @@ Deno.test({
     await t.step("a message to the first room is counted beside it, a notice is not", async () => {
       // Una's join notice comes to the first room before Tess's message, and Sam's message
       // to the second room, shown, comes after both on the page's one socket.
-      await using _una = await client(server.base, "Una", "first");
+      await using _una = await roomClient(server.base, { name: "Una", room: "first" });
       tess.sendJson({ type: "message", message: "hello first" });
       await tess.next((f) => f.type === "message" && f.message === "hello first");
       sam.sendJson({ type: "message", message: "fence" });
@@ -232,8 +223,8 @@ Deno.test({
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using phone = await browser.newPage({ width: 360, height: 640 });
-    await using tom = await client(server.base, "Tom", "first");
-    await using _lou = await client(server.base, "Lou", "lounge");
+    await using tom = await roomClient(server.base, { name: "Tom", room: "first" });
+    await using _lou = await roomClient(server.base, { name: "Lou", room: "lounge" });
     await joinPage(phone, { base: server.base, name: "Pia", room: "first" });
     for (const room of ["second", "a-rather-long-room-name", "fourth"]) {
       await joinFromForm(phone, room);

@@ -13,6 +13,7 @@
 
 import { type App, createApp, loadConfig } from "../../main.ts";
 import type { Page } from "./cdp.ts";
+import { TestClient } from "./ws_client.ts";
 
 /** A running app for a page to load. */
 export interface PageServer extends AsyncDisposable {
@@ -40,6 +41,27 @@ export async function startPageServer(
       await server.shutdown();
     },
   };
+}
+
+/** Who a {@linkcode roomClient} is and where. */
+export interface RoomClientOptions {
+  /** The username. */
+  name: string;
+  /** The room joined. */
+  room: string;
+  /** A browser key, offered as the page offers it (`key.<secret>`); none by default. */
+  key?: string;
+}
+
+/** A test client beside the page, in a room of the page's server, past its welcome. */
+export async function roomClient(base: string, who: RoomClientOptions): Promise<TestClient> {
+  const url = `${base.replace("http", "ws")}/ws/chat/${
+    encodeURIComponent(who.name)
+  }?room=${who.room}`;
+  const protocols = who.key === undefined ? ["chat"] : ["chat", `key.${who.key}`];
+  const client = await TestClient.connect(url, { protocols });
+  await client.next("welcome");
+  return client;
 }
 
 /** A JavaScript literal of a value, to put in an expression the page evaluates. */
