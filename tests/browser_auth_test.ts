@@ -9,16 +9,11 @@
 import assert from "node:assert/strict";
 import { signJwt } from "../chat/auth/jwt.ts";
 import { createApp, loadConfig } from "../main.ts";
-import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { browserTest, launchChromium } from "./helpers/chromium.ts";
 
 const SECRET = "browser-auth-test-secret";
 
-Deno.test({
-  name: `page connects with a token from its address fragment${
-    chromiumIgnored() ? ` (skipped: ${CHROMIUM_MISSING})` : ""
-  }`,
-  ignore: chromiumIgnored(),
-}, async (t) => {
+browserTest("page connects with a token from its address fragment", async (t) => {
   const app = await createApp(loadConfig({ CHAT_ENGINE: "memory", AUTH_SECRET: SECRET }));
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, app.handler);
   const base = `http://127.0.0.1:${server.addr.port}`;

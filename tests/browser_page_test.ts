@@ -17,10 +17,8 @@ import {
   startPageServer,
   statusIs,
 } from "./helpers/chat_page.ts";
-import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { browserTest, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
-
-const ignored = chromiumIgnored();
 
 /** The page's server: the heartbeat runs, and test clients may post 30 messages at once. */
 function startServer(): Promise<PageServer> {
@@ -154,56 +152,51 @@ const LAST_MESSAGE_VISIBLE = `(() => {
 
 // ---------------------------------------------------------------------------
 
-Deno.test({
-  name: `chat page reads well: direction, contrast, status, phone layout${
-    ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""
-  }`,
-  ignore: ignored,
-  async fn(t) {
-    const running = await startServer();
-    const base = `http://127.0.0.1:${running.port}`;
-    try {
-      await using browser = await launchChromium();
-      const viewport = { width: 800, height: 600 };
+browserTest("chat page reads well: direction, contrast, status, phone layout", async (t) => {
+  const running = await startServer();
+  const base = `http://127.0.0.1:${running.port}`;
+  try {
+    await using browser = await launchChromium();
+    const viewport = { width: 800, height: 600 };
 
-      await t.step(
-        "right-to-left text gets its own direction; inputs follow what is typed",
-        async () => {
-          await using page = await browser.newPage(viewport);
-          await joinPage(page, { base: base, name: "Rana", room: "bidi" });
-          const arabic = "مرحبا بالعالم!";
-          const hebrew = "שלום עולם!";
-          const latin = "Hello world!";
-          for (const text of [arabic, hebrew, latin]) {
-            await say(page, text);
-            await page.waitFor(hasChat(text));
-          }
-          const directions = await page.evaluate<Record<string, string>>(`Object.fromEntries(
+    await t.step(
+      "right-to-left text gets its own direction; inputs follow what is typed",
+      async () => {
+        await using page = await browser.newPage(viewport);
+        await joinPage(page, { base: base, name: "Rana", room: "bidi" });
+        const arabic = "مرحبا بالعالم!";
+        const hebrew = "שלום עולם!";
+        const latin = "Hello world!";
+        for (const text of [arabic, hebrew, latin]) {
+          await say(page, text);
+          await page.waitFor(hasChat(text));
+        }
+        const directions = await page.evaluate<Record<string, string>>(`Object.fromEntries(
           [...document.querySelectorAll('#messages [data-testid="message"] .text')]
             .map((e) => [e.textContent, getComputedStyle(e).direction]))`);
-          assert.deepEqual(directions, { [arabic]: "rtl", [hebrew]: "rtl", [latin]: "ltr" });
-          const inputs = await page.evaluate<Record<string, string | null>>(`Object.fromEntries(
+        assert.deepEqual(directions, { [arabic]: "rtl", [hebrew]: "rtl", [latin]: "ltr" });
+        const inputs = await page.evaluate<Record<string, string | null>>(`Object.fromEntries(
           ["username", "room", "message", "rename-input", "switch-input"]
             .map((id) => [id, document.getElementById(id).getAttribute("dir")]))`);
-          assert.deepEqual(inputs, {
-            username: "auto",
-            room: "auto",
-            message: "auto",
-            "rename-input": "auto",
-            "switch-input": "auto",
-          });
-          await page.evaluate(`document.getElementById("message").value = ${js(arabic)}`);
-          assert.equal(
-            await page.evaluate(`getComputedStyle(document.getElementById("message")).direction`),
-            "rtl",
-          );
-        },
-      );
+        assert.deepEqual(inputs, {
+          username: "auto",
+          room: "auto",
+          message: "auto",
+          "rename-input": "auto",
+          "switch-input": "auto",
+        });
+        await page.evaluate(`document.getElementById("message").value = ${js(arabic)}`);
+        assert.equal(
+          await page.evaluate(`getComputedStyle(document.getElementById("message")).direction`),
+          "rtl",
+        );
+      },
+    );
 
-      await t.step("the first screen is neutral: not connected, not a red error", async () => {
-        await using page = await browser.newPage(viewport);
-        await page.goto(`${base}/`);
-        const first = await page.evaluate<Record<string, string>>(`(() => {
+    await t.step("the first screen is neutral: not connected, not a red error", async () => {
+      await using page = await browser.newPage(viewport);
+      await page.goto(`${base}/`);
+      const first = await page.evaluate<Record<string, string>>(`(() => {
           const status = document.getElementById("status");
           return {
             state: status.dataset.state,
@@ -211,37 +204,37 @@ Deno.test({
             dot: getComputedStyle(status.querySelector(".status-dot")).backgroundColor,
           };
         })()`);
-        assert.notEqual(first.state, "disconnected", js(first));
-        assert.equal(first.text, "Not connected");
-        assert.notEqual(first.dot, "rgb(239, 68, 68)", `the dot is red: ${js(first)}`);
-        const [r, g, b] = first.dot!.match(/\d+/g)!.map(Number);
-        assert.ok(!(r! > 150 && g! < 100 && b! < 100), `the dot is red: ${js(first)}`);
-      });
+      assert.notEqual(first.state, "disconnected", js(first));
+      assert.equal(first.text, "Not connected");
+      assert.notEqual(first.dot, "rgb(239, 68, 68)", `the dot is red: ${js(first)}`);
+      const [r, g, b] = first.dot!.match(/\d+/g)!.map(Number);
+      assert.ok(!(r! > 150 && g! < 100 && b! < 100), `the dot is red: ${js(first)}`);
+    });
 
-      await t.step("every text passes WCAG AA (4.5:1), light and dark", async () => {
-        await using ann = await browser.newPage(viewport);
-        await ann.goto(`${base}/`);
-        await assertContrast(ann, "first screen");
-        await joinPage(ann, { base: base, name: "Ann", room: "contrast" });
-        await using ben = await roomClient(base, { name: "Ben", room: "contrast" });
-        await ann.waitFor(`document.querySelector('#user-list [data-user="Ben"]') !== null`);
-        await say(ann, "Hello from Ann");
-        ben.sendJson({ type: "message", message: "Hello from Ben" });
-        ben.sendJson({ type: "private", to: "Ann", message: "Psst, Ann" });
-        await ann.waitFor(hasChat("Psst, Ann"));
-        await ann.click(`#user-list [data-user="Ben"]`);
-        await ann.waitFor(`!document.getElementById("private-target").hidden`);
-        await say(ann, "Psst, Ben");
-        await ann.waitFor(hasChat("Psst, Ben"));
-        await ann.waitFor(hasChat("Hello from Ben"));
-        await ann.waitFor(hasChat("Hello from Ann"));
-        // A form error too: a name with characters names cannot have.
-        await ann.click("#rename-button");
-        await ann.evaluate(`document.getElementById("rename-input").value = "!!!"`);
-        await ann.press("Enter", { selector: "#rename-input" });
-        await ann.waitFor(`document.getElementById("rename-error").textContent !== ""`);
-        // Notices of every kind the page makes: the one it shows, plus its warning and error look.
-        await ann.evaluate(`(() => {
+    await t.step("every text passes WCAG AA (4.5:1), light and dark", async () => {
+      await using ann = await browser.newPage(viewport);
+      await ann.goto(`${base}/`);
+      await assertContrast(ann, "first screen");
+      await joinPage(ann, { base: base, name: "Ann", room: "contrast" });
+      await using ben = await roomClient(base, { name: "Ben", room: "contrast" });
+      await ann.waitFor(`document.querySelector('#user-list [data-user="Ben"]') !== null`);
+      await say(ann, "Hello from Ann");
+      ben.sendJson({ type: "message", message: "Hello from Ben" });
+      ben.sendJson({ type: "private", to: "Ann", message: "Psst, Ann" });
+      await ann.waitFor(hasChat("Psst, Ann"));
+      await ann.click(`#user-list [data-user="Ben"]`);
+      await ann.waitFor(`!document.getElementById("private-target").hidden`);
+      await say(ann, "Psst, Ben");
+      await ann.waitFor(hasChat("Psst, Ben"));
+      await ann.waitFor(hasChat("Hello from Ben"));
+      await ann.waitFor(hasChat("Hello from Ann"));
+      // A form error too: a name with characters names cannot have.
+      await ann.click("#rename-button");
+      await ann.evaluate(`document.getElementById("rename-input").value = "!!!"`);
+      await ann.press("Enter", { selector: "#rename-input" });
+      await ann.waitFor(`document.getElementById("rename-error").textContent !== ""`);
+      // Notices of every kind the page makes: the one it shows, plus its warning and error look.
+      await ann.evaluate(`(() => {
           const log = document.getElementById("messages");
           const notice = log.querySelector('[data-testid="system"]');
           for (const kind of ["notice", "warning", "error"]) {
@@ -251,97 +244,97 @@ Deno.test({
             log.append(copy);
           }
         })()`);
-        const kinds = await ann.evaluate<string[]>(
-          `[...document.querySelectorAll("#messages > li")].map((e) => e.className)`,
-        );
-        for (const kind of ["own", "other", "private own", "private other", "system"]) {
-          assert.ok(kinds.some((k) => k.includes(kind)), `no ${kind} message in ${js(kinds)}`);
-        }
-        await assertContrast(ann, "chat");
-      });
+      const kinds = await ann.evaluate<string[]>(
+        `[...document.querySelectorAll("#messages > li")].map((e) => e.className)`,
+      );
+      for (const kind of ["own", "other", "private own", "private other", "system"]) {
+        assert.ok(kinds.some((k) => k.includes(kind)), `no ${kind} message in ${js(kinds)}`);
+      }
+      await assertContrast(ann, "chat");
+    });
 
-      await t.step("a private message names its sender once", async () => {
-        await using ann = await browser.newPage(viewport);
-        await joinPage(ann, { base: base, name: "Anneliese", room: "whisper" });
-        await using bea = await browser.newPage(viewport);
-        await joinPage(bea, { base: base, name: "Bea", room: "whisper" });
-        await ann.waitFor(`document.querySelector('#user-list [data-user="Bea"]') !== null`);
-        await ann.click(`#user-list [data-user="Bea"]`);
-        await ann.waitFor(`!document.getElementById("private-target").hidden`);
-        await say(ann, "Only for you");
-        await bea.waitFor(hasChat("Only for you"));
-        await ann.waitFor(hasChat("Only for you"));
-        const bubble = (page: Page) =>
-          page.evaluate<string>(`document.querySelector(
+    await t.step("a private message names its sender once", async () => {
+      await using ann = await browser.newPage(viewport);
+      await joinPage(ann, { base: base, name: "Anneliese", room: "whisper" });
+      await using bea = await browser.newPage(viewport);
+      await joinPage(bea, { base: base, name: "Bea", room: "whisper" });
+      await ann.waitFor(`document.querySelector('#user-list [data-user="Bea"]') !== null`);
+      await ann.click(`#user-list [data-user="Bea"]`);
+      await ann.waitFor(`!document.getElementById("private-target").hidden`);
+      await say(ann, "Only for you");
+      await bea.waitFor(hasChat("Only for you"));
+      await ann.waitFor(hasChat("Only for you"));
+      const bubble = (page: Page) =>
+        page.evaluate<string>(`document.querySelector(
             '#messages [data-private="true"] .bubble').textContent`);
-        const count = (text: string, name: string) => text.split(name).length - 1;
-        const received = await bubble(bea);
-        const sent = await bubble(ann);
-        assert.equal(count(received, "Anneliese"), 1, `received: ${js(received)}`);
-        assert.match(received, /private/i);
-        assert.equal(count(sent, "Bea"), 1, `sent: ${js(sent)}`);
-        assert.match(sent, /private/i);
+      const count = (text: string, name: string) => text.split(name).length - 1;
+      const received = await bubble(bea);
+      const sent = await bubble(ann);
+      assert.equal(count(received, "Anneliese"), 1, `received: ${js(received)}`);
+      assert.match(received, /private/i);
+      assert.equal(count(sent, "Bea"), 1, `sent: ${js(sent)}`);
+      assert.match(sent, /private/i);
+    });
+
+    await t.step("a phone (360 px): the log stays pinned, online names are whole", async () => {
+      // The others first: the phone's welcome lists them.
+      const long = "Bartholomew Fitzgerald-Smythe";
+      await using bart = await roomClient(base, { name: long, room: "mobile" });
+      await using max = await roomClient(base, {
+        name: "Maximiliana Featherstonehaugh",
+        room: "mobile",
       });
+      await using phone = await browser.newPage({ width: 360, height: 640 });
+      await joinPage(phone, { base: base, name: "Pat", room: "mobile" });
+      await phone.waitFor(`document.getElementById("user-count").textContent === "3"`);
+      for (let i = 1; i <= 30; i++) {
+        (i % 2 ? bart : max).sendJson({ type: "message", message: `Line ${i}` });
+      }
+      await phone.waitFor(hasChat("Line 30"));
+      await phone.waitFor(LAST_MESSAGE_VISIBLE);
 
-      await t.step("a phone (360 px): the log stays pinned, online names are whole", async () => {
-        // The others first: the phone's welcome lists them.
-        const long = "Bartholomew Fitzgerald-Smythe";
-        await using bart = await roomClient(base, { name: long, room: "mobile" });
-        await using max = await roomClient(base, {
-          name: "Maximiliana Featherstonehaugh",
-          room: "mobile",
-        });
-        await using phone = await browser.newPage({ width: 360, height: 640 });
-        await joinPage(phone, { base: base, name: "Pat", room: "mobile" });
-        await phone.waitFor(`document.getElementById("user-count").textContent === "3"`);
-        for (let i = 1; i <= 30; i++) {
-          (i % 2 ? bart : max).sendJson({ type: "message", message: `Line ${i}` });
-        }
-        await phone.waitFor(hasChat("Line 30"));
-        await phone.waitFor(LAST_MESSAGE_VISIBLE);
+      await phone.click(`#user-list [data-user=${js(long)}]`);
+      await phone.waitFor(`!document.getElementById("private-target").hidden`);
+      await phone.waitFor(LAST_MESSAGE_VISIBLE);
+      await phone.click("#private-cancel");
+      await phone.waitFor(`document.getElementById("private-target").hidden`);
+      await phone.waitFor(LAST_MESSAGE_VISIBLE);
 
-        await phone.click(`#user-list [data-user=${js(long)}]`);
-        await phone.waitFor(`!document.getElementById("private-target").hidden`);
-        await phone.waitFor(LAST_MESSAGE_VISIBLE);
-        await phone.click("#private-cancel");
-        await phone.waitFor(`document.getElementById("private-target").hidden`);
-        await phone.waitFor(LAST_MESSAGE_VISIBLE);
+      await phone.click("#rename-button");
+      await phone.waitFor(`!document.getElementById("rename-form").hidden`);
+      await phone.waitFor(LAST_MESSAGE_VISIBLE);
 
-        await phone.click("#rename-button");
-        await phone.waitFor(`!document.getElementById("rename-form").hidden`);
-        await phone.waitFor(LAST_MESSAGE_VISIBLE);
-
-        const clipped = await phone.evaluate<string[]>(`
+      const clipped = await phone.evaluate<string[]>(`
           [...document.querySelectorAll("#user-list .user-name")]
             .filter((e) => e.scrollWidth > e.clientWidth)
             .map((e) => e.textContent + " " + e.scrollWidth + ">" + e.clientWidth)`);
-        assert.deepEqual(clipped, [], "user names clipped in the online strip");
-      });
+      assert.deepEqual(clipped, [], "user names clipped in the online strip");
+    });
 
-      await t.step(
-        "reconnecting: the live region changes with the state, not every second",
-        async () => {
-          const own = await startServer();
-          let stopped = false;
-          try {
-            await using page = await browser.newPage(viewport);
-            await joinPage(page, {
-              base: `http://127.0.0.1:${own.port}`,
-              name: "Rita",
-              room: "lobby",
-            });
-            await own[Symbol.asyncDispose]();
-            stopped = true;
-            // Failed attempts lengthen the backoff; wait for a countdown of at least 4 s,
-            // so no attempt (a change of state) falls in the 2.5 s watched below.
-            const longWait = `${statusIs("reconnecting")} &&
+    await t.step(
+      "reconnecting: the live region changes with the state, not every second",
+      async () => {
+        const own = await startServer();
+        let stopped = false;
+        try {
+          await using page = await browser.newPage(viewport);
+          await joinPage(page, {
+            base: `http://127.0.0.1:${own.port}`,
+            name: "Rita",
+            room: "lobby",
+          });
+          await own[Symbol.asyncDispose]();
+          stopped = true;
+          // Failed attempts lengthen the backoff; wait for a countdown of at least 4 s,
+          // so no attempt (a change of state) falls in the 2.5 s watched below.
+          const longWait = `${statusIs("reconnecting")} &&
               Number(/in (\\d+) s/.exec(document.getElementById("status").textContent)?.[1]) >= 4`;
-            await eventually("a countdown of 4 s or more", () => page.evaluate<boolean>(longWait), {
-              timeoutMs: 90_000,
-              intervalMs: 50,
-            });
-            // Watched in the page: every mutation, and a look every 100 ms, for 2.5 s.
-            const seen = await page.evaluate<{ live: string[]; shown: string[] }>(`(() => {
+          await eventually("a countdown of 4 s or more", () => page.evaluate<boolean>(longWait), {
+            timeoutMs: 90_000,
+            intervalMs: 50,
+          });
+          // Watched in the page: every mutation, and a look every 100 ms, for 2.5 s.
+          const seen = await page.evaluate<{ live: string[]; shown: string[] }>(`(() => {
               const regions = [...document.querySelectorAll(
                 '.topbar [role="status"], .topbar [aria-live]:not([aria-live="off"])')];
               // What a screen reader gets: the text outside aria-hidden parts.
@@ -370,16 +363,15 @@ Deno.test({
                 resolve({ live: [...live], shown: [...shown] });
               }, 2500));
             })()`);
-            assert.ok(seen.shown.length >= 2, `the countdown did not tick: ${js(seen)}`);
-            assert.equal(seen.live.length, 1, `the live region changed: ${js(seen)}`);
-            assert.match(seen.live[0]!, /Reconnecting/);
-          } finally {
-            if (!stopped) await own[Symbol.asyncDispose]();
-          }
-        },
-      );
-    } finally {
-      await running[Symbol.asyncDispose]();
-    }
-  },
+          assert.ok(seen.shown.length >= 2, `the countdown did not tick: ${js(seen)}`);
+          assert.equal(seen.live.length, 1, `the live region changed: ${js(seen)}`);
+          assert.match(seen.live[0]!, /Reconnecting/);
+        } finally {
+          if (!stopped) await own[Symbol.asyncDispose]();
+        }
+      },
+    );
+  } finally {
+    await running[Symbol.asyncDispose]();
+  }
 });

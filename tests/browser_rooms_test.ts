@@ -11,11 +11,9 @@
 
 import assert from "node:assert/strict";
 import type { Page } from "./helpers/cdp.ts";
-import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { browserTest, launchChromium } from "./helpers/chromium.ts";
 import { joinPage, js, roomClient, startPageServer, statusIs } from "./helpers/chat_page.ts";
 import { eventually } from "./helpers/eventually.ts";
-
-const ignored = chromiumIgnored();
 
 /** The room-list item of `room`, as a selector. */
 const item = (room: string) => `#room-list [data-room=${js(room)}]`;
@@ -58,12 +56,9 @@ async function joinFromForm(page: Page, room: string): Promise<void> {
   await page.waitFor(showing(room));
 }
 
-Deno.test({
-  name: `several rooms at once: a list, unread counts, switching without leaving${
-    ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""
-  }`,
-  ignore: ignored,
-  async fn(t) {
+browserTest(
+  "several rooms at once: a list, unread counts, switching without leaving",
+  async (t) => {
     await using server = await startPageServer();
     await using browser = await launchChromium();
     await using page = await browser.newPage({ width: 900, height: 700 });
@@ -172,7 +167,7 @@ Deno.test({
       await page.waitFor(hasChat("three"));
     });
   },
-});
+);
 
 /**
  * Texts in the room strip and its drop-down under 4.5:1 against the first opaque
@@ -214,29 +209,24 @@ const ROOMS_LOW_CONTRAST = `(() => {
   return { checked, offenders };
 })()`;
 
-Deno.test({
-  name: `several rooms at once fit a 360 px phone and read well${
-    ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""
-  }`,
-  ignore: ignored,
-  async fn(t) {
-    await using server = await startPageServer();
-    await using browser = await launchChromium();
-    await using phone = await browser.newPage({ width: 360, height: 640 });
-    await using tom = await roomClient(server.base, { name: "Tom", room: "first" });
-    await using _lou = await roomClient(server.base, { name: "Lou", room: "lounge" });
-    await joinPage(phone, { base: server.base, name: "Pia", room: "first" });
-    for (const room of ["second", "a-rather-long-room-name", "fourth"]) {
-      await joinFromForm(phone, room);
-    }
-    tom.sendJson({ type: "message", message: "psst" });
-    await phone.waitFor(`${unread("first")} === "1"`);
-    await phone.click("#more-rooms summary");
-    await phone.waitFor(`document.querySelector('#other-rooms [data-room="lounge"]') !== null`);
+browserTest("several rooms at once fit a 360 px phone and read well", async (t) => {
+  await using server = await startPageServer();
+  await using browser = await launchChromium();
+  await using phone = await browser.newPage({ width: 360, height: 640 });
+  await using tom = await roomClient(server.base, { name: "Tom", room: "first" });
+  await using _lou = await roomClient(server.base, { name: "Lou", room: "lounge" });
+  await joinPage(phone, { base: server.base, name: "Pia", room: "first" });
+  for (const room of ["second", "a-rather-long-room-name", "fourth"]) {
+    await joinFromForm(phone, room);
+  }
+  tom.sendJson({ type: "message", message: "psst" });
+  await phone.waitFor(`${unread("first")} === "1"`);
+  await phone.click("#more-rooms summary");
+  await phone.waitFor(`document.querySelector('#other-rooms [data-room="lounge"]') !== null`);
 
-    await t.step("the strip and its drop-down fit", async () => {
-      const layout = await phone.evaluate<{ page: number; outside: string[]; clipped: string[] }>(
-        `({
+  await t.step("the strip and its drop-down fit", async () => {
+    const layout = await phone.evaluate<{ page: number; outside: string[]; clipped: string[] }>(
+      `({
         page: document.documentElement.scrollWidth,
         outside: [...document.querySelectorAll("#rooms, #more-rooms summary, #other-rooms-panel")]
           .filter((e) => e.checkVisibility())
@@ -246,25 +236,24 @@ Deno.test({
           .filter((e) => e.scrollWidth > e.clientWidth)
           .map((e) => e.textContent),
       })`,
-      );
-      assert.ok(layout.page <= 360, `the page scrolls sideways: ${layout.page} px`);
-      assert.deepEqual(layout.outside, [], "the room list does not fit");
-      assert.deepEqual(layout.clipped, [], "room names clipped in the strip");
-    });
+    );
+    assert.ok(layout.page <= 360, `the page scrolls sideways: ${layout.page} px`);
+    assert.deepEqual(layout.outside, [], "the room list does not fit");
+    assert.deepEqual(layout.clipped, [], "room names clipped in the strip");
+  });
 
-    await t.step("every text of the strip passes WCAG AA, light and dark", async () => {
-      for (const scheme of ["light", "dark"]) {
-        await phone.session.send("Emulation.setEmulatedMedia", {
-          features: [{ name: "prefers-color-scheme", value: scheme }],
-        });
-        await phone.waitFor(`matchMedia("(prefers-color-scheme: ${scheme})").matches`);
-        const { checked, offenders } = await phone.evaluate<
-          { checked: number; offenders: string[] }
-        >(ROOMS_LOW_CONTRAST);
-        // Four rooms, their Leave controls, a badge, the summary, a room to join and its count.
-        assert.ok(checked >= 11, `${scheme}: only ${checked} texts checked`);
-        assert.deepEqual(offenders, [], `${scheme}: under 4.5:1`);
-      }
-    });
-  },
+  await t.step("every text of the strip passes WCAG AA, light and dark", async () => {
+    for (const scheme of ["light", "dark"]) {
+      await phone.session.send("Emulation.setEmulatedMedia", {
+        features: [{ name: "prefers-color-scheme", value: scheme }],
+      });
+      await phone.waitFor(`matchMedia("(prefers-color-scheme: ${scheme})").matches`);
+      const { checked, offenders } = await phone.evaluate<
+        { checked: number; offenders: string[] }
+      >(ROOMS_LOW_CONTRAST);
+      // Four rooms, their Leave controls, a badge, the summary, a room to join and its count.
+      assert.ok(checked >= 11, `${scheme}: only ${checked} texts checked`);
+      assert.deepEqual(offenders, [], `${scheme}: under 4.5:1`);
+    }
+  });
 });

@@ -11,11 +11,10 @@
 import assert from "node:assert/strict";
 import { type App, createApp, loadConfig } from "../main.ts";
 import type { Page } from "./helpers/cdp.ts";
-import { CHROMIUM_MISSING, chromiumIgnored, launchChromium } from "./helpers/chromium.ts";
+import { browserTest, launchChromium } from "./helpers/chromium.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
-const ignored = chromiumIgnored();
 const XSS = "<img src=x onerror=alert(1)>";
 const MAX_MESSAGE_BYTES = 4096;
 const SCREENSHOT = new URL("../docs/screenshot.png", import.meta.url);
@@ -211,54 +210,51 @@ async function sideBySide(
 
 // ---------------------------------------------------------------------------
 
-Deno.test({
-  name: `chat page works in a real browser${ignored ? ` (skipped: ${CHROMIUM_MISSING})` : ""}`,
-  ignore: ignored,
-  async fn(t) {
-    let running = await startServer();
-    const base = () => `http://127.0.0.1:${running.port}`;
-    try {
-      await using browser = await launchChromium();
-      const viewport = { width: 800, height: 600 };
-      await using alice = await openPage(browser, viewport);
-      await using bob = await openPage(browser, viewport);
+browserTest("chat page works in a real browser", async (t) => {
+  let running = await startServer();
+  const base = () => `http://127.0.0.1:${running.port}`;
+  try {
+    await using browser = await launchChromium();
+    const viewport = { width: 800, height: 600 };
+    await using alice = await openPage(browser, viewport);
+    await using bob = await openPage(browser, viewport);
 
-      await t.step("two users see each other join, own messages right, others left", async () => {
-        await join(alice, base(), "Alice");
-        await join(bob, base(), "Bob");
-        await alice.waitFor(hasNotice("Bob joined the room"));
-        // Join notices are live only, never in history: Bob, who came after Alice, sees
-        // his own, and Alice's presence in the users list.
-        await bob.waitFor(hasNotice("Bob joined the room"));
-        assert.equal(await bob.evaluate(hasNotice("Alice joined the room")), false);
-        await alice.waitFor(`document.getElementById("user-count").textContent === "2"`);
-        assert.deepEqual(await users(alice), ["Alice", "Bob"]);
-        assert.deepEqual(await users(bob), ["Alice", "Bob"]);
-        assert.equal(await bob.evaluate(`document.getElementById("user-count").textContent`), "2");
-        assert.match(
-          await alice.evaluate<string>(`document.getElementById("status").textContent`),
-          /Connected as Alice · heartbeat on/,
-        );
+    await t.step("two users see each other join, own messages right, others left", async () => {
+      await join(alice, base(), "Alice");
+      await join(bob, base(), "Bob");
+      await alice.waitFor(hasNotice("Bob joined the room"));
+      // Join notices are live only, never in history: Bob, who came after Alice, sees
+      // his own, and Alice's presence in the users list.
+      await bob.waitFor(hasNotice("Bob joined the room"));
+      assert.equal(await bob.evaluate(hasNotice("Alice joined the room")), false);
+      await alice.waitFor(`document.getElementById("user-count").textContent === "2"`);
+      assert.deepEqual(await users(alice), ["Alice", "Bob"]);
+      assert.deepEqual(await users(bob), ["Alice", "Bob"]);
+      assert.equal(await bob.evaluate(`document.getElementById("user-count").textContent`), "2");
+      assert.match(
+        await alice.evaluate<string>(`document.getElementById("status").textContent`),
+        /Connected as Alice · heartbeat on/,
+      );
 
-        await say(alice, "Hi Bob! Are you there?");
-        await alice.waitFor(hasChat("Hi Bob! Are you there?"));
-        await bob.waitFor(hasChat("Hi Bob! Are you there?"));
-        const mine = await rendered(alice, "Hi Bob! Are you there?");
-        const theirs = await rendered(bob, "Hi Bob! Are you there?");
-        assert.match(mine.classes, /\bown\b/);
-        assert.match(theirs.classes, /\bother\b/);
-        // #5a67d8: the seed's #667eea darkened for 4.5:1 white text (issue 20).
-        assert.equal(mine.background, "rgb(90, 103, 216)");
-        assert.equal(mine.color, "rgb(255, 255, 255)");
-        assert.equal(theirs.background, "rgb(255, 255, 255)");
-        assert.ok(mine.right < mine.left, `own bubble sits right: ${js(mine)}`);
-        assert.ok(theirs.left < theirs.right, `other bubble sits left: ${js(theirs)}`);
-        for (const r of [mine, theirs]) {
-          assert.equal(r.sender, "Alice");
-          assert.match(r.time, /\d{1,2}.\d{2}/);
-          assert.ok(!Number.isNaN(Date.parse(r.datetime)));
-        }
-        const notice = await bob.evaluate<{ background: string; centred: boolean }>(`(() => {
+      await say(alice, "Hi Bob! Are you there?");
+      await alice.waitFor(hasChat("Hi Bob! Are you there?"));
+      await bob.waitFor(hasChat("Hi Bob! Are you there?"));
+      const mine = await rendered(alice, "Hi Bob! Are you there?");
+      const theirs = await rendered(bob, "Hi Bob! Are you there?");
+      assert.match(mine.classes, /\bown\b/);
+      assert.match(theirs.classes, /\bother\b/);
+      // #5a67d8: the seed's #667eea darkened for 4.5:1 white text (issue 20).
+      assert.equal(mine.background, "rgb(90, 103, 216)");
+      assert.equal(mine.color, "rgb(255, 255, 255)");
+      assert.equal(theirs.background, "rgb(255, 255, 255)");
+      assert.ok(mine.right < mine.left, `own bubble sits right: ${js(mine)}`);
+      assert.ok(theirs.left < theirs.right, `other bubble sits left: ${js(theirs)}`);
+      for (const r of [mine, theirs]) {
+        assert.equal(r.sender, "Alice");
+        assert.match(r.time, /\d{1,2}.\d{2}/);
+        assert.ok(!Number.isNaN(Date.parse(r.datetime)));
+      }
+      const notice = await bob.evaluate<{ background: string; centred: boolean }>(`(() => {
           const bubble = document.querySelector("#messages .system .bubble");
           const log = document.getElementById("messages").getBoundingClientRect();
           const box = bubble.getBoundingClientRect();
@@ -267,246 +263,246 @@ Deno.test({
             centred: Math.abs((box.left - log.left) - (log.right - box.right)) < 20,
           };
         })()`);
-        assert.deepEqual(notice, { background: "rgb(254, 243, 199)", centred: true });
+      assert.deepEqual(notice, { background: "rgb(254, 243, 199)", centred: true });
 
-        await say(bob, "Hey Alice, loud and clear.");
-        await say(alice, "Great, the page reconnects by itself now.");
-        await bob.waitFor(hasChat("Great, the page reconnects by itself now."));
-        await alice.waitFor(hasChat("Great, the page reconnects by itself now."));
+      await say(bob, "Hey Alice, loud and clear.");
+      await say(alice, "Great, the page reconnects by itself now.");
+      await bob.waitFor(hasChat("Great, the page reconnects by itself now."));
+      await alice.waitFor(hasChat("Great, the page reconnects by itself now."));
 
-        const png = await sideBySide(browser, [alice, bob], viewport);
-        assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]);
-        if (Deno.env.get("UPDATE_SCREENSHOTS") === "1") await Deno.writeFile(SCREENSHOT, png);
-      });
+      const png = await sideBySide(browser, [alice, bob], viewport);
+      assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]);
+      if (Deno.env.get("UPDATE_SCREENSHOTS") === "1") await Deno.writeFile(SCREENSHOT, png);
+    });
 
-      await using carol = await openPage(browser, viewport);
+    await using carol = await openPage(browser, viewport);
 
-      await t.step("a private message reaches only its target, marked private", async () => {
-        await join(carol, base(), "Carol");
-        await alice.waitFor(`document.querySelector('#user-list [data-user="Bob"]') !== null`);
-        await alice.click(`#user-list [data-user="Bob"]`);
-        await alice.waitFor(`!document.getElementById("private-target").hidden`);
-        await say(alice, "Psst, only for you");
-        await bob.waitFor(hasChat("Psst, only for you", ".private"));
-        await alice.waitFor(hasChat("Psst, only for you", ".private"));
-        const received = await rendered(bob, "Psst, only for you");
-        const sent = await rendered(alice, "Psst, only for you");
-        assert.match(received.classes, /\bprivate\b.*\bother\b/);
-        // The sender line names each side once: "Alice → you", "you → Bob" (issue 20).
-        assert.equal(received.tag, "Private");
-        assert.match(received.sender, /^Alice →\s+to you$/);
-        assert.match(sent.classes, /\bprivate\b.*\bown\b/);
-        assert.equal(sent.tag, "Private");
-        assert.match(sent.sender, /^you →\s+to Bob$/);
-        assert.notEqual(received.background, "rgb(255, 255, 255)");
+    await t.step("a private message reaches only its target, marked private", async () => {
+      await join(carol, base(), "Carol");
+      await alice.waitFor(`document.querySelector('#user-list [data-user="Bob"]') !== null`);
+      await alice.click(`#user-list [data-user="Bob"]`);
+      await alice.waitFor(`!document.getElementById("private-target").hidden`);
+      await say(alice, "Psst, only for you");
+      await bob.waitFor(hasChat("Psst, only for you", ".private"));
+      await alice.waitFor(hasChat("Psst, only for you", ".private"));
+      const received = await rendered(bob, "Psst, only for you");
+      const sent = await rendered(alice, "Psst, only for you");
+      assert.match(received.classes, /\bprivate\b.*\bother\b/);
+      // The sender line names each side once: "Alice → you", "you → Bob" (issue 20).
+      assert.equal(received.tag, "Private");
+      assert.match(received.sender, /^Alice →\s+to you$/);
+      assert.match(sent.classes, /\bprivate\b.*\bown\b/);
+      assert.equal(sent.tag, "Private");
+      assert.match(sent.sender, /^you →\s+to Bob$/);
+      assert.notEqual(received.background, "rgb(255, 255, 255)");
 
-        // A public message afterwards shows Carol is caught up, without the private one.
-        await alice.click("#private-cancel");
-        await say(alice, "Back to everyone");
-        await carol.waitFor(hasChat("Back to everyone"));
-        assert.ok(!(await chatTexts(carol)).includes("Psst, only for you"));
-        assert.match((await rendered(bob, "Back to everyone")).classes, /^message other$/);
-      });
+      // A public message afterwards shows Carol is caught up, without the private one.
+      await alice.click("#private-cancel");
+      await say(alice, "Back to everyone");
+      await carol.waitFor(hasChat("Back to everyone"));
+      assert.ok(!(await chatTexts(carol)).includes("Psst, only for you"));
+      assert.match((await rendered(bob, "Back to everyone")).classes, /^message other$/);
+    });
 
-      await t.step("rename updates the notice and the online list for everyone", async () => {
-        await bob.click("#rename-button");
-        await bob.evaluate(`document.getElementById("rename-input").value = ""`);
-        await bob.type("#rename-input", "Robert");
-        await bob.press("Enter");
-        for (const page of [alice, bob, carol]) {
-          await page.waitFor(hasNotice("Bob is now Robert"));
-          await page.waitFor(`document.querySelector('#user-list [data-user="Bob"]') === null`);
-          assert.deepEqual((await users(page)).sort(), ["Alice", "Carol", "Robert"]);
-        }
-        assert.equal(
-          await bob.evaluate(`document.getElementById("my-name").textContent`),
-          "Robert",
-        );
-        assert.equal(await bob.evaluate(`localStorage.getItem("chat.username")`), "Robert");
-        assert.ok(await bob.evaluate(`document.getElementById("rename-form").hidden`));
-      });
-
-      await t.step("an XSS payload renders as text and runs nothing", async () => {
-        await say(alice, XSS);
-        for (const page of [alice, bob, carol]) {
-          await page.waitFor(hasChat(XSS));
-          assert.equal(await page.evaluate(`document.querySelectorAll("img").length`), 0);
-        }
-        // Give a would-be onerror handler time to fire before looking for dialogs.
-        await bob.evaluate(`new Promise((resolve) => setTimeout(resolve, 200))`);
-        for (const page of [alice, bob, carol]) {
-          assert.deepEqual(page.dialogs, []);
-          assert.deepEqual(page.consoleErrors, []);
-          assert.deepEqual(await page.evaluate("window.cspViolations"), []);
-        }
-      });
-
-      await t.step(
-        "a burst from several users arrives batched and shows each message once",
-        async () => {
-          // Frames of one server turn reach the page as one, a JSON object per line.
-          const senders = await Promise.all(
-            ["Dave", "Erin", "Frank"].map((name) =>
-              TestClient.connect(`ws://127.0.0.1:${running.port}/ws/chat/${name}`)
-            ),
-          );
-          try {
-            for (const sender of senders) await sender.next("welcome");
-            const said: string[] = [];
-            for (let round = 0; round < 5; round++) {
-              senders.forEach((sender, i) => {
-                said.push(`burst ${round} from ${i}`);
-                sender.sendJson({ type: "message", message: said.at(-1) });
-              });
-            }
-            await alice.waitFor(hasChat(said.at(-1)!));
-            await eventually("every message of the burst", async () => {
-              const shown = await chatTexts(alice);
-              return said.every((text) => shown.includes(text));
-            });
-            const shown = (await chatTexts(alice)).filter((text) => text.startsWith("burst "));
-            assert.deepEqual(shown.toSorted(), said.toSorted());
-            assert.deepEqual(alice.consoleErrors, []);
-          } finally {
-            for (const sender of senders) await sender[Symbol.asyncDispose]();
-          }
-        },
+    await t.step("rename updates the notice and the online list for everyone", async () => {
+      await bob.click("#rename-button");
+      await bob.evaluate(`document.getElementById("rename-input").value = ""`);
+      await bob.type("#rename-input", "Robert");
+      await bob.press("Enter");
+      for (const page of [alice, bob, carol]) {
+        await page.waitFor(hasNotice("Bob is now Robert"));
+        await page.waitFor(`document.querySelector('#user-list [data-user="Bob"]') === null`);
+        assert.deepEqual((await users(page)).sort(), ["Alice", "Carol", "Robert"]);
+      }
+      assert.equal(
+        await bob.evaluate(`document.getElementById("my-name").textContent`),
+        "Robert",
       );
+      assert.equal(await bob.evaluate(`localStorage.getItem("chat.username")`), "Robert");
+      assert.ok(await bob.evaluate(`document.getElementById("rename-form").hidden`));
+    });
 
-      await t.step("messages missed during a reconnect are replayed once", async () => {
-        // Drop Robert's socket server-side; more is said before he is back (his first
-        // retry waits 1 s) than a welcome without `since` carries.
-        running.app.manager.disconnectUser("Robert", 4008, "Slow consumer");
-        await bob.waitFor(statusIs("reconnecting"));
-        await say(alice, "Said while Robert was away");
-        await alice.waitFor(hasChat("Said while Robert was away"));
-        // About 1.5 KB each: the replay comes as a welcome and several history frames.
-        const missed = Array.from(
-          { length: HISTORY_ON_JOIN + 3 },
-          (_, i) => `Missed ${i + 1} ${"words ".repeat(250)}`.trim(),
+    await t.step("an XSS payload renders as text and runs nothing", async () => {
+      await say(alice, XSS);
+      for (const page of [alice, bob, carol]) {
+        await page.waitFor(hasChat(XSS));
+        assert.equal(await page.evaluate(`document.querySelectorAll("img").length`), 0);
+      }
+      // Give a would-be onerror handler time to fire before looking for dialogs.
+      await bob.evaluate(`new Promise((resolve) => setTimeout(resolve, 200))`);
+      for (const page of [alice, bob, carol]) {
+        assert.deepEqual(page.dialogs, []);
+        assert.deepEqual(page.consoleErrors, []);
+        assert.deepEqual(await page.evaluate("window.cspViolations"), []);
+      }
+    });
+
+    await t.step(
+      "a burst from several users arrives batched and shows each message once",
+      async () => {
+        // Frames of one server turn reach the page as one, a JSON object per line.
+        const senders = await Promise.all(
+          ["Dave", "Erin", "Frank"].map((name) =>
+            TestClient.connect(`ws://127.0.0.1:${running.port}/ws/chat/${name}`)
+          ),
         );
-        {
-          await using dave = await TestClient.connect(
-            `ws://127.0.0.1:${running.port}/ws/chat/Dave`,
-          );
-          await dave.next("welcome");
-          for (const message of missed) dave.sendJson({ type: "message", message });
-          await dave.next((f) => f.type === "message" && f.message === missed.at(-1));
+        try {
+          for (const sender of senders) await sender.next("welcome");
+          const said: string[] = [];
+          for (let round = 0; round < 5; round++) {
+            senders.forEach((sender, i) => {
+              said.push(`burst ${round} from ${i}`);
+              sender.sendJson({ type: "message", message: said.at(-1) });
+            });
+          }
+          await alice.waitFor(hasChat(said.at(-1)!));
+          await eventually("every message of the burst", async () => {
+            const shown = await chatTexts(alice);
+            return said.every((text) => shown.includes(text));
+          });
+          const shown = (await chatTexts(alice)).filter((text) => text.startsWith("burst "));
+          assert.deepEqual(shown.toSorted(), said.toSorted());
+          assert.deepEqual(alice.consoleErrors, []);
+        } finally {
+          for (const sender of senders) await sender[Symbol.asyncDispose]();
         }
-        assert.ok(
-          !running.app.manager.users("lobby").includes("Robert"),
-          "Robert came back before the gap was complete",
-        );
-        await bob.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
-        await bob.waitFor(hasChat(missed.at(-1)!));
-        const shown = await chatTexts(bob);
-        assertNoDuplicates(shown);
-        assert.deepEqual(
-          shown.filter((text) => text.startsWith("Missed ") || text.startsWith("Said while")),
-          ["Said while Robert was away", ...missed],
-        );
-      });
+      },
+    );
 
-      await t.step("the page survives a server restart without duplicates", async () => {
+    await t.step("messages missed during a reconnect are replayed once", async () => {
+      // Drop Robert's socket server-side; more is said before he is back (his first
+      // retry waits 1 s) than a welcome without `since` carries.
+      running.app.manager.disconnectUser("Robert", 4008, "Slow consumer");
+      await bob.waitFor(statusIs("reconnecting"));
+      await say(alice, "Said while Robert was away");
+      await alice.waitFor(hasChat("Said while Robert was away"));
+      // About 1.5 KB each: the replay comes as a welcome and several history frames.
+      const missed = Array.from(
+        { length: HISTORY_ON_JOIN + 3 },
+        (_, i) => `Missed ${i + 1} ${"words ".repeat(250)}`.trim(),
+      );
+      {
+        await using dave = await TestClient.connect(
+          `ws://127.0.0.1:${running.port}/ws/chat/Dave`,
+        );
+        await dave.next("welcome");
+        for (const message of missed) dave.sendJson({ type: "message", message });
+        await dave.next((f) => f.type === "message" && f.message === missed.at(-1));
+      }
+      assert.ok(
+        !running.app.manager.users("lobby").includes("Robert"),
+        "Robert came back before the gap was complete",
+      );
+      await bob.waitFor(statusIs("connected"), { timeoutMs: 10_000 });
+      await bob.waitFor(hasChat(missed.at(-1)!));
+      const shown = await chatTexts(bob);
+      assertNoDuplicates(shown);
+      assert.deepEqual(
+        shown.filter((text) => text.startsWith("Missed ") || text.startsWith("Said while")),
+        ["Said while Robert was away", ...missed],
+      );
+    });
+
+    await t.step("the page survives a server restart without duplicates", async () => {
+      const port = running.port;
+      await stopServer(running);
+      for (const page of [alice, bob, carol]) {
+        await page.waitFor(
+          `${statusIs("reconnecting")} &&
+              /retry in \\d+ s/.test(document.getElementById("status").textContent)`,
+        );
+      }
+      // A new process has empty memory storage: ids restart, history is gone.
+      running = await startServer(port);
+      for (const page of [alice, bob, carol]) {
+        await page.waitFor(statusIs("connected"), { timeoutMs: 15_000 });
+        await page.waitFor(`document.querySelector('[data-testid="warning"]') !== null`);
+      }
+      await bob.waitFor(`document.getElementById("user-count").textContent === "3"`);
+      await say(alice, "Still here after the restart");
+      await say(bob, "Me too");
+      for (const page of [alice, bob, carol]) {
+        await page.waitFor(hasChat("Me too"));
+        await page.waitFor(hasChat("Still here after the restart"));
+        assertNoDuplicates(await chatTexts(page));
+      }
+      assert.deepEqual((await users(carol)).sort(), ["Alice", "Carol", "Robert"]);
+    });
+
+    await t.step(
+      "after a restart, a post made before a user is back is shown (ids restarted)",
+      async () => {
+        // Carol has seen ids the new process gives out again; the epoch tells her page.
         const port = running.port;
         await stopServer(running);
-        for (const page of [alice, bob, carol]) {
-          await page.waitFor(
-            `${statusIs("reconnecting")} &&
-              /retry in \\d+ s/.test(document.getElementById("status").textContent)`,
-          );
-        }
-        // A new process has empty memory storage: ids restart, history is gone.
+        await carol.waitFor(statusIs("reconnecting"));
         running = await startServer(port);
-        for (const page of [alice, bob, carol]) {
+        {
+          const url = `ws://127.0.0.1:${port}/ws/chat/Poster?room=lobby`;
+          await using poster = await TestClient.connect(url);
+          await poster.next("welcome");
+          poster.sendJson({ type: "message", message: "Said while Carol was away" });
+          await poster.next((f) => f.message === "Said while Carol was away");
+        }
+        // Carol first: the welcome carries the recent tail (HISTORY_ON_JOIN frames).
+        for (const page of [carol, alice, bob]) {
+          await page.evaluate(`dispatchEvent(new Event("online"))`);
           await page.waitFor(statusIs("connected"), { timeoutMs: 15_000 });
-          await page.waitFor(`document.querySelector('[data-testid="warning"]') !== null`);
         }
-        await bob.waitFor(`document.getElementById("user-count").textContent === "3"`);
-        await say(alice, "Still here after the restart");
-        await say(bob, "Me too");
-        for (const page of [alice, bob, carol]) {
-          await page.waitFor(hasChat("Me too"));
-          await page.waitFor(hasChat("Still here after the restart"));
-          assertNoDuplicates(await chatTexts(page));
-        }
-        assert.deepEqual((await users(carol)).sort(), ["Alice", "Carol", "Robert"]);
-      });
+        await carol.waitFor(hasChat("Said while Carol was away"));
+        assertNoDuplicates(await chatTexts(carol));
+      },
+    );
 
-      await t.step(
-        "after a restart, a post made before a user is back is shown (ids restarted)",
-        async () => {
-          // Carol has seen ids the new process gives out again; the epoch tells her page.
-          const port = running.port;
-          await stopServer(running);
-          await carol.waitFor(statusIs("reconnecting"));
-          running = await startServer(port);
-          {
-            const url = `ws://127.0.0.1:${port}/ws/chat/Poster?room=lobby`;
-            await using poster = await TestClient.connect(url);
-            await poster.next("welcome");
-            poster.sendJson({ type: "message", message: "Said while Carol was away" });
-            await poster.next((f) => f.message === "Said while Carol was away");
-          }
-          // Carol first: the welcome carries the recent tail (HISTORY_ON_JOIN frames).
-          for (const page of [carol, alice, bob]) {
-            await page.evaluate(`dispatchEvent(new Event("online"))`);
-            await page.waitFor(statusIs("connected"), { timeoutMs: 15_000 });
-          }
-          await carol.waitFor(hasChat("Said while Carol was away"));
-          assertNoDuplicates(await chatTexts(carol));
-        },
-      );
-
-      await t.step(
-        "network back or tab shown: the page reconnects at once, not at its backoff",
-        async () => {
-          await using online = await openPage(browser, viewport);
-          await using shown = await openPage(browser, viewport);
-          await join(online, base(), "Olga", "outage");
-          await join(shown, base(), "Sami", "outage");
-          const port = running.port;
-          await stopServer(running);
-          // Failed attempts lengthen the backoff (full jitter, 1 s to 30 s). Wait until each
-          // page has more than 3 s left (the countdown is at most 1 s stale).
-          const longWait = `${statusIs("reconnecting")} && Number(
+    await t.step(
+      "network back or tab shown: the page reconnects at once, not at its backoff",
+      async () => {
+        await using online = await openPage(browser, viewport);
+        await using shown = await openPage(browser, viewport);
+        await join(online, base(), "Olga", "outage");
+        await join(shown, base(), "Sami", "outage");
+        const port = running.port;
+        await stopServer(running);
+        // Failed attempts lengthen the backoff (full jitter, 1 s to 30 s). Wait until each
+        // page has more than 3 s left (the countdown is at most 1 s stale).
+        const longWait = `${statusIs("reconnecting")} && Number(
           /retry in (\\d+) s/.exec(document.getElementById("status").textContent)?.[1]
         ) >= 5`;
-          // Both at once: while the test waits on one page, the other may retry.
-          await eventually(
-            "both pages waiting more than 3 s",
-            async () =>
-              (await online.evaluate<boolean>(longWait)) && shown.evaluate<boolean>(longWait),
-            { timeoutMs: 90_000, intervalMs: 50 },
-          );
-          running = await startServer(port);
-          await online.evaluate(`dispatchEvent(new Event("online"))`);
-          await shown.evaluate(`document.dispatchEvent(new Event("visibilitychange"))`);
-          // Well inside the 3 s the backoff still had to run.
-          await online.waitFor(statusIs("connected"), { timeoutMs: 2000 });
-          await shown.waitFor(statusIs("connected"), { timeoutMs: 2000 });
-          assert.deepEqual((await users(online)).sort(), ["Olga", "Sami"]);
-          // The others were dropped too: bring them back the same way for the next steps.
-          for (const page of [alice, bob, carol]) {
-            await page.evaluate(`dispatchEvent(new Event("online"))`);
-            await page.waitFor(statusIs("connected"), { timeoutMs: 5000 });
-          }
-        },
-      );
-
-      await t.step("a 360 px viewport has no horizontal scroll and a usable input", async () => {
-        await using phone = await openPage(browser, { width: 360, height: 640 });
-        // A name that is online is refused with its reason, and the form stays usable.
-        await submitJoin(phone, base(), "Alice", "lobby");
-        await phone.waitFor(
-          `${statusIs("disconnected")} &&
-            document.getElementById("status").textContent.includes("Username already in use")`,
+        // Both at once: while the test waits on one page, the other may retry.
+        await eventually(
+          "both pages waiting more than 3 s",
+          async () =>
+            (await online.evaluate<boolean>(longWait)) && shown.evaluate<boolean>(longWait),
+          { timeoutMs: 90_000, intervalMs: 50 },
         );
-        assert.ok(await phone.evaluate(`!document.getElementById("join-form").hidden`));
-        await join(phone, base(), "Dana");
-        await say(phone, `A long word: ${"x".repeat(200)} and a long line ${"word ".repeat(40)}`);
-        await phone.waitFor(`document.querySelectorAll('#messages .own').length === 1`);
-        const layout = await phone.evaluate<Record<string, number>>(`(() => {
+        running = await startServer(port);
+        await online.evaluate(`dispatchEvent(new Event("online"))`);
+        await shown.evaluate(`document.dispatchEvent(new Event("visibilitychange"))`);
+        // Well inside the 3 s the backoff still had to run.
+        await online.waitFor(statusIs("connected"), { timeoutMs: 2000 });
+        await shown.waitFor(statusIs("connected"), { timeoutMs: 2000 });
+        assert.deepEqual((await users(online)).sort(), ["Olga", "Sami"]);
+        // The others were dropped too: bring them back the same way for the next steps.
+        for (const page of [alice, bob, carol]) {
+          await page.evaluate(`dispatchEvent(new Event("online"))`);
+          await page.waitFor(statusIs("connected"), { timeoutMs: 5000 });
+        }
+      },
+    );
+
+    await t.step("a 360 px viewport has no horizontal scroll and a usable input", async () => {
+      await using phone = await openPage(browser, { width: 360, height: 640 });
+      // A name that is online is refused with its reason, and the form stays usable.
+      await submitJoin(phone, base(), "Alice", "lobby");
+      await phone.waitFor(
+        `${statusIs("disconnected")} &&
+            document.getElementById("status").textContent.includes("Username already in use")`,
+      );
+      assert.ok(await phone.evaluate(`!document.getElementById("join-form").hidden`));
+      await join(phone, base(), "Dana");
+      await say(phone, `A long word: ${"x".repeat(200)} and a long line ${"word ".repeat(40)}`);
+      await phone.waitFor(`document.querySelectorAll('#messages .own').length === 1`);
+      const layout = await phone.evaluate<Record<string, number>>(`(() => {
           const root = document.scrollingElement;
           const input = document.getElementById("message").getBoundingClientRect();
           const send = document.getElementById("send").getBoundingClientRect();
@@ -519,58 +515,57 @@ Deno.test({
             sendBottom: send.bottom,
           };
         })()`);
-        assert.ok(layout.scrollWidth! <= layout.clientWidth!, js(layout));
-        assert.ok(layout.inputLeft! >= 0 && layout.sendRight! <= 360, js(layout));
-        assert.ok(layout.inputWidth! >= 150, js(layout));
-        assert.ok(layout.sendBottom! <= 640, js(layout));
-        await say(phone, "Typed on a small screen");
-        await phone.waitFor(hasChat("Typed on a small screen"));
-      });
+      assert.ok(layout.scrollWidth! <= layout.clientWidth!, js(layout));
+      assert.ok(layout.inputLeft! >= 0 && layout.sendRight! <= 360, js(layout));
+      assert.ok(layout.inputWidth! >= 150, js(layout));
+      assert.ok(layout.sendBottom! <= 640, js(layout));
+      await say(phone, "Typed on a small screen");
+      await phone.waitFor(hasChat("Typed on a small screen"));
+    });
 
-      await t.step("empty and oversized messages are not sent", async () => {
-        await alice.evaluate(`document.getElementById("message").value = "   "`);
-        await alice.press("Enter", { selector: "#message" });
-        await alice.evaluate(`(() => {
+    await t.step("empty and oversized messages are not sent", async () => {
+      await alice.evaluate(`document.getElementById("message").value = "   "`);
+      await alice.press("Enter", { selector: "#message" });
+      await alice.evaluate(`(() => {
           const input = document.getElementById("message");
           input.value = "y".repeat(${MAX_MESSAGE_BYTES});
           input.dispatchEvent(new Event("input"));
         })()`);
-        await alice.press("Enter", { selector: "#message" });
-        await alice.waitFor(
-          `document.getElementById("composer-error").textContent.includes("Message too long")`,
-        );
-        await alice.evaluate(`document.getElementById("message").value = ""`);
-        await say(alice, "Small again");
-        await alice.waitFor(hasChat("Small again"));
-        const texts = await chatTexts(alice);
-        assert.equal(
-          texts.filter((text) => text.trim() === "" || text.startsWith("yyy")).length,
-          0,
-        );
-        assert.equal(
-          await alice.evaluate(`document.getElementById("composer-error").textContent`),
-          "",
-        );
-        assert.ok(await alice.evaluate(statusIs("connected")));
-      });
+      await alice.press("Enter", { selector: "#message" });
+      await alice.waitFor(
+        `document.getElementById("composer-error").textContent.includes("Message too long")`,
+      );
+      await alice.evaluate(`document.getElementById("message").value = ""`);
+      await say(alice, "Small again");
+      await alice.waitFor(hasChat("Small again"));
+      const texts = await chatTexts(alice);
+      assert.equal(
+        texts.filter((text) => text.trim() === "" || text.startsWith("yyy")).length,
+        0,
+      );
+      assert.equal(
+        await alice.evaluate(`document.getElementById("composer-error").textContent`),
+        "",
+      );
+      assert.ok(await alice.evaluate(statusIs("connected")));
+    });
 
-      await t.step("26 messages typed fast all arrive, in order, none refused", async () => {
-        // More than the server's burst (RATE_LIMIT_BURST 20) in one go: the page paces itself.
-        const texts = Array.from({ length: 26 }, (_, i) => `Fast ${i + 1}`);
-        for (const text of texts) {
-          await alice.evaluate(`document.getElementById("message").value = ${js(text)}`);
-          await alice.press("Enter", { selector: "#message" });
-        }
-        await bob.waitFor(hasChat(texts.at(-1)!), { timeoutMs: 10_000 });
-        const seen = (await chatTexts(bob)).filter((text) => text.startsWith("Fast "));
-        assert.deepEqual(seen, texts);
-        assert.equal(
-          await alice.evaluate(`document.querySelectorAll('[data-testid="error"]').length`),
-          0,
-        );
-      });
-    } finally {
-      await stopServer(running);
-    }
-  },
+    await t.step("26 messages typed fast all arrive, in order, none refused", async () => {
+      // More than the server's burst (RATE_LIMIT_BURST 20) in one go: the page paces itself.
+      const texts = Array.from({ length: 26 }, (_, i) => `Fast ${i + 1}`);
+      for (const text of texts) {
+        await alice.evaluate(`document.getElementById("message").value = ${js(text)}`);
+        await alice.press("Enter", { selector: "#message" });
+      }
+      await bob.waitFor(hasChat(texts.at(-1)!), { timeoutMs: 10_000 });
+      const seen = (await chatTexts(bob)).filter((text) => text.startsWith("Fast "));
+      assert.deepEqual(seen, texts);
+      assert.equal(
+        await alice.evaluate(`document.querySelectorAll('[data-testid="error"]').length`),
+        0,
+      );
+    });
+  } finally {
+    await stopServer(running);
+  }
 });

@@ -58,6 +58,15 @@ export function chromiumIgnored(): boolean {
   return chromiumPath() === undefined && Deno.env.get("CI") !== "true";
 }
 
+/**
+ * Registers a test that needs chromium: skipped where {@linkcode chromiumIgnored},
+ * with the reason in its name.
+ */
+export function browserTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
+  const ignore = chromiumIgnored();
+  Deno.test({ name: ignore ? `${name} (skipped: ${CHROMIUM_MISSING})` : name, ignore, fn });
+}
+
 /** Options for {@linkcode launchChromium}. */
 export interface LaunchOptions {
   /**
