@@ -257,6 +257,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     roomsPerIpPerMin: config.roomsPerIpPerMin,
     replayMaxBytes: config.replayMaxBytes,
     roomPresenceLimit: config.roomPresenceLimit,
+    presenceWindowMs: config.presenceWindowMs,
   });
   await manager.ready();
   // Started once the engine is up, so a failed start leaves no timer behind; stopped on dispose.

@@ -71,6 +71,8 @@ export interface Config {
   replayMaxBytes: number;
   /** ROOM_PRESENCE_LIMIT: members up to which joins and leaves are announced; name lists are paged at it. */
   roomPresenceLimit: number;
+  /** PRESENCE_WINDOW_MS: after a join or leave notice, a room's further ones wait this long and go together. */
+  presenceWindowMs: number;
   /** HISTORY_ON_JOIN: messages of history sent on joining a room. */
   historyOnJoin: number;
   /** REDIS_URL: the Redis server of the redis engine, or its shards comma-separated, in order. */
@@ -134,6 +136,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   roomsPerIpPerMin: DEFAULT_CONNECTION_MANAGER.roomsPerIpPerMin,
   replayMaxBytes: DEFAULT_CONNECTION_MANAGER.replayMaxBytes,
   roomPresenceLimit: DEFAULT_CONNECTION_MANAGER.roomPresenceLimit,
+  presenceWindowMs: DEFAULT_CONNECTION_MANAGER.presenceWindowMs,
   presenceTtlS: DEFAULT_ENGINE.presenceTtlS,
   redisUrl: DEFAULT_REDIS_ENGINE.url,
 });
@@ -248,7 +251,12 @@ function resourceBounds(
   env: Env,
 ): Pick<
   Config,
-  "historyMaxBytes" | "roomTtlS" | "roomsPerIpPerMin" | "replayMaxBytes" | "roomPresenceLimit"
+  | "historyMaxBytes"
+  | "roomTtlS"
+  | "roomsPerIpPerMin"
+  | "replayMaxBytes"
+  | "roomPresenceLimit"
+  | "presenceWindowMs"
 > {
   const d = DEFAULT_CONFIG;
   return {
@@ -257,6 +265,7 @@ function resourceBounds(
     roomsPerIpPerMin: integer(env, "ROOMS_PER_IP_PER_MIN", d.roomsPerIpPerMin, 1, 1_000_000),
     replayMaxBytes: integer(env, "REPLAY_MAX_BYTES", d.replayMaxBytes, 4096, 64 * 1024 * 1024),
     roomPresenceLimit: integer(env, "ROOM_PRESENCE_LIMIT", d.roomPresenceLimit, 1, 100_000),
+    presenceWindowMs: integer(env, "PRESENCE_WINDOW_MS", d.presenceWindowMs, 0, 60_000),
   };
 }
 

@@ -79,6 +79,7 @@ export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   roomsPerIpPerMin: number;
   replayMaxBytes: number;
   roomPresenceLimit: number;
+  presenceWindowMs: number;
 }> = Object.freeze({
   ...DEFAULT_HEARTBEAT,
   ...DEFAULT_ROOM_QUOTA,
@@ -118,6 +119,8 @@ export interface ConnectionManagerOptions {
   historyOnJoin?: number;
   /** Room members up to which joins and leaves are announced; lists of names are paged at it. */
   roomPresenceLimit?: number;
+  /** After a join or leave notice, a room's further ones wait this long and go together; 0: each at once. */
+  presenceWindowMs?: number;
   /** Messages replayed at most on recovery; also the MemoryEngine's history when none is given. */
   historyLimit?: number;
   /** Sustained frames per second per connection. */
@@ -202,7 +205,9 @@ export class ConnectionManager implements AsyncDisposable {
     const everywhere = presence === undefined ? undefined : new PresenceCache({ presence, clock });
     const publisher = this.#publisher = new Publisher({
       ...parts,
+      scheduler,
       roomPresenceLimit: s.roomPresenceLimit,
+      presenceWindowMs: s.presenceWindowMs,
       roomSize: (room) => everywhere?.count(room),
     });
     this.#replayMaxBytes = s.replayMaxBytes;
@@ -409,6 +414,7 @@ export class ConnectionManager implements AsyncDisposable {
     this.#disposed = true;
     this.closeAll(CloseCode.GoingAway, CloseReason.ServerShuttingDown);
     this.#heartbeat.stop();
+    this.#publisher.stop();
     this.#replay.dispose();
     await this.#started.catch(() => undefined);
     await this.#engine[Symbol.asyncDispose]();
@@ -464,7 +470,7 @@ export class ConnectionManager implements AsyncDisposable {
   #leave(client: Client, room: string, notify: boolean): void {
     const lastTab = this.#registry.leave(client, room);
     if (notify && lastTab) {
-      this.#publisher.notify(room, "leave", `${client.username} left the room`, client.username);
+      this.#publisher.notify(room, "leave", client.username);
     }
   }
 }

@@ -49,6 +49,17 @@ export function leftFrame(room: string, closed = false): LeftFrame {
   return { type: "left", room, sender: SYSTEM_SENDER, message: leftText(room, closed) };
 }
 
+/** A join or leave notice's sentence: `alice joined the room`, `alice, bob and 3 others left the room`. */
+export function presenceText(event: "join" | "leave", users: readonly string[]): string {
+  const verb = event === "join" ? "joined" : "left";
+  if (users.length > 3) {
+    return `${users[0]}, ${users[1]} and ${others(users.length - 2)} ${verb} the room`;
+  }
+  const last = users.at(-1);
+  const who = users.length === 1 ? last : `${users.slice(0, -1).join(", ")} and ${last}`;
+  return `${who} ${verb} the room`;
+}
+
 /** A `users` frame's sentence: up to {@linkcode MAX_LISTED_USERS} names, the rest counted. */
 export function usersText(room: string, users: readonly string[]): string {
   if (users.length === 0) return `Nobody is online in ${room}.`;

@@ -260,8 +260,13 @@ export interface SystemFrame {
   username: string;
   /** Always {@linkcode SYSTEM_SENDER}. */
   sender: string;
-  /** The user the notice is about, when there is one. */
+  /** The user the notice is about, when there is one; the first of `users`. */
   user?: string;
+  /**
+   * Every user a `join` or `leave` notice is about, in order, when it is
+   * about more than one: notices within PRESENCE_WINDOW_MS are coalesced.
+   */
+  users?: string[];
   /** The previous name, for `rename`. */
   old_name?: string;
   /** Members of the room when the notice was made. */

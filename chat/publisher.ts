@@ -9,7 +9,7 @@
 
 import { utf8Length } from "./bytes.ts";
 import type { Client } from "./client.ts";
-import type { Clock } from "./clock.ts";
+import type { Clock, Scheduler } from "./clock.ts";
 import {
   conversationChannel,
   type Engine,
@@ -23,6 +23,13 @@ import type { Logger } from "./logger.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Outbox } from "./outbox.ts";
+import { presenceText } from "./notices.ts";
+import {
+  DEFAULT_PRESENCE_NOTICES,
+  type PresenceBatch,
+  type PresenceEvent,
+  PresenceNotices,
+} from "./presence_notices.ts";
 import {
   type Draft,
   ErrorCode,
@@ -76,15 +83,17 @@ export function stampedTexts(
 }
 
 /** The defaults of the publisher's settings; ROOM_PRESENCE_LIMIT reads its own here. */
-export const DEFAULT_PUBLISHER: Readonly<{ roomPresenceLimit: number }> = Object.freeze({
-  /**
-   * Members of a room (on every process, as last read; its connections on
-   * this process when more) up to which joins and leaves are announced; a
-   * bigger room is told none (each would cost a frame to every member), and
-   * its lists of names are paged at this size.
-   */
-  roomPresenceLimit: 100,
-});
+export const DEFAULT_PUBLISHER: Readonly<{ roomPresenceLimit: number; presenceWindowMs: number }> =
+  Object.freeze({
+    ...DEFAULT_PRESENCE_NOTICES,
+    /**
+     * Members of a room (on every process, as last read; its connections on
+     * this process when more) up to which joins and leaves are announced; a
+     * bigger room is told none (each would cost a frame to every member), and
+     * its lists of names are paged at this size.
+     */
+    roomPresenceLimit: 100,
+  });
 
 /** What the publisher needs from the manager. */
 export interface PublisherOptions {
@@ -96,12 +105,16 @@ export interface PublisherOptions {
   outbox: Outbox;
   /** The manager's clock. */
   clock: Clock;
+  /** Runs the timers of coalesced join and leave notices. */
+  scheduler: Scheduler;
   /** Where events are logged. */
   log: Logger;
   /** The counters to update. */
   metrics: Metrics;
   /** See {@linkcode DEFAULT_PUBLISHER}. */
   roomPresenceLimit: number;
+  /** See {@linkcode DEFAULT_PRESENCE_NOTICES}. */
+  presenceWindowMs: number;
   /** A room's users on every process as last read; undefined when not known. */
   roomSize?: (room: string) => number | undefined;
 }
@@ -118,16 +131,29 @@ export class Publisher {
   #noticeWaits = new Map<string, Promise<void>>();
   /** Created on the first failure, so a manager that never fails pays nothing. */
   #failures: LogThrottle | undefined;
+  #notices: PresenceNotices;
 
   /** A publisher to the options' engine. */
   constructor(options: PublisherOptions) {
     this.#o = options;
     this.#engine = options.engine;
     this.#presence = options.engine.presence;
+    this.#notices = new PresenceNotices({
+      scheduler: options.scheduler,
+      presenceWindowMs: options.presenceWindowMs,
+      send: (room, batch) => this.#presenceNotice(room, batch),
+    });
+  }
+
+  /** Drops the join and leave notices still waiting for their window, and their timers. */
+  stop(): void {
+    this.#notices.stop();
   }
 
   /** Stores a client's room message and fans it out; a failure is the client's `error`. */
   publish(client: Client, room: string, draft: Draft): void {
+    // Whoever joined before the message is announced before it.
+    this.#notices.flush(room);
     const waiting = this.#noticeWaits.size === 0 ? undefined : this.#noticeWaits.get(room);
     // Behind the notice it waited for only: a notice queued later is also later in the room.
     if (waiting !== undefined) waiting.then(() => this.#store(client, room, draft));
@@ -189,17 +215,26 @@ export class Publisher {
   }
 
   /**
-   * Publishes a presence notice (join, leave) live only: it is not stored,
-   * so a room's history holds its conversation and not a join and a leave
-   * for every reload or restart. A failure is logged.
+   * Announces a join or leave, live only: it is not stored, so a room's
+   * history holds its conversation and not a join and a leave for every
+   * reload or restart. Notices that follow one within the window are
+   * coalesced (see {@linkcode PresenceNotices}); a room with more members
+   * than ROOM_PRESENCE_LIMIT is told none. A failure is logged.
    */
-  notify(room: string, event: SystemEvent, message: string, user?: string): void {
+  notify(room: string, event: PresenceEvent, user: string): void {
     // Counted with the member who leaves: a room is big while it has more than the limit.
     const here = (this.#o.registry.rooms.get(room)?.size ?? 0) + (event === "leave" ? 1 : 0);
     // Each process counts the whole room: fifty processes of 99 members are a room of 4,950.
     const members = Math.max(here, this.#o.roomSize?.(room) ?? 0);
     if (members > this.#o.roomPresenceLimit) return;
-    const draft = this.systemDraft(room, event, message, user);
+    this.#notices.add(room, event, user);
+  }
+
+  /** Publishes one notice for a batch of joins or leaves: `user` the first, `users` all when more. */
+  #presenceNotice(room: string, batch: PresenceBatch): void {
+    const { event, users } = batch;
+    const draft = this.systemDraft(room, event, presenceText(event, users), users[0]);
+    if (users.length > 1) draft.users = users;
     this.#publishNotice(room, { draft, options: LIVE }).catch((error) =>
       this.noticeFailed(room, error)
     );
@@ -244,6 +279,8 @@ export class Publisher {
    * than the local count, which the draft holds).
    */
   publishNotice(room: string, draft: Draft<SystemFrame>): Promise<StoredFrame> {
+    // Whoever joined before it (a rename, a kick) is announced before it.
+    this.#notices.flush(room);
     return this.#publishNotice(room, { draft, options: STORED });
   }
 

@@ -205,7 +205,7 @@ export class Replay {
     this.#hold(client, room);
     if (this.#o.registry.join(client, room)) {
       // After the registry's presence join, so its connected_count includes the user.
-      this.#o.publisher.notify(room, "join", `${client.username} joined the room`, client.username);
+      this.#o.publisher.notify(room, "join", client.username);
     }
     this.replay(client, room, since, welcome);
   }

@@ -66,14 +66,8 @@ export class RoomLog {
     if (frame.type !== "system" || frame.user === undefined) return false;
     const user = frame.user;
     const same = (a: string, b: string) => nameKey(a) === nameKey(b);
-    if (frame.event === "join") {
-      if (this.users.some((u) => same(u, user))) return false;
-      this.users = [...this.users, user];
-      this.count++;
-    } else if (frame.event === "leave" || frame.event === "kick") {
-      const before = this.users.length;
-      this.users = this.users.filter((u) => !same(u, user));
-      if (this.users.length < before) this.count = Math.max(this.users.length, this.count - 1);
+    if (frame.event === "join" || frame.event === "leave" || frame.event === "kick") {
+      return this.#applyPresence(frame.event, frame.users ?? [user]);
     } else if (frame.event === "rename" && frame.old_name !== undefined) {
       const old = frame.old_name;
       this.users = this.users.map((u) => (same(u, old) ? user : u));
@@ -81,5 +75,22 @@ export class RoomLog {
       return false;
     }
     return true;
+  }
+
+  /** Adds joined users or removes those who left; true when the list changed. */
+  #applyPresence(event: string, users: readonly string[]): boolean {
+    const before = this.users.length;
+    if (event === "join") {
+      const known = new Set(this.users.map(nameKey));
+      const added = users.filter((u) => !known.has(nameKey(u)));
+      this.users = [...this.users, ...new Set(added)];
+      this.count += this.users.length - before;
+    } else {
+      const keys = new Set(users.map(nameKey));
+      this.users = this.users.filter((u) => !keys.has(nameKey(u)));
+      const gone = before - this.users.length;
+      if (gone > 0) this.count = Math.max(this.users.length, this.count - gone);
+    }
+    return this.users.length !== before;
   }
 }

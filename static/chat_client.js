@@ -1522,17 +1522,10 @@ var RoomLog = class {
     if (frame.type !== "system" || frame.user === void 0) return false;
     const user = frame.user;
     const same = (a, b) => nameKey(a) === nameKey(b);
-    if (frame.event === "join") {
-      if (this.users.some((u) => same(u, user))) return false;
-      this.users = [
-        ...this.users,
+    if (frame.event === "join" || frame.event === "leave" || frame.event === "kick") {
+      return this.#applyPresence(frame.event, frame.users ?? [
         user
-      ];
-      this.count++;
-    } else if (frame.event === "leave" || frame.event === "kick") {
-      const before = this.users.length;
-      this.users = this.users.filter((u) => !same(u, user));
-      if (this.users.length < before) this.count = Math.max(this.users.length, this.count - 1);
+      ]);
     } else if (frame.event === "rename" && frame.old_name !== void 0) {
       const old = frame.old_name;
       this.users = this.users.map((u) => same(u, old) ? user : u);
@@ -1540,6 +1533,25 @@ var RoomLog = class {
       return false;
     }
     return true;
+  }
+  /** Adds joined users or removes those who left; true when the list changed. */
+  #applyPresence(event, users) {
+    const before = this.users.length;
+    if (event === "join") {
+      const known = new Set(this.users.map(nameKey));
+      const added = users.filter((u) => !known.has(nameKey(u)));
+      this.users = [
+        ...this.users,
+        ...new Set(added)
+      ];
+      this.count += this.users.length - before;
+    } else {
+      const keys = new Set(users.map(nameKey));
+      this.users = this.users.filter((u) => !keys.has(nameKey(u)));
+      const gone = before - this.users.length;
+      if (gone > 0) this.count = Math.max(this.users.length, this.count - gone);
+    }
+    return this.users.length !== before;
   }
 };
 

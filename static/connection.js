@@ -232,9 +232,12 @@ function onRead(frame) {
 /** Follows the private target through a leave or a rename. */
 function followTarget(frame) {
   if (state.privateTo === "" || frame.user === undefined) return;
-  if (frame.event === "leave" && sameName(state.privateTo, frame.user)) {
+  // A coalesced leave names everyone who left in `users`.
+  const gone = frame.event === "leave" &&
+    (frame.users ?? [frame.user]).find((user) => sameName(state.privateTo, user));
+  if (gone) {
     setPrivateTarget("");
-    renderNotice(`${frame.user} left; private message cancelled.`);
+    renderNotice(`${gone} left; private message cancelled.`);
   } else if (frame.event === "rename" && sameName(state.privateTo, frame.old_name ?? "")) {
     setPrivateTarget(frame.user);
   }

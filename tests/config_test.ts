@@ -61,7 +61,12 @@ Deno.test("loadConfig reads the resource bounds", () => {
     ROOM_TTL_S: "3600",
     ROOMS_PER_IP_PER_MIN: "5",
     REPLAY_MAX_BYTES: "65536",
+    ROOM_PRESENCE_LIMIT: "50",
+    PRESENCE_WINDOW_MS: "0",
   });
+  assert.equal(config.roomPresenceLimit, 50);
+  assert.equal(config.presenceWindowMs, 0);
+  assert.equal(loadConfig({}).presenceWindowMs, 1000);
   assert.equal(config.historyMaxBytes, 1_048_576);
   assert.equal(config.roomTtlS, 3600);
   assert.equal(config.roomsPerIpPerMin, 5);

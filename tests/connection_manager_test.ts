@@ -25,11 +25,15 @@ interface Client {
   send(value: unknown): void;
 }
 
-/** A manager on a fake clock and scheduler, disposed with `await using`. */
+/**
+ * A manager on a fake clock and scheduler, disposed with `await using`.
+ * Join and leave notices go at once (`presenceWindowMs: 0`) unless a test
+ * sets the window: presence_window_test covers coalescing.
+ */
 function harness(options: ConnectionManagerOptions = {}) {
   const clock = new FakeClock();
   const scheduler = new FakeScheduler(clock);
-  const manager = new ConnectionManager({ clock, scheduler, ...options });
+  const manager = new ConnectionManager({ clock, scheduler, presenceWindowMs: 0, ...options });
   const open = async (connect: ConnectOptions = {}): Promise<Client> => {
     const socket = new FakeSocket();
     const conn = manager.connect(socket, connect);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConnectionManager, type ConnectionManagerOptions } from "../chat/connection_manager.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
+import { DEFAULT_PRESENCE_NOTICES } from "../chat/presence_notices.ts";
 import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
 
 const PAGE = 4096;
@@ -24,6 +25,8 @@ async function roomWith(count: number, size: number, options: ConnectionManagerO
     w.receive(JSON.stringify({ type: "message", message: `m${i} `.padEnd(size, "x") }));
   }
   await settle();
+  // The writer's join notice window ends: the room is quiet, the next join is announced at once.
+  scheduler.advance(DEFAULT_PRESENCE_NOTICES.presenceWindowMs);
   return { manager, clock, scheduler, [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose]() };
 }
 

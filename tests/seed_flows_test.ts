@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { SYSTEM_SENDER } from "../chat/protocol.ts";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { eventually } from "./helpers/eventually.ts";
-import type { Frame } from "./helpers/fakes.ts";
+import { aboutUser, type Frame } from "./helpers/fakes.ts";
 import { TestClient } from "./helpers/ws_client.ts";
 
 const WAIT_MS = 5000;
@@ -25,7 +25,7 @@ const messageWith = (client: TestClient, text: string) =>
 /** Waits for the next system notice of `event`, about `user` when given. */
 const notice = (client: TestClient, event: string, user?: string) =>
   client.next(
-    (f) => f.type === "system" && f.event === event && (user === undefined || f.user === user),
+    (f) => f.type === "system" && f.event === event && (user === undefined || aboutUser(f, user)),
     WAIT_MS,
   );
 

@@ -165,6 +165,14 @@ export class FakeScheduler implements Scheduler {
   }
 }
 
+/**
+ * Whether a join or leave notice names `user`: its `user`, or one of the
+ * `users` of a notice coalesced within PRESENCE_WINDOW_MS.
+ */
+export function aboutUser(frame: Frame, user: string): boolean {
+  return frame.user === user || (Array.isArray(frame.users) && frame.users.includes(user));
+}
+
 /** Lets pending promise callbacks (engine history, publish) run. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
