@@ -208,7 +208,7 @@ export class ConnectionManager implements AsyncDisposable {
       scheduler,
       roomPresenceLimit: s.roomPresenceLimit,
       presenceWindowMs: s.presenceWindowMs,
-      roomSize: (room) => everywhere?.count(room),
+      roomSize: everywhere === undefined ? undefined : (room) => everywhere.count(room),
     });
     this.#replayMaxBytes = s.replayMaxBytes;
     const reads = new ReadPositions({ engine, publisher, outbox, registry, presence, log, clock });

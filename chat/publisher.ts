@@ -222,11 +222,14 @@ export class Publisher {
    * than ROOM_PRESENCE_LIMIT is told none. A failure is logged.
    */
   notify(room: string, event: PresenceEvent, user: string): void {
+    const stay = this.#o.registry.rooms.get(room)?.size ?? 0;
     // Counted with the member who leaves: a room is big while it has more than the limit.
-    const here = (this.#o.registry.rooms.get(room)?.size ?? 0) + (event === "leave" ? 1 : 0);
+    const here = stay + (event === "leave" ? 1 : 0);
     // Each process counts the whole room: fifty processes of 99 members are a room of 4,950.
-    const members = Math.max(here, this.#o.roomSize?.(room) ?? 0);
-    if (members > this.#o.roomPresenceLimit) return;
+    const everywhere = this.#o.roomSize === undefined ? 0 : this.#o.roomSize(room);
+    if (Math.max(here, everywhere ?? 0) > this.#o.roomPresenceLimit) return;
+    // The last one out tells nobody: no member is left here, nor anywhere else when that is known.
+    if (stay === 0 && everywhere === 0) return;
     this.#notices.add(room, event, user);
   }
 

@@ -7,6 +7,8 @@
 
 import assert from "node:assert/strict";
 import { ConnectionManager, type ConnectionManagerOptions } from "../chat/connection_manager.ts";
+import type { PublishOptions } from "../chat/engines/engine.ts";
+import { MemoryEngine } from "../chat/engines/memory.ts";
 import { presenceText } from "../chat/notices.ts";
 import { type PresenceBatch, PresenceNotices } from "../chat/presence_notices.ts";
 import { ChatClient } from "../client/mod.ts";
@@ -180,4 +182,26 @@ Deno.test("ChatClient's list of users follows coalesced joins and leaves", async
   } finally {
     await Promise.all(others.map((c) => c.close()));
   }
+});
+
+/** A memory engine that records the presence notices published through it. */
+class NoticeLog extends MemoryEngine {
+  readonly notices: string[] = [];
+  override publish(channel: string, payload: string, options?: PublishOptions) {
+    const frame = JSON.parse(payload);
+    if (frame.type === "system") this.notices.push(`${channel} ${frame.event} ${frame.user}`);
+    return super.publish(channel, payload, options);
+  }
+}
+
+Deno.test("the last one out of a room publishes no leave notice: nobody is left to read it", async () => {
+  const engine = new NoticeLog();
+  await using h = harness({ engine, presenceWindowMs: 0 });
+  const ann = await h.open("ann");
+  const bob = await h.open("bob");
+  bob.conn.closed(1000);
+  await settle();
+  ann.conn.closed(1000);
+  await settle();
+  assert.deepEqual(engine.notices, ["lobby join ann", "lobby join bob", "lobby leave bob"]);
 });
