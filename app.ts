@@ -22,7 +22,7 @@ import { type Logger, redactTokens, silentLogger } from "./chat/logger.ts";
 import { createAdminRoutes } from "./routes/admin_routes.ts";
 import { createApiRoutes } from "./routes/api_routes.ts";
 import { createHealthRoutes } from "./routes/health_routes.ts";
-import { type Route, text } from "./routes/http.ts";
+import { matchPath, type Route, text } from "./routes/http.ts";
 import { createStaticRoutes } from "./routes/static_routes.ts";
 import { createWsRoutes } from "./routes/ws_routes.ts";
 
@@ -147,17 +147,15 @@ export function createRouter(routes: readonly Route[]): Deno.ServeHandler {
     const pathname = url.pathname;
     for (const r of routes) {
       if (r.exact ? pathname !== r.prefix : !pathname.startsWith(r.prefix)) continue;
-      const match = r.exact ? undefined : r.pattern.exec({ pathname });
-      if (match === null) continue;
+      const match = r.exact ? undefined : matchPath(r.segments, pathname);
+      if (!r.exact && match === undefined) continue;
       const method = req.method === "HEAD" && r.methods.includes("GET") ? "GET" : req.method;
       if (!r.methods.includes(method)) {
         (allowed ??= []).push(...r.methods);
         continue;
       }
       const params: Record<string, string | undefined> = {};
-      for (const [key, value] of Object.entries(match?.pathname.groups ?? {})) {
-        params[key] = value === undefined ? undefined : decodeParam(value);
-      }
+      for (const [key, value] of Object.entries(match ?? {})) params[key] = decodeParam(value);
       return await r.handler(req, { url, params, info });
     }
     if (allowed !== undefined) {

@@ -20,6 +20,8 @@ const INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0]/u;
 const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
 // Digits, space, `_ - .` and combining marks go with every script.
 const ANY_SCRIPT = /[\p{Script=Common}\p{Script=Inherited}]/u;
+const ASCII = /^[\0-\x7f]*$/;
+const ASCII_LETTER = /[A-Za-z]/;
 
 /** UTS #39's Recommended scripts (Table 5), the only letters a name may use. */
 const RECOMMENDED_SCRIPTS = [
@@ -140,6 +142,9 @@ export function isReservedName(name: string): boolean {
 
 /** The scripts of a name's letters; undefined when one is not a recommended script. */
 function scriptsOf(name: string): Set<string> | undefined {
+  // ASCII letters are Latin and the rest of ASCII goes with every script: most names need no
+  // test against each of the scripts' patterns.
+  if (ASCII.test(name)) return new Set(ASCII_LETTER.test(name) ? ["Latin"] : []);
   const scripts = new Set<string>();
   for (const char of name) {
     if (ANY_SCRIPT.test(char)) continue;
