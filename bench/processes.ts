@@ -183,10 +183,16 @@ function freePort(): number {
   return port;
 }
 
-/** The command line: raise the descriptor limit to the hard one, pin, then run deno. */
-function command(cpus: string | undefined, args: string[]): { cmd: string; args: string[] } {
+/** The command line: raise the descriptor limit to the hard one, pin, lower the priority, run deno. */
+function command(
+  cpus: string | undefined,
+  args: string[],
+  niceness?: number,
+): { cmd: string; args: string[] } {
   const pinned = cpus !== undefined && canPin() ? [tasksetPath!, "-c", cpus] : [];
-  const argv = [...pinned, Deno.execPath(), ...args];
+  const nice = niceness === undefined ? undefined : findOnPath("nice");
+  const lowered = nice === undefined ? [] : [nice, "-n", String(niceness)];
+  const argv = [...pinned, ...lowered, Deno.execPath(), ...args];
   if (findOnPath("bash") === undefined) return { cmd: argv[0]!, args: argv.slice(1) };
   // exec keeps the pid: /proc/<pid> is the deno process itself.
   return {
@@ -366,6 +372,11 @@ function commandWriter(stdin: WritableStream<Uint8Array>): {
 export interface LoadProcessOptions {
   /** CPU list for taskset, e.g. `"1"`. Default: not pinned. */
   cpus?: string;
+  /**
+   * Runs the process at this niceness (`nice -n`), so a load that stands in
+   * for remote devices yields its CPU to a measured one. Default: not lowered.
+   */
+  niceness?: number;
   /** The load script, relative to the repository, speaking load.ts's stdin and stdout. Default `bench/load.ts`. */
   script?: string;
 }
@@ -383,7 +394,7 @@ export function startLoad<R = LoadResult>(
     "--allow-net",
     `${ROOT}${options.script ?? "bench/load.ts"}`,
     JSON.stringify(config),
-  ]);
+  ], options.niceness);
   const child = new Deno.Command(cmd, {
     args,
     cwd: ROOT,

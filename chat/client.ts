@@ -153,6 +153,8 @@ export class Client implements Connection, TokenBucket {
   lastPing: number;
   /** The client's heartbeat interval and timeout, in times the server's (a hidden tab's is more). */
   beatScale = 1;
+  /** The heartbeat slot the client is next checked in; -1 when not watched. */
+  beatSlot = -1;
 
   readonly #host: ClientHost;
 
