@@ -267,6 +267,10 @@ function targets(sections: Section[]): string[] {
     ...throughputTargets(sections),
     ...pacedTargets(sections),
     ...idleTargets(sections),
+    ...medianLine(
+      { label: "connect+close cycles/s ours / baseline (target ≥ 0.8)", ok: (v) => v >= 0.8 },
+      ratiosOf(pairsOf(sections, "churn"), (m) => m.cyclesPerS),
+    ),
     ...scaleTargets(sections),
   ];
 }
