@@ -80,6 +80,8 @@ var NAME_PATTERN = /^[\p{L}\p{M}\p{N} _.\-]+$/u;
 var INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115F\u1160\u3164\uFFA0]/u;
 var LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
 var ANY_SCRIPT = /[\p{Script=Common}\p{Script=Inherited}]/u;
+var ASCII = /^[\0-\x7f]*$/;
+var ASCII_LETTER = /[A-Za-z]/;
 var RECOMMENDED_SCRIPTS = [
   "Arabic",
   "Armenian",
@@ -175,6 +177,9 @@ function isReservedName(name) {
   ].map((c) => RESERVED_LOOKALIKES[c] ?? c).join("") === RESERVED;
 }
 function scriptsOf(name) {
+  if (ASCII.test(name)) return new Set(ASCII_LETTER.test(name) ? [
+    "Latin"
+  ] : []);
   const scripts = /* @__PURE__ */ new Set();
   for (const char of name) {
     if (ANY_SCRIPT.test(char)) continue;
