@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
-import type { Frame } from "./helpers/fakes.ts";
+import { aboutUser, type Frame } from "./helpers/fakes.ts";
 import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { ENGINE_NAMES, engineEnv } from "./helpers/engine_env.ts";
 import { TestClient } from "./helpers/ws_client.ts";
+
+/**
+ * These tests wait for many notices, each of which may wait for its room's
+ * window: a short one keeps them quick (presence_window_test covers the window).
+ */
+const FAST = { RATE_LIMIT_BURST: "100", PRESENCE_WINDOW_MS: "50" };
 
 /** Whether a frame is a join or leave notice. */
 function isPresence(f: Frame): boolean {
@@ -11,7 +17,7 @@ function isPresence(f: Frame): boolean {
 
 /** A notice of `event` about `user`. */
 function notice(event: string, user: string): (f: Frame) => boolean {
-  return (f) => f.type === "system" && f.event === event && f.user === user;
+  return (f) => f.type === "system" && f.event === event && aboutUser(f, user);
 }
 
 /** Connects `user` to the lobby and awaits the welcome. */
@@ -38,7 +44,7 @@ Deno.test("join and leave notices are live only: reloads leave no trace in histo
   for (const name of ENGINE_NAMES) {
     await t.step(name, async () => {
       await using store = await engineEnv(name);
-      await using server = await startServer({ ...store.env, RATE_LIMIT_BURST: "100" });
+      await using server = await startServer({ ...store.env, ...FAST });
       const { client: alice } = await join(server, "Alice");
       await using _alice = alice;
       alice.sendJson({ type: "message", message: "hello" });
@@ -80,7 +86,7 @@ Deno.test("a join notice reaches the room before the joiner's first message", as
   for (const name of ENGINE_NAMES) {
     await t.step(name, async () => {
       await using store = await engineEnv(name);
-      await using server = await startServer({ ...store.env, RATE_LIMIT_BURST: "100" });
+      await using server = await startServer({ ...store.env, ...FAST });
       const { client: alice } = await join(server, "Alice");
       await using _alice = alice;
       for (let i = 0; i < 3; i++) {
@@ -106,8 +112,8 @@ Deno.test("join and leave notices reach the room's members on another process", 
   for (const name of ["kv", "redis"] as const) {
     await t.step(name, async () => {
       await using store = await engineEnv(name);
-      await using a = await startServer({ ...store.env, RATE_LIMIT_BURST: "100" });
-      await using b = await startServer({ ...store.env, RATE_LIMIT_BURST: "100" });
+      await using a = await startServer({ ...store.env, ...FAST });
+      await using b = await startServer({ ...store.env, ...FAST });
       const { client: alice } = await join(a, "Alice");
       await using _alice = alice;
       for (let i = 0; i < 3; i++) {
