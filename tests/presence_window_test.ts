@@ -62,6 +62,9 @@ Deno.test("PresenceNotices sends the first at once and the rest at the window's 
     assert.deepEqual(sent.at(-1), "lobby join dee");
     n.stop();
   });
+});
+
+Deno.test("PresenceNotices cancels a leave and a rejoin, flushes on demand, can be off", async (t) => {
   await t.step("a leave and a rejoin within the window cancel out, compared as names are", () => {
     const { scheduler, sent, notices: n } = notices();
     n.add("lobby", "join", "ann");
