@@ -4,7 +4,12 @@
  * end, one frame for the joins and one for the leaves. A room of 100 that
  * 100 people enter in a second then costs each member one or two frames, not
  * one per arrival; a leave and a rejoin of the same user within the window
- * (a reload, a reconnect storm) cancel out and cost nothing.
+ * (a reload, a reconnect storm) cancel out and cost nothing. While notices
+ * keep coming the window doubles, up to {@linkcode MAX_WINDOW_FACTOR} times
+ * its setting, so a room that thousands enter (a restart) gets a handful of
+ * notices; a window that ends with nothing to send ends the burst. Each
+ * window is up to a half longer at random, so rooms that filled together
+ * (15,000 connections after a restart) do not all send at the same moment.
  *
  * @module
  */
@@ -20,6 +25,9 @@ export const DEFAULT_PRESENCE_NOTICES: Readonly<{ presenceWindowMs: number }> = 
    */
   presenceWindowMs: 1000,
 });
+
+/** How many times PRESENCE_WINDOW_MS a room's window grows to while notices keep coming. */
+export const MAX_WINDOW_FACTOR = 8;
 
 /** A presence notice's event. */
 export type PresenceEvent = "join" | "leave";
@@ -40,12 +48,16 @@ export interface PresenceNoticesOptions {
   presenceWindowMs: number;
   /** Publishes one notice for a batch of users. */
   send: (room: string, batch: PresenceBatch) => void;
+  /** A number in [0, 1) that lengthens each window by up to a half. Default `Math.random`. */
+  random?: () => number;
 }
 
 interface RoomWindow {
   /** Pending users by name key: their net event since the last notice. */
   pending: Map<string, { event: PresenceEvent; user: string }>;
   timer: TimerHandle;
+  /** This window's length in milliseconds. */
+  span: number;
 }
 
 /** Coalesces the join and leave notices of every room. */
@@ -64,7 +76,7 @@ export class PresenceNotices {
     const window = this.#windows.get(room);
     if (window === undefined) {
       this.#o.send(room, { event, users: [user] });
-      this.#open(room);
+      this.#open(room, this.#o.presenceWindowMs);
       return;
     }
     const key = nameKey(user);
@@ -82,7 +94,7 @@ export class PresenceNotices {
     this.#o.scheduler.clearTimeout(window.timer);
     this.#windows.delete(room);
     this.#send(room, window);
-    this.#open(room);
+    this.#open(room, window.span);
   }
 
   /** Drops every pending notice and timer, for good. */
@@ -91,21 +103,23 @@ export class PresenceNotices {
     this.#windows.clear();
   }
 
-  /** Starts a room's window, unless windows are off. */
-  #open(room: string): void {
-    if (this.#o.presenceWindowMs <= 0) return;
-    const timer = this.#o.scheduler.setTimeout(() => this.#close(room), this.#o.presenceWindowMs);
-    this.#windows.set(room, { pending: new Map(), timer });
+  /** Starts a room's window of `span` milliseconds, unless windows are off. */
+  #open(room: string, span: number): void {
+    if (span <= 0) return;
+    const jitter = 1 + 0.5 * (this.#o.random ?? Math.random)();
+    const timer = this.#o.scheduler.setTimeout(() => this.#close(room), Math.round(span * jitter));
+    this.#windows.set(room, { pending: new Map(), timer, span });
   }
 
-  /** A window ended: what came in it goes now, and opens the next one. */
+  /** A window ended: what came in it goes now, and opens a longer one. */
   #close(room: string): void {
     const window = this.#windows.get(room);
     if (window === undefined) return;
     this.#windows.delete(room);
     if (window.pending.size === 0) return;
     this.#send(room, window);
-    this.#open(room);
+    const longest = this.#o.presenceWindowMs * MAX_WINDOW_FACTOR;
+    this.#open(room, Math.min(window.span * 2, longest));
   }
 
   #send(room: string, window: RoomWindow): void {

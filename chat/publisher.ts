@@ -271,7 +271,7 @@ export class Publisher {
       username: SYSTEM_SENDER,
       sender: SYSTEM_SENDER,
       ...(user === undefined ? {} : { user }),
-      connected_count: this.#o.registry.users(room).length,
+      connected_count: this.#o.registry.userCount(room),
       timestamp: new Date(this.#o.clock.now()).toISOString(),
     };
   }

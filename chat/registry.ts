@@ -169,6 +169,15 @@ export class Registry {
     return [...names];
   }
 
+  /** How many unique users a room has here: `users(room).length` without the list. */
+  userCount(room: string): number {
+    const members = this.rooms.get(room);
+    if (members === undefined) return 0;
+    const names = new Set<string>();
+    for (const c of members) names.add(c.username);
+    return names.size;
+  }
+
   /** The local users of a room, then those of `everywhere` not among them. */
   usersWith(room: string, everywhere: readonly string[]): string[] {
     const local = this.users(room);

@@ -17,6 +17,8 @@ import { eventually } from "./helpers/eventually.ts";
 import { FakeClock, FakeScheduler, FakeSocket, type Frame, settle } from "./helpers/fakes.ts";
 
 const WINDOW_MS = 1000;
+/** A window is up to a half longer at random. */
+const LONGEST_FIRST_WINDOW_MS = 1.5 * WINDOW_MS;
 
 /** PresenceNotices on fake time, and what it sent as `room event users…`. */
 function notices(presenceWindowMs = WINDOW_MS) {
@@ -25,7 +27,9 @@ function notices(presenceWindowMs = WINDOW_MS) {
   const sent: string[] = [];
   const send = (room: string, b: PresenceBatch) =>
     sent.push(`${room} ${b.event} ${b.users.join(" ")}`);
-  return { scheduler, sent, notices: new PresenceNotices({ scheduler, presenceWindowMs, send }) };
+  const random = () => 0; // windows of their exact length; a step of its own tests the random part
+  const n = new PresenceNotices({ scheduler, presenceWindowMs, send, random });
+  return { scheduler, sent, notices: n };
 }
 
 Deno.test("PresenceNotices sends the first at once and the rest at the window's end", async (t) => {
@@ -43,7 +47,7 @@ Deno.test("PresenceNotices sends the first at once and the rest at the window's 
     scheduler.advance(1);
     assert.deepEqual(sent.slice(2), ["lobby leave dee", "lobby join bob cy"]);
   });
-  await t.step("a window that sent something opens the next; an empty one ends", () => {
+  await t.step("a window that sent something opens one twice as long; an empty one ends", () => {
     const { scheduler, sent, notices: n } = notices();
     n.add("lobby", "join", "ann");
     n.add("lobby", "join", "bob");
@@ -55,11 +59,23 @@ Deno.test("PresenceNotices sends the first at once and the rest at the window's 
       "cy waits: bob's notice just went",
     );
     scheduler.advance(WINDOW_MS);
-    assert.deepEqual(sent.at(-1), "lobby join cy");
+    assert.equal(sent.length, 2, "the second window is twice as long");
     scheduler.advance(WINDOW_MS);
+    assert.deepEqual(sent.at(-1), "lobby join cy");
+    scheduler.advance(4 * WINDOW_MS);
     assert.equal(scheduler.pending, 0, "a quiet room keeps no timer");
     n.add("lobby", "join", "dee");
-    assert.deepEqual(sent.at(-1), "lobby join dee");
+    assert.deepEqual(sent.at(-1), "lobby join dee", "after a quiet window: at once again");
+    n.stop();
+  });
+  await t.step("a steady stream of joins gets a notice per window, growing to 8 windows", () => {
+    const { scheduler, sent, notices: n } = notices();
+    for (let ms = 0; ms < 40 * WINDOW_MS; ms += 100) {
+      n.add("lobby", "join", `u${ms}`);
+      scheduler.advance(100);
+    }
+    // At once, then at 1, 3, 7 and 15 s (windows of 1, 2, 4 and 8 s), then every 8 s: 23, 31, 39.
+    assert.equal(sent.length, 8);
     n.stop();
   });
 });
@@ -89,6 +105,20 @@ Deno.test("PresenceNotices cancels a leave and a rejoin, flushes on demand, can 
     assert.equal(scheduler.pending, 0, "stop clears the timers");
     scheduler.advance(WINDOW_MS);
     assert.equal(sent.length, 2, "nothing after stop");
+  });
+  await t.step("each window is up to a half longer at random", () => {
+    const clock = new FakeClock();
+    const scheduler = new FakeScheduler(clock);
+    const sent: string[] = [];
+    const send = (_: string, b: PresenceBatch) => sent.push(b.users.join(" "));
+    const n = new PresenceNotices({ scheduler, presenceWindowMs: 1000, send, random: () => 0.9 });
+    n.add("lobby", "join", "ann");
+    n.add("lobby", "join", "bob");
+    scheduler.advance(1449);
+    assert.deepEqual(sent, ["ann"]);
+    scheduler.advance(1);
+    assert.deepEqual(sent, ["ann", "bob"]);
+    n.stop();
   });
   await t.step("a window of 0 sends each notice at once and keeps no timer", () => {
     const { scheduler, sent, notices: n } = notices(0);
@@ -130,7 +160,7 @@ Deno.test("ten joins within the window reach a member as two frames", async () =
   await using h = harness();
   const first = await h.open("u0");
   for (let i = 1; i < 10; i++) await h.open(`u${i}`);
-  h.scheduler.advance(WINDOW_MS);
+  h.scheduler.advance(LONGEST_FIRST_WINDOW_MS);
   await settle();
   const got = presence(first.socket);
   assert.deepEqual(got.map((f) => [f.user, f.users]), [
@@ -156,7 +186,7 @@ Deno.test("a waiting join is announced before the joiner's first message or rena
     ]);
   });
   await t.step("rename", async () => {
-    h.scheduler.advance(WINDOW_MS);
+    h.scheduler.advance(2 * LONGEST_FIRST_WINDOW_MS);
     const cy = await h.open("cy");
     await h.open("dee");
     cy.conn.receive(JSON.stringify({ type: "rename", name: "cyril" }));

@@ -26,7 +26,8 @@ async function roomWith(count: number, size: number, options: ConnectionManagerO
   }
   await settle();
   // The writer's join notice window ends: the room is quiet, the next join is announced at once.
-  scheduler.advance(DEFAULT_PRESENCE_NOTICES.presenceWindowMs);
+  // (up to a half longer at random)
+  scheduler.advance(1.5 * DEFAULT_PRESENCE_NOTICES.presenceWindowMs);
   return { manager, clock, scheduler, [Symbol.asyncDispose]: () => manager[Symbol.asyncDispose]() };
 }
 
