@@ -4,8 +4,8 @@
  * end, one frame for the joins and one for the leaves. A room of 100 that
  * 100 people enter in a second then costs each member one or two frames, not
  * one per arrival; a leave and a rejoin of the same user within the window
- * (a reload, a reconnect storm) cancel out and cost nothing. While notices
- * keep coming the window doubles, up to {@linkcode MAX_WINDOW_FACTOR} times
+ * (a reload, a reconnect storm) cancel out and cost nothing. While several
+ * come in each window, the next one doubles, up to {@linkcode MAX_WINDOW_FACTOR} times
  * its setting, so a room that thousands enter (a restart) gets a handful of
  * notices; a window that ends with nothing to send ends the burst. Each
  * window is up to a half longer at random, so rooms that filled together
@@ -118,8 +118,10 @@ export class PresenceNotices {
     this.#windows.delete(room);
     if (window.pending.size === 0) return;
     this.#send(room, window);
+    // Several people in one window is a burst: the next window is longer. One is a chat's pace.
     const longest = this.#o.presenceWindowMs * MAX_WINDOW_FACTOR;
-    this.#open(room, Math.min(window.span * 2, longest));
+    const burst = window.pending.size > 1;
+    this.#open(room, burst ? Math.min(window.span * 2, longest) : this.#o.presenceWindowMs);
   }
 
   #send(room: string, window: RoomWindow): void {

@@ -47,25 +47,29 @@ Deno.test("PresenceNotices sends the first at once and the rest at the window's 
     scheduler.advance(1);
     assert.deepEqual(sent.slice(2), ["lobby leave dee", "lobby join bob cy"]);
   });
-  await t.step("a window that sent something opens one twice as long; an empty one ends", () => {
+  await t.step("a window of several opens one twice as long; of one, one as long", () => {
     const { scheduler, sent, notices: n } = notices();
     n.add("lobby", "join", "ann");
     n.add("lobby", "join", "bob");
-    scheduler.advance(WINDOW_MS);
     n.add("lobby", "join", "cy");
+    scheduler.advance(WINDOW_MS);
+    n.add("lobby", "join", "dee");
     assert.deepEqual(
       sent,
-      ["lobby join ann", "lobby join bob"],
-      "cy waits: bob's notice just went",
+      ["lobby join ann", "lobby join bob cy"],
+      "dee waits: a notice just went",
     );
     scheduler.advance(WINDOW_MS);
-    assert.equal(sent.length, 2, "the second window is twice as long");
+    assert.equal(sent.length, 2, "after a window of two people, one twice as long");
     scheduler.advance(WINDOW_MS);
-    assert.deepEqual(sent.at(-1), "lobby join cy");
-    scheduler.advance(4 * WINDOW_MS);
+    assert.deepEqual(sent.at(-1), "lobby join dee");
+    n.add("lobby", "join", "eve");
+    scheduler.advance(WINDOW_MS);
+    assert.deepEqual(sent.at(-1), "lobby join eve", "after a window of one, one as long");
+    scheduler.advance(WINDOW_MS);
     assert.equal(scheduler.pending, 0, "a quiet room keeps no timer");
-    n.add("lobby", "join", "dee");
-    assert.deepEqual(sent.at(-1), "lobby join dee", "after a quiet window: at once again");
+    n.add("lobby", "join", "fay");
+    assert.deepEqual(sent.at(-1), "lobby join fay", "after a quiet window: at once again");
     n.stop();
   });
   await t.step("a steady stream of joins gets a notice per window, growing to 8 windows", () => {
