@@ -162,20 +162,19 @@ export class Registry {
 
   /** Unique users in a room, in order of arrival. */
   users(room: string): string[] {
-    const members = this.rooms.get(room);
-    if (members === undefined) return [];
-    const names = new Set<string>();
-    for (const c of members) names.add(c.username);
-    return [...names];
+    return [...this.#names(room)];
   }
 
   /** How many unique users a room has here: `users(room).length` without the list. */
   userCount(room: string): number {
-    const members = this.rooms.get(room);
-    if (members === undefined) return 0;
+    return this.#names(room).size;
+  }
+
+  /** The names of a room's members, once each (a user's tabs share one), in order of arrival. */
+  #names(room: string): Set<string> {
     const names = new Set<string>();
-    for (const c of members) names.add(c.username);
-    return names.size;
+    for (const c of this.rooms.get(room) ?? []) names.add(c.username);
+    return names;
   }
 
   /** The local users of a room, then those of `everywhere` not among them. */
