@@ -214,7 +214,7 @@ export class ChatClient {
 
   /** Leaves a room; the `left` event follows. False when not connected. */
   leave(room: string): boolean {
-    return this.#write({ type: "leave", room });
+    return this.#write({ type: "leave", room, cid: this.#cid() });
   }
 
   /** Renames this user; resolves with the new name as the server spells it. */
@@ -245,7 +245,7 @@ export class ChatClient {
    * `private` events with `replayed`, each once. False when not connected.
    */
   conversation(other: string): boolean {
-    return this.#write({ type: "conversation", with: other });
+    return this.#write({ type: "conversation", with: other, cid: this.#cid() });
   }
 
   /**
@@ -295,7 +295,7 @@ export class ChatClient {
    * when not connected.
    */
   listConversations(): boolean {
-    return this.#write({ type: "conversations" });
+    return this.#write({ type: "conversations", cid: this.#cid() });
   }
 
   /**
@@ -318,6 +318,7 @@ export class ChatClient {
       type: "users",
       room: room ?? this.#rooms.first,
       ...(offset ? { offset } : {}),
+      cid: this.#cid(),
     });
   }
 
@@ -469,6 +470,11 @@ export class ChatClient {
   #onError(frame: ErrorFrame): void {
     if (this.#outbox.rateLimited(frame)) return;
     const { cid } = frame;
+    const paceOnly = frame.code === "rate_limited";
+    if (paceOnly && cid !== undefined && this.#reads.rateLimited(cid)) return;
+    // Frames the person asked for carry a cid; one without is the client's own (a pong, a
+    // heartbeat, a typing notice): refused for its pace, nothing the person wrote is lost.
+    if (paceOnly && cid === undefined) return;
     if (cid !== undefined) {
       const fate = { status: "refused" as const, code: frame.code, reason: frame.message };
       if (this.#outbox.settle(cid, fate)) return;

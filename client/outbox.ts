@@ -116,13 +116,18 @@ export class Outbox {
     this.#queue.clear(which);
   }
 
-  /** Takes a `rate_limited` error: true when its message will go again after a wait. */
+  /**
+   * Takes a `rate_limited` error. Frames spaced out here can reach the
+   * server together (a stalled network lets them go at once), so its
+   * bucket may be emptier than the pacer's: the pacer empties too. True
+   * when the frame was a message: it goes again after a wait.
+   */
   rateLimited(frame: ErrorFrame): boolean {
-    if (frame.cid === undefined || frame.code !== "rate_limited") return false;
-    const retries = this.#queue.retry(frame.cid);
+    if (frame.code !== "rate_limited") return false;
+    this.#pacer.drain(this.#timers.now());
+    const retries = frame.cid === undefined ? -1 : this.#queue.retry(frame.cid);
     if (retries <= 0) return false;
     // Refused for its pace: wait, longer each time, then send it again, the others behind it.
-    this.#pacer.drain(this.#timers.now());
     this.pump(Math.min(RETRY_MAX_MS, 1000 * retries));
     return true;
   }

@@ -45,6 +45,9 @@ export class ReadState {
   #due = new Map<string, object>();
   #timer = new Map<string, unknown>();
   #sentAt = new Map<string, number>();
+  /** The last frame sent per target, by its cid: the one a `rate_limited` may name. */
+  #sent = new Map<string, { cid: string; frame: object }>();
+  #seq = 0;
 
   /**
    * Read state that writes its frames with `write`: false when it sent
@@ -109,6 +112,25 @@ export class ReadState {
     }
   }
 
+  /**
+   * Takes a `rate_limited` answer to the frame of `cid`: frames spaced out
+   * by the client can reach the server together. The position goes again
+   * an interval later unless a newer one waits. False when no frame of
+   * this state's has that cid.
+   */
+  rateLimited(cid: string): boolean {
+    for (const [key, sent] of this.#sent) {
+      if (sent.cid !== cid) continue;
+      this.#sent.delete(key);
+      if (!this.#due.has(key)) this.#due.set(key, sent.frame);
+      if (!this.#timer.has(key)) {
+        this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
+      }
+      return true;
+    }
+    return false;
+  }
+
   /** Cancels the paced frames' timers. */
   dispose(): void {
     for (const timer of this.#timer.values()) this.#timers.clearTimeout(timer);
@@ -119,12 +141,14 @@ export class ReadState {
     this.#timer.delete(key);
     const frame = this.#due.get(key);
     if (frame === undefined) return;
-    if (!this.#write(frame)) {
+    const cid = `read-${++this.#seq}`;
+    if (!this.#write({ ...frame, cid })) {
       // Not connected, or the rate limit's tokens are spent on messages: again an interval later.
       this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
       return;
     }
     this.#due.delete(key);
+    this.#sent.set(key, { cid, frame });
     this.#sentAt.set(key, this.#timers.now());
   }
 

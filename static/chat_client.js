@@ -1181,12 +1181,17 @@ var Outbox = class {
   clear(which) {
     this.#queue.clear(which);
   }
-  /** Takes a `rate_limited` error: true when its message will go again after a wait. */
+  /**
+   * Takes a `rate_limited` error. Frames spaced out here can reach the
+   * server together (a stalled network lets them go at once), so its
+   * bucket may be emptier than the pacer's: the pacer empties too. True
+   * when the frame was a message: it goes again after a wait.
+   */
   rateLimited(frame) {
-    if (frame.cid === void 0 || frame.code !== "rate_limited") return false;
-    const retries = this.#queue.retry(frame.cid);
-    if (retries <= 0) return false;
+    if (frame.code !== "rate_limited") return false;
     this.#pacer.drain(this.#timers.now());
+    const retries = frame.cid === void 0 ? -1 : this.#queue.retry(frame.cid);
+    if (retries <= 0) return false;
     this.pump(Math.min(RETRY_MAX_MS, 1e3 * retries));
     return true;
   }
@@ -1371,6 +1376,9 @@ var ReadState = class {
   #due = /* @__PURE__ */ new Map();
   #timer = /* @__PURE__ */ new Map();
   #sentAt = /* @__PURE__ */ new Map();
+  /** The last frame sent per target, by its cid: the one a `rate_limited` may name. */
+  #sent = /* @__PURE__ */ new Map();
+  #seq = 0;
   /**
    * Read state that writes its frames with `write`: false when it sent
    * nothing (not connected, or no token of the rate limit left).
@@ -1448,6 +1456,24 @@ var ReadState = class {
       this.#send(key);
     }
   }
+  /**
+   * Takes a `rate_limited` answer to the frame of `cid`: frames spaced out
+   * by the client can reach the server together. The position goes again
+   * an interval later unless a newer one waits. False when no frame of
+   * this state's has that cid.
+   */
+  rateLimited(cid) {
+    for (const [key, sent] of this.#sent) {
+      if (sent.cid !== cid) continue;
+      this.#sent.delete(key);
+      if (!this.#due.has(key)) this.#due.set(key, sent.frame);
+      if (!this.#timer.has(key)) {
+        this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
+      }
+      return true;
+    }
+    return false;
+  }
   /** Cancels the paced frames' timers. */
   dispose() {
     for (const timer of this.#timer.values()) this.#timers.clearTimeout(timer);
@@ -1457,11 +1483,19 @@ var ReadState = class {
     this.#timer.delete(key);
     const frame = this.#due.get(key);
     if (frame === void 0) return;
-    if (!this.#write(frame)) {
+    const cid = `read-${++this.#seq}`;
+    if (!this.#write({
+      ...frame,
+      cid
+    })) {
       this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
       return;
     }
     this.#due.delete(key);
+    this.#sent.set(key, {
+      cid,
+      frame
+    });
     this.#sentAt.set(key, this.#timers.now());
   }
   #set(map, key, position) {
@@ -1954,7 +1988,8 @@ var ChatClient = class {
   leave(room) {
     return this.#write({
       type: "leave",
-      room
+      room,
+      cid: this.#cid()
     });
   }
   /** Renames this user; resolves with the new name as the server spells it. */
@@ -1998,7 +2033,8 @@ var ChatClient = class {
   conversation(other) {
     return this.#write({
       type: "conversation",
-      with: other
+      with: other,
+      cid: this.#cid()
     });
   }
   /**
@@ -2061,7 +2097,8 @@ var ChatClient = class {
    */
   listConversations() {
     return this.#write({
-      type: "conversations"
+      type: "conversations",
+      cid: this.#cid()
     });
   }
   /**
@@ -2084,7 +2121,8 @@ var ChatClient = class {
       room: room ?? this.#rooms.first,
       ...offset ? {
         offset
-      } : {}
+      } : {},
+      cid: this.#cid()
     });
   }
   // -------------------------------------------------------------------------
@@ -2238,6 +2276,9 @@ var ChatClient = class {
   #onError(frame) {
     if (this.#outbox.rateLimited(frame)) return;
     const { cid } = frame;
+    const paceOnly = frame.code === "rate_limited";
+    if (paceOnly && cid !== void 0 && this.#reads.rateLimited(cid)) return;
+    if (paceOnly && cid === void 0) return;
     if (cid !== void 0) {
       const fate = {
         status: "refused",

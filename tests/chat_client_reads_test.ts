@@ -5,7 +5,7 @@ import { startServer, type TestServer } from "./helpers/app_server.ts";
 import { eventually } from "./helpers/eventually.ts";
 import { FakeClock, FakeScheduler } from "./helpers/fakes.ts";
 
-/** A ReadState on a fake clock, writing into `written` while `connected`. */
+/** A ReadState on a fake clock, writing into `written` (their cids into `cids`) while `connected`. */
 function readState() {
   const clock = new FakeClock();
   const scheduler = new FakeScheduler(clock);
@@ -16,12 +16,16 @@ function readState() {
     random: () => 0.5,
   };
   const written: object[] = [];
+  const cids: string[] = [];
   const link = { connected: true };
-  const state = new ReadState({
-    timers,
-    write: (frame) => link.connected && written.push(frame) > 0,
-  });
-  return { state, scheduler, written, link };
+  const write = (frame: object) => {
+    if (!link.connected) return false;
+    const { cid, ...rest } = frame as { cid: string };
+    cids.push(cid);
+    return written.push(rest) > 0;
+  };
+  const state = new ReadState({ timers, write });
+  return { state, scheduler, written, cids, link };
 }
 
 Deno.test("ReadState sends one read per interval per target, the latest, and never backwards", async (t) => {
@@ -78,6 +82,23 @@ Deno.test("ReadState sends one read per interval per target, the latest, and nev
     scheduler.advance(READ_INTERVAL_MS * 3);
     assert.equal(written.length, 1, "sent once");
   });
+  await t.step(
+    "refused for its pace: sent again an interval later, or the newer one instead",
+    () => {
+      const { state, scheduler, written, cids } = readState();
+      state.mark({ room: "lobby" }, { id: 2, epoch: "e" });
+      assert.equal(state.rateLimited("r1"), false, "not a cid of its frames");
+      assert.equal(state.rateLimited(cids[0]!), true);
+      assert.equal(state.rateLimited(cids[0]!), false, "taken once");
+      scheduler.advance(READ_INTERVAL_MS);
+      assert.deepEqual(written.at(-1), { type: "read", room: "lobby", id: 2, epoch: "e" });
+      assert.notEqual(cids[1], cids[0], "each sending has its own cid");
+      state.mark({ room: "lobby" }, { id: 3, epoch: "e" });
+      assert.equal(state.rateLimited(cids[1]!), true);
+      scheduler.advance(READ_INTERVAL_MS * 3);
+      assert.deepEqual(written.slice(2), [{ type: "read", room: "lobby", id: 3, epoch: "e" }]);
+    },
+  );
   await t.step("receipts are kept per person", () => {
     const { state } = readState();
     assert.equal(state.receive({ type: "seen", with: "uB", id: 4, epoch: "e" }), true);
