@@ -115,7 +115,10 @@ export interface PublisherOptions {
   roomPresenceLimit: number;
   /** See {@linkcode DEFAULT_PRESENCE_NOTICES}. */
   presenceWindowMs: number;
-  /** A room's users on every process as last read; undefined when not known. */
+  /**
+   * A room's users on every process as last read, for the notices' limit;
+   * absent on an engine of one process, whose rooms are all here.
+   */
   roomSize?: (room: string) => number | undefined;
 }
 
@@ -226,10 +229,11 @@ export class Publisher {
     // Counted with the member who leaves: a room is big while it has more than the limit.
     const here = stay + (event === "leave" ? 1 : 0);
     // Each process counts the whole room: fifty processes of 99 members are a room of 4,950.
-    const everywhere = this.#o.roomSize === undefined ? 0 : this.#o.roomSize(room);
-    if (Math.max(here, everywhere ?? 0) > this.#o.roomPresenceLimit) return;
-    // The last one out tells nobody: no member is left here, nor anywhere else when that is known.
-    if (stay === 0 && everywhere === 0) return;
+    const everywhere = this.#o.roomSize?.(room) ?? 0;
+    if (Math.max(here, everywhere) > this.#o.roomPresenceLimit) return;
+    // The last one out of a single process's room tells nobody. With several processes the
+    // room's users are read now and then: someone may have come in elsewhere since.
+    if (stay === 0 && this.#o.roomSize === undefined) return;
     this.#notices.add(room, event, user);
   }
 

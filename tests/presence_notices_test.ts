@@ -137,3 +137,22 @@ Deno.test("join and leave notices reach the room's members on another process", 
     });
   }
 });
+
+Deno.test("a leave reaches a member who came in on another process after the leaver", async (t) => {
+  // The leaver's process read the room's users when it came in, alone: a member who joined
+  // elsewhere since is not in that list, and is still told.
+  for (const name of ["kv", "redis"] as const) {
+    await t.step(name, async () => {
+      await using store = await engineEnv(name);
+      await using a = await startServer({ ...store.env, ...FAST });
+      await using b = await startServer({ ...store.env, ...FAST });
+      const { client: bobby } = await join(b, "Bobby");
+      await using _bobby = bobby;
+      const { client: alice } = await join(a, "Alice");
+      await using _alice = alice;
+      await bobby.next(notice("join", "Alice"));
+      await bobby.close();
+      await alice.next(notice("leave", "Bobby"), 5_000);
+    });
+  }
+});

@@ -244,6 +244,7 @@ export class TestClient implements AsyncDisposable {
   }
 
   #tail(): string {
-    return this.texts.slice(-5).join(" | ").slice(0, 500);
+    // Each cut short, so that a long welcome does not hide the frames after it.
+    return this.texts.slice(-6).map((text) => text.slice(0, 160)).join(" | ");
   }
 }
