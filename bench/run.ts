@@ -42,6 +42,7 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       warmupS: 0.3,
       idleConnections: 5000,
       slowRepeats: 1,
+      churnRepeats: 1,
       pacedLoad: 0.5,
       pacedClients: [64],
       maxOtherCpu: 0.15,
@@ -61,6 +62,7 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
       warmupS: 0.5,
       idleConnections: 5000,
       slowRepeats: 3,
+      churnRepeats: 9,
       pacedLoad: 0.5,
       pacedClients: [16, 64, 256],
       maxOtherCpu: 0.15,
@@ -72,7 +74,9 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
   const runs = arg("runs");
   if (runs !== undefined) options.runs = Number(runs);
   const repeats = arg("repeats");
-  if (repeats !== undefined) options.repeats = options.slowRepeats = Number(repeats);
+  if (repeats !== undefined) {
+    options.repeats = options.slowRepeats = options.churnRepeats = Number(repeats);
+  }
   const seconds = arg("seconds");
   if (seconds !== undefined) options.seconds = Number(seconds);
   const only = arg("only");
@@ -316,8 +320,9 @@ if (import.meta.main && Deno.args.some((a) => a.startsWith("--targets-of="))) {
     }`,
     `- Servers ${options.pin ? "pinned to CPU 0, load generators to CPU 1" : "not pinned"}; ` +
     `throughput and paced scenarios: ${options.repeats} pairs of alternating ${options.seconds} s windows ` +
-    `over ${options.runs} fresh pairs of servers running side by side; idle, churn and engines: ` +
-    `${options.slowRepeats} pairs of fresh servers. Cells are median (min–max); ratios are the median ` +
+    `over ${options.runs} fresh pairs of servers running side by side; churn: ${options.churnRepeats}, ` +
+    `idle, engines and scale: ${options.slowRepeats} pairs of fresh servers. Cells are median ` +
+    "(min–max); ratios are the median " +
     "of the pairs' ratios. " +
     "A target's verdict is ✓ or ✗ when the median's whole interval (order statistics, about 80 % or more) " +
     "agrees, otherwise inconclusive.",

@@ -37,8 +37,13 @@ export interface SuiteOptions {
   warmupS: number;
   /** Idle connections. */
   idleConnections: number;
-  /** Pairs of the idle, churn and engine scenarios. */
+  /** Pairs of the idle, engine and scale scenarios. */
   slowRepeats: number;
+  /**
+   * Pairs of the churn scenario: a pair takes seconds and varies by a tenth,
+   * so it gets enough pairs for an interval narrower than min–max.
+   */
+  churnRepeats: number;
   /** Paced rate as a share of the baseline's closed-loop deliveries/s. */
   pacedLoad: number;
   /** Clients of the paced scenarios. */
@@ -376,7 +381,7 @@ async function churn(options: SuiteOptions, sections: Section[]): Promise<void> 
   if (!wanted(options, "churn")) return;
   const workers = 16;
   options.log(`Connection churn, ${workers} clients in parallel`);
-  const result = await pairs(options, "churn", options.slowRepeats, (kind) => ({
+  const result = await pairs(options, "churn", options.churnRepeats, (kind) => ({
     kind,
     load: { mode: "churn", clients: workers },
     seconds: options.seconds,
