@@ -73,10 +73,8 @@ export function suiteOptions(args: readonly string[]): SuiteOptions {
     };
   const runs = arg("runs");
   if (runs !== undefined) options.runs = Number(runs);
-  const repeats = arg("repeats");
-  if (repeats !== undefined) {
-    options.repeats = options.slowRepeats = options.churnRepeats = Number(repeats);
-  }
+  const repeats = Number(arg("repeats") ?? NaN);
+  if (repeats > 0) options.repeats = options.slowRepeats = options.churnRepeats = repeats;
   const seconds = arg("seconds");
   if (seconds !== undefined) options.seconds = Number(seconds);
   const only = arg("only");
