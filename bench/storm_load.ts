@@ -128,6 +128,11 @@ class Storm {
     this.#seq = new Array(config.rooms).fill(0);
   }
 
+  /** Whether every sender heard back of every message it sent (or some are lost on its socket). */
+  sendersHeardBack(): boolean {
+    return this.senders.every((s, room) => s.seqs.size >= this.#seq[room]!);
+  }
+
   #url(peer: Peer): string {
     const params = new URLSearchParams({ room: peer.room, batch: "1", heartbeat: "1" });
     if (peer.lastId > 0) {
@@ -390,6 +395,9 @@ async function finish(storm: Storm, stopPublishing: () => void): Promise<void> {
   await until(() => storm.allBack(), storm.config.maxWaitMs ?? 60_000);
   await sleep(storm.config.afterMs ?? 1000);
   stopPublishing();
+  // A message is stored before its sender hears of it: until then it is not among those every
+  // client must have, and a client checked now would not be waited for.
+  await until(() => storm.sendersHeardBack(), 2_000);
   // The last messages reach every client (or never will).
   await until(() => delivered(storm), 10_000);
   storm.stopping = true;
