@@ -335,7 +335,7 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
       // Replay what was missed without a second join notice.
       return c.parts.replay.replay(client, room, since, false);
     }
-    const users = c.parts.registry.users(room);
+    const users = c.parts.registry.usersPage(room, c.parts.roomPresenceLimit);
     const epoch = c.parts.replay.epoch;
     const { username } = client;
     return c.parts.outbox.send(

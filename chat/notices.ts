@@ -18,19 +18,37 @@ function others(count: number): string {
   return count === 1 ? "1 other" : `${count} others`;
 }
 
-/** How many of `users` are someone other than `username`. */
-function othersIn(users: readonly string[], username: string): number {
-  return users.filter((user) => user !== username).length;
+/**
+ * How many of a room's `count` users are someone other than `username`;
+ * `users` lists them all, or the first of them in a room `username` is in.
+ */
+function othersIn(users: readonly string[], username: string, count: number): number {
+  const listed = users.filter((user) => user !== username).length;
+  if (count === users.length) return listed;
+  // `username` is on the page, or among the rest.
+  return listed + (count - users.length) - (listed === users.length ? 1 : 0);
 }
 
-/** A `welcome`'s sentence: who you are, where, and with how many. */
-export function welcomeText(username: string, room: string, users: readonly string[]): string {
-  return `Welcome, ${username}! You are in ${room} with ${others(othersIn(users, username))}.`;
+/**
+ * A `welcome`'s sentence: who you are, where, and with how many. `users`
+ * may be the first page of the room's `count` users.
+ */
+export function welcomeText(
+  username: string,
+  room: string,
+  users: { users: readonly string[]; count: number },
+): string {
+  const n = othersIn(users.users, username, users.count);
+  return `Welcome, ${username}! You are in ${room} with ${others(n)}.`;
 }
 
-/** A `joined` frame's sentence, for a join or a resume. */
-export function joinedText(username: string, room: string, users: readonly string[]): string {
-  return `You are in ${room} with ${others(othersIn(users, username))}.`;
+/** A `joined` frame's sentence, for a join or a resume; `users` as in {@linkcode welcomeText}. */
+export function joinedText(
+  username: string,
+  room: string,
+  users: { users: readonly string[]; count: number },
+): string {
+  return `You are in ${room} with ${others(othersIn(users.users, username, users.count))}.`;
 }
 
 /** A `history` frame's sentence. */

@@ -23,6 +23,14 @@ export interface RoomInfo {
   connected_count: number;
 }
 
+/** The first users of a room, or all of them, and how many it has. */
+export interface UsersPage {
+  /** Unique users in order of arrival: the first ones, or all. */
+  users: string[];
+  /** How many unique users the room has. */
+  count: number;
+}
+
 /** The connections, names and rooms of one manager. */
 export class Registry {
   #broker: Broker;
@@ -35,6 +43,8 @@ export class Registry {
   readonly byName = new Map<string, Client[]>();
   /** The local members of each room. */
   readonly rooms = new Map<string, Set<Client>>();
+  /** The unique users of each room: a join to a room of 5,000 does not count them. */
+  #userCounts = new Map<string, number>();
   /** Open connections by remote address; addresses with none are deleted. */
   #perAddress = new Map<string, number>();
   #anonymous = 0;
@@ -91,6 +101,7 @@ export class Registry {
 
   /** Gives the client a name, releasing its old one. */
   setName(client: Client, name: string): void {
+    this.#countRooms(client, -1);
     this.releaseName(client);
     client.key = nameKey(name);
     const holders = this.byName.get(client.key);
@@ -98,12 +109,24 @@ export class Registry {
     client.username = holders?.[0]?.username ?? name;
     if (holders !== undefined) {
       holders.push(client);
-      return;
+    } else {
+      // A literal of one: a push onto [] would reserve room for 17.
+      this.byName.set(client.key, [client]);
+      this.#broker.subscribe(userChannel(client.key));
+      this.#presence?.connect(name, client.userId);
     }
-    // A literal of one: a push onto [] would reserve room for 17.
-    this.byName.set(client.key, [client]);
-    this.#broker.subscribe(userChannel(client.key));
-    this.#presence?.connect(name, client.userId);
+    this.#countRooms(client, 1);
+  }
+
+  /** Counts the client's name in or out of each of its rooms where no other tab of it is. */
+  #countRooms(client: Client, by: 1 | -1): void {
+    for (const room of client.rooms) {
+      if (!this.#otherTabIn(client, room)) this.#count(room, by);
+    }
+  }
+
+  #count(room: string, by: 1 | -1): void {
+    this.#userCounts.set(room, (this.#userCounts.get(room) ?? 0) + by);
   }
 
   /** Gives up the client's name; the last holder stops following its user channel. */
@@ -128,10 +151,14 @@ export class Registry {
       this.#broker.subscribe(room);
     }
     const firstTab = !this.#otherTabIn(client, room);
+    const added = !members.has(client);
     members.add(client);
     // Exact length, unlike a push: most connections stay in one room.
     client.rooms = client.rooms.concat(room);
-    if (firstTab) this.#presence?.join(room, client.username);
+    if (firstTab) {
+      if (added) this.#count(room, 1);
+      this.#presence?.join(room, client.username);
+    }
     return firstTab;
   }
 
@@ -142,13 +169,17 @@ export class Registry {
     if (at >= 0) client.rooms = client.rooms.toSpliced(at, 1);
     client.replaying?.delete(room);
     if (members === undefined) return false;
-    members.delete(client);
+    const was = members.delete(client);
     if (members.size === 0) {
       this.rooms.delete(room);
+      this.#userCounts.delete(room);
       this.#broker.unsubscribe(room);
     }
     const lastTab = !this.#otherTabIn(client, room);
-    if (lastTab) this.#presence?.leave(room, client.username);
+    if (lastTab) {
+      if (was && members.size > 0) this.#count(room, -1);
+      this.#presence?.leave(room, client.username);
+    }
     return lastTab;
   }
 
@@ -165,15 +196,23 @@ export class Registry {
     return [...this.#names(room)];
   }
 
-  /** How many unique users a room has here: `users(room).length` without the list. */
+  /** How many unique users a room has here: `users(room).length`, kept as they come and go. */
   userCount(room: string): number {
-    return this.#names(room).size;
+    return this.#userCounts.get(room) ?? 0;
+  }
+
+  /** The first `limit` of `users(room)` and how many there are: a big room's without listing everyone. */
+  usersPage(room: string, limit: number): UsersPage {
+    return { users: [...this.#names(room, limit)], count: this.userCount(room) };
   }
 
   /** The names of a room's members, once each (a user's tabs share one), in order of arrival. */
-  #names(room: string): Set<string> {
+  #names(room: string, limit = Infinity): Set<string> {
     const names = new Set<string>();
-    for (const c of this.rooms.get(room) ?? []) names.add(c.username);
+    for (const c of this.rooms.get(room) ?? []) {
+      if (names.size >= limit) break;
+      names.add(c.username);
+    }
     return names;
   }
 

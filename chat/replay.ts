@@ -29,7 +29,7 @@ import {
   type WelcomeFrame,
 } from "./protocol.ts";
 import { type Publisher, stampedTexts, stampId } from "./publisher.ts";
-import type { Registry } from "./registry.ts";
+import type { Registry, UsersPage } from "./registry.ts";
 
 /** Replay's defaults, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_REPLAY: Readonly<{ historyOnJoin: number; replayMaxBytes: number }> = Object
@@ -151,8 +151,9 @@ function spliceHistory(
  * the first `limit` of the room's `users` and counting them all.
  */
 export function joinedFrame(
-  f: Omit<JoinedFrame, "type" | "history" | "sender" | "message" | "user_count"> & {
+  f: Omit<JoinedFrame, "type" | "history" | "sender" | "message" | "users" | "user_count"> & {
     username: string;
+    users: UsersPage;
     limit: number;
   },
 ): JoinedFrame {
@@ -160,8 +161,8 @@ export function joinedFrame(
   return {
     type: "joined",
     room,
-    users: users.length > limit ? users.slice(0, limit) : users,
-    user_count: users.length,
+    users: users.users.length > limit ? users.users.slice(0, limit) : users.users,
+    user_count: users.count,
     history: [],
     recovered,
     epoch,
@@ -391,9 +392,12 @@ export class Replay {
     const { client, room, since } = p;
     p.started = true;
     const registry = this.#o.registry;
-    const users = everywhere === undefined
-      ? registry.users(room)
-      : registry.usersWith(room, everywhere);
+    let users: UsersPage;
+    if (everywhere === undefined) users = registry.usersPage(room, this.#o.roomPresenceLimit);
+    else {
+      const all = registry.usersWith(room, everywhere);
+      users = { users: all, count: all.length };
+    }
     const recovered = since === undefined ? true : since !== STALE_SINCE && p.complete;
     const epoch = this.#o.engine.epoch;
     const frame: WelcomeFrame | JoinedFrame = p.welcome
@@ -425,7 +429,7 @@ export class Replay {
 
   #welcome(
     client: Client,
-    f: { room: string; users: string[]; recovered: boolean; more: boolean },
+    f: { room: string; users: UsersPage; recovered: boolean; more: boolean },
   ): WelcomeFrame {
     const w = this.#o;
     return {
@@ -433,8 +437,10 @@ export class Replay {
       id: client.id,
       username: client.username,
       room: f.room,
-      users: f.users.length > w.roomPresenceLimit ? f.users.slice(0, w.roomPresenceLimit) : f.users,
-      user_count: f.users.length,
+      users: f.users.users.length > w.roomPresenceLimit
+        ? f.users.users.slice(0, w.roomPresenceLimit)
+        : f.users.users,
+      user_count: f.users.count,
       heartbeat: client.heartbeat
         ? { interval_ms: w.heartbeatIntervalMs, timeout_ms: w.heartbeatTimeoutMs }
         : null,

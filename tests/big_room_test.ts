@@ -35,6 +35,9 @@ Deno.test("a room above ROOM_PRESENCE_LIMIT announces no joins or leaves and pag
     await t.step("the welcome lists the first names and counts them all", () => {
       assert.deepEqual(welcome.users, ["u1", "u2", "u3"]);
       assert.equal(welcome.user_count, 4);
+      // u4 is not on the page, and not one of the others.
+      assert.equal(welcome.message, "Welcome, u4! You are in big with 3 others.");
+      assert.equal(first.welcome.message, "Welcome, u1! You are in big with nobody else.");
     });
     await t.step("users comes in pages", async () => {
       fourth.sendJson({ type: "users" });
