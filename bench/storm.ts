@@ -10,7 +10,7 @@
  */
 
 import { startRedis } from "../tools/redis_server.ts";
-import { cpuSeconds, startLoad, startServer } from "./processes.ts";
+import { cpuSeconds, type ServerProcess, startLoad, startServer } from "./processes.ts";
 import { count, fixed } from "./report.ts";
 import type { StormConfig, StormResult } from "./storm_load.ts";
 
@@ -135,6 +135,25 @@ async function stormEnv(
   return { env, redis };
 }
 
+/**
+ * Drops every client: the memory engine's server closes its sockets on a
+ * signal (its history stays); the others' process is restarted with
+ * `restart` on the same port, which takes `downMs`.
+ */
+async function dropEveryone(
+  server: ServerProcess,
+  restart: ((port: number) => Promise<ServerProcess>) | undefined,
+): Promise<{ server: ServerProcess; downMs: number }> {
+  if (restart === undefined) {
+    Deno.kill(server.pid, "SIGUSR1");
+    return { server, downMs: 0 };
+  }
+  const down = performance.now();
+  await server.stop({ graceful: true });
+  const again = await restart(server.port);
+  return { server: again, downMs: performance.now() - down };
+}
+
 /** Runs one storm: connect, publish, drop everyone, wait until all are back and settled. */
 export async function measureStorm(options: StormOptions): Promise<StormMeasurement> {
   const dir = await Deno.makeTempDir({ prefix: "chat_storm_" });
@@ -159,25 +178,15 @@ export async function measureStorm(options: StormOptions): Promise<StormMeasurem
     const { connectMs } = await load.ready;
     await load.send("run");
     await sleep(options.beforeMs);
-    let downMs = 0;
     const loadCpu = await cpuSeconds(load.pid);
-    let serverCpu = await server.cpuSeconds();
-    if (options.engine === "memory") {
-      Deno.kill(server.pid, "SIGUSR1");
-    } else {
-      const down = performance.now();
-      await server.stop({ graceful: true });
-      server = await startServer({
-        kind: "ours",
-        env,
-        cpus,
-        script,
-        cpuProfDir,
-        port: server.port,
-      });
-      downMs = performance.now() - down;
-      serverCpu = 0;
-    }
+    const cpuBefore = await server.cpuSeconds();
+    const restart = (port: number) =>
+      startServer({ kind: "ours", env, cpus, script, cpuProfDir, port });
+    const dropped = await dropEveryone(server, options.engine === "memory" ? undefined : restart);
+    // A restarted server is a new process, its CPU counted from 0.
+    const serverCpu = dropped.server === server ? cpuBefore : 0;
+    server = dropped.server;
+    const { downMs } = dropped;
     await load.send("pause");
     const reported = load.nextResult();
     const loadCpuS = await sampleUntil(() => cpuSeconds(load.pid), reported) - loadCpu;
