@@ -32,8 +32,8 @@ import {
 } from "./protocol.ts";
 import type { Publisher } from "./publisher.ts";
 import { takeToken } from "./rate_limit.ts";
-import type { Registry } from "./registry.ts";
-import { leftFrame, usersText } from "./notices.ts";
+import type { Registry, UsersPage } from "./registry.ts";
+import { leftFrame, MAX_LISTED_USERS, usersText } from "./notices.ts";
 import { memberRoom } from "./command_rooms.ts";
 import { PRIVATE_COMMANDS } from "./private_commands.ts";
 import type { ReadPositions } from "./read_positions.ts";
@@ -375,19 +375,22 @@ const users: Handler<"users"> = (c, client, msg) => {
   if (room === undefined) return;
   const offset = msg.offset ?? 0;
   const limit = c.parts.roomPresenceLimit;
-  const send = (all: string[]) =>
+  const send = (page: UsersPage) =>
     c.parts.outbox.send(client, {
       type: "users",
       room,
-      users: all.slice(offset, offset + limit),
-      connected_count: all.length,
+      users: page.users.slice(offset, offset + limit),
+      connected_count: page.count,
       offset,
-      more: offset + limit < all.length,
+      more: offset + limit < page.count,
       sender: SYSTEM_SENDER,
-      message: usersText(room, all),
+      message: usersText(room, page),
     });
-  if (c.parts.presence === undefined) return send(c.parts.registry.users(room));
-  c.parts.registry.allUsers(room).then(send);
+  if (c.parts.presence === undefined) {
+    // The names up to the page asked for, not a big room's every member.
+    return send(c.parts.registry.usersPage(room, Math.max(offset + limit, MAX_LISTED_USERS)));
+  }
+  c.parts.registry.allUsers(room).then((all) => send({ users: all, count: all.length }));
 };
 
 /** Every command a client may send, by its `type`. */

@@ -78,10 +78,18 @@ export function presenceText(event: "join" | "leave", users: readonly string[]):
   return `${who} ${verb} the room`;
 }
 
-/** A `users` frame's sentence: up to {@linkcode MAX_LISTED_USERS} names, the rest counted. */
-export function usersText(room: string, users: readonly string[]): string {
-  if (users.length === 0) return `Nobody is online in ${room}.`;
-  const listed = users.slice(0, MAX_LISTED_USERS).join(", ");
-  const rest = users.length - MAX_LISTED_USERS;
-  return `Online in ${room} (${users.length}): ${listed}${rest > 0 ? ` and ${rest} more` : ""}.`;
+/**
+ * A `users` frame's sentence: up to {@linkcode MAX_LISTED_USERS} names, the
+ * rest counted. `users` lists the room's first users (at least that many,
+ * when it has them) or all; `count` is how many it has.
+ */
+export function usersText(
+  room: string,
+  users: { users: readonly string[]; count: number },
+): string {
+  const { count } = users;
+  if (count === 0) return `Nobody is online in ${room}.`;
+  const listed = users.users.slice(0, MAX_LISTED_USERS).join(", ");
+  const rest = count - MAX_LISTED_USERS;
+  return `Online in ${room} (${count}): ${listed}${rest > 0 ? ` and ${rest} more` : ""}.`;
 }

@@ -48,9 +48,12 @@ Deno.test("a room above ROOM_PRESENCE_LIMIT announces no joins or leaves and pag
         true,
         4,
       ]);
+      // The sentence names up to 20 whatever the page's size.
+      assert.equal(page1.message, "Online in big (4): u1, u2, u3, u4.");
       fourth.sendJson({ type: "users", offset: 3 });
       const page2 = await fourth.next("users");
       assert.deepEqual([page2.users, page2.offset, page2.more], [["u4"], 3, false]);
+      assert.equal(page2.message, page1.message);
       fourth.sendJson({ type: "users", offset: -1 });
       assert.equal((await fourth.next("error")).code, "bad_message");
     });
