@@ -212,6 +212,17 @@ export class Commands {
     return false;
   }
 
+  /**
+   * Takes `tokens` more of the client's rate limit for a frame that costs
+   * more than one; false, taking none, when the bucket holds fewer. The
+   * frame's own token was just taken, so the bucket is up to date.
+   */
+  charge(client: Client, tokens: number): boolean {
+    if (client.tokens < tokens) return false;
+    client.tokens -= tokens;
+    return true;
+  }
+
   /** Sends the client an `error` frame, with the cid of the frame being handled. */
   error(client: Client, code: ErrorCode, message: string): void {
     this.parts.outbox.sendError(client, { code, message, cid: this.#cid });
@@ -369,12 +380,24 @@ const leave: Handler<"leave"> = (c, client, msg) => {
   c.parts.outbox.send(client, leftFrame(room));
 };
 
-/** The online users of a room, a page of ROOM_PRESENCE_LIMIT names from `offset`. */
+/** Pages of `users` past the first that cost one more token of the rate limit. */
+export const PAGES_PER_TOKEN = 10;
+
+/**
+ * The online users of a room, a page of ROOM_PRESENCE_LIMIT names from
+ * `offset`. Finding a page walks the names before it: every
+ * {@linkcode PAGES_PER_TOKEN} pages down cost one more token.
+ */
 const users: Handler<"users"> = (c, client, msg) => {
   const room = memberRoom(c, client, msg.room);
   if (room === undefined) return;
   const offset = msg.offset ?? 0;
   const limit = c.parts.roomPresenceLimit;
+  const extra = Math.floor(offset / (PAGES_PER_TOKEN * limit));
+  if (extra > 0 && !c.charge(client, extra)) {
+    c.parts.metrics.rateLimited++;
+    return c.error(client, ErrorCode.RateLimited, `A page that far down costs more: ${offset}`);
+  }
   const send = (page: UsersPage) =>
     c.parts.outbox.send(client, {
       type: "users",

@@ -117,6 +117,8 @@ export interface ClientUsers {
   room?: string;
   /** The page of a big room's list to start at. Default 0. */
   offset?: number;
+  /** A client id the server echoes on an `error` that refuses the request. */
+  cid?: string;
 }
 
 /**

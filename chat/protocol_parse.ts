@@ -197,11 +197,14 @@ const PARSERS: Readonly<Record<ClientMessage["type"], (fields: Fields) => ParseR
     if (offset !== undefined && !(Number.isSafeInteger(offset) && (offset as number) >= 0)) {
       return fail(ErrorCode.BadMessage, "Field offset must be a non-negative integer");
     }
-    return ok({
-      type: "users",
-      ...(room === undefined ? {} : { room }),
-      ...(offset === undefined ? {} : { offset: offset as number }),
-    });
+    return withCid(
+      fields,
+      ok({
+        type: "users",
+        ...(room === undefined ? {} : { room }),
+        ...(offset === undefined ? {} : { offset: offset as number }),
+      }),
+    );
   },
 };
 

@@ -131,3 +131,22 @@ Deno.test("a room is big by its members on every process, not only on this one",
     "near1",
   ]);
 });
+
+Deno.test("a page far down a big room costs more of the rate limit", async () => {
+  // A page is found by walking the names before it: ten pages down cost one token more.
+  await using server = await startServer({
+    ROOM_PRESENCE_LIMIT: "1",
+    RATE_LIMIT_PER_S: "1",
+    RATE_LIMIT_BURST: "5",
+  });
+  await using client = await TestClient.connect(server.url("/ws/chat/u1?room=big"));
+  await client.next("welcome");
+  client.sendJson({ type: "users", offset: 1000, cid: "far" });
+  const refused = await client.next("error");
+  assert.deepEqual([refused.code, refused.cid], ["rate_limited", "far"]);
+  assert.match(String(refused.message), /far down costs more: 1000/);
+  // Refused, it took only the frame's own token: a page 30 down (3 more) still fits.
+  client.sendJson({ type: "users", offset: 30 });
+  const page = await client.next("users");
+  assert.deepEqual([page.offset, page.users, page.connected_count], [30, [], 1]);
+});
