@@ -421,7 +421,7 @@ var PARSERS = {
     if (offset !== void 0 && !(Number.isSafeInteger(offset) && offset >= 0)) {
       return fail(ErrorCode.BadMessage, "Field offset must be a non-negative integer");
     }
-    return ok({
+    return withCid(fields, ok({
       type: "users",
       ...room === void 0 ? {} : {
         room
@@ -429,7 +429,7 @@ var PARSERS = {
       ...offset === void 0 ? {} : {
         offset
       }
-    });
+    }));
   }
 };
 function parseObject(fields) {
