@@ -44,9 +44,11 @@ export class ReadState {
   /** Frames not sent yet (paced, or written while disconnected), by target. */
   #due = new Map<string, object>();
   #timer = new Map<string, unknown>();
-  #sentAt = new Map<string, number>();
-  /** The last frame sent per target, by its cid: the one a `rate_limited` may name. */
-  #sent = new Map<string, { cid: string; frame: object }>();
+  /**
+   * The last frame sent per target: when (for the pace), and its cid, the
+   * one a `rate_limited` may name ("" once taken).
+   */
+  #sent = new Map<string, { at: number; cid: string; frame: object }>();
   #seq = 0;
 
   /**
@@ -98,7 +100,7 @@ export class ReadState {
     const to = target.to === undefined ? {} : { to: target.to };
     this.#due.set(key, { type: "read", ...where, ...to, ...position });
     if (this.#timer.has(key)) return true;
-    const wait = (this.#sentAt.get(key) ?? -Infinity) + READ_INTERVAL_MS - this.#timers.now();
+    const wait = (this.#sent.get(key)?.at ?? -Infinity) + READ_INTERVAL_MS - this.#timers.now();
     if (wait <= 0) this.#send(key);
     else this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), wait));
     return true;
@@ -121,11 +123,9 @@ export class ReadState {
   rateLimited(cid: string): boolean {
     for (const [key, sent] of this.#sent) {
       if (sent.cid !== cid) continue;
-      this.#sent.delete(key);
+      sent.cid = "";
       if (!this.#due.has(key)) this.#due.set(key, sent.frame);
-      if (!this.#timer.has(key)) {
-        this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
-      }
+      if (!this.#timer.has(key)) this.#sendLater(key);
       return true;
     }
     return false;
@@ -144,12 +144,15 @@ export class ReadState {
     const cid = `read-${++this.#seq}`;
     if (!this.#write({ ...frame, cid })) {
       // Not connected, or the rate limit's tokens are spent on messages: again an interval later.
-      this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
-      return;
+      return this.#sendLater(key);
     }
     this.#due.delete(key);
-    this.#sent.set(key, { cid, frame });
-    this.#sentAt.set(key, this.#timers.now());
+    this.#sent.set(key, { at: this.#timers.now(), cid, frame });
+  }
+
+  /** Tries the target's frame again an interval from now. */
+  #sendLater(key: string): void {
+    this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
   }
 
   #set(map: Map<string, ReadPosition>, key: string, position: ReadPosition): boolean {

@@ -1375,8 +1375,10 @@ var ReadState = class {
   /** Frames not sent yet (paced, or written while disconnected), by target. */
   #due = /* @__PURE__ */ new Map();
   #timer = /* @__PURE__ */ new Map();
-  #sentAt = /* @__PURE__ */ new Map();
-  /** The last frame sent per target, by its cid: the one a `rate_limited` may name. */
+  /**
+   * The last frame sent per target: when (for the pace), and its cid, the
+   * one a `rate_limited` may name ("" once taken).
+   */
   #sent = /* @__PURE__ */ new Map();
   #seq = 0;
   /**
@@ -1442,7 +1444,7 @@ var ReadState = class {
       ...position
     });
     if (this.#timer.has(key)) return true;
-    const wait = (this.#sentAt.get(key) ?? -Infinity) + READ_INTERVAL_MS - this.#timers.now();
+    const wait = (this.#sent.get(key)?.at ?? -Infinity) + READ_INTERVAL_MS - this.#timers.now();
     if (wait <= 0) this.#send(key);
     else this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), wait));
     return true;
@@ -1465,11 +1467,9 @@ var ReadState = class {
   rateLimited(cid) {
     for (const [key, sent] of this.#sent) {
       if (sent.cid !== cid) continue;
-      this.#sent.delete(key);
+      sent.cid = "";
       if (!this.#due.has(key)) this.#due.set(key, sent.frame);
-      if (!this.#timer.has(key)) {
-        this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
-      }
+      if (!this.#timer.has(key)) this.#sendLater(key);
       return true;
     }
     return false;
@@ -1488,15 +1488,18 @@ var ReadState = class {
       ...frame,
       cid
     })) {
-      this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
-      return;
+      return this.#sendLater(key);
     }
     this.#due.delete(key);
     this.#sent.set(key, {
+      at: this.#timers.now(),
       cid,
       frame
     });
-    this.#sentAt.set(key, this.#timers.now());
+  }
+  /** Tries the target's frame again an interval from now. */
+  #sendLater(key) {
+    this.#timer.set(key, this.#timers.setTimeout(() => this.#send(key), READ_INTERVAL_MS));
   }
   #set(map, key, position) {
     if (!forward(position, map.get(key))) return false;
