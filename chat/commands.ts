@@ -214,11 +214,15 @@ export class Commands {
 
   /**
    * Takes `tokens` more of the client's rate limit for a frame that costs
-   * more than one; false, taking none, when the bucket holds fewer. The
-   * frame's own token was just taken, so the bucket is up to date.
+   * more than one; false, taking none and counted as rate limited, when the
+   * bucket holds fewer. The frame's own token was just taken, so the bucket
+   * is up to date.
    */
   charge(client: Client, tokens: number): boolean {
-    if (client.tokens < tokens) return false;
+    if (client.tokens < tokens) {
+      this.parts.metrics.rateLimited++;
+      return false;
+    }
     client.tokens -= tokens;
     return true;
   }
@@ -358,7 +362,6 @@ function join(c: Commands, client: Client, msg: ClientJoin | ClientResume): void
         recovered: true,
         epoch,
         more: false,
-        limit: c.parts.roomPresenceLimit,
       }),
     );
   }
@@ -395,7 +398,6 @@ const users: Handler<"users"> = (c, client, msg) => {
   const limit = c.parts.roomPresenceLimit;
   const extra = Math.floor(offset / (PAGES_PER_TOKEN * limit));
   if (extra > 0 && !c.charge(client, extra)) {
-    c.parts.metrics.rateLimited++;
     return c.error(client, ErrorCode.RateLimited, `A page that far down costs more: ${offset}`);
   }
   const send = (page: UsersPage) =>

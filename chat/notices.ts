@@ -12,6 +12,9 @@ import { type LeftFrame, SYSTEM_SENDER } from "./protocol.ts";
 /** Names listed at most in a `users` frame's sentence; more are counted. */
 export const MAX_LISTED_USERS = 20;
 
+/** A room's users, all or the first of them, and how many it has. */
+type RoomUsers = { users: readonly string[]; count: number };
+
 /** `1 other` or `N others`; `nobody else` for none. */
 function others(count: number): string {
   if (count === 0) return "nobody else";
@@ -36,7 +39,7 @@ function othersIn(users: readonly string[], username: string, count: number): nu
 export function welcomeText(
   username: string,
   room: string,
-  users: { users: readonly string[]; count: number },
+  users: RoomUsers,
 ): string {
   const n = othersIn(users.users, username, users.count);
   return `Welcome, ${username}! You are in ${room} with ${others(n)}.`;
@@ -46,7 +49,7 @@ export function welcomeText(
 export function joinedText(
   username: string,
   room: string,
-  users: { users: readonly string[]; count: number },
+  users: RoomUsers,
 ): string {
   return `You are in ${room} with ${others(othersIn(users.users, username, users.count))}.`;
 }
@@ -85,7 +88,7 @@ export function presenceText(event: "join" | "leave", users: readonly string[]):
  */
 export function usersText(
   room: string,
-  users: { users: readonly string[]; count: number },
+  users: RoomUsers,
 ): string {
   const { count } = users;
   if (count === 0) return `Nobody is online in ${room}.`;

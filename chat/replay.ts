@@ -148,20 +148,20 @@ function spliceHistory(
 
 /**
  * A `joined` frame whose history is spliced in later (empty here), listing
- * the first `limit` of the room's `users` and counting them all.
+ * the page of the room's users it is given (at most ROOM_PRESENCE_LIMIT)
+ * and counting them all.
  */
 export function joinedFrame(
   f: Omit<JoinedFrame, "type" | "history" | "sender" | "message" | "users" | "user_count"> & {
     username: string;
     users: UsersPage;
-    limit: number;
   },
 ): JoinedFrame {
-  const { username, room, users, recovered, epoch, more, limit } = f;
+  const { username, room, users, recovered, epoch, more } = f;
   return {
     type: "joined",
     room,
-    users: users.users.length > limit ? users.users.slice(0, limit) : users.users,
+    users: users.users,
     user_count: users.count,
     history: [],
     recovered,
@@ -392,11 +392,12 @@ export class Replay {
     const { client, room, since } = p;
     p.started = true;
     const registry = this.#o.registry;
+    const limit = this.#o.roomPresenceLimit;
     let users: UsersPage;
-    if (everywhere === undefined) users = registry.usersPage(room, this.#o.roomPresenceLimit);
+    if (everywhere === undefined) users = registry.usersPage(room, limit);
     else {
       const all = registry.usersWith(room, everywhere);
-      users = { users: all, count: all.length };
+      users = { users: all.slice(0, limit), count: all.length };
     }
     const recovered = since === undefined ? true : since !== STALE_SINCE && p.complete;
     const epoch = this.#o.engine.epoch;
@@ -409,7 +410,6 @@ export class Replay {
         recovered,
         epoch,
         more,
-        limit: this.#o.roomPresenceLimit,
       });
     this.#o.outbox.sendText(client, spliceHistory(frame, texts));
     if (p.welcome) client.welcomed = true;
@@ -437,9 +437,7 @@ export class Replay {
       id: client.id,
       username: client.username,
       room: f.room,
-      users: f.users.users.length > w.roomPresenceLimit
-        ? f.users.users.slice(0, w.roomPresenceLimit)
-        : f.users.users,
+      users: f.users.users,
       user_count: f.users.count,
       heartbeat: client.heartbeat
         ? { interval_ms: w.heartbeatIntervalMs, timeout_ms: w.heartbeatTimeoutMs }
