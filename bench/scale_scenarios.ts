@@ -1,8 +1,9 @@
 /**
  * The scenarios of scale (issue 21): a reconnect storm (`storm-memory`,
  * `storm-kv`, `storm-redis`), joins into one big room (`bigroom`) and
- * 15,000 idle heartbeat connections (`idle15k`). Each renders a Markdown
- * section and the lines of its targets.
+ * 15,000 idle heartbeat connections (`idle15k`), and Redis's side of the
+ * redis engine on one Redis and on three shards (`shards`). Each renders a
+ * Markdown section and the lines of its targets.
  *
  * @module
  */
@@ -21,6 +22,7 @@ import {
   stormTable,
 } from "./storm.ts";
 import { measureSweep, type SweepResult } from "./sweep_bench.ts";
+import { measureShards, SHARD_BENCH, type ShardResult } from "./shard_bench.ts";
 
 /** How big the scale scenarios are. */
 export interface ScaleOptions {
@@ -42,6 +44,9 @@ export interface ScaleOptions {
   chatClients: number;
   chatRate: number;
   chatSeconds: number;
+  /** Shards: stored publishes per configuration, and users online for presence. */
+  shardMessages: number;
+  shardPresenceUsers: number;
 }
 
 /** The issue's numbers: the full run. */
@@ -58,6 +63,8 @@ export const FULL_SCALE: Readonly<ScaleOptions> = Object.freeze<ScaleOptions>({
   chatClients: 10,
   chatRate: 50,
   chatSeconds: 10,
+  shardMessages: SHARD_BENCH.messages,
+  shardPresenceUsers: SHARD_BENCH.presenceUsers,
 });
 
 /** A few seconds each: `--quick` and the smoke test. */
@@ -74,6 +81,8 @@ export const SMALL_SCALE: Readonly<ScaleOptions> = Object.freeze<ScaleOptions>({
   chatClients: 4,
   chatRate: 50,
   chatSeconds: 1,
+  shardMessages: 3000,
+  shardPresenceUsers: 2000,
 });
 
 /** The targets of issue 21. */
@@ -235,6 +244,48 @@ async function idleLarge(
   sections.push(section);
 }
 
+/** Redis CPU per stored message on one Redis and on three, and per presence entry. */
+async function shards(
+  options: SuiteOptions,
+  scale: ScaleOptions,
+  sections: Section[],
+): Promise<void> {
+  if (!wanted(options, "shards")) return;
+  const messages = scale.shardMessages;
+  options.log(`Redis shards: ${count(messages)} stored messages on 1 and 3 Redis servers`);
+  const result = await measureShards({
+    ...SHARD_BENCH,
+    messages,
+    presenceUsers: scale.shardPresenceUsers,
+    log: options.log,
+  });
+  sections.push({
+    id: "shards",
+    title: `Redis shards: ${count(messages)} stored messages of ${SHARD_BENCH.bytes} bytes ` +
+      `to ${SHARD_BENCH.channels} channels, ${SHARD_BENCH.inFlight} in flight, from one process`,
+    markdown: shardTable(result),
+    extra: result,
+  });
+}
+
+/** The shards section's table and lines. */
+function shardTable(result: ShardResult): string {
+  const us = fixed(1);
+  return [
+    "| Redis servers | processes subscribed | messages/s | Redis CPU per message | of it each shard |",
+    "| ---: | ---: | ---: | ---: | --- |",
+    ...result.rows.map((r) =>
+      `| ${r.shards} | ${r.subscribers} | ${count(r.messagesPerS)} | ${us(r.redisUs)} µs | ` +
+      `${r.shardUs.map((u) => `${us(u)} µs`).join(" / ")} |`
+    ),
+    "",
+    `Messages/s is this one publishing process's limit, not Redis's. A presence refresh: ` +
+    `${us(result.presenceUs)} µs of Redis CPU per entry (${count(result.presenceEntries)} ` +
+    `entries: users online and their rooms). Routing a call to its shard of three: ` +
+    `${fixed(2)(result.routeUs)} µs of the chat process.`,
+  ].join("\n");
+}
+
 /** The target lines of the scale sections that ran. */
 export function scaleTargets(sections: readonly Section[]): string[] {
   const lines: string[] = [];
@@ -264,4 +315,5 @@ export async function runScaleSuite(
   await bigRoom(options, scale, sections);
   await storms(options, scale, sections);
   await idleLarge(options, scale, sections);
+  await shards(options, scale, sections);
 }

@@ -236,7 +236,7 @@ Deno.test("the scale scenarios run at a tiny size and give their target lines", 
     retryUntil: 0,
     pin: false,
     // The big room's joiners are the churn test's above.
-    only: ["storm", "idle15k"],
+    only: ["storm", "idle15k", "shards"],
     log: () => {},
   }, {
     ...SMALL_SCALE,
@@ -247,10 +247,22 @@ Deno.test("the scale scenarios run at a tiny size and give their target lines", 
     idleConnections: 40,
     idleRooms: 2,
     chatSeconds: 0.5,
+    shardMessages: 300,
+    shardPresenceUsers: 300,
   }, sections);
-  assert.deepEqual(sections.map((s) => s.id), ["storm", "idle15k"]);
+  assert.deepEqual(sections.map((s) => s.id), ["storm", "idle15k", "shards"]);
   const lines = scaleTargets(sections);
   assert.equal(lines.length, 5, lines.join("\n"));
   assert.match(lines[0]!, /^- storm kv: all 20 back in \d+ ms .* lost 0, duplicated 0 ✓$/);
   for (const line of lines.slice(1)) assert.doesNotMatch(line, /NaN/, line);
+  // One row per configuration: 1 and 3 Redis servers, with 1 and 2 processes subscribed.
+  const shards = sections[2]!.markdown;
+  assert.deepEqual([...shards.matchAll(/^\| (\d) \| (\d) \| \d/gm)].map((m) => m[1]! + m[2]!), [
+    "11",
+    "12",
+    "31",
+    "32",
+  ]);
+  assert.match(shards, /presence refresh: \d+\.\d µs .* per entry \(900 entries/);
+  assert.doesNotMatch(shards, /NaN|Infinity/);
 });
