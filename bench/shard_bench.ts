@@ -62,6 +62,7 @@ export interface ShardRow {
 
 /** What {@linkcode measureShards} found. */
 export interface ShardResult {
+  /** Stored messages, one row per configuration. */
   rows: ShardRow[];
   /** Redis CPU per presence entry (a user online, or a membership) per refresh. */
   presenceUs: number;
