@@ -15,9 +15,8 @@
 
 import type { BacklogItem, Client } from "./client.ts";
 import type { Clock, Scheduler, TimerHandle } from "./clock.ts";
-import { conversationChannel, type Engine, type HistoryPage } from "./engines/engine.ts";
+import { conversationChannel, type Engine } from "./engines/engine.ts";
 import type { Logger } from "./logger.ts";
-import { utf8Length } from "./bytes.ts";
 import type { Outbox } from "./outbox.ts";
 import type { PresenceCache } from "./presence_cache.ts";
 import { historyText, joinedText, welcomeText } from "./notices.ts";
@@ -28,8 +27,9 @@ import {
   SYSTEM_SENDER,
   type WelcomeFrame,
 } from "./protocol.ts";
-import { type Publisher, stampedTexts, stampId } from "./publisher.ts";
+import { type Publisher, stampedTexts } from "./publisher.ts";
 import type { Registry, UsersPage } from "./registry.ts";
+import { type Stamped, stamped, TailCache } from "./tail_cache.ts";
 
 /** Replay's defaults, as {@linkcode ConnectionManagerOptions} names them. */
 export const DEFAULT_REPLAY: Readonly<{ historyOnJoin: number; replayMaxBytes: number }> = Object
@@ -96,13 +96,6 @@ const STALE_SINCE = -1;
 const DRAIN_POLL_MS = 25;
 /** Publications read by a recovery's first page; later pages follow their average size. */
 const FIRST_READ = 64;
-
-/** One stored frame, stamped, with its UTF-8 size. */
-interface Stamped {
-  id: number;
-  text: string;
-  bytes: number;
-}
 
 /** A replay in progress: one client, one room. */
 interface Pager {
@@ -177,6 +170,8 @@ export class Replay {
   #o: ReplayOptions;
   /** The rooms' users on every process, read once for a burst of welcomes. */
   #presence: PresenceCache | undefined;
+  /** The rooms' recent tails, stamped once for a burst of first visits. */
+  #tails: TailCache;
   /** Replays waiting for a socket to drain, with their timers. */
   #waiting = new Map<Pager, TimerHandle>();
   /** Publications read at most at once: a page's worth of 1 KB frames. */
@@ -186,7 +181,14 @@ export class Replay {
   constructor(options: ReplayOptions) {
     this.#o = options;
     this.#presence = options.presence;
+    const { engine, clock, historyOnJoin: limit } = options;
+    this.#tails = new TailCache({ engine, clock, limit });
     this.#maxRead = Math.max(16, Math.floor(options.replayMaxBytes / 1024));
+  }
+
+  /** A stored publication of `channel` reached this process: a first visit reads the room anew. */
+  stored(channel: string): void {
+    this.#tails.stored(channel);
   }
 
   /** The engine's epoch, which every `since` is relative to. */
@@ -238,8 +240,8 @@ export class Replay {
     // A first visit or a stale `since` gets the recent tail, read whole: it is HISTORY_ON_JOIN long.
     const first = recovery
       ? this.#read(pager)
-      : this.#o.engine.history(room, { limit: this.#o.historyOnJoin }).then(
-        (page) => this.#take(pager, page),
+      : this.#tails.tail(room, this.#o.registry.rooms.get(room)).then(
+        (tail) => this.#add(pager, tail),
         (error) => this.#failed(pager, error),
       );
     first.then(() => this.#run(pager));
@@ -267,21 +269,19 @@ export class Replay {
     const query = { after: p.readAfter, limit };
     return this.#o.engine.history(p.room, query).then((page) => {
       if (p.readCount === 0) p.complete = page.complete;
-      this.#take(p, page);
+      this.#add(p, page.publications.map(({ offset, payload }) => stamped(offset, payload)));
       p.readLeft -= page.publications.length;
       if (page.publications.length < limit || p.readLeft <= 0) p.exhausted = true;
     }, (error) => this.#failed(p, error));
   }
 
-  /** Adds a page's publications to the buffer, stamped once each. */
-  #take(p: Pager, page: HistoryPage): void {
-    for (const { offset, payload } of page.publications) {
-      const text = stampId(offset, payload);
-      const bytes = utf8Length(text);
-      p.buffer.push({ id: offset, text, bytes });
-      p.readBytes += bytes;
+  /** Adds stamped publications, oldest first, to the buffer. */
+  #add(p: Pager, read: readonly Stamped[]): void {
+    for (const s of read) {
+      p.buffer.push(s);
+      p.readBytes += s.bytes;
       p.readCount++;
-      p.readAfter = offset;
+      p.readAfter = s.id;
     }
   }
 
