@@ -235,11 +235,13 @@ export class ConnectionManager implements AsyncDisposable {
     });
     this.#commands = new Commands({ ...s, ...common, publisher, clock, leave, drop });
     this.#fanout = new Fanout(registry, outbox, metrics);
-    this.#started = engine.start((channel, payload, offset) => {
-      // A stored publication ends the room's cached tail before any joiner can be sent it.
-      if (offset !== undefined) replay.stored(channel);
-      this.#fanout.deliver(channel, payload, offset);
-    });
+    this.#started = engine.start((c, p, o) => this.#deliver(c, p, o));
+  }
+
+  /** The engine's delivery: a stored one ends the room's cached tail before a joiner is sent it. */
+  #deliver(channel: string, payload: string, offset?: number): void {
+    if (offset !== undefined) this.#replay.stored(channel);
+    this.#fanout.deliver(channel, payload, offset);
   }
 
   /** Resolves once the engine is ready. */
