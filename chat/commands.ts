@@ -80,6 +80,8 @@ export interface CommandsOptions {
   roomsPerIpPerMin: number;
   /** The engine's presence; undefined when it serves one process. */
   presence: Presence | undefined;
+  /** A room's users on every process, its list read from the store at most twice a second. */
+  allUsers: (room: string) => Promise<string[]>;
   /** The manager's clock. */
   clock: Clock;
   /** Where events are logged. */
@@ -415,7 +417,7 @@ const users: Handler<"users"> = (c, client, msg) => {
     // The names up to the page asked for, not a big room's every member.
     return send(c.parts.registry.usersPage(room, Math.max(offset + limit, MAX_LISTED_USERS)));
   }
-  c.parts.registry.allUsers(room).then((all) => send({ users: all, count: all.length }));
+  c.parts.allUsers(room).then((all) => send({ users: all, count: all.length }));
 };
 
 /** Every command a client may send, by its `type`. */

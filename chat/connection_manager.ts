@@ -62,6 +62,9 @@ export type { ChatSocket, Connection, ConnectionInfo, ConnectOptions } from "./c
 export type { BanOptions, KickOptions } from "./moderation.ts";
 export type { RoomInfo } from "./registry.ts";
 
+/** How every system notice's JSON begins: the publisher serialises `type` first. */
+const SYSTEM_FRAME_HEAD = '{"type":"system"';
+
 /** The defaults of {@linkcode ConnectionManagerOptions}: each part's own, gathered. */
 export const DEFAULT_CONNECTION_MANAGER: Readonly<{
   heartbeatIntervalMs: number;
@@ -167,6 +170,8 @@ export class ConnectionManager implements AsyncDisposable {
   #moderation: Moderation;
   #admission: Admission;
   #replay: Replay;
+  /** The rooms' users on every process, read once for a burst; undefined on one process. */
+  #everywhere: PresenceCache | undefined;
   #replayMaxBytes: number;
   #commands: Commands;
   #fanout: Fanout;
@@ -201,8 +206,8 @@ export class ConnectionManager implements AsyncDisposable {
       dropSlow: (c) => this.#drop(c, CloseCode.SlowConsumer, CloseReason.SlowConsumer),
     });
     const parts = { engine, registry, outbox, clock, log, metrics };
-    // One read of a room's users on every process serves a burst of welcomes and the notices' limit.
-    const everywhere = presence === undefined ? undefined : new PresenceCache({ presence, clock });
+    // One read of a room's users on every process: a burst of welcomes, `users`, notices' limit.
+    const everywhere = this.#everywhere = presence && new PresenceCache({ presence, clock });
     const publisher = this.#publisher = new Publisher({
       ...parts,
       scheduler,
@@ -233,14 +238,22 @@ export class ConnectionManager implements AsyncDisposable {
       receive: (c, data: RawFrame) => this.#commands.receive(c, data),
       disposed: () => this.#disposed,
     });
-    this.#commands = new Commands({ ...s, ...common, publisher, clock, leave, drop });
+    const allUsers = (room: string) => this.allUsers(room);
+    this.#commands = new Commands({ ...s, ...common, publisher, clock, leave, drop, allUsers });
     this.#fanout = new Fanout(registry, outbox, metrics);
     this.#started = engine.start((c, p, o) => this.#deliver(c, p, o));
   }
 
-  /** The engine's delivery: a stored one ends the room's cached tail before a joiner is sent it. */
+  /**
+   * The engine's delivery: a stored one ends the room's cached tail before a
+   * joiner is sent it; a system notice (a join, leave or rename on any
+   * process) has the room's users read afresh for the next who asks.
+   */
   #deliver(channel: string, payload: string, offset?: number): void {
     if (offset !== undefined) this.#replay.stored(channel);
+    if (this.#everywhere !== undefined && payload.startsWith(SYSTEM_FRAME_HEAD)) {
+      this.#everywhere.forget(channel);
+    }
     this.#fanout.deliver(channel, payload, offset);
   }
 
@@ -333,11 +346,16 @@ export class ConnectionManager implements AsyncDisposable {
 
   /**
    * Unique users of a room on every process sharing the engine: the local
-   * ones in order of arrival, then the others. Local only when the engine
-   * has no presence or its store is unavailable.
+   * ones in order of arrival, then the others, as read from the store at
+   * most `PRESENCE_CACHE_MS` ago. Local only when the engine has no
+   * presence or its store is unavailable.
    */
   allUsers(room: string): Promise<string[]> {
-    return this.#registry.allUsers(room);
+    const registry = this.#registry;
+    if (this.#everywhere === undefined) return Promise.resolve(registry.users(room));
+    return this.#everywhere.users(room).then((everywhere) =>
+      everywhere === undefined ? registry.users(room) : registry.usersWith(room, everywhere)
+    );
   }
 
   /** Every room with local members. */

@@ -11,9 +11,10 @@ import type { Clock } from "./clock.ts";
 import type { Presence } from "./engines/engine.ts";
 
 /**
- * How long a room's list is reused, in ms: a join on another process within
- * it is missing from a welcome's list (its notice, live, still comes to
- * those already in the room).
+ * How long a room's list is reused at most, in ms: a join on another process
+ * within it is missing from a welcome's list (its notice, live, still comes to
+ * those already in the room). A notice that reaches this process ends it
+ * sooner ({@linkcode PresenceCache.forget}).
  */
 export const PRESENCE_CACHE_MS = 500;
 
@@ -54,6 +55,15 @@ export class PresenceCache {
       if (list !== undefined) entry.count = list.length;
     });
     return users;
+  }
+
+  /**
+   * Someone joined, left or was renamed in the room (its notice reached this
+   * process): the next to ask reads the list afresh. The last count stays.
+   */
+  forget(room: string): void {
+    const kept = this.#rooms.get(room);
+    if (kept !== undefined) kept.at = -Infinity;
   }
 
   /** How many users the room had on every process when last read, however long ago. */

@@ -225,19 +225,6 @@ export class Registry {
     return local.concat(everywhere.filter((name) => !seen.has(nameKey(name))));
   }
 
-  /**
-   * Unique users of a room on every process sharing the engine: the local
-   * ones in order of arrival, then the others. Local only when the engine
-   * has no presence or its store is unavailable.
-   */
-  allUsers(room: string): Promise<string[]> {
-    if (this.#presence === undefined) return Promise.resolve(this.users(room));
-    return this.#presence.users(room).then(
-      (everywhere) => this.usersWith(room, everywhere),
-      () => this.users(room),
-    );
-  }
-
   /** Every room with local members. */
   roomInfos(): RoomInfo[] {
     return [...this.rooms.keys()].map((room) => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ConnectionManager } from "../chat/connection_manager.ts";
 import type { Presence } from "../chat/engines/engine.ts";
 import { MemoryEngine } from "../chat/engines/memory.ts";
+import { PRESENCE_CACHE_MS } from "../chat/presence_cache.ts";
 import { ChatClient } from "../client/mod.ts";
 import { startServer } from "./helpers/app_server.ts";
 import { eventually } from "./helpers/eventually.ts";
@@ -100,12 +101,17 @@ Deno.test("ChatClient counts a big room's users and reads its list in pages", as
 /** A memory engine whose presence says a room has `elsewhere` members on other processes. */
 class CrowdedEngine extends MemoryEngine {
   readonly elsewhere = Array.from({ length: 10 }, (_, i) => `far${i}`);
+  /** Reads of a room's users from the store. */
+  reads = 0;
   readonly presence: Presence = {
     join: () => {},
     leave: () => {},
     connect: () => {},
     disconnect: () => {},
-    users: () => Promise.resolve(this.elsewhere),
+    users: () => {
+      this.reads++;
+      return Promise.resolve(this.elsewhere);
+    },
     lookup: () => Promise.resolve(undefined),
   };
 }
@@ -130,6 +136,46 @@ Deno.test("a room is big by its members on every process, not only on this one",
   assert.deepEqual(first.framesOf("system").filter((f) => f.event === "join").map((f) => f.user), [
     "near1",
   ]);
+});
+
+Deno.test("users requests share a read of a room's list until PRESENCE_CACHE_MS or a notice", async () => {
+  // On kv and redis a read is the room's whole list, whatever the page: a client's ten
+  // requests a second must not each cost one.
+  const clock = new FakeClock();
+  const engine = new CrowdedEngine();
+  await using manager = new ConnectionManager({
+    clock,
+    scheduler: new FakeScheduler(clock),
+    engine,
+    roomPresenceLimit: 3,
+    presenceWindowMs: 0,
+  });
+  const socket = new FakeSocket();
+  const conn = manager.connect(socket, { username: "near1", room: "big" });
+  await settle();
+  // After the joiner's own notice, which has the list read again.
+  conn.receive(JSON.stringify({ type: "users" }));
+  await settle();
+  const before = engine.reads;
+  for (let i = 0; i < 5; i++) conn.receive(JSON.stringify({ type: "users", offset: 3 }));
+  await settle();
+  const pages = socket.framesOf("users").slice(1);
+  assert.equal(pages.length, 5);
+  // This process's member first, then the others: from the fourth name, three.
+  assert.deepEqual(pages[0]!.users, ["far2", "far3", "far4"]);
+  assert.equal(pages[0]!.connected_count, 11);
+  assert.equal(engine.reads - before, 0, "the first request's read serves them");
+  clock.time += PRESENCE_CACHE_MS;
+  conn.receive(JSON.stringify({ type: "users" }));
+  await settle();
+  assert.equal(engine.reads - before, 1);
+  // A notice from another process (a join there) has the list read afresh, at once.
+  engine.elsewhere.push("far10");
+  await engine.publish("big", JSON.stringify({ type: "system", event: "join", user: "far10" }));
+  conn.receive(JSON.stringify({ type: "users", offset: 9 }));
+  await settle();
+  assert.equal(engine.reads - before, 2);
+  assert.deepEqual(socket.framesOf("users").at(-1)!.users, ["far8", "far9", "far10"]);
 });
 
 Deno.test("a page far down a big room costs more of the rate limit", async () => {
