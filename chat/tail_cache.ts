@@ -120,6 +120,8 @@ export class TailCache {
     let bytes = 0;
     for (const s of read) bytes += s.bytes;
     if (this.#bytes + bytes > this.#o.maxBytes) this.#sweep(this.#o.clock.now());
+    // The sweep may have let this one go too: a read that took longer than the TTL.
+    if (this.#rooms.get(room) !== entry) return;
     if (this.#bytes + bytes > this.#o.maxBytes) {
       this.#rooms.delete(room);
       return;

@@ -120,3 +120,27 @@ Deno.test("a tail over the cache's byte budget is read for each joiner, not kept
     });
   }
 });
+
+Deno.test("a tail read that outlived the TTL leaves the byte budget as it was", async () => {
+  // A slow read, swept as expired when it came back, once counted bytes no tail held.
+  await using engine = new CountingEngine();
+  await engine.start(() => {});
+  const frame = JSON.stringify({ type: "message", message: "x".repeat(100) });
+  for (const room of ["a", "b", "c"]) await engine.publish(room, frame, { history: true });
+  const clock = new FakeClock();
+  const cache = new TailCache({ engine, clock, limit: 50, maxBytes: 150 });
+  const members = new Set();
+  await cache.tail("a", members);
+  let release = () => {};
+  const held = new Promise<void>((resolve) => release = resolve);
+  const read = engine.history.bind(engine);
+  engine.history = (channel, query) => held.then(() => read(channel, query));
+  const slow = cache.tail("b", members);
+  clock.time += TAIL_CACHE_MS;
+  release();
+  await slow;
+  engine.history = read;
+  const before = engine.tailReads;
+  for (let i = 0; i < 2; i++) await cache.tail("c", members);
+  assert.equal(engine.tailReads - before, 1, "room c's tail fits the budget and is kept");
+});
