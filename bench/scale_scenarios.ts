@@ -253,12 +253,21 @@ async function shards(
   if (!wanted(options, "shards")) return;
   const messages = scale.shardMessages;
   options.log(`Redis shards: ${count(messages)} stored messages on 1 and 3 Redis servers`);
-  const result = await measureShards({
-    ...SHARD_BENCH,
-    messages,
-    presenceUsers: scale.shardPresenceUsers,
-    log: options.log,
-  });
+  let result: ShardResult;
+  try {
+    result = await measureShards({
+      ...SHARD_BENCH,
+      messages,
+      presenceUsers: scale.shardPresenceUsers,
+      log: options.log,
+    });
+  } catch (error) {
+    // Like an engine's row: the rest of the run is still worth its report.
+    const reason = String(error).split("\n")[0]!;
+    options.log(`  shards: ${reason}`);
+    sections.push({ id: "shards", title: "Redis shards", markdown: `Failed: ${reason}` });
+    return;
+  }
   sections.push({
     id: "shards",
     title: `Redis shards: ${count(messages)} stored messages of ${SHARD_BENCH.bytes} bytes ` +

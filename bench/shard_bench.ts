@@ -139,7 +139,7 @@ async function measureMessages(
     const before = await Promise.all(shards.map((s) => cpuSeconds(s.pid)));
     const start = performance.now();
     await publishAll(engines[0]!, channels, options);
-    await done;
+    await deadline(done, DELIVERY_TIMEOUT_MS, () => `Deliveries missing: ${got} of ${everyone}`);
     const seconds = (performance.now() - start) / 1000;
     const after = await Promise.all(shards.map((s) => cpuSeconds(s.pid)));
     const shardUs = after.map((a, i) => (a - before[i]!) * 1e6 / options.messages);
@@ -152,6 +152,22 @@ async function measureMessages(
     };
   } finally {
     await Promise.all(engines.map((e) => e[Symbol.asyncDispose]()));
+  }
+}
+
+/** How long the last deliveries may take after the last publish is acknowledged. */
+const DELIVERY_TIMEOUT_MS = 30_000;
+
+/** Resolves with `promise`, or rejects with `message()` after `ms`: a lost delivery ends the run. */
+async function deadline(promise: Promise<void>, ms: number, message: () => string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), ms);
+  });
+  try {
+    await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
