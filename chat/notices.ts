@@ -8,12 +8,10 @@
  */
 
 import { type LeftFrame, SYSTEM_SENDER } from "./protocol.ts";
+import type { UsersPage } from "./registry.ts";
 
 /** Names listed at most in a `users` frame's sentence; more are counted. */
 export const MAX_LISTED_USERS = 20;
-
-/** A room's users, all or the first of them, and how many it has. */
-type RoomUsers = { users: readonly string[]; count: number };
 
 /** `1 other` or `N others`; `nobody else` for none. */
 function others(count: number): string {
@@ -22,10 +20,11 @@ function others(count: number): string {
 }
 
 /**
- * How many of a room's `count` users are someone other than `username`;
- * `users` lists them all, or the first of them in a room `username` is in.
+ * How many of a room's users are someone other than `username`: the page
+ * lists them all, or the first of them in a room `username` is in.
  */
-function othersIn(users: readonly string[], username: string, count: number): number {
+function othersIn(page: UsersPage, username: string): number {
+  const { users, count } = page;
   const listed = users.filter((user) => user !== username).length;
   if (count === users.length) return listed;
   // `username` is on the page, or among the rest.
@@ -34,24 +33,15 @@ function othersIn(users: readonly string[], username: string, count: number): nu
 
 /**
  * A `welcome`'s sentence: who you are, where, and with how many. `users`
- * may be the first page of the room's `count` users.
+ * may be the first page of the room's users.
  */
-export function welcomeText(
-  username: string,
-  room: string,
-  users: RoomUsers,
-): string {
-  const n = othersIn(users.users, username, users.count);
-  return `Welcome, ${username}! You are in ${room} with ${others(n)}.`;
+export function welcomeText(username: string, room: string, users: UsersPage): string {
+  return `Welcome, ${username}! You are in ${room} with ${others(othersIn(users, username))}.`;
 }
 
 /** A `joined` frame's sentence, for a join or a resume; `users` as in {@linkcode welcomeText}. */
-export function joinedText(
-  username: string,
-  room: string,
-  users: RoomUsers,
-): string {
-  return `You are in ${room} with ${others(othersIn(users.users, username, users.count))}.`;
+export function joinedText(username: string, room: string, users: UsersPage): string {
+  return `You are in ${room} with ${others(othersIn(users, username))}.`;
 }
 
 /** A `history` frame's sentence. */
@@ -86,10 +76,7 @@ export function presenceText(event: "join" | "leave", users: readonly string[]):
  * rest counted. `users` lists the room's first users (at least that many,
  * when it has them) or all; `count` is how many it has.
  */
-export function usersText(
-  room: string,
-  users: RoomUsers,
-): string {
+export function usersText(room: string, users: UsersPage): string {
   const { count } = users;
   if (count === 0) return `Nobody is online in ${room}.`;
   const listed = users.users.slice(0, MAX_LISTED_USERS).join(", ");
